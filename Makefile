@@ -1,0 +1,74 @@
+# understudy's build. `make test` is what CI runs (.ci/run); it installs what
+# it needs first, so a fresh Debian machine needs nothing but this repository.
+
+GO            ?= go
+CONSUL_PIN    := v1.20.6
+STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS       := -X main.version=$(VERSION)
+# Debian packages the tests and the dev cluster run for real.
+APT_PACKAGES  := postgresql-15 postgresql-client-15 iproute2 procps
+
+export PATH := $(CURDIR)/bin:$(PATH)
+
+.PHONY: all build deps apt consul staticcheck test test-short lint vet fmt bench-checkrunner clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/understudy ./cmd/understudy
+
+deps: apt consul staticcheck
+
+# Installs only what is missing, so a second run costs nothing.
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+		$$SUDO pkill -u postgres -x postgres 2>/dev/null || true; \
+	fi
+
+# The pinned Consul agent, built from packaging/consul (about 4 minutes cold);
+# skipped when bin/consul already is the pinned version.
+consul:
+	@if bin/consul version 2>/dev/null | grep -q "^Revision $(CONSUL_PIN)$$"; then \
+		echo "bin/consul is $(CONSUL_PIN)"; \
+	else \
+		echo "building consul $(CONSUL_PIN) into bin/consul (takes a few minutes)"; \
+		mkdir -p bin && cd packaging/consul && $(GO) build -trimpath \
+			-ldflags '-s -w -X github.com/hashicorp/consul/version.GitCommit=$(CONSUL_PIN)' \
+			-o ../../bin/consul . ; \
+	fi
+
+staticcheck:
+	@test -x bin/staticcheck || GOBIN=$(CURDIR)/bin $(GO) install $(STATICCHECK)
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+lint: vet staticcheck
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	bin/staticcheck ./...
+
+# Integration tests start real Consul and PostgreSQL; -short skips them.
+test: deps lint
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+# RSS and CPU of a check-runner at interval 1s against real Consul and
+# PostgreSQL; prints the figures the README reports.
+bench-checkrunner: deps
+	$(GO) test -run '^$$' -bench BenchmarkCheckRunner -benchtime 1x -count 1 -timeout 10m ./checkrunner/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,210 @@
+package checkrunner
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/replication/postgres"
+)
+
+// The health checks, by the names operators see in Consul and in logs.
+const (
+	CheckListening = "postgres-listening"
+	CheckQuery     = "postgres-query"
+	CheckRole      = "postgres-role"
+	CheckServices  = "services"
+	CheckConsul    = "consul"
+	CheckHeartbeat = "heartbeat"
+)
+
+// Checks lists every check in the order they are registered and reported.
+var Checks = []string{CheckListening, CheckQuery, CheckRole, CheckServices, CheckConsul, CheckHeartbeat}
+
+// ServiceID is the ID (and name) of the service the checks belong to.
+const ServiceID = "understudy"
+
+// CheckID is the Consul check ID of a check: unique on the agent, and
+// recognisable among other services' checks.
+func CheckID(name string) string { return ServiceID + ":" + name }
+
+// Result is a check's state and the words an operator reads in Consul.
+type Result struct {
+	Status string // consul.Passing, consul.Warning or consul.Critical
+	Output string
+}
+
+func pass(format string, a ...any) Result { return Result{consul.Passing, fmt.Sprintf(format, a...)} }
+func warn(format string, a ...any) Result { return Result{consul.Warning, fmt.Sprintf(format, a...)} }
+func fail(format string, a ...any) Result { return Result{consul.Critical, fmt.Sprintf(format, a...)} }
+
+// observation is everything one round looked at; the checks are pure
+// functions of it, so their verdicts are table-tested without processes.
+type observation struct {
+	self     string
+	pgAddr   string
+	dialErr  error
+	pingErr  error
+	state    postgres.State
+	stateErr error
+
+	agent    consul.AgentInfo
+	agentErr error
+	// leader is nil when no node holds the leader key; leaderErr is set when
+	// the key could not be read at all.
+	leader       *cluster.Leader
+	leaderErr    error
+	leaderMember *cluster.Member // the leader's member record, when known
+
+	services []serviceState
+	// servicesErr is set when the node's role could not be told, so which
+	// services should run is unknown.
+	servicesErr error
+}
+
+type serviceState struct {
+	name       string
+	activeOnly bool
+	running    bool
+	detail     string
+	err        error
+}
+
+// active reports whether this node holds the leader key.
+func (o *observation) active() bool { return o.leader != nil && o.leader.Node == o.self }
+
+func checkListening(o *observation) Result {
+	if o.dialErr != nil {
+		return fail("postgres is not accepting connections at %s: %v; is it running? see its log, or `understudy` will restart it", o.pgAddr, o.dialErr)
+	}
+	return pass("postgres accepts TCP connections at %s", o.pgAddr)
+}
+
+func checkQuery(o *observation) Result {
+	if o.pingErr != nil {
+		return fail("select 1 failed on postgres at %s: %v", o.pgAddr, o.pingErr)
+	}
+	return pass("select 1 answered by postgres %s at %s", o.state.ServerVersion, o.pgAddr)
+}
+
+func checkRole(o *observation) Result {
+	if o.pingErr != nil {
+		return fail("cannot ask postgres its role: %v", o.pingErr)
+	}
+	if o.stateErr != nil {
+		return fail("cannot ask postgres its role: %v", o.stateErr)
+	}
+	if o.leaderErr != nil {
+		return warn("cannot tell which node is active: %v", o.leaderErr)
+	}
+	if o.leader == nil {
+		return warn("no node holds the leader key (election in progress or no active node); postgres is %s", roleWord(o.state))
+	}
+	st := o.state
+	if o.active() {
+		if st.InRecovery {
+			return fail("this node holds the leader key but postgres is in recovery (a standby); it should be the primary")
+		}
+		return pass("primary on timeline %d at %v, as the active node should be", st.Timeline, st.WriteLSN)
+	}
+	if !st.InRecovery {
+		return fail("postgres is a primary (not in recovery) but %s is the active node; this node must be a standby of it", o.leader.Node)
+	}
+	r := st.Receiver
+	if r == nil {
+		return fail("standby is not receiving WAL (no WAL receiver); it should stream from the active node %s", o.leader.Node)
+	}
+	if r.Status != "streaming" {
+		return fail("standby's WAL receiver is %q, not streaming from the active node %s", r.Status, o.leader.Node)
+	}
+	lm := o.leaderMember
+	if lm == nil {
+		return warn("standby streams from %s but the active node %s has published no member record to compare with", net.JoinHostPort(r.SenderHost, strconv.Itoa(r.SenderPort)), o.leader.Node)
+	}
+	from := net.JoinHostPort(r.SenderHost, strconv.Itoa(r.SenderPort))
+	want := net.JoinHostPort(lm.Address, strconv.Itoa(lm.PostgresPort))
+	if r.SenderHost != lm.Address || r.SenderPort != lm.PostgresPort {
+		return fail("standby streams from %s, but the active node %s is at %s; it must follow the active node", from, o.leader.Node, want)
+	}
+	return pass("standby streaming from %s (%s) on timeline %d, replay %v, lag %s",
+		o.leader.Node, from, st.Timeline, st.ReplayLSN, lagWords(cluster.Lag(lm.WriteLSN, st.ReplayLSN)))
+}
+
+func roleWord(st postgres.State) string {
+	if st.InRecovery {
+		return "a standby"
+	}
+	return "a primary"
+}
+
+func lagWords(lag int64) string {
+	if lag < 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%d bytes", lag)
+}
+
+func checkServices(o *observation) Result {
+	if o.servicesErr != nil {
+		return warn("cannot tell which services should run here: %v", o.servicesErr)
+	}
+	if len(o.services) == 0 {
+		return pass("no services configured")
+	}
+	role := "standby"
+	if o.active() {
+		role = "active"
+	}
+	var down, errs, stray, up []string
+	for _, s := range o.services {
+		shouldRun := !s.activeOnly || o.active()
+		switch {
+		case s.err != nil:
+			errs = append(errs, fmt.Sprintf("%s (%v)", s.name, s.err))
+		case shouldRun && !s.running:
+			down = append(down, fmt.Sprintf("%s (%s)", s.name, s.detail))
+		case !shouldRun && s.running:
+			stray = append(stray, s.name)
+		case shouldRun:
+			up = append(up, s.name)
+		}
+	}
+	switch {
+	case len(errs) > 0:
+		return fail("cannot ask the state of: %s", strings.Join(errs, ", "))
+	case len(down) > 0:
+		return fail("not running on this %s node: %s", role, strings.Join(down, ", "))
+	case len(stray) > 0:
+		return warn("active-only services running on a standby: %s; they should run only on the active node", strings.Join(stray, ", "))
+	}
+	return pass("running as a %s node should: %s", role, strings.Join(up, ", "))
+}
+
+func checkConsul(o *observation) Result {
+	if o.agentErr != nil {
+		return fail("local consul agent: %v", o.agentErr)
+	}
+	if o.agent.Leader == "" {
+		return fail("consul cluster has no leader (no quorum of servers): cluster state cannot change until it has one")
+	}
+	return pass("consul agent %s (%s) healthy; raft leader %s", o.agent.NodeName, o.agent.Version, o.agent.Leader)
+}
+
+func checkHeartbeat(now time.Time) Result {
+	return pass("check-runner alive at %s", now.UTC().Format(time.RFC3339))
+}
+
+// evaluate turns one observation into the verdicts of the per-interval checks.
+func evaluate(o *observation) map[string]Result {
+	return map[string]Result{
+		CheckListening: checkListening(o),
+		CheckQuery:     checkQuery(o),
+		CheckRole:      checkRole(o),
+		CheckServices:  checkServices(o),
+		CheckConsul:    checkConsul(o),
+	}
+}

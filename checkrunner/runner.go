@@ -1,0 +1,355 @@
+package checkrunner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/services"
+	"github.com/understudy-ha/understudy/replication/postgres"
+)
+
+// Runner is the check-runner of one node.
+type Runner struct {
+	cfg     *config.Config
+	consul  *consul.Client
+	pg      *postgres.Client
+	svcs    *services.Manager
+	log     *slog.Logger
+	keys    cluster.Keys
+	version string
+
+	// state of the loop, touched only by Run's goroutine
+	registered    bool
+	retryAt       time.Time     // no registration attempt before this
+	backoff       time.Duration // grows while the agent is unreachable
+	lastHeartbeat time.Time
+	last          map[string]Result // last reported result of each check
+	consulDown    bool              // log the outage once, and its end
+}
+
+// New returns the check-runner of the node cfg describes. version is
+// understudy's own, published in the member record.
+func New(cfg *config.Config, cc *consul.Client, pg *postgres.Client, svcs *services.Manager, log *slog.Logger, version string) *Runner {
+	return &Runner{
+		cfg: cfg, consul: cc, pg: pg, svcs: svcs, version: version,
+		log:  log.With("component", "check-runner", "node", cfg.Node.Name),
+		keys: cluster.NewKeys(cfg.Cluster.KVPrefix, cfg.Cluster.Name),
+		last: map[string]Result{},
+	}
+}
+
+// ProbeTimeout bounds each probe of one round: three quarters of the
+// interval, so a round ends before the next tick, but at least 500 ms so a
+// short interval does not fail a healthy but busy PostgreSQL.
+func ProbeTimeout(interval time.Duration) time.Duration {
+	return max(interval*3/4, 500*time.Millisecond)
+}
+
+// TTL is the TTL of a check updated every every: every x ttl_multiplier, plus
+// a margin of one probe timeout and 250 ms for the agent round trip, so a
+// check whose probe takes its whole timeout still reports before it expires.
+func TTL(every time.Duration, multiplier int, interval time.Duration) time.Duration {
+	return every*time.Duration(multiplier) + ProbeTimeout(interval) + 250*time.Millisecond
+}
+
+// Run runs the checks every interval until ctx ends, then marks every check
+// critical ("shutting down") so that a failover starts now rather than after
+// the TTL, and returns nil.
+func (r *Runner) Run(ctx context.Context) error {
+	r.log.Info("starting", "interval", r.cfg.Checks.Interval, "heartbeat_interval", r.cfg.Checks.HeartbeatInterval,
+		"ttl", TTL(r.cfg.Checks.Interval, r.cfg.Checks.TTLMultiplier, r.cfg.Checks.Interval),
+		"fail_fast", r.cfg.Checks.FailFast, "consul", r.consul.Address(), "postgres", r.pg.Addr())
+	defer r.pg.Close()
+	defer r.shutdown(ctx)
+
+	watchdog, _ := daemon.SdWatchdogEnabled(false)
+	if watchdog > 0 && watchdog < 2*r.cfg.Checks.Interval {
+		r.log.Warn("systemd watchdog is shorter than two check intervals; raise WatchdogSec", "watchdog", watchdog)
+	}
+	t := time.NewTicker(r.cfg.Checks.Interval)
+	defer t.Stop()
+	for first := true; ; first = false {
+		summary := r.runOnce(ctx)
+		if first {
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+		}
+		_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog+"\nSTATUS="+summary)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// runOnce observes the node, reports every check and publishes the member
+// record. It returns a one-line summary for systemd's STATUS.
+func (r *Runner) runOnce(ctx context.Context) string {
+	now := time.Now()
+	o := r.observe(ctx)
+	results := evaluate(o)
+	reported := r.report(ctx, results, now, false)
+	if err := r.publish(ctx, o, now); err != nil && reported {
+		r.log.Warn("publish member record", "err", err)
+	}
+	return r.summary(o, results)
+}
+
+// observe runs the probes in parallel, each under its own timeout: a hung
+// PostgreSQL must not keep Consul's checks from being reported, nor the
+// other way round.
+func (r *Runner) observe(ctx context.Context) *observation {
+	timeout := ProbeTimeout(r.cfg.Checks.Interval)
+	o := &observation{self: r.cfg.Node.Name, pgAddr: r.pg.Addr()}
+	var wg sync.WaitGroup
+	probe := func(f func(ctx context.Context)) {
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			f(pctx)
+		})
+	}
+	probe(func(ctx context.Context) { o.dialErr = r.pg.Dial(ctx) })
+	probe(func(ctx context.Context) {
+		if o.pingErr = r.pg.Ping(ctx); o.pingErr == nil {
+			o.state, o.stateErr = r.pg.State(ctx)
+		}
+	})
+	probe(func(ctx context.Context) { r.observeConsul(ctx, o) })
+	wg.Wait()
+	// Which services should run depends on the leader key, so this probe
+	// follows the others.
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	r.observeServices(pctx, o)
+	return o
+}
+
+func (r *Runner) observeConsul(ctx context.Context, o *observation) {
+	o.agent, o.agentErr = r.consul.Agent(ctx)
+	var l cluster.Leader
+	_, found, err := r.consul.GetJSON(ctx, r.keys.Leader(), &l)
+	switch {
+	case err != nil:
+		o.leaderErr = err
+		return
+	case !found:
+		return
+	}
+	o.leader = &l
+	var m cluster.Member
+	if _, found, err := r.consul.GetJSON(ctx, r.keys.Member(l.Node), &m); err == nil && found {
+		o.leaderMember = &m
+	}
+}
+
+func (r *Runner) observeServices(ctx context.Context, o *observation) {
+	if len(r.cfg.Services) == 0 {
+		return
+	}
+	if o.leaderErr != nil {
+		o.servicesErr = o.leaderErr
+		return
+	}
+	for _, svc := range r.cfg.Services {
+		st, err := r.svcs.Status(ctx, svc)
+		o.services = append(o.services, serviceState{
+			name: svc.Name, activeOnly: svc.ActiveOnly, running: st.Running, detail: st.Detail, err: err,
+		})
+	}
+}
+
+// report sends every result to Consul, registering the service first when the
+// agent does not have it (at start, after an agent restart), and adds the
+// heartbeat when it is due. It returns false when the agent could not be
+// reached. retried marks the one second attempt after the agent turned out to
+// have lost the registration.
+func (r *Runner) report(ctx context.Context, results map[string]Result, now time.Time, retried bool) bool {
+	if !r.registered {
+		if now.Before(r.retryAt) {
+			return false
+		}
+		if err := r.register(ctx); err != nil {
+			r.consulUnreachable(err, now)
+			return false
+		}
+	}
+	heartbeat := now.Sub(r.lastHeartbeat) >= r.cfg.Checks.HeartbeatInterval
+	if heartbeat {
+		results[CheckHeartbeat] = checkHeartbeat(now)
+	}
+	for _, name := range Checks {
+		res, ok := results[name]
+		if !ok {
+			continue
+		}
+		r.logTransition(name, res)
+		if res.Status == consul.Critical && !r.cfg.Checks.FailFast {
+			// Without fail_fast a failing check is left to expire: one bad
+			// probe within the TTL does not fail the node.
+			continue
+		}
+		err := r.consul.UpdateTTL(ctx, CheckID(name), res.Status, res.Output)
+		if errors.Is(err, consul.ErrNotRegistered) && !retried {
+			r.log.Warn("consul agent lost the checks; registering again", "check", name)
+			r.registered = false
+			return r.report(ctx, results, now, true)
+		}
+		if err != nil {
+			r.registered = false
+			r.consulUnreachable(err, now)
+			return false
+		}
+	}
+	if r.consulDown {
+		r.log.Info("consul agent reachable again; checks reported", "consul", r.consul.Address())
+		r.consulDown = false
+	}
+	r.backoff = 0
+	if heartbeat {
+		r.lastHeartbeat = now
+	}
+	return true
+}
+
+// consulUnreachable logs the first failure of an outage and backs off the
+// next registration attempt, with jitter, up to five seconds: soon enough to
+// report within a TTL or two of the agent's return.
+func (r *Runner) consulUnreachable(err error, now time.Time) {
+	if !r.consulDown {
+		r.log.Warn("cannot report checks to the consul agent; retrying", "consul", r.consul.Address(), "err", err)
+		r.consulDown = true
+	}
+	r.backoff = min(max(2*r.backoff, 250*time.Millisecond), 5*time.Second)
+	r.retryAt = now.Add(r.backoff/2 + rand.N(r.backoff/2+1))
+}
+
+func (r *Runner) register(ctx context.Context) error {
+	c := r.cfg.Checks
+	svc := consul.Service{
+		ID: ServiceID, Name: ServiceID, Address: r.cfg.Node.Address, Port: r.cfg.Postgres.Port,
+		Tags: r.cfg.Node.Tags, Meta: map[string]string{"node": r.cfg.Node.Name, "cluster": r.cfg.Cluster.Name},
+	}
+	for _, name := range Checks {
+		every := c.Interval
+		if name == CheckHeartbeat {
+			every = c.HeartbeatInterval
+		}
+		svc.Checks = append(svc.Checks, consul.TTLCheck{
+			CheckID: CheckID(name), Name: name, TTL: TTL(every, c.TTLMultiplier, c.Interval),
+			Notes: "reported by understudy check-runner on " + r.cfg.Node.Name,
+		})
+	}
+	if err := r.consul.RegisterService(ctx, svc); err != nil {
+		return err
+	}
+	r.registered = true
+	// A fresh registration starts critical: report the heartbeat now.
+	r.lastHeartbeat = time.Time{}
+	r.log.Info("registered service and checks with consul", "service", ServiceID, "checks", len(svc.Checks))
+	return nil
+}
+
+func (r *Runner) logTransition(name string, res Result) {
+	prev, seen := r.last[name]
+	r.last[name] = res
+	if seen && prev.Status == res.Status {
+		return
+	}
+	if res.Status == consul.Passing {
+		r.log.Info("check passing", "check", name, "output", res.Output)
+		return
+	}
+	r.log.Warn("check "+res.Status, "check", name, "output", res.Output)
+}
+
+// shutdown marks every check critical with its own bounded context: ctx is
+// already cancelled when it runs.
+func (r *Runner) shutdown(ctx context.Context) {
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	var errs []error
+	for _, name := range Checks {
+		errs = append(errs, r.consul.UpdateTTL(sctx, CheckID(name), consul.Critical, "shutting down: understudy check-runner stopped"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		r.log.Warn("could not mark checks critical on shutdown; they expire after their TTL", "err", err)
+		return
+	}
+	r.log.Info("stopped; every check marked critical")
+}
+
+func (r *Runner) publish(ctx context.Context, o *observation, now time.Time) error {
+	m := cluster.Member{
+		Name: r.cfg.Node.Name, Address: r.cfg.Node.Address, APIURL: apiURL(r.cfg),
+		Role: cluster.RoleUnknown, Tags: r.cfg.Node.Tags, Priority: r.cfg.Node.Priority,
+		NoFailover: r.cfg.Node.NoFailover, PostgresPort: r.cfg.Postgres.Port, LagBytes: -1,
+		Versions:  cluster.Versions{Understudy: r.version, Postgres: o.state.ServerVersion, Consul: o.agent.Version},
+		Checks:    map[string]string{},
+		Heartbeat: now.UTC(),
+	}
+	for name, res := range r.last {
+		m.Checks[name] = res.Status
+	}
+	if o.pingErr == nil && o.stateErr == nil {
+		st := o.state
+		m.Timeline = st.Timeline
+		if st.InRecovery {
+			m.Role, m.ReceiveLSN, m.ReplayLSN = cluster.RoleStandby, st.ReceiveLSN, st.ReplayLSN
+			if st.Receiver != nil {
+				m.UpstreamHost, m.UpstreamPort = st.Receiver.SenderHost, st.Receiver.SenderPort
+			}
+			if o.leaderMember != nil && o.leader.Node != r.cfg.Node.Name {
+				m.LagBytes = cluster.Lag(o.leaderMember.WriteLSN, st.ReplayLSN)
+			}
+		} else {
+			m.Role, m.WriteLSN, m.LagBytes = cluster.RolePrimary, st.WriteLSN, 0
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, ProbeTimeout(r.cfg.Checks.Interval))
+	defer cancel()
+	return r.consul.PutJSON(pctx, r.keys.Member(r.cfg.Node.Name), m)
+}
+
+// apiURL is where peers reach this node's handler-runner: the listen address,
+// with the node's address when it listens on every interface.
+func apiURL(cfg *config.Config) string {
+	host, port, err := net.SplitHostPort(cfg.API.Listen)
+	if err != nil {
+		return ""
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = cfg.Node.Address
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+func (r *Runner) summary(o *observation, results map[string]Result) string {
+	var failing []string
+	for _, name := range Checks {
+		if res, ok := results[name]; ok && res.Status != consul.Passing {
+			failing = append(failing, name+" "+res.Status)
+		}
+	}
+	role := "standby"
+	if o.active() {
+		role = "active"
+	}
+	if len(failing) == 0 {
+		return fmt.Sprintf("%s; all checks passing", role)
+	}
+	return fmt.Sprintf("%s; %s", role, strings.Join(failing, ", "))
+}

@@ -1,0 +1,116 @@
+package cluster
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Role is what a node's PostgreSQL is doing, as the node itself sees it.
+type Role string
+
+const (
+	RolePrimary Role = "primary" // not in recovery: takes writes
+	RoleStandby Role = "standby" // in recovery: replays WAL from a primary
+	RoleUnknown Role = "unknown" // PostgreSQL could not be asked
+)
+
+// LSN is a PostgreSQL write-ahead log position, in bytes since the start of WAL.
+type LSN uint64
+
+// ParseLSN reads PostgreSQL's textual form "16/B374D848".
+func ParseLSN(s string) (LSN, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, fmt.Errorf("parse LSN %q: want the form X/Y in hex", s)
+	}
+	h, err := strconv.ParseUint(hi, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("parse LSN %q: %w", s, err)
+	}
+	l, err := strconv.ParseUint(lo, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("parse LSN %q: %w", s, err)
+	}
+	return LSN(h<<32 | l), nil
+}
+
+// String is PostgreSQL's textual form, so records and logs read like psql output.
+func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint64(l)&0xFFFFFFFF) }
+
+// MarshalText and UnmarshalText keep LSNs in PostgreSQL's form in JSON records.
+func (l LSN) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
+func (l *LSN) UnmarshalText(b []byte) error {
+	v, err := ParseLSN(string(b))
+	if err != nil {
+		return err
+	}
+	*l = v
+	return nil
+}
+
+// Member is the record a node's check-runner publishes at members/<node> every
+// interval. It is what the others know of the node without asking it; the
+// election asks peers again at the moment it decides, because this may be one
+// interval old.
+type Member struct {
+	Name    string   `json:"name"`
+	Address string   `json:"address"`
+	APIURL  string   `json:"api_url,omitempty"`
+	Role    Role     `json:"role"`
+	Tags    []string `json:"tags,omitempty"`
+	// Priority breaks ties between equally advanced standbys; higher wins.
+	Priority   int  `json:"priority"`
+	NoFailover bool `json:"nofailover,omitempty"`
+
+	PostgresPort int `json:"postgres_port"`
+	// Timeline is the current timeline of a primary or the timeline a standby
+	// receives; 0 when unknown.
+	Timeline uint32 `json:"timeline"`
+	// WriteLSN is the primary's current write position (0 on a standby).
+	WriteLSN LSN `json:"write_lsn"`
+	// ReceiveLSN and ReplayLSN are a standby's positions (0 on a primary).
+	ReceiveLSN LSN `json:"receive_lsn"`
+	ReplayLSN  LSN `json:"replay_lsn"`
+	// LagBytes is how far the standby's replay position trails the active's
+	// last published write position; -1 when it cannot be told.
+	LagBytes int64 `json:"lag_bytes"`
+	// UpstreamHost and UpstreamPort are where a standby streams from.
+	UpstreamHost string `json:"upstream_host,omitempty"`
+	UpstreamPort int    `json:"upstream_port,omitempty"`
+
+	Versions Versions `json:"versions"`
+	// SyncthingDeviceID is filled in once file replication exists.
+	SyncthingDeviceID string `json:"syncthing_device_id,omitempty"`
+	// Checks maps each health check to its last state ("passing", "warning",
+	// "critical"), for `nodes list` without a second query.
+	Checks    map[string]string `json:"checks,omitempty"`
+	Heartbeat time.Time         `json:"heartbeat"`
+}
+
+// Versions of the pieces a node runs; a mixed cluster is visible at a glance.
+type Versions struct {
+	Understudy string `json:"understudy"`
+	Postgres   string `json:"postgres,omitempty"`
+	Consul     string `json:"consul,omitempty"`
+}
+
+// Leader is the value of the leader key: who holds the lock and since when.
+type Leader struct {
+	Node  string    `json:"node"`
+	Since time.Time `json:"since"`
+}
+
+// Lag is how many bytes replay trails the primary's write position, or -1 when
+// either is unknown. A standby that is ahead of a stale primary record is 0.
+func Lag(primaryWrite, replay LSN) int64 {
+	if primaryWrite == 0 || replay == 0 {
+		return -1
+	}
+	if replay >= primaryWrite {
+		return 0
+	}
+	return int64(primaryWrite - replay)
+}

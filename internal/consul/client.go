@@ -1,0 +1,76 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/understudy-ha/understudy/internal/config"
+)
+
+// ErrNotRegistered is returned when the local agent does not know a check or
+// service, as after an agent restart that lost its state: callers register
+// again.
+var ErrNotRegistered = errors.New("not registered with the local Consul agent")
+
+// Client talks to the node's local Consul agent.
+type Client struct {
+	api  *api.Client
+	addr string
+}
+
+// New returns a client of the agent that cfg names. It does not connect: the
+// first call does, so a daemon can start while its agent is still coming up.
+func New(cfg config.Consul) (*Client, error) {
+	ac := api.DefaultNonPooledConfig()
+	ac.Address = cfg.Address
+	if cfg.Scheme != "" {
+		ac.Scheme = cfg.Scheme
+	}
+	ac.Token = cfg.Token
+	ac.TLSConfig = api.TLSConfig{CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}
+	c, err := api.NewClient(ac)
+	if err != nil {
+		return nil, fmt.Errorf("consul client for %s: %w", cfg.Address, err)
+	}
+	return &Client{api: c, addr: cfg.Address}, nil
+}
+
+// Address is the agent's address, for messages.
+func (c *Client) Address() string { return c.addr }
+
+// AgentInfo is what the local agent says of itself and of the cluster.
+type AgentInfo struct {
+	NodeName string
+	Version  string
+	// Leader is the address of the Raft leader; "" when the cluster has none.
+	Leader string
+}
+
+// Agent asks the local agent who it is and who leads the Consul cluster.
+func (c *Client) Agent(ctx context.Context) (AgentInfo, error) {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	// Agent().Self takes no context; the raw endpoint does, so a hung agent
+	// cannot hang the caller past its deadline.
+	var self struct {
+		Config struct{ NodeName, Version string }
+	}
+	if _, err := c.api.Raw().Query("/v1/agent/self", &self, q); err != nil {
+		return AgentInfo{}, fmt.Errorf("ask consul agent %s about itself: %w", c.addr, err)
+	}
+	info := AgentInfo{NodeName: self.Config.NodeName, Version: self.Config.Version}
+	leader, err := c.api.Status().LeaderWithQueryOptions(q)
+	if err != nil {
+		return info, fmt.Errorf("ask consul agent %s for the raft leader: %w", c.addr, err)
+	}
+	info.Leader = leader
+	return info, nil
+}
+
+func isNotFound(err error) bool {
+	var se api.StatusError
+	return errors.As(err, &se) && se.Code == http.StatusNotFound
+}

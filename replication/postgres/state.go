@@ -1,0 +1,204 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/config"
+)
+
+// Client asks one PostgreSQL server about itself. It keeps one connection
+// and opens a new one after any error, so a restarted server is picked up on
+// the next call without restarting the daemon.
+type Client struct {
+	cfg config.Postgres
+
+	mu   sync.Mutex
+	conn *pgx.Conn
+}
+
+// NewClient returns a client of the server cfg names. It does not connect.
+func NewClient(cfg config.Postgres) *Client { return &Client{cfg: cfg} }
+
+// Addr is host:port of the server, for messages.
+func (c *Client) Addr() string { return net.JoinHostPort(c.cfg.Host, strconv.Itoa(c.cfg.Port)) }
+
+// Dial opens a TCP connection and closes it: is anything listening?
+func (c *Client) Dial(ctx context.Context) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", c.Addr())
+	if err != nil {
+		return fmt.Errorf("connect to postgres at %s: %w", c.Addr(), err)
+	}
+	return conn.Close()
+}
+
+// Ping runs "select 1".
+func (c *Client) Ping(ctx context.Context) error {
+	return c.with(ctx, func(conn *pgx.Conn) error {
+		var one int
+		return conn.QueryRow(ctx, "select 1").Scan(&one)
+	})
+}
+
+// State is what a server says of its role and WAL positions.
+type State struct {
+	InRecovery    bool
+	ServerVersion string
+	// Timeline is the primary's current timeline, or the timeline a standby
+	// receives (0 when its WAL receiver is not running).
+	Timeline   uint32
+	WriteLSN   cluster.LSN // primary only
+	ReceiveLSN cluster.LSN // standby only
+	ReplayLSN  cluster.LSN // standby only
+	// Receiver is the standby's WAL receiver; nil when none is running.
+	Receiver *Receiver
+}
+
+// Receiver is a standby's row of pg_stat_wal_receiver.
+type Receiver struct {
+	Status     string // "streaming" when healthy
+	SenderHost string
+	SenderPort int
+}
+
+// stateQuery asks everything in one round trip. The primary's timeline comes
+// from the name of its current WAL file, as Patroni does: pg_control_checkpoint
+// lags behind a promotion until the next checkpoint. pg_walfile_name fails
+// during recovery, hence the CASE.
+const stateQuery = `
+select pg_is_in_recovery(),
+       current_setting('server_version'),
+       case when pg_is_in_recovery() then ''
+            else pg_current_wal_lsn()::text end,
+       case when pg_is_in_recovery() then 0
+            else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end,
+       coalesce(pg_last_wal_receive_lsn()::text, ''),
+       coalesce(pg_last_wal_replay_lsn()::text, '')`
+
+// receiverQuery needs a superuser or pg_read_all_stats: other roles see NULL
+// sender columns.
+const receiverQuery = `
+select status, coalesce(received_tli, 0), coalesce(sender_host, ''), coalesce(sender_port, 0)
+from pg_stat_wal_receiver`
+
+// State asks the server for its role and positions.
+func (c *Client) State(ctx context.Context) (State, error) {
+	var st State
+	err := c.with(ctx, func(conn *pgx.Conn) error {
+		var write, recv, replay string
+		var tli int32
+		if err := conn.QueryRow(ctx, stateQuery).Scan(&st.InRecovery, &st.ServerVersion, &write, &tli, &recv, &replay); err != nil {
+			return err
+		}
+		st.Timeline = uint32(tli)
+		var err error
+		if st.WriteLSN, err = parseOptionalLSN(write); err != nil {
+			return err
+		}
+		if st.ReceiveLSN, err = parseOptionalLSN(recv); err != nil {
+			return err
+		}
+		if st.ReplayLSN, err = parseOptionalLSN(replay); err != nil {
+			return err
+		}
+		if !st.InRecovery {
+			return nil
+		}
+		var r Receiver
+		var rtli int32
+		err = conn.QueryRow(ctx, receiverQuery).Scan(&r.Status, &rtli, &r.SenderHost, &r.SenderPort)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		st.Receiver = &r
+		st.Timeline = uint32(rtli)
+		return nil
+	})
+	if err != nil {
+		return State{}, fmt.Errorf("read state of postgres at %s: %w", c.Addr(), err)
+	}
+	return st, nil
+}
+
+func parseOptionalLSN(s string) (cluster.LSN, error) {
+	if s == "" {
+		return 0, nil
+	}
+	return cluster.ParseLSN(s)
+}
+
+// Close closes the connection, if one is open.
+func (c *Client) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.drop()
+}
+
+func (c *Client) drop() {
+	if c.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = c.conn.Close(ctx)
+		c.conn = nil
+	}
+}
+
+// with runs f on the client's connection, opening one if needed, and drops
+// the connection when f fails: after a server crash the old connection is
+// dead, and the next call must not trip over it again.
+func (c *Client) with(ctx context.Context, f func(*pgx.Conn) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil || c.conn.IsClosed() {
+		conn, err := c.connect(ctx)
+		if err != nil {
+			return err
+		}
+		c.conn = conn
+	}
+	if err := f(c.conn); err != nil {
+		c.drop()
+		return err
+	}
+	return nil
+}
+
+func (c *Client) connect(ctx context.Context) (*pgx.Conn, error) {
+	// Every field is named so that PG* variables in the daemon's environment
+	// cannot point the checks at another server.
+	dsn := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=prefer",
+		quoteDSN(c.cfg.Host), c.cfg.Port, quoteDSN(c.cfg.User), quoteDSN(c.cfg.Database))
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cc.ConnectTimeout = c.cfg.ConnectTimeout
+	cc.RuntimeParams["application_name"] = "understudy"
+	if c.cfg.PasswordFile != "" {
+		b, err := os.ReadFile(c.cfg.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("read postgres password: %w", err)
+		}
+		cc.Password = strings.TrimSpace(string(b))
+	}
+	return pgx.ConnectConfig(ctx, cc)
+}
+
+// quoteDSN quotes a value for a libpq key=value connection string.
+func quoteDSN(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
