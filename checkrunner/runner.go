@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"strings"
 	"sync"
 	"time"
@@ -100,6 +99,10 @@ func (r *Runner) runOnce(ctx context.Context) string {
 	now := time.Now()
 	o := r.observe(ctx)
 	results := evaluate(o)
+	if ctx.Err() != nil {
+		// Stopping: this round's probes were cut short; shutdown reports.
+		return ""
+	}
 	reported := r.report(ctx, results, now, false)
 	if err := r.publish(ctx, o, now); err != nil && reported {
 		r.log.Warn("publish member record", "err", err)
@@ -128,12 +131,12 @@ func (r *Runner) observe(ctx context.Context) *observation {
 		}
 	})
 	probe(func(ctx context.Context) { r.observeConsul(ctx, o) })
+	probe(func(ctx context.Context) { r.observeServices(ctx, o) })
 	wg.Wait()
-	// Which services should run depends on the leader key, so this probe
-	// follows the others.
-	pctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	r.observeServices(pctx, o)
+	if o.leaderErr != nil && len(o.services) > 0 {
+		// Which services should run depends on the leader key.
+		o.servicesErr = o.leaderErr
+	}
 	return o
 }
 
@@ -156,13 +159,6 @@ func (r *Runner) observeConsul(ctx context.Context, o *observation) {
 }
 
 func (r *Runner) observeServices(ctx context.Context, o *observation) {
-	if len(r.cfg.Services) == 0 {
-		return
-	}
-	if o.leaderErr != nil {
-		o.servicesErr = o.leaderErr
-		return
-	}
 	for _, svc := range r.cfg.Services {
 		st, err := r.svcs.Status(ctx, svc)
 		o.services = append(o.services, serviceState{
@@ -294,7 +290,7 @@ func (r *Runner) shutdown(ctx context.Context) {
 
 func (r *Runner) publish(ctx context.Context, o *observation, now time.Time) error {
 	m := cluster.Member{
-		Name: r.cfg.Node.Name, Address: r.cfg.Node.Address, APIURL: apiURL(r.cfg),
+		Name: r.cfg.Node.Name, Address: r.cfg.Node.Address, APIURL: r.cfg.APIURL(),
 		Role: cluster.RoleUnknown, Tags: r.cfg.Node.Tags, Priority: r.cfg.Node.Priority,
 		NoFailover: r.cfg.Node.NoFailover, PostgresPort: r.cfg.Postgres.Port, LagBytes: -1,
 		Versions:  cluster.Versions{Understudy: r.version, Postgres: o.state.ServerVersion, Consul: o.agent.Version},
@@ -322,19 +318,6 @@ func (r *Runner) publish(ctx context.Context, o *observation, now time.Time) err
 	pctx, cancel := context.WithTimeout(ctx, ProbeTimeout(r.cfg.Checks.Interval))
 	defer cancel()
 	return r.consul.PutJSON(pctx, r.keys.Member(r.cfg.Node.Name), m)
-}
-
-// apiURL is where peers reach this node's handler-runner: the listen address,
-// with the node's address when it listens on every interface.
-func apiURL(cfg *config.Config) string {
-	host, port, err := net.SplitHostPort(cfg.API.Listen)
-	if err != nil {
-		return ""
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = cfg.Node.Address
-	}
-	return "http://" + net.JoinHostPort(host, port)
 }
 
 func (r *Runner) summary(o *observation, results map[string]Result) string {

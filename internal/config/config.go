@@ -1,6 +1,24 @@
 package config
 
-import "time"
+import (
+	"net"
+	"path/filepath"
+	"time"
+)
+
+// DefaultPath is where the daemons and the CLI look for the file unless told
+// otherwise.
+const DefaultPath = "/etc/understudy/understudy.hcl"
+
+// Partition modes: what the minority side of a Consul partition does.
+const (
+	// PartitionActiveMinority: the minority recovers a Consul quorum of its
+	// own and keeps serving; its writes are at risk until the partition heals.
+	PartitionActiveMinority = "active-minority"
+	// PartitionFence: the minority stops taking writes until it is back in
+	// the majority.
+	PartitionFence = "fence"
+)
 
 // Config is one node's effective configuration: the HCL file after defaults
 // and validation. Durations are time.Duration, sizes are bytes.
@@ -15,70 +33,221 @@ type Config struct {
 	API      API
 	Services []Service
 	Files    []Files
+	// PromoteHooks run once, in order, each time the node becomes active.
+	PromoteHooks []Hook
+
+	// src remembers where each field was written, so that Validate can
+	// name the line of a value even after Load returned. nil for a Config
+	// built in code.
+	src *source
 }
 
+// Cluster is the `cluster` block: what every node of the cluster must agree
+// on. A node with a different name or prefix is in another cluster.
 type Cluster struct {
-	Name          string // required
+	// Name is required; lowercase letters, digits and '-'. It is part of
+	// every Consul key: <kv_prefix>/<name>/...
+	Name string // required
+	// KVPrefix is the Consul KV folder above the cluster ("a/b" allowed, no
+	// leading or trailing '/').
 	KVPrefix      string // default "understudy"
 	PartitionMode string // "active-minority" (default) or "fence"
 }
 
+// Node is the `node` block: this machine.
 type Node struct {
-	Name       string // required
-	Address    string // required: IP or host name peers use to reach this node
-	DataDir    string // default "/var/lib/understudy"
-	Priority   int    // default 100, >= 0
-	NoFailover bool   // default false
-	Tags       []string
+	// Name is required; lowercase letters, digits and '-', because it
+	// becomes a Consul key (members/<name>) and the tie-breaker of the
+	// election. It must be unique in the cluster.
+	Name string // required
+	// Address is required: peers reach this node's API and PostgreSQL there.
+	Address string // required: IP or host name peers use to reach this node
+	// DataDir holds understudy's own state and, unless postgres.data_dir says
+	// otherwise, the PostgreSQL data directory. Absolute.
+	DataDir string // default "/var/lib/understudy"
+	// Priority breaks ties between equally advanced standbys: higher wins.
+	// It never beats a standby that has received more WAL.
+	Priority int // default 100, >= 0
+	// NoFailover keeps the node a standby forever: it is never elected.
+	NoFailover bool // default false
+	// Tags are published in the member record and on the Consul service.
+	Tags []string
 }
 
+// Consul is the `consul` block: how to reach the local Consul agent.
 type Consul struct {
-	Address    string        // default "127.0.0.1:8500"
-	Scheme     string        // "http" (default) or "https"
-	Token      string        // ACL token, default ""
-	CAFile     string        // TLS material for the agent's HTTPS API; "" = none
-	CertFile   string
-	KeyFile    string
+	Address string // default "127.0.0.1:8500"
+	// Scheme "https" needs CAFile: understudy does not fall back to the
+	// system roots for a cluster-internal CA.
+	Scheme string // "http" (default) or "https"
+	Token  string // ACL token, default ""
+	// CAFile, CertFile and KeyFile are only used with scheme "https";
+	// CertFile and KeyFile go together (client certificate).
+	CAFile   string // TLS material for the agent's HTTPS API; "" = none
+	CertFile string
+	KeyFile  string
+	// SessionTTL bounds how long a partitioned active keeps the leader lock:
+	// between SessionTTL and 2 x SessionTTL.
 	SessionTTL time.Duration // default 10s, Consul accepts 10s..24h
-	LockDelay  time.Duration // default 1s, 0..60s
+	// LockDelay is how long Consul refuses the lock after it was freed, the
+	// window in which the old active fences itself.
+	LockDelay time.Duration // default 1s, 0..60s
 }
 
+// Postgres is the `postgres` block: the PostgreSQL instance understudy owns
+// on this node.
 type Postgres struct {
-	BinDir               string        // default "/usr/lib/postgresql/15/bin"
-	DataDir              string        // default "<node.data_dir>/postgres"
-	Host                 string        // where checks connect; default node.address
-	Port                 int           // default 5432, 1..65535
-	User                 string        // default "postgres"
-	Database             string        // default "postgres"
-	PasswordFile         string        // default "": no password
-	OSUser               string        // OS user that runs postgres, default "postgres"
-	Synchronous          bool          // default false
+	BinDir string // default "/usr/lib/postgresql/15/bin"
+	// DataDir, when not written, follows node.data_dir.
+	DataDir string // default "<node.data_dir>/postgres"
+	// Host, when not written, follows node.address.
+	Host         string // where checks connect; default node.address
+	Port         int    // default 5432, 1..65535; must differ from api.listen's port
+	User         string // default "postgres"
+	Database     string // default "postgres"
+	PasswordFile string // default "": no password
+	OSUser       string // OS user that runs postgres, default "postgres"
+	// Synchronous: only a member of the synchronous set may be elected, so
+	// no acknowledged write is lost.
+	Synchronous bool // default false
+	// MaximumLagOnFailover: a standby further behind than this is never
+	// elected. 0 means only a standby with everything the active sent.
 	MaximumLagOnFailover int64         // bytes; HCL takes "16MB", "1GB", "0"; default 16 MiB
-	ConnectTimeout       time.Duration // default 2s
+	ConnectTimeout       time.Duration // default 2s, > 0
 }
 
+// Checks is the `checks` block: how often the check-runner looks and how
+// Consul judges silence.
 type Checks struct {
-	Interval          time.Duration // default 1s, >= 100ms
+	// Interval is how often every check runs. The TTL of each Consul check
+	// is Interval x TTLMultiplier, at most 1h.
+	Interval time.Duration // default 1s, >= 100ms
+	// HeartbeatInterval is how often the member record is rewritten when
+	// nothing changed.
 	HeartbeatInterval time.Duration // default 15s, >= Interval
 	TTLMultiplier     int           // default 1, >= 1
-	FailFast          bool          // default true
+	// FailFast fails a check in Consul at once on an error instead of
+	// letting its TTL run out.
+	FailFast bool // default true
 }
 
+// API is the `api` block: the handler-runner's HTTP API (/status for
+// HAProxy, the CLI's calls).
 type API struct {
-	Listen        string // default ":8008"
+	Listen        string // default ":8008"; host:port, host may be empty
 	BasicAuthFile string // default ""
 }
 
+// Service is one `service "NAME"` block: a systemd unit, or three commands.
 type Service struct {
+	// Name is the block label: lowercase letters, digits and '-', unique.
 	Name        string   // the block label
 	SystemdUnit string   // either SystemdUnit or Start/Stop/Status, not both
 	Start       []string // argv
 	Stop        []string
 	Status      []string // exit 0 = running
-	ActiveOnly  bool
+	// ActiveOnly services run on the active node only; the others run on
+	// every node.
+	ActiveOnly bool
 }
 
+// Files is one `files "NAME"` block: a directory Syncthing mirrors from the
+// active node to the standbys.
 type Files struct {
+	// Name is the block label and the Syncthing folder ID: lowercase
+	// letters, digits and '-', unique.
 	Name string // the block label
-	Path string
+	Path string // absolute, unique
+}
+
+// DefaultHookTimeout bounds a promote hook that sets no timeout.
+const DefaultHookTimeout = 30 * time.Second
+
+// Hook is one `promote_hook "NAME"` block: a command the node runs once each
+// time it becomes active ("once-mode"), after its active-only services have
+// started. A hook that fails or times out is logged and recorded as an
+// event; the node stays active.
+type Hook struct {
+	Name    string        // the block label
+	Command []string      // argv, required
+	Timeout time.Duration // default 30s, 1s..1h
+}
+
+// Default returns every default. Postgres.DataDir follows the default
+// Node.DataDir and Postgres.Host is empty (Node.Address has no default):
+// code that changes Node fields of the result sets those two itself. Load
+// derives them after reading the file instead.
+func Default() *Config {
+	c := base()
+	c.deriveDefaults()
+	return c
+}
+
+// base is Default without the values that derive from other fields.
+func base() *Config {
+	return &Config{
+		Cluster: Cluster{KVPrefix: "understudy", PartitionMode: PartitionActiveMinority},
+		Node:    Node{DataDir: "/var/lib/understudy", Priority: 100},
+		Consul: Consul{
+			Address:    "127.0.0.1:8500",
+			Scheme:     "http",
+			SessionTTL: 10 * time.Second,
+			LockDelay:  time.Second,
+		},
+		Postgres: Postgres{
+			BinDir:               "/usr/lib/postgresql/15/bin",
+			Port:                 5432,
+			User:                 "postgres",
+			Database:             "postgres",
+			OSUser:               "postgres",
+			MaximumLagOnFailover: 16 << 20,
+			ConnectTimeout:       2 * time.Second,
+		},
+		Checks: Checks{
+			Interval:          time.Second,
+			HeartbeatInterval: 15 * time.Second,
+			TTLMultiplier:     1,
+			FailFast:          true,
+		},
+		API: API{Listen: ":8008"},
+	}
+}
+
+// deriveDefaults fills the fields whose default is another field, so that
+// `node { data_dir = "/srv/u" }` moves PostgreSQL along with it.
+func (c *Config) deriveDefaults() {
+	if c.Postgres.DataDir == "" && c.Node.DataDir != "" {
+		c.Postgres.DataDir = filepath.Join(c.Node.DataDir, "postgres")
+	}
+	if c.Postgres.Host == "" {
+		c.Postgres.Host = c.Node.Address
+	}
+}
+
+// CheckTTL is the TTL of each Consul check: Interval x TTLMultiplier.
+func (c Checks) CheckTTL() time.Duration {
+	return c.Interval * time.Duration(c.TTLMultiplier)
+}
+
+// Redacted returns a copy that is safe to print: the Consul ACL token is
+// replaced, everything else is kept.
+func (c *Config) Redacted() *Config {
+	r := *c
+	if r.Consul.Token != "" {
+		r.Consul.Token = "<redacted>"
+	}
+	return &r
+}
+
+// APIURL is where peers reach this node's handler-runner: the listen
+// address, with the node's address when it listens on every interface.
+func (c *Config) APIURL() string {
+	host, port, err := net.SplitHostPort(c.API.Listen)
+	if err != nil {
+		return ""
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = c.Node.Address
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/understudy-ha/understudy/checkrunner"
+	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/services"
+	"github.com/understudy-ha/understudy/replication/postgres"
+)
+
+func newCheckRunnerCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "check-runner",
+		Short: "Run the node's health checks and report them to Consul (daemon)",
+		Long: `check-runner runs every health check of the node each checks.interval and
+reports them as TTL checks of the "understudy" service on the local Consul
+agent, and publishes the node's member record. It runs until SIGTERM or
+SIGINT, then marks every check critical so that a failover starts at once.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, ctx, cancel, err := daemonSetup(path)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			cc, err := consul.New(cfg.Consul)
+			if err != nil {
+				return err
+			}
+			svcs := services.NewManager()
+			defer svcs.Close()
+			return checkrunner.New(cfg, cc, postgres.NewClient(cfg.Postgres), svcs, log, version).Run(ctx)
+		},
+	}
+	addConfigFlag(cmd, &path)
+	return cmd
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/logging"
+)
+
+const defaultConfigPath = "/etc/understudy/understudy.hcl"
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "understudy",
+		Short:         "Keep one node of a small cluster active and the others hot standbys",
+		SilenceUsage:  true,
+		SilenceErrors: false,
+	}
+	root.AddCommand(newVersionCmd(), newConfigCmd(), newCheckRunnerCmd(), newHandlerRunnerCmd())
+	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print understudy's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "understudy", version)
+		},
+	}
+}
+
+// addConfigFlag adds --config to a command that reads the node's file.
+func addConfigFlag(cmd *cobra.Command, path *string) {
+	cmd.Flags().StringVar(path, "config", defaultConfigPath, "the node's configuration file (HCL)")
+}
+
+// daemonSetup loads the configuration and returns a logger and a context
+// that ends on SIGTERM or SIGINT: the daemon returns when it ends.
+func daemonSetup(path string) (*config.Config, *slog.Logger, context.Context, context.CancelFunc, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	log := logging.New(os.Stderr, os.Getenv("UNDERSTUDY_LOG_LEVEL"))
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	return cfg, log, ctx, cancel, nil
+}

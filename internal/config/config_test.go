@@ -1,0 +1,414 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// minimal is the smallest valid file; bad inputs below are appended to it,
+// so their first line is line 6.
+const minimal = `cluster { name = "prod" }
+node {
+  name    = "mgr-1"
+  address = "10.0.0.5"
+}
+`
+
+// full is the example of DESIGN.md, written as valid HCL (one field per
+// line) and with the "..." filled in.
+const full = `cluster {
+  name           = "prod"
+  kv_prefix      = "understudy"
+  partition_mode = "active-minority"
+}
+node {
+  name     = "mgr-1"
+  address  = "10.0.0.5"
+  data_dir = "/var/lib/understudy"
+  priority = 100
+  tags     = ["rack-1"]
+}
+consul {
+  address     = "127.0.0.1:8500"
+  session_ttl = "10s"
+  lock_delay  = "1s"
+}
+postgres {
+  bin_dir                 = "/usr/lib/postgresql/15/bin"
+  data_dir                = "/srv/pg"
+  port                    = 5432
+  synchronous             = false
+  maximum_lag_on_failover = "16MB"
+}
+checks {
+  interval           = "1s"
+  heartbeat_interval = "15s"
+  ttl_multiplier     = 1
+  fail_fast          = true
+}
+api {
+  listen          = ":8008"
+  basic_auth_file = "/etc/understudy/api-users"
+}
+service "rabbitmq" {
+  systemd_unit = "rabbitmq-server.service"
+  active_only  = true
+}
+service "mgmtworker" {
+  start       = ["/opt/mgmtworker/bin/ctl", "start"]
+  stop        = ["/opt/mgmtworker/bin/ctl", "stop"]
+  status      = ["/opt/mgmtworker/bin/ctl", "status"]
+  active_only = true
+}
+service "restservice" { systemd_unit = "restservice.service" } # every node
+files "resources" { path = "/opt/manager/resources" }
+`
+
+// badInputs are files that Parse must reject, each with the line and a piece
+// of one of the problems.
+var badInputs = []struct {
+	name  string
+	src   string
+	line  int
+	msg   string // a piece of the problem on that line
+	count int    // number of problems, when it matters; 0 = any
+}{
+	{"unknown block", minimal + `servce "x" { systemd_unit = "x.service" }`, 6, `unknown block "servce"; did you mean "service"?`, 1},
+	{"unknown block, no near name", minimal + "foo {\n}\n", 6, `unknown block "foo"; the blocks are cluster, node,`, 1},
+	{"unknown field", "cluster { name = \"prod\" }\nnode {\n  name = \"a\"\n  address = \"10.0.0.5\"\n  prioriy = 1\n}\n",
+		5, `unknown field "prioriy" in block node; did you mean "priority"?`, 1},
+	{"field of another block", minimal + "checks {\n  session_ttl = \"10s\"\n}\n", 7,
+		`unknown field "session_ttl" in block checks; session_ttl belongs in the consul block`, 1},
+	{"unknown field, no near name", minimal + "api {\n  colour = \"red\"\n}\n", 7, `the fields of api are listen, basic_auth_file`, 1},
+	{"field outside any block", minimal + `kv_prefix = "x"`, 6, `field "kv_prefix" outside any block; move it into the cluster block`, 1},
+	{"string for a number", minimal + "postgres {\n  port = \"5432\"\n}\n", 7,
+		`postgres.port = "5432" is a string, not a number; write port = 5432 without quotes`, 1},
+	{"number for a string", "cluster { name = 5 }\nnode {\n  name = \"a\"\n  address = \"10.0.0.5\"\n}\n", 1,
+		`cluster.name = 5 is a number, not a string; write name = "5"`, 1},
+	{"string for a bool", minimal + "checks {\n  fail_fast = \"yes\"\n}\n", 7, `checks.fail_fast = "yes" is a string, not true or false`, 1},
+	{"fraction for an int", minimal + "checks {\n  ttl_multiplier = 1.5\n}\n", 7, `checks.ttl_multiplier = 1.5 is not a whole number`, 1},
+	{"duration with a space", minimal + "checks {\n  interval = \"5 s\"\n}\n", 7,
+		`checks.interval = "5 s" is not a duration; write a number with a unit, like "5s" or "500ms"`, 1},
+	{"duration as a number", minimal + "checks {\n  interval = 5\n}\n", 7,
+		`checks.interval = 5 is a number, not a duration; write it with a unit in quotes, like interval = "5s"`, 1},
+	{"negative multiplier", minimal + "checks {\n  ttl_multiplier = -1\n}\n", 7, `checks.ttl_multiplier = -1 is less than 1; write 1 or more`, 1},
+	{"check TTL too long", minimal + "checks {\n  interval = \"10m\"\n  ttl_multiplier = 7\n  heartbeat_interval = \"10m\"\n}\n", 8, `longer than 1h`, 1},
+	{"port 0", minimal + "postgres {\n  port = 0\n}\n", 7, `postgres.port = 0 is not a port; write a number from 1 to 65535, like 5432`, 1},
+	{"port 70000", minimal + "postgres {\n  port = 70000\n}\n", 7, `postgres.port = 70000 is not a port`, 1},
+	{"listen port 70000", minimal + "api {\n  listen = \":70000\"\n}\n", 7, `api.listen = ":70000" has port 70000, outside 1..65535`, 1},
+	{"listen on the postgres port", minimal + "api {\n  listen = \":5432\"\n}\n", 7, `uses postgres.port 5432; write another port`, 1},
+	{"listen not host:port", minimal + "api {\n  listen = \"8008\"\n}\n", 7, `api.listen = "8008" is not host:port; write ":8008"`, 1},
+	{"missing field", "cluster { name = \"prod\" }\nnode {\n  name = \"mgr-1\"\n}\n", 2,
+		`missing required field node.address; add address = "10.0.0.5" to the node block`, 1},
+	{"missing block", `cluster { name = "prod" }`, 1, `missing required field node.name; add name = "mgr-1" to the node block`, 2},
+	{"empty file", ``, 1, `missing required field cluster.name; add name = "prod" to the cluster block`, 3},
+	{"not HCL: YAML", "cluster:\n  name: prod\n", 1, `Argument or block definition required`, 0},
+	{"not HCL: JSON", `{"cluster": {"name": "prod"}}`, 1, `the file is HCL`, 0},
+	{"several fields on one line", `cluster { name = "prod"  kv_prefix = "u" }`, 1, `one field per line`, 1},
+	{"unclosed block", "node {\n  name = \"a\"\n", 1, `Unclosed configuration block`, 1},
+	{"not UTF-8", "cluster { name = \"\xff\" }\n", 1, `save the file as UTF-8`, 0},
+	{"duplicate singleton", minimal + "node {\n  priority = 1\n}\n", 6,
+		`duplicate node block (the first is on line 2); move its fields into the first node block`, 1},
+	{"label on a singleton", minimal + "checks \"x\" {\n}\n", 6, `block checks takes no name; write checks { ... }`, 1},
+	{"service without a name", minimal + "service {\n  systemd_unit = \"x.service\"\n}\n", 6, `block service needs one name; write service "NAME"`, 1},
+	{"nested block", minimal + "consul {\n  postgres {\n  }\n}\n", 7, `block postgres inside block consul; blocks do not nest`, 1},
+	{"service with unit and commands", minimal + "service \"x\" {\n  systemd_unit = \"x.service\"\n  start = [\"/bin/x\"]\n}\n", 6,
+		`service "x" has both systemd_unit and start/stop/status; keep systemd_unit or the commands, not both`, 1},
+	{"service with neither", minimal + "service \"x\" {\n  active_only = true\n}\n", 6,
+		`service "x" has neither systemd_unit nor start, stop and status; add systemd_unit = "x.service"`, 1},
+	{"exec service without status", minimal + "service \"x\" {\n  start = [\"/bin/x\"]\n  stop = [\"/bin/y\"]\n}\n", 6,
+		`service "x" has no status; add status = [`, 1},
+	{"command as a string", minimal + "service \"x\" {\n  start = \"/bin/x run\"\n}\n", 7,
+		`service.x.start = "/bin/x run" is a string, not a list; write start = ["/bin/x", "run"]`, 0},
+	{"duplicate service", minimal + "service \"x\" { systemd_unit = \"x.service\" }\nservice \"x\" { systemd_unit = \"y.service\" }\n", 7,
+		`duplicate service "x" (the first is on line 6)`, 1},
+	{"duplicate files path", minimal + "files \"a\" { path = \"/srv/a\" }\nfiles \"b\" { path = \"/srv/a/\" }\n", 7,
+		`is the path of another files block (the first is on line 6)`, 1},
+	{"size with a space", minimal + "postgres {\n  maximum_lag_on_failover = \"16 MB\"\n}\n", 7,
+		`postgres.maximum_lag_on_failover = "16 MB" is not a size; write a whole number with a unit, like "16MB"`, 1},
+	{"size in lower case", minimal + "postgres {\n  maximum_lag_on_failover = \"16mb\"\n}\n", 7, `is not a size`, 1},
+	{"hook without a command", minimal + "promote_hook \"n\" {\n  timeout = \"5s\"\n}\n", 6, `promote_hook "n" has no command; add command = [`, 1},
+	{"hook timeout out of range", minimal + "promote_hook \"n\" {\n  command = [\"/bin/true\"]\n  timeout = \"2h\"\n}\n", 8, `promote_hook.n.timeout = 2h0m0s is out of range`, 1},
+	{"negative size", minimal + "postgres {\n  maximum_lag_on_failover = -1\n}\n", 7, `maximum_lag_on_failover = -1 is negative`, 1},
+	{"session_ttl too short", minimal + "consul {\n  session_ttl = \"5s\"\n}\n", 7,
+		`consul.session_ttl = "5s" is outside Consul's bounds; write a value from "10s" to "24h"`, 1},
+	{"lock_delay too long", minimal + "consul {\n  lock_delay = \"2m\"\n}\n", 7, `consul.lock_delay = "2m" is outside`, 1},
+	{"heartbeat shorter than interval", minimal + "checks {\n  interval = \"20s\"\n}\n", 7,
+		`checks.heartbeat_interval = "15s" is shorter than checks.interval = "20s"; write heartbeat_interval = "20s" or more`, 1},
+	{"interval too short", minimal + "checks {\n  interval = \"10ms\"\n}\n", 7, `checks.interval = "10ms" is shorter than 100ms`, 1},
+	{"https without ca_file", minimal + "consul {\n  scheme = \"https\"\n}\n", 7, `consul.scheme = "https" needs consul.ca_file`, 1},
+	{"unknown scheme", minimal + "consul {\n  scheme = \"tcp\"\n}\n", 7, `consul.scheme = "tcp" is not http or https`, 1},
+	{"TLS files with http", minimal + "consul {\n  ca_file = \"/ca.pem\"\n}\n", 7, `consul.ca_file is set but consul.scheme is "http"`, 1},
+	{"bad node name", "cluster { name = \"prod\" }\nnode {\n  name = \"Mgr_1\"\n  address = \"10.0.0.5\"\n}\n", 3,
+		`node.name = "Mgr_1" is not a valid name; use 1 to 63 lowercase letters, digits and '-'`, 1},
+	{"bad partition mode", "cluster {\n  name = \"prod\"\n  partition_mode = \"fenced\"\n}\n" + minimal[26:], 3,
+		`cluster.partition_mode = "fenced" is not a partition mode; write "active-minority" or "fence"`, 1},
+	{"relative data_dir", "cluster { name = \"prod\" }\nnode {\n  name = \"a\"\n  address = \"10.0.0.5\"\n  data_dir = \"data\"\n}\n", 5,
+		`node.data_dir = "data" is not an absolute path; write a path from "/", like "/var/lib/understudy"`, 1},
+	{"relative path", minimal + "files \"r\" {\n  path = \"opt/r\"\n}\n", 7, `is not an absolute path`, 1},
+	{"address with a port", "cluster { name = \"prod\" }\nnode {\n  name = \"a\"\n  address = \"10.0.0.5:8008\"\n}\n", 4,
+		`write the host without a port: "10.0.0.5"`, 1},
+	{"variable", minimal + "api {\n  listen = var.listen\n}\n", 7, `api.listen = var.listen cannot be evaluated (Variables not allowed)`, 1},
+	{"null", minimal + "api {\n  listen = null\n}\n", 7, `api.listen = null is null; remove the line to use the default`, 1},
+	{"list element not a string", minimal + "service \"x\" {\n  systemd_unit = \"x.service\"\n  stop = [1]\n}\n", 8,
+		`has a number at position 1 where a string belongs`, 0},
+}
+
+func TestParseBad(t *testing.T) {
+	for _, tc := range badInputs {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tc.src), "x.hcl")
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("Parse returned %v, %v; want an *Error", cfg, err)
+			}
+			if cfg != nil {
+				t.Errorf("Parse returned a Config along with an error")
+			}
+			assertProblem(t, e, "x.hcl", tc.line, tc.msg)
+			if tc.count > 0 && len(e.Problems) != tc.count {
+				t.Errorf("got %d problems, want %d:\n%v", len(e.Problems), tc.count, err)
+			}
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if !strings.HasPrefix(line, "x.hcl:") || !strings.Contains(line, "; ") {
+					t.Errorf("problem %q is not FILE:LINE: what; fix", line)
+				}
+			}
+		})
+	}
+}
+
+func assertProblem(t *testing.T, e *Error, file string, line int, msg string) {
+	t.Helper()
+	want := Problem{File: file, Line: line}.String()
+	for _, p := range e.Problems {
+		if s := p.String(); strings.HasPrefix(s, want) && strings.Contains(s, msg) {
+			return
+		}
+	}
+	t.Errorf("no problem %q...%q in:\n%v", want, msg, e)
+}
+
+func TestParseReportsEveryProblem(t *testing.T) {
+	src := "cluster {\n  name = \"Prod\"\n}\nnode {\n  prioriy = 1\n}\nchecks {\n  interval = \"5 s\"\n}\n"
+	_, err := Parse([]byte(src), "/etc/understudy/understudy.hcl")
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("want *Error, got %v", err)
+	}
+	want := []string{
+		`/etc/understudy/understudy.hcl:2: cluster.name = "Prod" is not a valid name`,
+		`/etc/understudy/understudy.hcl:4: missing required field node.name`,
+		`/etc/understudy/understudy.hcl:4: missing required field node.address`,
+		`/etc/understudy/understudy.hcl:5: unknown field "prioriy" in block node; did you mean "priority"?`,
+		`/etc/understudy/understudy.hcl:8: checks.interval = "5 s" is not a duration; write a number with a unit, like "5s" or "500ms"`,
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%v", len(lines), len(want), err)
+	}
+	for i := range want {
+		if !strings.HasPrefix(lines[i], want[i]) {
+			t.Errorf("problem %d:\n got %s\nwant %s...", i, lines[i], want[i])
+		}
+	}
+}
+
+func TestParseFull(t *testing.T) {
+	cfg, err := Parse([]byte(full), "full.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Path = "full.hcl"
+	want.Cluster.Name = "prod"
+	want.Node.Name, want.Node.Address, want.Node.Tags = "mgr-1", "10.0.0.5", []string{"rack-1"}
+	want.Postgres.DataDir, want.Postgres.Host = "/srv/pg", "10.0.0.5"
+	want.API.BasicAuthFile = "/etc/understudy/api-users"
+	ctl := "/opt/mgmtworker/bin/ctl"
+	want.Services = []Service{
+		{Name: "rabbitmq", SystemdUnit: "rabbitmq-server.service", ActiveOnly: true},
+		{Name: "mgmtworker", Start: []string{ctl, "start"}, Stop: []string{ctl, "stop"}, Status: []string{ctl, "status"}, ActiveOnly: true},
+		{Name: "restservice", SystemdUnit: "restservice.service"},
+	}
+	want.Files = []Files{{Name: "resources", Path: "/opt/manager/resources"}}
+	assertEqual(t, cfg, want)
+	roundTrip(t, cfg)
+}
+
+func TestParseMinimalHasDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(minimal), "min.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		Path:    "min.hcl",
+		Cluster: Cluster{Name: "prod", KVPrefix: "understudy", PartitionMode: "active-minority"},
+		Node:    Node{Name: "mgr-1", Address: "10.0.0.5", DataDir: "/var/lib/understudy", Priority: 100},
+		Consul: Consul{Address: "127.0.0.1:8500", Scheme: "http", SessionTTL: 10 * time.Second,
+			LockDelay: time.Second},
+		Postgres: Postgres{BinDir: "/usr/lib/postgresql/15/bin", DataDir: "/var/lib/understudy/postgres",
+			Host: "10.0.0.5", Port: 5432, User: "postgres", Database: "postgres", OSUser: "postgres",
+			MaximumLagOnFailover: 16 << 20, ConnectTimeout: 2 * time.Second},
+		Checks: Checks{Interval: time.Second, HeartbeatInterval: 15 * time.Second, TTLMultiplier: 1, FailFast: true},
+		API:    API{Listen: ":8008"},
+	}
+	assertEqual(t, cfg, want)
+	roundTrip(t, cfg)
+}
+
+func TestDerivedDefaultsFollowNode(t *testing.T) {
+	src := "cluster { name = \"prod\" }\nnode {\n  name = \"a\"\n  address = \"db-a.example.com\"\n  data_dir = \"/srv/u\"\n}\n"
+	cfg, err := Parse([]byte(src), "d.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Postgres.DataDir != "/srv/u/postgres" || cfg.Postgres.Host != "db-a.example.com" {
+		t.Errorf("postgres data_dir %q host %q; want them to follow node", cfg.Postgres.DataDir, cfg.Postgres.Host)
+	}
+}
+
+func TestRendering(t *testing.T) {
+	cfg, err := Parse([]byte(full), "full.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Postgres.MaximumLagOnFailover = 1000
+	cfg.Consul.SessionTTL = 90 * time.Second
+	cfg.Checks.HeartbeatInterval = time.Hour
+	out := cfg.HCL()
+	for _, want := range []string{
+		"maximum_lag_on_failover = 1000\n",
+		`session_ttl = "1m30s"`,
+		`heartbeat_interval = "1h"`,
+		`interval           = "1s"`,
+		`service "mgmtworker" {`,
+		`start       = ["/opt/mgmtworker/bin/ctl", "start"]`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rendering lacks %q:\n%s", want, out)
+		}
+	}
+	roundTrip(t, cfg)
+}
+
+func TestValidateCodeBuiltConfig(t *testing.T) {
+	c := Default()
+	err := c.Validate()
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("Default() without names validated: %v", err)
+	}
+	if got := e.Problems[0].String(); got != `missing required field cluster.name; add name = "prod" to the cluster block` {
+		t.Errorf("first problem %q", got)
+	}
+	c.Cluster.Name, c.Node.Name, c.Node.Address, c.Postgres.Host = "test", "n1", "127.0.0.1", "127.0.0.1"
+	if err := c.Validate(); err != nil {
+		t.Errorf("valid Config built in code: %v", err)
+	}
+}
+
+func TestValidateAfterParseKeepsLines(t *testing.T) {
+	cfg, err := Parse([]byte(full), "full.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Checks.Interval = time.Millisecond
+	var e *Error
+	if !errors.As(cfg.Validate(), &e) {
+		t.Fatal("want an *Error")
+	}
+	assertProblem(t, e, "full.hcl", 26, `checks.interval = "1ms" is shorter than 100ms`)
+}
+
+func TestLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "understudy.hcl")
+	if _, err := Load(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load of a missing file: %v; want fs.ErrNotExist", err)
+	}
+	if err := os.WriteFile(path, []byte(minimal), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Path != path || cfg.Node.Name != "mgr-1" {
+		t.Errorf("Load: Path %q node %q", cfg.Path, cfg.Node.Name)
+	}
+}
+
+func TestSizes(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		out  string
+	}{
+		{"0", 0, "0"}, {"1024", 1024, `"1kB"`}, {"1000", 1000, "1000"}, {"1B", 1, "1"},
+		{"512kB", 512 << 10, `"512kB"`}, {"16MB", 16 << 20, `"16MB"`}, {"1GB", 1 << 30, `"1GB"`},
+		{"2TB", 2 << 40, `"2TB"`}, {"1536MB", 1536 << 20, `"1536MB"`},
+	} {
+		got, err := parseSize(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+		if out := formatSize(got); out != tc.out {
+			t.Errorf("formatSize(%d) = %s; want %s", got, out, tc.out)
+		}
+	}
+	for _, bad := range []string{"", "MB", "16 MB", "16mb", "1.5GB", "-1", "16MiB", "9999999999TB", "99999999999999999999"} {
+		if n, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) = %d; want an error", bad, n)
+		}
+	}
+}
+
+func TestProblemString(t *testing.T) {
+	for _, tc := range []struct {
+		p    Problem
+		want string
+	}{
+		{Problem{"a.hcl", 3, "m"}, "a.hcl:3: m"},
+		{Problem{"a.hcl", 0, "m"}, "a.hcl: m"},
+		{Problem{"", 3, "m"}, "line 3: m"},
+		{Problem{"", 0, "m"}, "m"},
+	} {
+		if got := tc.p.String(); got != tc.want {
+			t.Errorf("%#v.String() = %q; want %q", tc.p, got, tc.want)
+		}
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	c := Default()
+	c.Consul.Token = "secret"
+	if r := c.Redacted(); strings.Contains(r.HCL(), "secret") || c.Consul.Token != "secret" {
+		t.Errorf("Redacted leaked the token or changed the original")
+	}
+}
+
+// roundTrip asserts that the rendering of cfg parses back to cfg.
+func roundTrip(t testing.TB, cfg *Config) {
+	t.Helper()
+	out := cfg.HCL()
+	again, err := Parse([]byte(out), cfg.Path)
+	if err != nil {
+		t.Fatalf("rendering does not parse: %v\n%s", err, out)
+	}
+	assertEqual(t, again, cfg)
+}
+
+func assertEqual(t testing.TB, got, want *Config) {
+	t.Helper()
+	g, w := *got, *want
+	g.src, w.src = nil, nil
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("configs differ:\n got %+v\nwant %+v", g, w)
+	}
+}

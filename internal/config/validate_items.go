@@ -1,0 +1,230 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func (v *validator) services(svcs []Service) {
+	first := map[string]string{} // name -> key of its first block
+	for i, s := range svcs {
+		key := fmt.Sprintf("service.%d", i)
+		path := "service." + s.Name
+		display := "service " + quote(s.Name)
+		v.name(key, "service", s.Name, `"rabbitmq"`, false)
+		if k, dup := first[s.Name]; dup {
+			v.add(key, "duplicate service %s%s; rename one or merge them", quote(s.Name), v.firstAt(k))
+			continue
+		}
+		first[s.Name] = key
+		commands := len(s.Start) > 0 || len(s.Stop) > 0 || len(s.Status) > 0
+		switch {
+		case s.SystemdUnit != "" && commands:
+			v.add(key, "%s has both systemd_unit and start/stop/status; keep systemd_unit or the commands, not both", display)
+		case s.SystemdUnit == "" && !commands:
+			v.add(key, `%s has neither systemd_unit nor start, stop and status; add systemd_unit = "%s.service", or the three commands`,
+				display, s.Name)
+		case s.SystemdUnit != "":
+			if strings.ContainsAny(s.SystemdUnit, "/ \t") {
+				v.add(key+".systemd_unit", `%s.systemd_unit = %s is not a unit name; write the name systemctl shows, like "rabbitmq-server.service"`,
+					path, quote(s.SystemdUnit))
+			}
+		default:
+			v.command(key, display, "start", s.Start, "a command that starts it")
+			v.command(key, display, "stop", s.Stop, "a command that stops it")
+			v.command(key, display, "status", s.Status, "a command that exits 0 while it runs")
+		}
+	}
+}
+
+// firstAt says where the first of two duplicates is, when there is a file.
+func (v *validator) firstAt(key string) string {
+	if v.src == nil {
+		return ""
+	}
+	return fmt.Sprintf(" (the first is on line %d)", v.src.line(key))
+}
+
+// command checks one argv of an exec service.
+func (v *validator) command(key, display, field string, argv []string, what string) {
+	switch {
+	case len(argv) == 0:
+		v.add(key, `%s has no %s; add %s = ["/path/to/program", "arg"] (%s)`, display, field, field, what)
+	case strings.TrimSpace(argv[0]) == "":
+		v.add(key+"."+field, `%s: %s starts with an empty program; write the program first, like %s = ["/path/to/program", "arg"]`,
+			display, field, field)
+	}
+}
+
+func (v *validator) files(fs []Files) {
+	firstName := map[string]string{}
+	firstPath := map[string]string{}
+	for i, f := range fs {
+		key := fmt.Sprintf("files.%d", i)
+		v.name(key, "files", f.Name, `"resources"`, false)
+		if k, dup := firstName[f.Name]; dup {
+			v.add(key, "duplicate files %s%s; rename one or merge them", quote(f.Name), v.firstAt(k))
+			continue
+		}
+		firstName[f.Name] = key
+		if f.Path == "" {
+			v.add(key+".path", `missing required field path in files %s; add path = "/opt/manager/resources" to the block`, quote(f.Name))
+			continue
+		}
+		v.absPath(key+".path", f.Path, `"/opt/manager/resources"`, true)
+		clean := filepath.Clean(f.Path)
+		if k, dup := firstPath[clean]; dup {
+			v.add(key+".path", "files.%s.path = %s is the path of another files block%s; mirror a directory once",
+				f.Name, quote(f.Path), v.firstAt(k))
+			continue
+		}
+		firstPath[clean] = key
+	}
+}
+
+// name checks a name that becomes part of Consul keys, a check ID or a
+// Syncthing folder ID. For a block label, key is the block's key.
+func (v *validator) name(key, block, name, example string, field bool) {
+	what := block + " name"
+	if field {
+		what = key + " ="
+	}
+	switch {
+	case name == "" && field:
+		v.add(key, "missing required field %s; add name = %s to the %s block", key, example, block)
+	case !validName(name):
+		if s := sanitizeName(name); s != "" {
+			example = quote(s)
+		}
+		v.add(key, "%s %s is not a valid name; use 1 to 63 lowercase letters, digits and '-', not starting or ending with '-', like %s",
+			what, quote(name), example)
+	}
+}
+
+// host checks a host name or IP address written without a port.
+func (v *validator) host(key, host string) {
+	if validHost(host) {
+		return
+	}
+	fix := `write an IP address or a host name, like "10.0.0.5"`
+	if h, _, err := net.SplitHostPort(host); err == nil && validHost(h) {
+		fix = fmt.Sprintf("write the host without a port: %s", quote(h))
+	}
+	v.add(key, "%s = %s is not a host; %s", key, quote(host), fix)
+}
+
+// absPath checks a path: daemons run from "/", so a relative path would
+// silently mean something else under systemd than in a shell.
+func (v *validator) absPath(key, path, example string, required bool) {
+	switch {
+	case path == "" && required:
+		v.add(key, "%s is empty; write a path, like %s, or remove the line to use the default", key, example)
+	case path != "" && !filepath.IsAbs(path):
+		v.add(key, `%s = %s is not an absolute path; write a path from "/", like %s`, key, quote(path), example)
+	}
+}
+
+func (v *validator) port(key string, port int, example string) {
+	if port < 1 || port > 65535 {
+		v.add(key, "%s = %d is not a port; write a number from 1 to 65535, like %s", key, port, example)
+	}
+}
+
+// validName: lowercase DNS label, because node names are Consul node-like
+// keys and service and files names end up in IDs that other tools parse.
+func validName(s string) bool {
+	if len(s) < 1 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// sanitizeName proposes the valid name closest to s, or "".
+func sanitizeName(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		} else if b.Len() > 0 && !strings.HasSuffix(b.String(), "-") {
+			b.WriteByte('-')
+		}
+	}
+	out := strings.Trim(b.String(), "-")
+	if len(out) > 63 {
+		out = strings.Trim(out[:63], "-")
+	}
+	return out
+}
+
+func validHost(s string) bool {
+	if net.ParseIP(s) != nil {
+		return true
+	}
+	if len(s) == 0 || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validConsulAddress accepts host:port and, as the Consul API client does,
+// unix:///path/to/socket.
+func validConsulAddress(s string) bool {
+	if path, ok := strings.CutPrefix(s, "unix://"); ok {
+		return filepath.IsAbs(path)
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || !validHost(host) {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
+}
+
+func validKVPrefix(s string) bool {
+	if strings.HasPrefix(s, "/") || strings.HasSuffix(s, "/") || strings.Contains(s, "//") {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) hooks(hs []Hook) {
+	first := map[string]string{}
+	for i, h := range hs {
+		key := fmt.Sprintf("promote_hook.%d", i)
+		display := "promote_hook " + quote(h.Name)
+		v.name(key, "promote_hook", h.Name, `"notify"`, false)
+		if k, dup := first[h.Name]; dup {
+			v.add(key, "duplicate promote_hook %s%s; rename one or merge them", quote(h.Name), v.firstAt(k))
+			continue
+		}
+		first[h.Name] = key
+		v.command(key, display, "command", h.Command, "the program to run on promotion")
+		if h.Timeout < time.Second || h.Timeout > time.Hour {
+			v.add(key+".timeout", `promote_hook.%s.timeout = %v is out of range; write a duration from "1s" to "1h", like "30s"`, h.Name, h.Timeout)
+		}
+	}
+}
