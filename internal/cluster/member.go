@@ -101,6 +101,11 @@ type Versions struct {
 type Leader struct {
 	Node  string    `json:"node"`
 	Since time.Time `json:"since"`
+	// Address, PostgresPort and APIURL say where the active is, so a
+	// standby can follow it from this one read.
+	Address      string `json:"address,omitempty"`
+	PostgresPort int    `json:"postgres_port,omitempty"`
+	APIURL       string `json:"api_url,omitempty"`
 }
 
 // Lag is how many bytes replay trails the primary's write position, or -1 when

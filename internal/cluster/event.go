@@ -1,0 +1,69 @@
+package cluster
+
+import "time"
+
+// Kinds of Event. Kind is a plain string so that an older binary still reads
+// the history a newer one wrote.
+const (
+	EventTransition  = "transition"   // a node's role changed
+	EventFailover    = "failover"     // the active was lost and another was chosen
+	EventSwitchover  = "switchover"   // a planned move of the active role
+	EventPromoteHook = "promote-hook" // a promote hook ran (Details: hook, exit, output)
+	EventFence       = "fence"        // a node stopped taking writes
+	EventJoin        = "join"         // a member appeared
+	EventRemove      = "remove"       // a member was removed
+	EventPartition   = "partition"    // a node entered or left the minority
+)
+
+// Event is one entry of the cluster's history at events/<seq>: what happened,
+// where, why, and at which WAL position, so an operator can reconstruct a
+// failover from Consul alone.
+type Event struct {
+	// Seq is the event's key under events/, filled in when it is written:
+	// it sorts chronologically across nodes (by the writer's clock).
+	Seq  string    `json:"seq,omitempty"`
+	Time time.Time `json:"time"`
+	// Node is the node that wrote the event.
+	Node string `json:"node"`
+	Kind string `json:"kind"`
+	// From and To are what changed: roles for a transition, node names for
+	// a failover or switchover.
+	From   string `json:"from,omitempty"`
+	To     string `json:"to,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// LSN is the position the event happened at (the promoted node's LSN,
+	// the fenced node's last write position); 0 when it does not apply.
+	LSN     LSN               `json:"lsn,omitempty"`
+	Details map[string]string `json:"details,omitempty"`
+}
+
+// NextMaster is the value of the next-master key: the node that is to be
+// active next, who decided it and why. It is written with CAS so that the
+// cluster agrees on one name even when several standbys decide at once.
+type NextMaster struct {
+	Node string `json:"node"`
+	// By is the node (or "cli" for `cluster set-active`) that wrote it.
+	By     string    `json:"by"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+	// Switchover is true for a planned move: the old active demotes first
+	// and the target waits until it has replayed FromLSN.
+	Switchover bool `json:"switchover,omitempty"`
+	// FromLSN is the last primary LSN known when the choice was made; the
+	// chosen node must have at least this much before it takes writes in a
+	// switchover.
+	FromLSN LSN `json:"from_lsn,omitempty"`
+	// Term is the leader key's LockIndex when the choice was made: the
+	// choice is for the next acquisition only. Acquiring the key increments
+	// LockIndex, so a record left from an earlier election is never
+	// mistaken for the current one.
+	Term uint64 `json:"term"`
+}
+
+// SyncState is the value of the sync key in synchronous mode: the standbys
+// that PostgreSQL on Leader confirms every commit with. Only they may be
+// elected after Leader is lost.
+type SyncState struct {
+	Leader   string   `json:"leader"`
+	Standbys []string `json:"standbys"`
+}
