@@ -75,13 +75,21 @@ type Receiver struct {
 // stateQuery asks everything in one round trip. The primary's timeline comes
 // from the name of its current WAL file, as Patroni does: pg_control_checkpoint
 // lags behind a promotion until the next checkpoint. pg_walfile_name fails
-// during recovery, hence the CASE.
+// during recovery, hence the CASE. A standby's timeline is its WAL receiver's
+// (receiverQuery); when no receiver runs (the primary just died: exactly when
+// an election asks) it is the newest timeline history file in pg_wal, which
+// a standby fetches as it follows a timeline switch, or else the last
+// restartpoint's timeline. Every standby of one primary answers alike, so
+// the election compares like with like.
 const stateQuery = `
 select pg_is_in_recovery(),
        current_setting('server_version'),
        case when pg_is_in_recovery() then ''
             else pg_current_wal_lsn()::text end,
-       case when pg_is_in_recovery() then 0
+       case when pg_is_in_recovery() then
+              greatest((select timeline_id from pg_control_checkpoint()),
+                       (select max(('x' || substr(name, 1, 8))::bit(32)::int) from pg_ls_waldir()
+                         where name ~ '^[0-9A-F]{8}[.]history$'))
             else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end,
        coalesce(pg_last_wal_receive_lsn()::text, ''),
        coalesce(pg_last_wal_replay_lsn()::text, '')`
@@ -125,7 +133,9 @@ func (c *Client) State(ctx context.Context) (State, error) {
 			return err
 		}
 		st.Receiver = &r
-		st.Timeline = uint32(rtli)
+		if rtli > 0 {
+			st.Timeline = uint32(rtli)
+		}
 		return nil
 	})
 	if err != nil {

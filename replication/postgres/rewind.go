@@ -1,0 +1,115 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Rewind makes the stopped data directory a copy of source's history with
+// pg_rewind, so that a former primary whose last writes never reached the new
+// primary can follow it without a full clone. "No rewind required" is
+// success. pg_rewind copies the source's configuration files, so
+// understudy's settings are written back after, and standby.signal: the
+// directory must replay the source's WAL before it is consistent, and a
+// rewound directory started as a primary would be a second one.
+//
+// It needs the server stopped (an unclean stop is fine: pg_rewind runs crash
+// recovery first), wal_log_hints or data checksums (Init sets both), and the
+// source up as a primary with the WAL since the fork. When it fails, the
+// directory may be half rewound: Clone from the source instead.
+func (i *Instance) Rewind(ctx context.Context, source Upstream) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	fail := func(err error) error {
+		return fmt.Errorf("rewind %s to the history of %s: %w; see %s", i.dataDir, source.Addr(), err, i.LogFile())
+	}
+	u, err := lookupOSUser(i.cfg.OSUser)
+	if err != nil {
+		return fail(err)
+	}
+	if pid, running, err := i.Running(ctx); err != nil || running {
+		return fail(errors.Join(err, runningErr(pid, running)))
+	}
+	if !i.HasData() {
+		return fail(errors.New("no cluster in the data directory (no PG_VERSION); Clone instead"))
+	}
+	if err := i.checkpointSource(ctx, source); err != nil {
+		return fail(fmt.Errorf("%w; is %s up and a primary?", err, source.Addr()))
+	}
+	pf, err := i.passfile(u)
+	if err != nil {
+		return fail(err)
+	}
+	kv := [][2]string{{"host", source.Host}, {"port", strconv.Itoa(source.Port)}, {"user", i.cfg.User},
+		{"dbname", i.cfg.Database}, {"connect_timeout", strconv.Itoa(connectTimeoutSeconds(i.cfg.ConnectTimeout))}}
+	if pf != "" {
+		kv = append(kv, [2]string{"passfile", pf})
+	}
+	args := []string{"--target-pgdata=" + i.dataDir, "--source-server=" + conninfo(kv)}
+	if i.noSync {
+		args = append(args, "--no-sync")
+	}
+	// After an unclean stop pg_rewind first runs crash recovery in
+	// single-user mode, which refuses to start in standby mode.
+	if err := setStandbySignal(u, i.dataDir, false); err != nil {
+		return fail(err)
+	}
+	out, runErr := i.run(ctx, u, "pg_rewind", args...)
+	confErr := errors.Join(i.ensureConfig(u, i.dataDir, nil), setStandbySignal(u, i.dataDir, true))
+	if runErr != nil {
+		return fail(fmt.Errorf("%w; if pg_rewind cannot rewind (WAL since the fork gone from the source, another cluster), Clone from the source instead",
+			errors.Join(runErr, confErr)))
+	}
+	if confErr != nil {
+		return fail(confErr)
+	}
+	if strings.Contains(out, "no rewind required") {
+		i.log.Info("rewind not required", "source", source.Addr())
+	} else {
+		i.log.Info("rewound data directory", "source", source.Addr())
+	}
+	return nil
+}
+
+// checkpointSource makes the source write a checkpoint when its control file
+// is behind its timeline. pg_rewind learns the source's timeline from the
+// control file, which changes only at the first checkpoint after a promotion
+// (the one PostgreSQL requests then is spread out); until then pg_rewind sees
+// both on one timeline and answers "no rewind required" for a target that did
+// diverge.
+func (i *Instance) checkpointSource(ctx context.Context, source Upstream) error {
+	cfg := i.cfg
+	cfg.Host, cfg.Port = source.Host, source.Port
+	c := NewClient(cfg)
+	conn, err := c.connect(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to rewind source %s: %w", source.Addr(), err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+	rec, err := inRecovery(ctx, conn)
+	if err != nil || rec {
+		return err
+	}
+	var current, checkpoint int64
+	err = conn.QueryRow(ctx, `select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int,
+		(select timeline_id from pg_control_checkpoint())`).Scan(&current, &checkpoint)
+	if err != nil {
+		return fmt.Errorf("read timeline of %s: %w", source.Addr(), err)
+	}
+	if current == checkpoint {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "checkpoint"); err != nil {
+		return fmt.Errorf("checkpoint on %s: %w", source.Addr(), err)
+	}
+	i.log.Info("checkpoint on rewind source", "source", source.Addr(), "timeline", current)
+	return nil
+}
