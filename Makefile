@@ -11,7 +11,7 @@ APT_PACKAGES  := postgresql-15 postgresql-client-15 iproute2 procps
 
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: all build deps apt consul staticcheck test test-short lint vet fmt bench-checkrunner clean
+.PHONY: all build deps apt consul staticcheck test test-short lint vet fmt bench-checkrunner bench-failover clean
 
 all: build
 
@@ -69,6 +69,13 @@ test-short:
 # PostgreSQL; prints the figures the README reports.
 bench-checkrunner: deps
 	$(GO) test -run '^$$' -bench BenchmarkCheckRunner -benchtime 1x -count 1 -timeout 10m ./checkrunner/
+
+# Failovers of each kind (PostgreSQL kill, node kill, switchover) on a
+# three-node loopback cluster with the default configuration; prints
+# min/median/max of detection, election, promotion and first write.
+# UNDERSTUDY_BENCH_RUNS sets the runs of each kind (default 3).
+bench-failover: deps
+	$(GO) test -run '^$$' -bench BenchmarkFailover -benchtime 1x -count 1 -timeout 30m ./handlerrunner/
 
 clean:
 	rm -rf bin

@@ -1,0 +1,229 @@
+package handlerrunner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
+)
+
+// maxBody bounds what a request may send: the API takes small JSON only.
+const maxBody = 64 << 10
+
+// handler routes the API. Every error is JSON with a message that says what
+// to do; a panic in a handler is turned into a 500, never a dead daemon.
+func (r *Runner) handler() http.Handler {
+	mux := http.NewServeMux()
+	route := func(method, path string, h http.HandlerFunc) {
+		mux.HandleFunc(path, func(w http.ResponseWriter, req *http.Request) {
+			if req.Method != method {
+				w.Header().Set("Allow", method)
+				writeError(w, http.StatusMethodNotAllowed, "%s takes %s, not %s", path, method, req.Method)
+				return
+			}
+			h(w, req)
+		})
+	}
+	route(http.MethodGet, "/status", r.handleStatus)
+	route(http.MethodGet, "/health", r.handleHealth)
+	route(http.MethodGet, "/replica", r.handleReplica)
+	route(http.MethodGet, "/v1/status/node", r.handleNode)
+	route(http.MethodGet, "/v1/status/cluster", r.handleCluster)
+	route(http.MethodGet, "/v1/events", r.handleEvents)
+	route(http.MethodPost, "/v1/cluster/switchover", r.handleSwitchover)
+	route(http.MethodGet, "/metrics", promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP)
+	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint %s %s; see /v1/status/cluster, /status, /health, /replica, /metrics", req.Method, req.URL.Path)
+	})
+	return recoverer(r.auth.wrap(mux), r)
+}
+
+// serve runs the API until ctx ends.
+func (r *Runner) serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: r.handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve the API on %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+func recoverer(next http.Handler, r *Runner) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				r.log.Error("panic in API handler", "path", req.URL.Path, "panic", p)
+				writeError(w, http.StatusInternalServerError, "internal error; see the handler-runner's log")
+			}
+		}()
+		next.ServeHTTP(w, req)
+	})
+}
+
+// handleStatus is HAProxy's check: 200 on the active that is serving, 400
+// on every other node and on an active that cannot confirm its lock.
+func (r *Runner) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	st := r.st.get()
+	body := map[string]any{"node": r.name, "role": st.Role}
+	if r.st.serving(time.Now(), r.lease) {
+		writeJSON(w, http.StatusOK, body)
+		return
+	}
+	writeJSON(w, http.StatusBadRequest, body)
+}
+
+// handleHealth is 200 when the node is healthy in any role: PostgreSQL
+// answers and the node's checks pass (it has a session).
+func (r *Runner) handleHealth(w http.ResponseWriter, req *http.Request) {
+	st := r.nodeStatus(req.Context())
+	code := http.StatusOK
+	if !st.Postgres.Running || st.Postgres.Error != "" || !st.HasSession {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, st)
+}
+
+// handleReplica is 200 on a standby that streams from the active within
+// maximum_lag_on_failover (or ?lag=BYTES).
+func (r *Runner) handleReplica(w http.ResponseWriter, req *http.Request) {
+	maxLag := r.cfg.Postgres.MaximumLagOnFailover
+	if s := req.URL.Query().Get("lag"); s != "" {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v < 0 {
+			writeError(w, http.StatusBadRequest, "lag=%q is not a number of bytes; write e.g. ?lag=1048576", s)
+			return
+		}
+		maxLag = v
+	}
+	st := r.nodeStatus(req.Context())
+	lag := r.lagBytes(req.Context(), st)
+	body := map[string]any{"node": r.name, "role": st.Role, "streaming": st.Postgres.Streaming, "lag_bytes": lag}
+	if st.Role == RoleStandby && st.Postgres.Streaming && lag >= 0 && lag <= maxLag {
+		writeJSON(w, http.StatusOK, body)
+		return
+	}
+	writeJSON(w, http.StatusServiceUnavailable, body)
+}
+
+func (r *Runner) handleNode(w http.ResponseWriter, req *http.Request) {
+	writeJSON(w, http.StatusOK, r.nodeStatus(req.Context()))
+}
+
+// ClusterStatus is what /v1/status/cluster answers: what `nodes list` shows.
+type ClusterStatus struct {
+	Cluster    string              `json:"cluster"`
+	Leader     string              `json:"leader"`
+	NextMaster *cluster.NextMaster `json:"next_master,omitempty"`
+	Members    []cluster.Member    `json:"members"`
+}
+
+func (r *Runner) handleCluster(w http.ResponseWriter, req *http.Request) {
+	ctx := req.Context()
+	ks, l, err := r.readLeader(ctx, false)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "cannot read the cluster from consul: %v; is the local consul agent running?", err)
+		return
+	}
+	out := ClusterStatus{Cluster: r.cfg.Cluster.Name, Members: []cluster.Member{}}
+	if ks.Session != "" {
+		out.Leader = l.Node
+	}
+	if nm, found, _, err := r.readNextMaster(ctx); err == nil && found {
+		out.NextMaster = &nm
+	}
+	for _, m := range r.members(ctx) {
+		if m.Address != "" || m.Name != r.name {
+			out.Members = append(out.Members, m)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (r *Runner) handleEvents(w http.ResponseWriter, req *http.Request) {
+	limit := 100
+	if s := req.URL.Query().Get("limit"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 || v > 10000 {
+			writeError(w, http.StatusBadRequest, "limit=%q: write a number from 1 to 10000", s)
+			return
+		}
+		limit = v
+	}
+	evs, err := r.cc.Events(req.Context(), r.keys.Events(), limit)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "cannot read events from consul: %v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": evs})
+}
+
+// SwitchoverRequest is the body of POST /v1/cluster/switchover.
+type SwitchoverRequest struct {
+	Target string `json:"target"`
+	// Timeout is how long to wait for the target to be active, e.g. "60s".
+	Timeout string `json:"timeout,omitempty"`
+}
+
+func (r *Runner) handleSwitchover(w http.ResponseWriter, req *http.Request) {
+	var body SwitchoverRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		writeError(w, http.StatusBadRequest, `request body: %v; send {"target": "NODE", "timeout": "60s"}`, err)
+		return
+	}
+	timeout := 60 * time.Second
+	if body.Timeout != "" {
+		d, err := time.ParseDuration(body.Timeout)
+		if err != nil || d <= 0 || d > time.Hour {
+			writeError(w, http.StatusBadRequest, "timeout %q: write a duration up to 1h, like \"60s\"", body.Timeout)
+			return
+		}
+		timeout = d
+	}
+	if body.Target == "" {
+		writeError(w, http.StatusBadRequest, `no target; send {"target": "NODE"} with the name of a standby`)
+		return
+	}
+	res, code, err := r.switchover(req.Context(), body.Target, timeout)
+	if err != nil {
+		writeErrorBody(w, code, err.Error(), res)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, format string, a ...any) {
+	writeErrorBody(w, code, fmt.Sprintf(format, a...), nil)
+}
+
+func writeErrorBody(w http.ResponseWriter, code int, msg string, extra map[string]any) {
+	body := map[string]any{"error": msg}
+	for k, v := range extra {
+		body[k] = v
+	}
+	writeJSON(w, code, body)
+}

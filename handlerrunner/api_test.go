@@ -1,0 +1,218 @@
+package handlerrunner
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/replication/postgres"
+)
+
+// testRunner is a runner whose Consul agent and PostgreSQL do not exist:
+// enough for what the API answers from its own state, and for every
+// request it must refuse before asking either.
+func testRunner(t testing.TB, authFile string) *Runner {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Cluster.Name = "t"
+	cfg.Node.Name = "a"
+	cfg.Node.Address = "127.0.0.1"
+	cfg.Node.DataDir = t.TempDir()
+	cfg.Postgres.DataDir = filepath.Join(cfg.Node.DataDir, "postgres")
+	cfg.Postgres.Host = "127.0.0.1"
+	cfg.Postgres.Port = 1 // nothing listens there
+	cfg.Consul.Address = "127.0.0.1:1"
+	cfg.API.BasicAuthFile = authFile
+	cc, err := consul.New(cfg.Consul)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	r, err := New(cfg, cc, postgres.NewInstance(cfg.Postgres, "a", log), nil, log, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func do(t testing.TB, h http.Handler, method, path, body string, set func(*http.Request)) (int, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if set != nil {
+		set(req)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	var out map[string]any
+	if ct := w.Header().Get("Content-Type"); path != "/metrics" && ct != "application/json" {
+		t.Fatalf("%s %s: content type %q, want application/json; body %s", method, path, ct, w.Body)
+	}
+	_ = json.Unmarshal(w.Body.Bytes(), &out)
+	return w.Code, out
+}
+
+func TestStatusIs200OnlyOnAServingActive(t *testing.T) {
+	r := testRunner(t, "")
+	h := r.handler()
+	now := time.Now()
+	tests := []struct {
+		name     string
+		role     Role
+		promoted bool
+		age      time.Duration // since the lock was last confirmed
+		want     int
+	}{
+		{"standby", RoleStandby, false, 0, http.StatusBadRequest},
+		{"candidate", RoleCandidate, false, 0, http.StatusBadRequest},
+		{"active before promotion", RoleActive, false, 0, http.StatusBadRequest},
+		{"active, promoted, lock confirmed", RoleActive, true, 0, http.StatusOK},
+		{"active, lock unconfirmed beyond the lease", RoleActive, true, r.lease + time.Second, http.StatusBadRequest},
+		{"demoting", RoleDemoting, true, 0, http.StatusBadRequest},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r.st.update(func(st *NodeStatus) { st.Role = tc.role })
+			r.st.mu.Lock()
+			r.st.promoted, r.st.confirmed = tc.promoted, now.Add(-tc.age)
+			r.st.mu.Unlock()
+			code, body := do(t, h, http.MethodGet, "/status", "", nil)
+			if code != tc.want || body["role"] != string(tc.role) {
+				t.Fatalf("GET /status = %d %v, want %d with role %s", code, body, tc.want, tc.role)
+			}
+		})
+	}
+}
+
+func TestBadRequestsGetJSONErrors(t *testing.T) {
+	h := testRunner(t, "").handler()
+	tests := []struct {
+		name, method, path, body string
+		want                     int
+		says                     string
+	}{
+		{"unknown path", "GET", "/nope", "", 404, "no such endpoint"},
+		{"wrong method", "GET", "/v1/cluster/switchover", "", 405, "takes POST"},
+		{"not JSON", "POST", "/v1/cluster/switchover", "target=b", 400, `send {"target"`},
+		{"unknown field", "POST", "/v1/cluster/switchover", `{"node":"b"}`, 400, "unknown field"},
+		{"no target", "POST", "/v1/cluster/switchover", `{}`, 400, "no target"},
+		{"bad timeout", "POST", "/v1/cluster/switchover", `{"target":"b","timeout":"5 s"}`, 400, "write a duration"},
+		{"negative timeout", "POST", "/v1/cluster/switchover", `{"target":"b","timeout":"-1s"}`, 400, "write a duration"},
+		{"consul unreachable", "POST", "/v1/cluster/switchover", `{"target":"b"}`, 503, "cannot read the leader key"},
+		{"bad lag", "GET", "/replica?lag=lots", "", 400, "number of bytes"},
+		{"bad limit", "GET", "/v1/events?limit=0", "", 400, "from 1 to 10000"},
+		{"cluster without consul", "GET", "/v1/status/cluster", "", 503, "consul agent"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := do(t, h, tc.method, tc.path, tc.body, nil)
+			msg, _ := body["error"].(string)
+			if code != tc.want || !strings.Contains(msg, tc.says) {
+				t.Fatalf("%s %s: %d %q, want %d saying %q", tc.method, tc.path, code, msg, tc.want, tc.says)
+			}
+		})
+	}
+}
+
+func TestBasicAuth(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "auth")
+	if err := os.WriteFile(file, []byte("haproxy:s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := testRunner(t, file).handler()
+	if code, _ := do(t, h, "GET", "/status", "", nil); code != http.StatusUnauthorized {
+		t.Fatalf("no credentials: %d, want 401", code)
+	}
+	if code, _ := do(t, h, "GET", "/status", "", func(r *http.Request) { r.SetBasicAuth("haproxy", "wrong") }); code != http.StatusUnauthorized {
+		t.Fatalf("wrong password: %d, want 401", code)
+	}
+	if code, _ := do(t, h, "GET", "/status", "", func(r *http.Request) { r.SetBasicAuth("haproxy", "s3cret") }); code != http.StatusBadRequest {
+		t.Fatalf("right credentials on a standby: %d, want 400", code)
+	}
+}
+
+func TestBasicAuthFileMustBeUserColonPassword(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "auth")
+	if err := os.WriteFile(file, []byte("just-a-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadBasicAuth(file); err == nil || !strings.Contains(err.Error(), "user:password") {
+		t.Fatalf("loadBasicAuth = %v, want an error naming the form user:password", err)
+	}
+}
+
+func TestCandidateNeedsALiveStreamingStandby(t *testing.T) {
+	ok := NodeStatus{Role: RoleStandby, HasSession: true, Priority: 100,
+		Postgres: PGStatus{Running: true, InRecovery: true, Timeline: 2, ReceiveLSN: 300, ReplayLSN: 200}}
+	tests := []struct {
+		name    string
+		change  func(st *NodeStatus)
+		err     error
+		passed  bool
+		healthy bool
+	}{
+		{"streaming standby", func(*NodeStatus) {}, nil, false, true},
+		{"did not answer", func(*NodeStatus) {}, errTest, false, false},
+		{"no session", func(st *NodeStatus) { st.HasSession = false }, nil, false, false},
+		{"postgres down", func(st *NodeStatus) { st.Postgres.Running = false }, nil, false, false},
+		{"a primary", func(st *NodeStatus) { st.Postgres.InRecovery = false }, nil, false, false},
+		{"rejoining", func(st *NodeStatus) { st.Role = RoleRejoining }, nil, false, false},
+		{"passed over", func(*NodeStatus) {}, nil, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := ok
+			tc.change(&st)
+			c := candidate("b", st, tc.err, tc.passed)
+			if c.Healthy != tc.healthy || c.LSN != 300 || c.Timeline != 2 {
+				t.Fatalf("candidate = %+v, want healthy %v at LSN 300 on timeline 2", c, tc.healthy)
+			}
+		})
+	}
+}
+
+var errTest = &json.SyntaxError{}
+
+// FuzzAPI sends arbitrary requests to the API: it must answer every one
+// with a status and JSON, never panic or hang.
+func FuzzAPI(f *testing.F) {
+	f.Add("POST", "/v1/cluster/switchover", `{"target":"b","timeout":"1s"}`)
+	f.Add("GET", "/replica?lag=10", "")
+	f.Add("GET", "/v1/events?limit=5", "")
+	f.Add("PUT", "/status", "x")
+	r := testRunner(f, "")
+	h := r.handler()
+	f.Fuzz(func(t *testing.T, method, path, body string) {
+		if _, err := url.ParseRequestURI(path); err != nil || !strings.HasPrefix(path, "/") || len(path) > 200 || strings.HasPrefix(path, "/metrics") {
+			return // not a request a client could send, or not JSON by design
+		}
+		switch method {
+		case "GET", "POST", "PUT", "DELETE":
+		default:
+			return
+		}
+		if path == "/health" || path == "/v1/status/node" || strings.HasPrefix(path, "/health?") || strings.HasPrefix(path, "/v1/status/node?") {
+			return // these ask PostgreSQL, which does not exist here
+		}
+		req, err := http.NewRequest(method, "http://node"+path, strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code == http.StatusMovedPermanently || w.Code == http.StatusTemporaryRedirect || w.Code == http.StatusPermanentRedirect {
+			return // ServeMux sends unclean paths ("/.", "//x") to their clean form
+		}
+		if w.Code < 200 || w.Code > 599 || !json.Valid(w.Body.Bytes()) {
+			t.Fatalf("%s %s %q: %d %q", method, path, body, w.Code, w.Body)
+		}
+	})
+}

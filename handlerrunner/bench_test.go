@@ -1,0 +1,137 @@
+package handlerrunner_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// phases of one failover, each measured from the failure (or the request).
+type phases struct {
+	detection time.Duration // the leader key is free
+	election  time.Duration // another node holds the leader key
+	promotion time.Duration // it answers /status 200
+	write     time.Duration // it acknowledged a write
+}
+
+// BenchmarkFailover runs UNDERSTUDY_BENCH_RUNS (default 3) failovers of each
+// kind on a three-node loopback cluster with the default configuration and
+// prints min/median/max of every phase. `make bench-failover` runs it.
+func BenchmarkFailover(b *testing.B) {
+	runs := 3
+	if n, err := strconv.Atoi(os.Getenv("UNDERSTUDY_BENCH_RUNS")); err == nil && n > 0 {
+		runs = n
+	}
+	report := map[string][]phases{}
+	for _, kind := range []string{"postgres-kill", "node-kill", "switchover"} {
+		b.Run(kind, func(b *testing.B) { report[kind] = benchKind(b, kind, runs) })
+	}
+	var out strings.Builder
+	fmt.Fprintf(&out, "\nfailover phases over %d runs each (min / median / max), measured from the failure:\n", runs)
+	fmt.Fprintf(&out, "%-14s %-24s %-24s %-24s %-24s\n", "kind", "detection", "election", "promotion", "first write")
+	for _, kind := range []string{"postgres-kill", "node-kill", "switchover"} {
+		ps := report[kind]
+		col := func(f func(phases) time.Duration) string {
+			var ds []time.Duration
+			for _, p := range ps {
+				ds = append(ds, f(p))
+			}
+			if len(ds) == 0 {
+				return "-"
+			}
+			slices.Sort(ds)
+			r := func(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
+			return r(ds[0]) + " / " + r(ds[len(ds)/2]) + " / " + r(ds[len(ds)-1])
+		}
+		fmt.Fprintf(&out, "%-14s %-24s %-24s %-24s %-24s\n", kind,
+			col(func(p phases) time.Duration { return p.detection }), col(func(p phases) time.Duration { return p.election }),
+			col(func(p phases) time.Duration { return p.promotion }), col(func(p phases) time.Duration { return p.write }))
+	}
+	fmt.Print(out.String())
+}
+
+func benchKind(b *testing.B, kind string, runs int) []phases {
+	c := newCluster(b, nil)
+	act := c.waitHealthy(startTimeout)
+	act.exec(c.t, "create table rows (id int primary key)")
+	var out []phases
+	for run := range runs {
+		act = c.waitHealthy(rejoinTimeout)
+		var others []*tnode
+		for _, n := range c.nodes {
+			if n != act {
+				others = append(others, n)
+			}
+		}
+		kv := others[0].consul.Client(c.t).KV()
+		start := time.Now()
+		switch kind {
+		case "postgres-kill":
+			_ = syscall.Kill(act.postmasterPID(c.t), syscall.SIGKILL)
+		case "node-kill":
+			c.killNode(act)
+		case "switchover":
+			body := strings.NewReader(`{"target": "` + others[0].name + `"}`)
+			go func() {
+				if resp, err := http.Post(act.apiURL()+"/v1/cluster/switchover", "application/json", body); err == nil {
+					resp.Body.Close()
+				}
+			}()
+		}
+		p := measure(c, kv, act, start, 10_000_000*(run+1))
+		out = append(out, p)
+		b.Logf("%s run %d: detection %v, election %v, promotion %v, first write %v", kind, run+1, p.detection, p.election, p.promotion, p.write)
+		if kind == "node-kill" {
+			act.consul.Start(c.t)
+			c.startDaemons(act)
+		}
+	}
+	return out
+}
+
+// measure polls, every 10 ms, the leader key through a surviving Consul
+// server and /status of the other nodes until one of them takes a write.
+func measure(c *tcluster, kv *api.KV, old *tnode, start time.Time, id int) phases {
+	var p phases
+	deadline := start.Add(nodeKillBound)
+	for time.Now().Before(deadline) {
+		pair, _, err := kv.Get("understudy/t/leader", nil)
+		if err == nil && pair != nil {
+			if p.detection == 0 && pair.Session == "" {
+				p.detection = time.Since(start)
+			}
+			if p.detection != 0 && p.election == 0 && pair.Session != "" {
+				p.election = time.Since(start)
+			}
+		}
+		if p.election != 0 {
+			for _, n := range c.nodes {
+				if n == old || n.statusCode() != http.StatusOK {
+					continue
+				}
+				if p.promotion == 0 {
+					p.promotion = time.Since(start)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				err := n.write(ctx, id)
+				cancel()
+				if err == nil {
+					p.write = time.Since(start)
+					return p
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond) // the sampling period of the measurement
+	}
+	c.t.Fatalf("no failover within %v: %+v", nodeKillBound, p)
+	return p
+}

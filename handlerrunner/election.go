@@ -1,0 +1,317 @@
+package handlerrunner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/consul"
+)
+
+// runCandidate takes part in the election that a free leader key starts.
+// Every healthy standby computes the same choice from the same live answers
+// and writes it to next-master with CAS, so the first write wins and the
+// others read it: the cluster agrees on one name. The named node acquires
+// the leader key; if it has not within takeoverTimeout, it is passed over.
+func (r *Runner) runCandidate(ctx context.Context) (Role, string) {
+	deadline := time.Now().Add(r.electionTimeout())
+	passedOver := map[string]bool{}
+	for time.Now().Before(deadline) {
+		ks, l, err := r.readLeader(ctx, true)
+		if err != nil {
+			r.warnEvery("election-leader", "cannot read the leader key during an election; retrying", "err", err)
+			if !sleep(ctx, 200*time.Millisecond) {
+				return RoleCandidate, errStopping.Error()
+			}
+			continue
+		}
+		if ks.Session != "" {
+			return RoleRejoining, "the election ended: " + l.Node + " holds the leader key"
+		}
+		nm, err := r.agreeOnNextMaster(ctx, ks, l, passedOver)
+		if err != nil {
+			r.warnEvery("election-choose", "no node can be chosen as the next active; waiting", "err", err)
+			if !sleep(ctx, r.cfg.Checks.Interval) {
+				return RoleCandidate, errStopping.Error()
+			}
+			continue
+		}
+		if nm.Node == r.name {
+			if ok, why := r.takeOver(ctx, nm); ok {
+				return RoleActive, why
+			} else if ctx.Err() == nil {
+				return RoleStandby, why
+			}
+			return RoleCandidate, errStopping.Error()
+		}
+		if r.waitForTakeover(ctx, nm.Node) {
+			return RoleRejoining, "the election chose " + nm.Node
+		}
+		r.log.Warn("the chosen node did not take the leader key in time; passing it over", "chosen", nm.Node, "timeout", r.takeoverTimeout())
+		passedOver[nm.Node] = true
+	}
+	return RoleStandby, "the election timed out"
+}
+
+// electionTimeout bounds one candidacy: time for two takeovers.
+func (r *Runner) electionTimeout() time.Duration { return 2*r.takeoverTimeout() + 5*time.Second }
+
+// takeoverTimeout is how long the chosen node has to acquire the lock: the
+// lock delay plus time for the acquire, and the wait for the WAL in a
+// switchover.
+func (r *Runner) takeoverTimeout() time.Duration { return r.cfg.Consul.LockDelay + 10*time.Second }
+
+// agreeOnNextMaster returns the next-master of this election: the one
+// already written for it, or the choice of this node written with CAS.
+// next-master belongs to an election when its term is the leader key's
+// LockIndex: acquiring the lock increments it, so a choice from an earlier
+// election is never taken for a current one.
+func (r *Runner) agreeOnNextMaster(ctx context.Context, ks consul.KeyState, l cluster.Leader, passedOver map[string]bool) (cluster.NextMaster, error) {
+	for range 3 {
+		cur, found, index, err := r.readNextMaster(ctx)
+		if err != nil {
+			return cluster.NextMaster{}, err
+		}
+		if found && cur.Term == ks.LockIndex && !passedOver[cur.Node] {
+			return cur, nil
+		}
+		cands := r.candidates(ctx, passedOver)
+		name, why, err := cluster.ChooseNextMaster(cands, r.lastPrimaryLSN(ctx, l), r.cfg.Postgres.MaximumLagOnFailover, r.syncSet(ctx, l))
+		if err != nil {
+			return cluster.NextMaster{}, err
+		}
+		nm := cluster.NextMaster{Node: name, By: r.name, Reason: why, At: time.Now().UTC(), Term: ks.LockIndex}
+		if !found {
+			index = 0
+		}
+		ok, err := r.cc.CASJSON(ctx, r.keys.NextMaster(), nm, index)
+		if err != nil {
+			return cluster.NextMaster{}, err
+		}
+		if ok {
+			r.log.Info("chose next active", "next_master", name, "reason", why, "term", ks.LockIndex)
+			return nm, nil
+		}
+		// Another candidate wrote first: read its choice.
+	}
+	return cluster.NextMaster{}, errors.New("next-master keeps changing under this node; retrying")
+}
+
+func (r *Runner) readNextMaster(ctx context.Context) (cluster.NextMaster, bool, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ks, err := r.cc.GetKey(ctx, r.keys.NextMaster(), true)
+	if err != nil || !ks.Found {
+		return cluster.NextMaster{}, false, 0, err
+	}
+	var nm cluster.NextMaster
+	if err := json.Unmarshal(ks.Value, &nm); err != nil {
+		// A value that is not ours is overwritten by the next choice.
+		return cluster.NextMaster{}, true, ks.ModifyIndex, nil
+	}
+	return nm, true, ks.ModifyIndex, nil
+}
+
+// candidates asks every member, this node included, for its live state, in
+// parallel and each under peerTimeout. A member that does not answer is not
+// healthy.
+func (r *Runner) candidates(ctx context.Context, passedOver map[string]bool) []cluster.Candidate {
+	members := r.members(ctx)
+	out := make([]cluster.Candidate, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Go(func() {
+			var st NodeStatus
+			var err error
+			if m.Name == r.name {
+				st = r.nodeStatus(ctx)
+			} else {
+				st, err = r.askPeer(ctx, m)
+			}
+			out[i] = candidate(m.Name, st, err, passedOver[m.Name])
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// candidate turns a node's answer into what the choice compares. Only a
+// standby that streams or waits read-only, with a live session (its checks
+// pass), can be chosen.
+func candidate(name string, st NodeStatus, err error, passedOver bool) cluster.Candidate {
+	healthy := err == nil && !passedOver && st.HasSession && st.Postgres.Running && st.Postgres.InRecovery &&
+		(st.Role == RoleStandby || st.Role == RoleCandidate)
+	return cluster.Candidate{
+		Name: name, Healthy: healthy, NoFailover: st.NoFailover, Priority: st.Priority,
+		Timeline: st.Postgres.Timeline, LSN: st.Postgres.Position(),
+	}
+}
+
+// members reads every member record; the node itself is always included.
+func (r *Runner) members(ctx context.Context) []cluster.Member {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var out []cluster.Member
+	self := false
+	err := r.cc.ListJSON(ctx, r.keys.Members(), func(_ string, raw []byte) error {
+		var m cluster.Member
+		if json.Unmarshal(raw, &m) == nil && m.Name != "" {
+			out = append(out, m)
+			self = self || m.Name == r.name
+		}
+		return nil
+	})
+	if err != nil {
+		r.warnEvery("members", "cannot list members", "err", err)
+	}
+	if !self {
+		out = append(out, cluster.Member{Name: r.name})
+	}
+	return out
+}
+
+func (r *Runner) askPeer(ctx context.Context, m cluster.Member) (NodeStatus, error) {
+	var st NodeStatus
+	if m.APIURL == "" {
+		return st, fmt.Errorf("member %s publishes no API URL", m.Name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.APIURL+"/v1/status/node", nil)
+	if err != nil {
+		return st, err
+	}
+	r.auth.set(req)
+	resp, err := r.peers.Do(req)
+	if err != nil {
+		return st, fmt.Errorf("ask %s for its state: %w", m.Name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("ask %s for its state: %s", m.Name, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("ask %s for its state: %w", m.Name, err)
+	}
+	if st.Name != m.Name {
+		return st, fmt.Errorf("ask %s for its state: %s answered", m.Name, st.Name)
+	}
+	return st, nil
+}
+
+// lastPrimaryLSN is the former active's last published write position, the
+// yardstick of maximum_lag_on_failover; 0 (rule off) when unknown.
+func (r *Runner) lastPrimaryLSN(ctx context.Context, l cluster.Leader) cluster.LSN {
+	if l.Node == "" {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var m cluster.Member
+	if _, found, err := r.cc.GetJSON(ctx, r.keys.Member(l.Node), &m); err != nil || !found {
+		return 0
+	}
+	return m.WriteLSN
+}
+
+// syncSet is, in synchronous mode, the members that had every acknowledged
+// write of the former active: only they may be chosen. nil means no
+// restriction (asynchronous mode, or no former active to lose writes of).
+func (r *Runner) syncSet(ctx context.Context, l cluster.Leader) []string {
+	if !r.cfg.Postgres.Synchronous || l.Node == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var s cluster.SyncState
+	_, found, err := r.cc.GetJSON(ctx, r.keys.Sync(), &s)
+	if err != nil || !found || s.Leader != l.Node {
+		// Not known to be safe: choose nobody rather than lose writes.
+		return []string{}
+	}
+	return s.Standbys
+}
+
+// takeOver acquires the leader key for the chosen node: in a switchover,
+// once it has the old primary's last WAL; through the lock delay after a
+// failover.
+func (r *Runner) takeOver(ctx context.Context, nm cluster.NextMaster) (bool, string) {
+	deadline := time.Now().Add(r.takeoverTimeout())
+	if nm.Switchover && nm.FromLSN != 0 {
+		if err := r.waitForWAL(ctx, nm.FromLSN, deadline); err != nil {
+			return false, err.Error()
+		}
+	}
+	sessID := r.sess.ID()
+	if sessID == "" {
+		return false, "chosen, but this node has no consul session"
+	}
+	value := cluster.Leader{Node: r.name, Since: time.Now().UTC(), Address: r.cfg.Node.Address,
+		PostgresPort: r.cfg.Postgres.Port, APIURL: r.cfg.APIURL()}
+	for time.Now().Before(deadline) {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ok, err := r.cc.Acquire(actx, r.keys.Leader(), value, sessID)
+		cancel()
+		if ok {
+			r.heldWith, r.switchingTo = sessID, &nm
+			return true, "chosen as next active (" + nm.Reason + ") and acquired the leader key"
+		}
+		if err != nil {
+			r.warnEvery("takeover", "cannot acquire the leader key; retrying", "err", err)
+		}
+		// Refused within the lock delay, or taken by another node.
+		ks, l, err := r.readLeader(ctx, true)
+		if err == nil && ks.Session != "" && l.Node != r.name {
+			return false, l.Node + " took the leader key"
+		}
+		if !sleep(ctx, 100*time.Millisecond) {
+			return false, errStopping.Error()
+		}
+	}
+	return false, "could not acquire the leader key in time"
+}
+
+// waitForWAL waits until this standby has replayed past lsn: the old
+// primary's shutdown checkpoint in a switchover, so nothing it acknowledged
+// is lost.
+func (r *Runner) waitForWAL(ctx context.Context, lsn cluster.LSN, deadline time.Time) error {
+	for {
+		st, err := r.pgState(ctx)
+		if err == nil && st.ReplayLSN > lsn {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("switchover: this node did not replay the old primary's last WAL %v in time (replayed %v)", lsn, st.ReplayLSN)
+		}
+		if !sleep(ctx, 50*time.Millisecond) {
+			return errStopping
+		}
+	}
+}
+
+// waitForTakeover waits for node to hold the leader key.
+func (r *Runner) waitForTakeover(ctx context.Context, node string) bool {
+	deadline := time.Now().Add(r.takeoverTimeout())
+	var index uint64
+	for time.Now().Before(deadline) {
+		ks, next, err := r.cc.WatchKey(ctx, r.keys.Leader(), index, time.Until(deadline))
+		if ctx.Err() != nil {
+			return false
+		}
+		if err != nil {
+			index = 0
+			sleep(ctx, 200*time.Millisecond)
+			continue
+		}
+		index = next
+		if ks.Session != "" {
+			return true // whoever took it; the caller follows
+		}
+	}
+	return false
+}

@@ -1,0 +1,180 @@
+package handlerrunner_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/testenv"
+)
+
+// events reads the cluster's history through a node's API, newest first.
+func (n *tnode) events(t testing.TB) []cluster.Event {
+	t.Helper()
+	resp, err := client.Get(n.apiURL() + "/v1/events?limit=200")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Events []cluster.Event }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Events
+}
+
+// leaderWriteLSN is the active's last published write position.
+func (c *tcluster) member(t testing.TB, name string) cluster.Member {
+	t.Helper()
+	var m cluster.Member
+	pair, _, err := c.nodes[0].consul.Client(t).KV().Get("understudy/t/members/"+name, nil)
+	if err != nil || pair == nil {
+		t.Fatalf("member record of %s: %v", name, err)
+	}
+	if err := json.Unmarshal(pair.Value, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestNeverChosen: a standby with nofailover and one further behind than
+// maximum_lag_on_failover are never made active; with no other choice, the
+// cluster waits for the node that has every write. Also: a failing promote
+// hook is recorded, and the node stays active.
+func TestNofailoverAndLaggingStandbyAreNeverChosen(t *testing.T) {
+	c := newCluster(t, func(i int) extraHCL {
+		x := extraHCL{
+			postgres: `maximum_lag_on_failover = "1MB"`,
+			blocks:   `promote_hook "fails" { command = ["/bin/sh", "-c", "echo cannot notify >&2; exit 3"] }`,
+		}
+		if i == 1 {
+			x.node = "no_failover = true"
+		}
+		return x
+	})
+	s := c.sample()
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	if act := c.waitHealthy(startTimeout); act != n1 {
+		t.Fatalf("active is %s, want the seed n1", act.name)
+	}
+
+	// The failing hook is in the history, and n1 is still active.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		for _, ev := range n1.events(t) {
+			if ev.Kind == cluster.EventPromoteHook && ev.Node == "n1" && ev.Details["exit"] == "3" &&
+				strings.Contains(ev.Reason, "failed") && ev.Details["output"] == "cannot notify" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no failed promote-hook event of n1 among %d events", len(n1.events(t)))
+	})
+	if code := n1.statusCode(); code != http.StatusOK {
+		t.Fatalf("n1 after its promote hook failed: /status %d, want 200", code)
+	}
+
+	// n3 falls behind: n1 refuses its replication connection from now on,
+	// and writes 4 MB of WAL that n3 never receives.
+	hba := filepath.Join(n1.cfg.Postgres.DataDir, "pg_hba.conf")
+	old, err := os.ReadFile(hba)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reject := fmt.Sprintf("host replication all %s/32 reject\n", n3.addr)
+	if err := os.WriteFile(hba, append([]byte(reject), old...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n1.exec(t, "select pg_reload_conf()")
+	n1.exec(t, "select pg_terminate_backend(pid) from pg_stat_replication where application_name = 'n3'")
+	n1.exec(t, "create table filler as select g, repeat('x', 1000) as pad from generate_series(1, 4000) g")
+	lagging := n3.position(t)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if m := c.member(t, "n1"); m.WriteLSN < lagging+2<<20 {
+			return fmt.Errorf("n1 published write LSN %v, n3 is at %v: not yet 2 MB apart", m.WriteLSN, lagging)
+		}
+		return nil
+	})
+
+	// n1's PostgreSQL dies: n2 (nofailover) and n3 (lagging) must not take
+	// over; n1, restarted read-only by its handler-runner, is the one node
+	// with every write and takes over again once its step-down grace ends.
+	if err := syscall.Kill(n1.postmasterPID(t), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 60*time.Second, func() error {
+		_, err := c.active()
+		if err == nil && n1.statusCode() == http.StatusOK {
+			return nil
+		}
+		return fmt.Errorf("n1 not active again: %v", err)
+	})
+	for _, n := range []*tnode{n2, n3} {
+		if s.everActive(n.name) {
+			t.Errorf("%s answered /status 200: it must never be chosen", n.name)
+		}
+	}
+}
+
+// position is the most advanced WAL position of a standby.
+func (n *tnode) position(t testing.TB) cluster.LSN {
+	t.Helper()
+	st, err := n.nodeStatus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Postgres.Position()
+}
+
+// TestSynchronousModeLosesNoAcknowledgedWriteOnKill: with
+// postgres.synchronous, SIGKILL of the active's PostgreSQL under a steady
+// writer loses no acknowledged row.
+func TestSynchronousModeLosesNoAcknowledgedWriteOnKill(t *testing.T) {
+	c := newCluster(t, func(int) extraHCL { return extraHCL{postgres: "synchronous = true"} })
+	c.sample()
+	old := c.waitHealthy(startTimeout)
+	old.exec(t, "create table rows (id int primary key)")
+	// Writes wait for the synchronous standby from the moment the sync key
+	// names one.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		pair, _, err := old.consul.Client(t).KV().Get("understudy/t/sync", nil)
+		if err != nil || pair == nil {
+			return fmt.Errorf("no sync key yet (%v)", err)
+		}
+		var s cluster.SyncState
+		if err := json.Unmarshal(pair.Value, &s); err != nil || s.Leader != old.name || len(s.Standbys) != 1 {
+			return fmt.Errorf("sync key %s", pair.Value)
+		}
+		return nil
+	})
+	w := c.startWriter()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := w.count(); n < 100 {
+			return fmt.Errorf("%d rows acknowledged so far", n)
+		}
+		return nil
+	})
+	killed := time.Now()
+	if err := syscall.Kill(old.postmasterPID(t), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	act, took := c.waitWritable(old, killed, postgresKillBound)
+	t.Logf("synchronous mode: %s active %v after the kill", act.name, took.Round(time.Millisecond))
+	before := w.count()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := w.count(); n < before+20 {
+			return fmt.Errorf("%d rows acknowledged since the failover", n-before)
+		}
+		return nil
+	})
+	acked := w.finish()
+	if m := missing(acked, act.ids(t)); len(m) > 0 {
+		t.Fatalf("%d acknowledged rows missing on %s: %v", len(m), act.name, m)
+	}
+	t.Logf("%d acknowledged rows, none missing", len(acked))
+}

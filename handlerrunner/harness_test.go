@@ -1,0 +1,398 @@
+package handlerrunner_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/understudy-ha/understudy/handlerrunner"
+	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/testenv"
+	"github.com/understudy-ha/understudy/replication/postgres"
+)
+
+// tnode is one node of a test cluster: its Consul server, its configuration
+// and the two daemons, run as the real binary so that a test can SIGKILL a
+// whole node.
+type tnode struct {
+	name    string
+	consul  *testenv.Consul
+	addr    string
+	cfg     *config.Config
+	cfgPath string
+	inst    *postgres.Instance
+	checks  *testenv.Process
+	handler *testenv.Process
+}
+
+// tcluster is three nodes on loopback: a three-server Consul cluster, one
+// server per node, PostgreSQL owned by each node's handler-runner.
+type tcluster struct {
+	t     testing.TB
+	nodes []*tnode
+	bin   string
+}
+
+// extraHCL adds to node i's configuration: fields of its node and postgres
+// blocks, and blocks of its own.
+type extraHCL struct {
+	node, postgres, blocks string
+}
+
+func newCluster(t testing.TB, extra func(i int) extraHCL) *tcluster {
+	t.Helper()
+	testenv.RequireIntegration(t)
+	c := &tcluster{t: t, bin: testenv.Understudy(t)}
+	servers := testenv.StartConsulCluster(t, 3)
+	for i, s := range servers {
+		name := fmt.Sprintf("n%d", i+1)
+		dir := testenv.TempDir(t, name)
+		pgPort, apiPort := testenv.FreePortOn(t, s.Addr), testenv.FreePortOn(t, s.Addr)
+		var x extraHCL
+		if extra != nil {
+			x = extra(i)
+		}
+		text := fmt.Sprintf(`cluster { name = "t" }
+node {
+  name     = %q
+  address  = %q
+  data_dir = %q
+  %s
+}
+consul {
+  address = %q
+}
+postgres {
+  port = %d
+  %s
+}
+checks { interval = "1s" }
+api    { listen = "%s:%d" }
+%s
+`, name, s.Addr, dir, x.node, s.HTTPAddr, pgPort, x.postgres, s.Addr, apiPort, x.blocks)
+		path := filepath.Join(dir, "understudy.hcl")
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatalf("configuration of %s: %v", name, err)
+		}
+		n := &tnode{name: name, consul: s, addr: s.Addr, cfg: cfg, cfgPath: path,
+			inst: postgres.NewInstance(cfg.Postgres, name, slog.New(slog.DiscardHandler))}
+		c.nodes = append(c.nodes, n)
+		// Registered before the daemons start, so it runs after they
+		// stopped: a standby's PostgreSQL outlives its handler-runner by
+		// design, and the test must leave nothing running.
+		t.Cleanup(func() { n.stopPostgres(t) })
+	}
+	// n1 is the seed: the only node with data; the others clone from it.
+	if err := c.nodes[0].inst.Init(context.Background()); err != nil {
+		t.Fatalf("initdb on n1: %v", err)
+	}
+	for _, n := range c.nodes {
+		c.startDaemons(n)
+	}
+	return c
+}
+
+func (c *tcluster) startDaemons(n *tnode) {
+	c.t.Helper()
+	n.checks = testenv.StartProcess(c.t, n.name+" check-runner", exec.Command(c.bin, "check-runner", "--config", n.cfgPath))
+	n.handler = testenv.StartProcess(c.t, n.name+" handler-runner", exec.Command(c.bin, "handler-runner", "--config", n.cfgPath))
+}
+
+// stopPostgres stops the node's postmaster by its PID, whatever state the
+// test left it in.
+func (n *tnode) stopPostgres(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pid, running, err := n.inst.Running(ctx)
+	if err != nil || !running {
+		return
+	}
+	if err := n.inst.Stop(ctx, "immediate"); err != nil {
+		t.Logf("cleanup: stop postgres of %s: %v; killing pid %d", n.name, err, pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// postmasterPID is the PID of the node's running postmaster.
+func (n *tnode) postmasterPID(t testing.TB) int {
+	t.Helper()
+	pid, running, err := n.inst.Running(context.Background())
+	if err != nil || !running {
+		t.Fatalf("postgres of %s is not running (%v)", n.name, err)
+	}
+	return pid
+}
+
+// killNode SIGKILLs everything of the node: its Consul server, both
+// daemons and PostgreSQL.
+func (c *tcluster) killNode(n *tnode) {
+	c.t.Helper()
+	pid := n.postmasterPID(c.t)
+	n.consul.Kill(c.t)
+	_ = n.handler.Kill()
+	_ = n.checks.Kill()
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+}
+
+func (n *tnode) apiURL() string { return n.cfg.APIURL() }
+
+var client = &http.Client{Timeout: 500 * time.Millisecond}
+
+// statusCode is what HAProxy would see at /status; 0 when the node does not
+// answer.
+func (n *tnode) statusCode() int {
+	resp, err := client.Get(n.apiURL() + "/status")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (n *tnode) nodeStatus() (handlerrunner.NodeStatus, error) {
+	var st handlerrunner.NodeStatus
+	resp, err := client.Get(n.apiURL() + "/v1/status/node")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// active returns the one node answering /status 200, or an error saying
+// what each answered.
+func (c *tcluster) active() (*tnode, error) {
+	var got []string
+	var act []*tnode
+	for _, n := range c.nodes {
+		code := n.statusCode()
+		got = append(got, fmt.Sprintf("%s:%d", n.name, code))
+		if code == http.StatusOK {
+			act = append(act, n)
+		}
+	}
+	if len(act) != 1 {
+		return nil, fmt.Errorf("want exactly one /status 200, got %s", strings.Join(got, " "))
+	}
+	return act[0], nil
+}
+
+// waitHealthy waits until one node is active and every other one is a
+// standby streaming from it, and returns the active.
+func (c *tcluster) waitHealthy(timeout time.Duration, except ...*tnode) *tnode {
+	c.t.Helper()
+	var act *tnode
+	testenv.Eventually(c.t, timeout, func() error {
+		a, err := c.active()
+		if err != nil {
+			return err
+		}
+		want := fmt.Sprintf("%s:%d", a.addr, a.cfg.Postgres.Port)
+		for _, n := range c.nodes {
+			if n == a || contains(except, n) {
+				continue
+			}
+			st, err := n.nodeStatus()
+			if err != nil {
+				return fmt.Errorf("%s: %v", n.name, err)
+			}
+			if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming || st.Postgres.Upstream != want {
+				return fmt.Errorf("%s: role %s, streaming %v from %q, want a standby streaming from %s (%s)",
+					n.name, st.Role, st.Postgres.Streaming, st.Postgres.Upstream, a.name, want)
+			}
+		}
+		act = a
+		return nil
+	})
+	return act
+}
+
+func contains(ns []*tnode, n *tnode) bool {
+	for _, m := range ns {
+		if m == n {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *tnode) conn(ctx context.Context) (*pgx.Conn, error) {
+	return pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres connect_timeout=1 sslmode=disable",
+		n.addr, n.cfg.Postgres.Port))
+}
+
+func (n *tnode) exec(t testing.TB, sql string, args ...any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := n.conn(ctx)
+	if err != nil {
+		t.Fatalf("connect to postgres of %s: %v", n.name, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("%s on %s: %v", sql, n.name, err)
+	}
+}
+
+// write inserts one row on n, as a client would; nil when acknowledged.
+func (n *tnode) write(ctx context.Context, id int) error {
+	conn, err := n.conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "insert into rows (id) values ($1)", id)
+	return err
+}
+
+// ids reads every row id on n.
+func (n *tnode) ids(t testing.TB) map[int]bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := n.conn(ctx)
+	if err != nil {
+		t.Fatalf("connect to postgres of %s: %v", n.name, err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "select id from rows")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]bool{}
+	for rows.Next() {
+		var id int
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		out[id] = true
+	}
+	return out
+}
+
+// sampler asks every node's /status every 100 ms for the whole test and
+// fails the test if two nodes ever answer 200 in the same sample.
+type sampler struct {
+	mu         sync.Mutex
+	samples    int
+	violations []string
+	seen       bool // an active node was seen: gaps count from then on
+	ever       map[string]bool
+	noneSince  time.Time
+	longestGap time.Duration
+}
+
+func (c *tcluster) sample() *sampler {
+	s := &sampler{ever: map[string]bool{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			codes := make([]int, len(c.nodes))
+			var wg sync.WaitGroup
+			for i, n := range c.nodes {
+				wg.Go(func() { codes[i] = n.statusCode() })
+			}
+			wg.Wait()
+			s.add(c.nodes, codes, time.Now())
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	c.t.Cleanup(func() {
+		cancel()
+		<-done
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		c.t.Logf("/status sampler: %d samples, longest time without an active node %v", s.samples, s.longestGap.Round(time.Millisecond))
+		for _, v := range s.violations {
+			c.t.Errorf("two active nodes at once: %s", v)
+		}
+	})
+	return s
+}
+
+func (s *sampler) add(nodes []*tnode, codes []int, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.samples++
+	var ok []string
+	for i, code := range codes {
+		if code == http.StatusOK {
+			ok = append(ok, nodes[i].name)
+		}
+	}
+	if len(ok) > 1 {
+		s.violations = append(s.violations, fmt.Sprintf("%s at %s", strings.Join(ok, " and "), now.Format("15:04:05.000")))
+	}
+	s.seen = s.seen || len(ok) > 0
+	for _, name := range ok {
+		s.ever[name] = true
+	}
+	switch {
+	case !s.seen:
+	case len(ok) == 0 && s.noneSince.IsZero():
+		s.noneSince = now
+	case len(ok) > 0 && !s.noneSince.IsZero():
+		s.longestGap = max(s.longestGap, now.Sub(s.noneSince))
+		s.noneSince = time.Time{}
+	}
+}
+
+// waitWritable waits until some node other than old answers /status 200 and
+// takes a write, and returns it with the time that took from since.
+func (c *tcluster) waitWritable(old *tnode, since time.Time, timeout time.Duration) (*tnode, time.Duration) {
+	c.t.Helper()
+	var act *tnode
+	var took time.Duration
+	id := 1_000_000
+	testenv.Eventually(c.t, timeout, func() error {
+		a, err := c.active()
+		if err != nil {
+			return err
+		}
+		if a == old {
+			return errors.New(old.name + " is still the active node")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		id++
+		if err := a.write(ctx, id); err != nil {
+			return fmt.Errorf("write on the new active %s: %v", a.name, err)
+		}
+		act, took = a, time.Since(since)
+		return nil
+	})
+	return act, took
+}
+
+// everActive reports whether the node answered /status 200 in any sample.
+func (s *sampler) everActive(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ever[name]
+}

@@ -1,0 +1,88 @@
+package handlerrunner
+
+import (
+	"context"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
+)
+
+// nodeStatus is this node's live state: role from the loop, PostgreSQL asked
+// now under a short timeout.
+func (r *Runner) nodeStatus(ctx context.Context) NodeStatus {
+	st := r.st.get()
+	st.HasSession = r.sess.ID() != ""
+	st.Serving = r.st.serving(time.Now(), r.lease)
+	st.NoFailover = r.cfg.Node.NoFailover || time.Now().Before(r.st.graceUntil())
+	r.metrics.session.Set(b2f(st.HasSession))
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout*3/4)
+	defer cancel()
+	_, running, err := r.pg.Running(ctx)
+	st.Postgres.Running = err == nil && running
+	if !st.Postgres.Running {
+		return st
+	}
+	ps, err := r.pgc.State(ctx)
+	if err != nil {
+		st.Postgres.Error = err.Error()
+		return st
+	}
+	st.Postgres.InRecovery, st.Postgres.Timeline = ps.InRecovery, ps.Timeline
+	st.Postgres.WriteLSN, st.Postgres.ReceiveLSN, st.Postgres.ReplayLSN = ps.WriteLSN, ps.ReceiveLSN, ps.ReplayLSN
+	if ps.Receiver != nil {
+		st.Postgres.Upstream = net.JoinHostPort(ps.Receiver.SenderHost, strconv.Itoa(ps.Receiver.SenderPort))
+		st.Postgres.Streaming = ps.Receiver.Status == "streaming"
+	}
+	return st
+}
+
+// lagBytes is how far this standby trails the active's last published write
+// position; 0 on a primary, -1 unknown.
+func (r *Runner) lagBytes(ctx context.Context, st NodeStatus) int64 {
+	if !st.Postgres.InRecovery {
+		return 0
+	}
+	ks, l, err := r.readLeader(ctx, false)
+	if err != nil || ks.Session == "" {
+		return -1
+	}
+	var m cluster.Member
+	if _, found, err := r.cc.GetJSON(ctx, r.keys.Member(l.Node), &m); err != nil || !found {
+		return -1
+	}
+	lag := cluster.Lag(m.WriteLSN, st.Postgres.ReplayLSN)
+	r.metrics.lag.Set(float64(lag))
+	return lag
+}
+
+// runCommand runs a hook: its exit code and the last line of its output.
+func runCommand(ctx context.Context, argv []string) (string, int, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	last := lines[len(lines)-1]
+	if len(last) > 500 {
+		last = last[:500]
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return last, ee.ExitCode(), nil
+	}
+	if err != nil {
+		return last, -1, err
+	}
+	return last, 0, nil
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,168 @@
+package handlerrunner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/replication/postgres"
+)
+
+var errNoData = errors.New("postgres has no data directory and no node holds the leader key to clone from; start the cluster on one node first (`understudy cluster start`)")
+
+// runRejoining brings PostgreSQL into the standby role for whatever the
+// cluster looks like now: a standby of the leader, or, while no node holds
+// the leader key, a read-only standby of nobody that waits for an election.
+// It never starts a writable primary: only the active role promotes.
+func (r *Runner) runRejoining(ctx context.Context) (Role, string) {
+	r.stopActiveOnly(ctx)
+	r.startEverywhere(ctx)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 && !sleep(ctx, r.cfg.Checks.Interval) {
+			return RoleRejoining, errStopping.Error()
+		}
+		ks, l, err := r.readLeader(ctx, true)
+		if err != nil {
+			r.warnEvery("rejoin-leader", "cannot read the leader key; retrying", "err", err)
+			continue
+		}
+		switch {
+		case ks.Session == "":
+			if err := r.startDetached(ctx); err != nil {
+				r.warnEvery("rejoin-detached", "cannot start postgres as a standby", "err", err)
+				continue
+			}
+			return RoleStandby, "no node holds the leader key"
+		case l.Node == r.name:
+			// A session of this node holds the lock, from before a restart
+			// of the handler-runner or a demotion that could not release it.
+			// Drop it: the election then decides on live data, and this
+			// node, likely the most advanced, takes part.
+			r.log.Warn("leader key held by an old session of this node; destroying it", "session", ks.Session)
+			if err := r.cc.DestroySession(ctx, ks.Session); err != nil {
+				r.warnEvery("rejoin-destroy", "cannot destroy old session", "session", ks.Session, "err", err)
+			}
+			continue
+		default:
+			if err := r.follow(ctx, l); err != nil {
+				r.warnEvery("rejoin-follow", "cannot follow the active node; retrying", "active", l.Node, "err", err)
+				continue
+			}
+			return RoleStandby, "following " + l.Node
+		}
+	}
+}
+
+// startDetached makes sure PostgreSQL runs read-only when no node is active:
+// a primary is stopped and started again as a standby with no upstream.
+func (r *Runner) startDetached(ctx context.Context) error {
+	if !r.pg.HasData() {
+		return errNoData
+	}
+	_, running, err := r.pg.Running(ctx)
+	if err != nil {
+		return err
+	}
+	if running {
+		st, err := r.pgState(ctx)
+		if err == nil && st.InRecovery {
+			return nil
+		}
+		// A primary with nobody holding the lock: it must not take writes.
+		r.log.Warn("postgres runs as a primary but this node is not active; restarting it read-only")
+		if err := r.pg.Stop(ctx, "fast"); err != nil {
+			return err
+		}
+		r.wasPrimary = true
+	}
+	r.upstream = ""
+	return r.pg.StartStandby(ctx, nil)
+}
+
+// follow makes PostgreSQL a streaming standby of the leader l: a re-pointed
+// standby when it already is one, a rewound one when it was a primary (its
+// timeline may have diverged), a fresh clone when rewind is impossible or
+// there is no data at all.
+func (r *Runner) follow(ctx context.Context, l cluster.Leader) error {
+	if l.Address == "" || l.PostgresPort == 0 {
+		return fmt.Errorf("the leader key names %s but not its address; is it running a current understudy?", l.Node)
+	}
+	up := postgres.Upstream{Host: l.Address, Port: l.PostgresPort}
+	if !r.pg.HasData() {
+		return r.clone(ctx, l.Node, up)
+	}
+	_, running, err := r.pg.Running(ctx)
+	if err != nil {
+		return err
+	}
+	if running && !r.wasPrimary {
+		st, err := r.pgState(ctx)
+		if err == nil && st.InRecovery {
+			if err := r.pg.Follow(ctx, up); err != nil {
+				return err
+			}
+			r.upstream = l.Node
+			return nil
+		}
+		if err == nil {
+			r.wasPrimary = true // a primary that is not the active: rewind it
+		}
+	}
+	if running {
+		if err := r.pg.Stop(ctx, "fast"); err != nil {
+			return err
+		}
+	}
+	if !r.wasPrimary {
+		if cd, err := r.pg.ControlData(ctx); err == nil && cd.State != "shut down in recovery" && cd.State != "in archive recovery" {
+			r.wasPrimary = true
+		}
+	}
+	if r.wasPrimary {
+		start := time.Now()
+		if err := r.pg.Rewind(ctx, up); err != nil {
+			r.log.Warn("pg_rewind failed; cloning afresh from the active node (the old data directory is kept aside)", "active", l.Node, "err", err)
+			return r.clone(ctx, l.Node, up)
+		}
+		r.log.Info("rewound postgres to the active node's timeline", "active", l.Node, "took", time.Since(start).Round(time.Millisecond))
+		r.record(ctx, cluster.Event{Kind: "rewind", Reason: "follow " + l.Node + " after having been a primary"})
+		r.wasPrimary = false
+	}
+	if err := r.pg.StartStandby(ctx, &up); err != nil {
+		return err
+	}
+	r.upstream = l.Node
+	return nil
+}
+
+func (r *Runner) clone(ctx context.Context, from string, up postgres.Upstream) error {
+	start := time.Now()
+	r.log.Info("cloning postgres from the active node", "active", from)
+	last := time.Now()
+	err := r.pg.Clone(ctx, up, func(done, total int64) {
+		if time.Since(last) > 5*time.Second {
+			last = time.Now()
+			r.log.Info("clone progress", "done_bytes", done, "total_bytes", total)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	r.log.Info("cloned postgres", "active", from, "took", time.Since(start).Round(time.Millisecond))
+	r.record(ctx, cluster.Event{Kind: "clone", Reason: "clone from " + from})
+	r.wasPrimary = false
+	if err := r.pg.StartStandby(ctx, &up); err != nil {
+		return err
+	}
+	r.upstream = from
+	return nil
+}
+
+// pgState asks the local PostgreSQL its state under a short timeout.
+func (r *Runner) pgState(ctx context.Context) (postgres.State, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return r.pgc.State(ctx)
+}

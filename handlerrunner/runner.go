@@ -1,0 +1,242 @@
+package handlerrunner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/services"
+	"github.com/understudy-ha/understudy/replication/postgres"
+)
+
+// Timing of the role loop, decided here (the README states the resulting
+// failover bounds).
+const (
+	// holdTick is how often the active confirms the lock and looks at its
+	// PostgreSQL: a quarter of the default lock delay, so the old active
+	// sees a lost lock and stops taking writes well before another node may
+	// acquire it.
+	holdTick = 250 * time.Millisecond
+	// fenceTimeout bounds the teardown of the active role.
+	fenceTimeout = 30 * time.Second
+	// stepDownGrace keeps a node that stepped down because of its own
+	// failure out of the next elections, so a standby that kept streaming
+	// takes over rather than the node that just failed.
+	stepDownGrace = 15 * time.Second
+	// rewindAfter is how long a standby may fail to stream from the active
+	// before it is stopped and rewound (a timeline it cannot follow).
+	rewindAfter = 15 * time.Second
+	// peerTimeout bounds one question to a peer's API during an election.
+	peerTimeout = time.Second
+)
+
+// Runner is the handler-runner of one node.
+type Runner struct {
+	cfg     *config.Config
+	cc      *consul.Client
+	pg      *postgres.Instance
+	pgc     *postgres.Client
+	svcs    *services.Manager
+	log     *slog.Logger
+	keys    cluster.Keys
+	version string
+	name    string
+	peers   *http.Client
+	auth    *basicAuth
+	metrics *metrics
+	sess    *session
+	st      state
+	// lease is how long the active trusts its last confirmation of the lock:
+	// half the session TTL, so it fences itself before Consul can expire
+	// the session of a partitioned node.
+	lease time.Duration
+
+	// Touched only by the role loop's goroutine.
+	upstream    string // the node this standby follows, "" for none
+	wasPrimary  bool   // PostgreSQL ran as a primary since it last followed: rewind before following
+	heldWith    string // the session the leader key was acquired with
+	switchingTo *cluster.NextMaster
+
+	warnMu   sync.Mutex
+	lastWarn map[string]time.Time
+}
+
+// New returns the handler-runner of the node cfg describes. It reads the
+// basic auth file, so a bad one stops the daemon at start.
+func New(cfg *config.Config, cc *consul.Client, pg *postgres.Instance, svcs *services.Manager, log *slog.Logger, version string) (*Runner, error) {
+	auth, err := loadBasicAuth(cfg.API.BasicAuthFile)
+	if err != nil {
+		return nil, err
+	}
+	log = log.With("component", "handler-runner", "node", cfg.Node.Name)
+	r := &Runner{
+		cfg: cfg, cc: cc, pg: pg, pgc: pg.Client(), svcs: svcs, log: log, version: version,
+		keys:     cluster.NewKeys(cfg.Cluster.KVPrefix, cfg.Cluster.Name),
+		name:     cfg.Node.Name,
+		peers:    &http.Client{Timeout: peerTimeout},
+		auth:     auth,
+		metrics:  newMetrics(),
+		lease:    cfg.Consul.SessionTTL / 2,
+		lastWarn: map[string]time.Time{},
+	}
+	r.metrics.reg.MustRegister(checksCollector{r: r, desc: prometheus.NewDesc("understudy_check_status",
+		"1 for each health check's current state as the check-runner last published it.", []string{"check", "status"}, nil)})
+	r.sess = &session{
+		cc: cc, log: log,
+		every: min(cfg.Checks.Interval, cfg.Consul.SessionTTL/3),
+		opts: consul.SessionOptions{
+			Name:      "understudy-handler-runner " + cfg.Node.Name,
+			Checks:    sessionChecks,
+			TTL:       cfg.Consul.SessionTTL,
+			LockDelay: cfg.Consul.LockDelay,
+		},
+	}
+	r.st.st = NodeStatus{Name: r.name, Role: RoleRejoining, Since: time.Now(), Reason: "starting",
+		NoFailover: cfg.Node.NoFailover, Priority: cfg.Node.Priority}
+	return r, nil
+}
+
+// Run serves the API and runs the role loop until ctx ends. On the way out
+// the active fences itself (services stopped, PostgreSQL stopped, lock
+// released) before the session is destroyed: the lock must not be free while
+// this node still takes writes.
+func (r *Runner) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", r.cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("listen for the API on %s: %w; set api.listen to a free address", r.cfg.API.Listen, err)
+	}
+	r.log.Info("starting", "api", ln.Addr().String(), "session_ttl", r.cfg.Consul.SessionTTL,
+		"lock_delay", r.cfg.Consul.LockDelay, "lease", r.lease)
+	defer r.pgc.Close()
+
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	defer stopLoop()
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	var serveErr error
+	wg.Go(func() { r.sess.run(bg) })
+	wg.Go(func() {
+		if serveErr = r.serve(bg, ln); serveErr != nil {
+			stopLoop()
+		}
+	})
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+	r.loop(loopCtx)
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	stopBG()
+	wg.Wait()
+	r.log.Info("stopped")
+	return serveErr
+}
+
+// loop is the role state machine: one function per role, each returning the
+// next role and why.
+func (r *Runner) loop(ctx context.Context) {
+	role, reason := RoleRejoining, "handler-runner starting"
+	r.enter(ctx, "", role, reason)
+	for ctx.Err() == nil {
+		var next Role
+		switch role {
+		case RoleRejoining:
+			next, reason = r.runRejoining(ctx)
+		case RoleStandby:
+			next, reason = r.runStandby(ctx)
+		case RoleCandidate:
+			next, reason = r.runCandidate(ctx)
+		case RoleActive:
+			// Its teardown passes through demoting and fences.
+			next, reason = r.runActive(ctx)
+			role = RoleDemoting
+		}
+		if ctx.Err() != nil && role != RoleDemoting {
+			return
+		}
+		r.enter(ctx, role, next, reason)
+		role = next
+	}
+}
+
+// enter records a transition: log, status, metrics, event.
+func (r *Runner) enter(ctx context.Context, from, to Role, reason string) {
+	if from == to {
+		return
+	}
+	r.log.Info("role transition", "from", from, "to", to, "reason", reason)
+	r.st.update(func(st *NodeStatus) { st.Role, st.Since, st.Reason = to, time.Now(), reason })
+	r.metrics.transition(from, to)
+	if from != "" {
+		r.record(ctx, cluster.Event{Kind: "transition", From: string(from), To: string(to), Reason: reason})
+	}
+}
+
+// record appends an event under events/, best effort: history must not hold
+// up a failover.
+func (r *Runner) record(ctx context.Context, ev cluster.Event) {
+	ev.Node, ev.Time = r.name, time.Now().UTC()
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if _, err := r.cc.AppendEvent(ectx, r.keys.Events(), r.name, ev); err != nil {
+		r.warnEvery("record-event", "cannot record event in consul", "kind", ev.Kind, "err", err)
+	}
+}
+
+// warnEvery logs a warning at most every 30 s per key: a retry loop that
+// fails every interval must not flood the journal.
+func (r *Runner) warnEvery(key, msg string, args ...any) {
+	r.warnMu.Lock()
+	last := r.lastWarn[key]
+	now := time.Now()
+	if now.Sub(last) < 30*time.Second {
+		r.warnMu.Unlock()
+		return
+	}
+	r.lastWarn[key] = now
+	r.warnMu.Unlock()
+	r.log.Warn(msg, args...)
+}
+
+// sleep waits d or until ctx ends; false when ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// readLeader reads the leader key; consistent reads go through the Raft
+// leader, for decisions that must not act on a stale answer.
+func (r *Runner) readLeader(ctx context.Context, consistent bool) (consul.KeyState, cluster.Leader, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ks, err := r.cc.GetKey(ctx, r.keys.Leader(), consistent)
+	if err != nil {
+		return ks, cluster.Leader{}, err
+	}
+	return ks, decodeLeader(ks), nil
+}
+
+func decodeLeader(ks consul.KeyState) cluster.Leader {
+	var l cluster.Leader
+	if ks.Found {
+		_ = json.Unmarshal(ks.Value, &l)
+	}
+	return l
+}
+
+var errStopping = errors.New("handler-runner stopping")

@@ -1,0 +1,100 @@
+package handlerrunner
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/replication/postgres"
+)
+
+// runStandby follows the leader: it watches the leader key with a blocking
+// query (so a freed lock is seen at once), restarts PostgreSQL after a
+// crash, and leaves the role when the lock is free (an election), when
+// another node took it (follow it), or when the standby cannot stream.
+func (r *Runner) runStandby(ctx context.Context) (Role, string) {
+	var index uint64
+	var notStreamingSince time.Time
+	for {
+		ks, next, err := r.cc.WatchKey(ctx, r.keys.Leader(), index, r.cfg.Checks.Interval)
+		if ctx.Err() != nil {
+			return RoleStandby, errStopping.Error()
+		}
+		if err != nil {
+			r.warnEvery("standby-watch", "cannot watch the leader key; retrying", "err", err)
+			index = 0
+			if !sleep(ctx, r.cfg.Checks.Interval) {
+				return RoleStandby, errStopping.Error()
+			}
+			continue
+		}
+		index = next
+		l := decodeLeader(ks)
+		if why := r.keepStandbyRunning(ctx, l); why != "" {
+			return RoleRejoining, why
+		}
+		switch {
+		case ks.Session == "":
+			if why := r.notCandidate(); why != "" {
+				r.warnEvery("standby-not-candidate", "the leader key is free but this node does not stand for election", "why", why)
+				continue
+			}
+			return RoleCandidate, "the leader key is free"
+		case l.Node == r.name:
+			return RoleRejoining, "the leader key names this node, which is a standby"
+		case l.Node != r.upstream:
+			return RoleRejoining, "new active node " + l.Node
+		}
+		st, err := r.pgState(ctx)
+		if err == nil && streamingFrom(st, l) {
+			notStreamingSince = time.Time{}
+			continue
+		}
+		if notStreamingSince.IsZero() {
+			notStreamingSince = time.Now()
+		} else if time.Since(notStreamingSince) > rewindAfter {
+			// A standby that cannot stream for this long has most likely
+			// diverged from the new timeline: rewinding is cheap when it
+			// has not.
+			r.wasPrimary = true
+			return RoleRejoining, fmt.Sprintf("not streaming from %s for %v", l.Node, rewindAfter)
+		}
+	}
+}
+
+// keepStandbyRunning restarts a crashed PostgreSQL as the standby it was.
+// It returns why the node must rejoin instead, or "".
+func (r *Runner) keepStandbyRunning(ctx context.Context, l cluster.Leader) string {
+	_, running, err := r.pg.Running(ctx)
+	if err != nil || running {
+		return ""
+	}
+	r.log.Warn("postgres is not running on this standby; starting it again")
+	var up *postgres.Upstream
+	if r.upstream != "" && l.Node == r.upstream {
+		up = &postgres.Upstream{Host: l.Address, Port: l.PostgresPort}
+	}
+	if err := r.pg.StartStandby(ctx, up); err != nil {
+		return "cannot restart postgres as a standby: " + err.Error()
+	}
+	return ""
+}
+
+// notCandidate says why this node does not stand for election now, or "".
+func (r *Runner) notCandidate() string {
+	switch {
+	case r.cfg.Node.NoFailover:
+		return "nofailover is set"
+	case time.Now().Before(r.st.graceUntil()):
+		return "this node stepped down moments ago"
+	case r.sess.ID() == "":
+		return "no consul session (a bound check is critical)"
+	}
+	return ""
+}
+
+func streamingFrom(st postgres.State, l cluster.Leader) bool {
+	return st.InRecovery && st.Receiver != nil && st.Receiver.Status == "streaming" &&
+		st.Receiver.SenderHost == l.Address && st.Receiver.SenderPort == l.PostgresPort
+}
