@@ -195,7 +195,8 @@ func (c *tcluster) active() (*tnode, error) {
 }
 
 // waitHealthy waits until one node is active and every other one is a
-// standby streaming from it, and returns the active.
+// standby streaming from it with a Consul session (its checks pass: it can
+// be elected), and returns the active.
 func (c *tcluster) waitHealthy(timeout time.Duration, except ...*tnode) *tnode {
 	c.t.Helper()
 	var act *tnode
@@ -213,9 +214,9 @@ func (c *tcluster) waitHealthy(timeout time.Duration, except ...*tnode) *tnode {
 			if err != nil {
 				return fmt.Errorf("%s: %v", n.name, err)
 			}
-			if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming || st.Postgres.Upstream != want {
-				return fmt.Errorf("%s: role %s, streaming %v from %q, want a standby streaming from %s (%s)",
-					n.name, st.Role, st.Postgres.Streaming, st.Postgres.Upstream, a.name, want)
+			if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming || st.Postgres.Upstream != want || !st.HasSession {
+				return fmt.Errorf("%s: role %s, streaming %v from %q, session %v; want a standby streaming from %s (%s) with a session",
+					n.name, st.Role, st.Postgres.Streaming, st.Postgres.Upstream, st.HasSession, a.name, want)
 			}
 		}
 		act = a

@@ -50,6 +50,10 @@ func (r *Runner) runRejoining(ctx context.Context) (Role, string) {
 				r.warnEvery("rejoin-follow", "cannot follow the active node; retrying", "active", l.Node, "err", err)
 				continue
 			}
+			// Following the new active, this node is a standby like any
+			// other: the grace that kept it out of the election its own
+			// failure started is over.
+			r.st.setGrace(time.Time{})
 			return RoleStandby, "following " + l.Node
 		}
 	}

@@ -31,6 +31,7 @@ func (r *Runner) runStandby(ctx context.Context) (Role, string) {
 		}
 		index = next
 		l := decodeLeader(ks)
+		r.log.Debug("leader key", "holder", l.Node, "session", ks.Session, "index", index)
 		if why := r.keepStandbyRunning(ctx, l); why != "" {
 			return RoleRejoining, why
 		}

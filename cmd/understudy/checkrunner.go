@@ -1,6 +1,9 @@
 package main
 
 import (
+	"os"
+	"runtime/debug"
+
 	"github.com/spf13/cobra"
 
 	"github.com/understudy-ha/understudy/checkrunner"
@@ -20,6 +23,12 @@ agent, and publishes the node's member record. It runs until SIGTERM or
 SIGINT, then marks every check critical so that a failover starts at once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The check-runner's heap is small and steady: collecting at 50 %
+			// growth instead of 100 % keeps its RSS under 20 MB (README,
+			// "Measured") for a few CPU seconds an hour. GOGC still wins.
+			if os.Getenv("GOGC") == "" {
+				debug.SetGCPercent(50)
+			}
 			cfg, log, ctx, cancel, err := daemonSetup(path)
 			if err != nil {
 				return err

@@ -70,8 +70,21 @@ func (c *Client) Acquire(ctx context.Context, key string, value any, session str
 // It returns false when session does not hold it. An explicit release
 // starts no lock delay: the next holder may acquire at once.
 func (c *Client) Release(ctx context.Context, key string, session string) (bool, error) {
+	// A release writes the value it is given: read the current one first so
+	// that the key keeps saying who held it last (the election measures lag
+	// against that node). Only the holder can release, so the value read is
+	// its own and does not change in between.
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	cur, _, err := c.api.KV().Get(key, q)
+	if err != nil {
+		return false, fmt.Errorf("release %s on consul agent %s: %w", key, c.addr, err)
+	}
+	var value []byte
+	if cur != nil && cur.Session == session {
+		value = cur.Value
+	}
 	w := (&api.WriteOptions{}).WithContext(ctx)
-	ok, _, err := c.api.KV().Release(&api.KVPair{Key: key, Session: session}, w)
+	ok, _, err := c.api.KV().Release(&api.KVPair{Key: key, Session: session, Value: value}, w)
 	if err != nil {
 		return false, fmt.Errorf("release %s on consul agent %s: %w", key, c.addr, err)
 	}

@@ -145,6 +145,10 @@ func TestReleaseHasNoLockDelay(t *testing.T) {
 	if ok, err := c.Release(ctxT(t), key, a); err != nil || !ok {
 		t.Fatalf("Release by the holder = %v, %v, want true", ok, err)
 	}
+	// The value still says who held the key last.
+	if ks, err := c.GetKey(ctxT(t), key, true); err != nil || ks.Session != "" || string(ks.Value) != `"a"` {
+		t.Fatalf("after Release: %+v, %v; want free with the value \"a\" kept", ks, err)
+	}
 	if ok, err := c.Acquire(ctxT(t), key, "b", b); err != nil || !ok {
 		t.Fatalf("Acquire right after an explicit release = %v, %v, want true", ok, err)
 	}

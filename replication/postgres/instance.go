@@ -271,6 +271,9 @@ func (i *Instance) start(ctx context.Context, up *Upstream, standby bool) error 
 	if !i.HasData() {
 		return fail(errors.New("no cluster in the data directory (no PG_VERSION); Init or Clone first"))
 	}
+	if err := i.clearStalePidFile(ctx); err != nil {
+		return fail(err)
+	}
 	if err := i.ensureConfig(u, i.dataDir, up); err != nil {
 		return fail(err)
 	}

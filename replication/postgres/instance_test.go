@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/understudy-ha/understudy/internal/testenv"
 )
@@ -330,4 +332,37 @@ func checkSlots(t *testing.T, i *Instance, want ...string) {
 	if !slices.Equal(got, want) {
 		t.Errorf("slots %q, want %q", got, want)
 	}
+}
+
+// A lock file left by a postmaster that is now a zombie, which an init that
+// does not reap leaves behind, must not keep the server from starting:
+// PostgreSQL's own check (kill 0) takes a zombie for a live postmaster.
+func TestStartOverAZombiesLockFile(t *testing.T) {
+	testenv.RequireIntegration(t)
+	t.Parallel()
+	ctx := testCtx(t)
+	a := newTestInstance(t, "a", "127.0.0.19")
+	must(t, a.Init(ctx))
+
+	// A zombie of our own: a child that exits and is not waited for yet.
+	z := exec.Command("/bin/true")
+	must(t, z.Start())
+	t.Cleanup(func() { _ = z.Wait() })
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if processAlive(z.Process.Pid) {
+			return fmt.Errorf("pid %d not a zombie yet", z.Process.Pid)
+		}
+		return nil
+	})
+	pidFile := filepath.Join(a.DataDir(), "postmaster.pid")
+	must(t, os.WriteFile(pidFile, []byte(fmt.Sprintf("%d\n%s\n1700000000\n5432\n\n127.0.0.19\n  0 0\nready   \n", z.Process.Pid, a.DataDir())), 0o600))
+	if _, running, err := a.Running(ctx); err != nil || running {
+		t.Fatalf("Running with a zombie's lock file = %v, %v; want not running", running, err)
+	}
+	must(t, a.StartStandby(ctx, nil))
+	pid, running, err := a.Running(ctx)
+	if err != nil || !running || pid == z.Process.Pid {
+		t.Fatalf("after StartStandby: pid %d running %v (%v)", pid, running, err)
+	}
+	stopForGood(t, a)
 }

@@ -37,6 +37,9 @@ func (i *Instance) Rewind(ctx context.Context, source Upstream) error {
 	if !i.HasData() {
 		return fail(errors.New("no cluster in the data directory (no PG_VERSION); Clone instead"))
 	}
+	if err := i.clearStalePidFile(ctx); err != nil {
+		return fail(err)
+	}
 	if err := i.checkpointSource(ctx, source); err != nil {
 		return fail(fmt.Errorf("%w; is %s up and a primary?", err, source.Addr()))
 	}
