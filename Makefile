@@ -7,13 +7,26 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS       := -X main.version=$(VERSION)
 # Debian packages the tests and the dev cluster run for real.
-APT_PACKAGES  := postgresql-15 postgresql-client-15 iproute2 procps
+APT_PACKAGES  := postgresql-15 postgresql-client-15 iproute2 procps haproxy
 
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: all build deps apt consul staticcheck test test-short lint vet fmt bench-checkrunner bench-failover clean
+.PHONY: all demo build deps apt consul staticcheck test test-short lint vet fmt bench-checkrunner bench-failover clean
 
 all: build
+
+# The README's first command: a local three-node cluster (Consul, PostgreSQL
+# and the daemons per node, HAProxy in front), a failover shown, the cluster
+# left running. DEV_DIR is where it lives.
+DEV_DIR ?= /tmp/understudy-dev
+demo: deps build
+	@bin/understudy dev down --dir $(DEV_DIR) >/dev/null 2>&1 || true
+	bin/understudy dev up --dir $(DEV_DIR)
+	bin/understudy dev demo --dir $(DEV_DIR)
+	@echo
+	@bin/understudy dev status --dir $(DEV_DIR)
+	@echo
+	@echo "The cluster keeps running. Stop it with: bin/understudy dev down --dir $(DEV_DIR)"
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/understudy ./cmd/understudy

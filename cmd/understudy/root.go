@@ -23,7 +23,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(newVersionCmd(), newConfigCmd(), newCheckRunnerCmd(), newHandlerRunnerCmd())
+	root.AddCommand(newVersionCmd(), newConfigCmd(), newCheckRunnerCmd(), newHandlerRunnerCmd(), newDevCmd())
 	return root
 }
 

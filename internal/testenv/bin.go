@@ -150,3 +150,9 @@ func (u pgUser) own(t testing.TB, path string) {
 		t.Fatal(err)
 	}
 }
+
+// ConsulBinary is the pinned Consul agent the tests run (see consulBinary).
+func ConsulBinary(t testing.TB) string {
+	t.Helper()
+	return consulBinary(t)
+}

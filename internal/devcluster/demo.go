@@ -1,0 +1,109 @@
+package devcluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Demo shows a failover on a running dev cluster: rows written through
+// HAProxy, the active node killed whole (SIGKILL of its Consul server,
+// daemons and PostgreSQL), writes through HAProxy again once another node
+// took over, every row still there; then the killed node is started again
+// and rejoins as a standby.
+func Demo(ctx context.Context, s *State, o Options, out io.Writer) error {
+	const rows = 100
+	conn, err := connect(ctx, s)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, "create table if not exists demo (id bigint primary key, at timestamptz default now())"); err != nil {
+		return fmt.Errorf("create table through haproxy: %w", err)
+	}
+	var start int64
+	if err := conn.QueryRow(ctx, "select coalesce(max(id), 0) from demo").Scan(&start); err != nil {
+		return err
+	}
+	for i := start + 1; i <= start+rows; i++ {
+		if _, err := conn.Exec(ctx, "insert into demo (id) values ($1)", i); err != nil {
+			return fmt.Errorf("insert through haproxy: %w", err)
+		}
+	}
+	conn.Close(ctx)
+	fmt.Fprintf(out, "wrote %d rows through haproxy (%s)\n", rows, s.HAProxy.Frontend)
+
+	a, err := Active(ctx, s)
+	if err != nil {
+		return err
+	}
+	s.refresh()
+	old := s.Nodes[a]
+	fmt.Fprintf(out, "killing the active node %s: consul %d, postgres %d, check-runner %d, handler-runner %d (SIGKILL)\n",
+		old.Name, old.PIDs.Consul, old.PIDs.Postgres, old.PIDs.CheckRunner, old.PIDs.HandlerRunner)
+	killed := time.Now()
+	for _, pid := range []int{old.PIDs.Consul, old.PIDs.HandlerRunner, old.PIDs.CheckRunner, old.PIDs.Postgres} {
+		if pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	id := start + rows + 1
+	var took time.Duration
+	err = poll(ctx, 60*time.Second, func() error {
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		c, err := connect(wctx, s)
+		if err != nil {
+			return err
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(wctx, "insert into demo (id) values ($1)", id); err != nil {
+			return err
+		}
+		took = time.Since(killed)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("no write through haproxy after the kill: %w", err)
+	}
+	b, err := Active(ctx, s)
+	if err != nil {
+		return err
+	}
+	var count int64
+	c, err := connect(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	if err := c.QueryRow(ctx, "select count(*) from demo where id > $1 and id <= $2", start, id).Scan(&count); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "failover: %s took over from %s; first write through haproxy %.1f s after the kill\n",
+		s.Nodes[b].Name, old.Name, took.Seconds())
+	if count != rows+1 {
+		return fmt.Errorf("rows lost: %d of the %d written are there", count, rows+1)
+	}
+	fmt.Fprintf(out, "rows intact: all %d rows written before the kill and the one after are there\n", rows)
+
+	fmt.Fprintf(out, "starting %s again: it rejoins as a standby of %s\n", old.Name, s.Nodes[b].Name)
+	if err := StartNode(s, a, o); err != nil {
+		return err
+	}
+	if err := WaitHealthy(ctx, s, clusterTimeout); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s is back, streaming from %s\n", old.Name, s.Nodes[b].Name)
+	return nil
+}
+
+func connect(ctx context.Context, s *State) (*pgx.Conn, error) {
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable&connect_timeout=2", s.HAProxy.Frontend))
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres through haproxy %s: %w", s.HAProxy.Frontend, err)
+	}
+	return conn, nil
+}

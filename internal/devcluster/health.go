@@ -1,0 +1,91 @@
+package devcluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// nodeStatus is the part of a handler-runner's /v1/status/node that dev
+// needs.
+type nodeStatus struct {
+	Role       string `json:"role"`
+	HasSession bool   `json:"has_session"`
+	Postgres   struct {
+		Streaming bool   `json:"streaming"`
+		Upstream  string `json:"upstream"`
+	} `json:"postgres"`
+}
+
+// statusCode is what HAProxy sees at a node's /status; 0 when it does not
+// answer.
+func statusCode(ctx context.Context, n Node) int {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.APIURL+"/status", nil)
+	if err != nil {
+		return 0
+	}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Active returns the index of the node answering /status 200, or an error
+// saying what each answered.
+func Active(ctx context.Context, s *State) (int, error) {
+	active, seen := -1, ""
+	for i, n := range s.Nodes {
+		code := statusCode(ctx, n)
+		seen += fmt.Sprintf(" %s:%d", n.Name, code)
+		if code == http.StatusOK {
+			if active >= 0 {
+				return -1, fmt.Errorf("two nodes answer /status 200:%s", seen)
+			}
+			active = i
+		}
+	}
+	if active < 0 {
+		return -1, fmt.Errorf("no node answers /status 200:%s", seen)
+	}
+	return active, nil
+}
+
+// WaitHealthy waits until one node is active and every other node of s
+// (skip: indexes to leave out) is a standby streaming from it with a
+// session.
+func WaitHealthy(ctx context.Context, s *State, timeout time.Duration, skip ...int) error {
+	return poll(ctx, timeout, func() error {
+		a, err := Active(ctx, s)
+		if err != nil {
+			return err
+		}
+		want := fmt.Sprintf("%s:%d", s.Nodes[a].PostgresHost, s.Nodes[a].PostgresPort)
+	nodes:
+		for i, n := range s.Nodes {
+			for _, k := range skip {
+				if k == i {
+					continue nodes
+				}
+			}
+			if i == a {
+				continue
+			}
+			body, err := get(ctx, n.APIURL+"/v1/status/node")
+			if err != nil {
+				return fmt.Errorf("%s: %w", n.Name, err)
+			}
+			var st nodeStatus
+			if err := json.Unmarshal([]byte(body), &st); err != nil {
+				return fmt.Errorf("%s: %w", n.Name, err)
+			}
+			if st.Role != "standby" || !st.Postgres.Streaming || st.Postgres.Upstream != want || !st.HasSession {
+				return fmt.Errorf("%s is %s (streaming %v from %q), not yet a standby streaming from %s", n.Name, st.Role, st.Postgres.Streaming, st.Postgres.Upstream, s.Nodes[a].Name)
+			}
+		}
+		return nil
+	})
+}

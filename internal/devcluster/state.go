@@ -1,0 +1,103 @@
+package devcluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// stateFile is where a dev cluster describes itself, in its directory.
+const stateFile = "dev.json"
+
+// State is what `dev status -o json` prints: where everything is and the
+// PIDs of its processes, so scripts can drive failures.
+type State struct {
+	Dir     string  `json:"dir"`
+	Cluster string  `json:"cluster"`
+	Nodes   []Node  `json:"nodes"`
+	HAProxy HAProxy `json:"haproxy"`
+}
+
+// Node is one node of the dev cluster.
+type Node struct {
+	Name         string `json:"name"`
+	Address      string `json:"address"`
+	Dir          string `json:"dir"`
+	Config       string `json:"config"`
+	APIURL       string `json:"api_url"`
+	PostgresHost string `json:"postgres_host"`
+	PostgresPort int    `json:"postgres_port"`
+	PostgresData string `json:"postgres_data_dir"`
+	ConsulHTTP   string `json:"consul_http"`
+	SerfPort     int    `json:"consul_serf_port"`
+	ServerPort   int    `json:"consul_server_port"`
+	PIDs         PIDs   `json:"pids"`
+}
+
+// PIDs of a node's processes; 0 when not running. PostgreSQL's is read from
+// its postmaster.pid each time: the handler-runner restarts it.
+type PIDs struct {
+	Consul        int `json:"consul"`
+	Postgres      int `json:"postgres"`
+	CheckRunner   int `json:"check_runner"`
+	HandlerRunner int `json:"handler_runner"`
+}
+
+// HAProxy is the frontend that follows the active node.
+type HAProxy struct {
+	Frontend string `json:"frontend"`
+	Config   string `json:"config"`
+	PID      int    `json:"pid"`
+}
+
+func (s *State) save() error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(s.Dir, stateFile+".tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write dev cluster state: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(s.Dir, stateFile))
+}
+
+// ErrNoCluster is returned when the directory holds no dev cluster.
+var ErrNoCluster = errors.New("no dev cluster here")
+
+// Load reads the state of the dev cluster in dir and refreshes its PIDs:
+// a process that is gone reads 0.
+func Load(dir string) (*State, error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s has no %s; start one with `understudy dev up --dir %s`", ErrNoCluster, dir, stateFile, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read dev cluster state: %w", err)
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	s.refresh()
+	return &s, nil
+}
+
+// refresh zeroes the PIDs of processes that are gone and reads PostgreSQL's.
+func (s *State) refresh() {
+	for i := range s.Nodes {
+		p := &s.Nodes[i].PIDs
+		for _, pid := range []*int{&p.Consul, &p.CheckRunner, &p.HandlerRunner} {
+			if !alive(*pid) {
+				*pid = 0
+			}
+		}
+		p.Postgres = postmasterPID(s.Nodes[i].PostgresData)
+	}
+	if !alive(s.HAProxy.PID) {
+		s.HAProxy.PID = 0
+	}
+}
