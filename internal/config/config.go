@@ -138,14 +138,22 @@ type API struct {
 	BasicAuthFile string // default ""
 }
 
-// Service is one `service "NAME"` block: a systemd unit, or three commands.
+// Service is one `service "NAME"` block, run by exactly one of three
+// backends: a systemd unit (SystemdUnit), three commands that manage it
+// (Start, Stop, Status), or a process understudy starts and supervises itself
+// (Command).
 type Service struct {
 	// Name is the block label: lowercase letters, digits and '-', unique.
 	Name        string   // the block label
-	SystemdUnit string   // either SystemdUnit or Start/Stop/Status, not both
+	SystemdUnit string   // exclusive with Command and with Start/Stop/Status
 	Start       []string // argv
 	Stop        []string
 	Status      []string // exit 0 = running
+	// Command is the argv of a long-running program that understudy starts
+	// without a shell, restarts when it exits and stops with SIGTERM, then
+	// SIGKILL. The program must stay in the foreground: one that forks into
+	// the background and exits is seen as exiting, and restarted.
+	Command []string
 	// ActiveOnly services run on the active node only; the others run on
 	// every node.
 	ActiveOnly bool

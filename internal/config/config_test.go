@@ -67,6 +67,10 @@ service "mgmtworker" {
   active_only = true
 }
 service "restservice" { systemd_unit = "restservice.service" } # every node
+service "stage" {
+  command     = ["/opt/manager/bin/stage", "--config", "/etc/stage.conf"]
+  active_only = true
+}
 files "resources" { path = "/opt/manager/resources" }
 `
 
@@ -121,7 +125,23 @@ var badInputs = []struct {
 	{"service with unit and commands", minimal + "service \"x\" {\n  systemd_unit = \"x.service\"\n  start = [\"/bin/x\"]\n}\n", 6,
 		`service "x" has both systemd_unit and start/stop/status; keep systemd_unit or the commands, not both`, 1},
 	{"service with neither", minimal + "service \"x\" {\n  active_only = true\n}\n", 6,
-		`service "x" has neither systemd_unit nor start, stop and status; add systemd_unit = "x.service"`, 1},
+		`service "x" has no command, systemd_unit or start/stop/status; add command = ["/path/to/program", "arg"] for a program understudy supervises, systemd_unit = "x.service"`, 1},
+	{"service with command and unit", minimal + "service \"x\" {\n  command = [\"/bin/x\"]\n  systemd_unit = \"x.service\"\n}\n", 6,
+		`service "x" has both command and systemd_unit; keep command for a program understudy supervises, or systemd_unit`, 1},
+	{"service with command and start", minimal + "service \"x\" {\n  command = [\"/bin/x\"]\n  start = [\"/bin/x\"]\n}\n", 6,
+		`service "x" has both command and start/stop/status; keep command for a program understudy supervises, or the three commands`, 1},
+	{"service with command and status", minimal + "service \"x\" {\n  status = [\"/bin/x\"]\n  command = [\"/bin/x\"]\n}\n", 6,
+		`service "x" has both command and start/stop/status`, 1},
+	{"empty command", minimal + "service \"x\" {\n  command = []\n}\n", 7,
+		`service.x.command = [] is empty; write the program and its arguments, like command = ["/opt/manager/bin/mgmtworker"`, 1},
+	{"empty command beside a unit", minimal + "service \"x\" {\n  systemd_unit = \"x.service\"\n  command = []\n}\n", 6,
+		`service "x" has both command and systemd_unit`, 1},
+	{"command with an empty program", minimal + "service \"x\" {\n  command = [\"\", \"run\"]\n}\n", 7,
+		`service "x": command starts with an empty program; write the program first`, 1},
+	{"command with a relative program", minimal + "service \"x\" {\n  command = [\"bin/x\"]\n}\n", 7,
+		`service.x.command starts with "bin/x", a relative path; write the program's absolute path`, 1},
+	{"command as one string", minimal + "service \"x\" {\n  command = \"/bin/x --run\"\n}\n", 7,
+		`service.x.command = "/bin/x --run" is a string, not a list; write command = ["/bin/x", "--run"]`, 1},
 	{"exec service without status", minimal + "service \"x\" {\n  start = [\"/bin/x\"]\n  stop = [\"/bin/y\"]\n}\n", 6,
 		`service "x" has no status; add status = [`, 1},
 	{"command as a string", minimal + "service \"x\" {\n  start = \"/bin/x run\"\n}\n", 7,
@@ -236,6 +256,7 @@ func TestParseFull(t *testing.T) {
 		{Name: "rabbitmq", SystemdUnit: "rabbitmq-server.service", ActiveOnly: true},
 		{Name: "mgmtworker", Start: []string{ctl, "start"}, Stop: []string{ctl, "stop"}, Status: []string{ctl, "status"}, ActiveOnly: true},
 		{Name: "restservice", SystemdUnit: "restservice.service"},
+		{Name: "stage", Command: []string{"/opt/manager/bin/stage", "--config", "/etc/stage.conf"}, ActiveOnly: true},
 	}
 	want.Files = []Files{{Name: "resources", Path: "/opt/manager/resources"}}
 	assertEqual(t, cfg, want)
@@ -290,6 +311,7 @@ func TestRendering(t *testing.T) {
 		`interval           = "1s"`,
 		`service "mgmtworker" {`,
 		`start       = ["/opt/mgmtworker/bin/ctl", "start"]`,
+		"service \"stage\" {\n  command     = [\"/opt/manager/bin/stage\", \"--config\", \"/etc/stage.conf\"]\n  active_only = true\n}",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("rendering lacks %q:\n%s", want, out)
@@ -410,5 +432,20 @@ func assertEqual(t testing.TB, got, want *Config) {
 	g.src, w.src = nil, nil
 	if !reflect.DeepEqual(g, w) {
 		t.Errorf("configs differ:\n got %+v\nwant %+v", g, w)
+	}
+}
+
+// A Config built in code says "command" with a non-nil slice, as the file
+// does by writing the field.
+func TestValidateCodeBuiltCommand(t *testing.T) {
+	c := Default()
+	c.Cluster.Name, c.Node.Name, c.Node.Address, c.Postgres.Host = "test", "n1", "127.0.0.1", "127.0.0.1"
+	c.Services = []Service{{Name: "w", Command: []string{"/bin/sleep", "100"}}}
+	if err := c.Validate(); err != nil {
+		t.Errorf("valid supervised service: %v", err)
+	}
+	c.Services = []Service{{Name: "w", Command: []string{}}}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "service.w.command = [] is empty") {
+		t.Errorf("empty command: %v; want it reported as empty", err)
 	}
 }

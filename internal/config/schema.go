@@ -122,6 +122,7 @@ func (b *Service) bindings() []binding {
 		{"start", &b.Start, `["/usr/bin/mgmtworker", "start"]`},
 		{"stop", &b.Stop, `["/usr/bin/mgmtworker", "stop"]`},
 		{"status", &b.Status, `["/usr/bin/mgmtworker", "status"]`},
+		{"command", &b.Command, `["/opt/manager/bin/mgmtworker", "--config", "/etc/mgmtworker.conf"]`},
 		{"active_only", &b.ActiveOnly, `true`},
 	}
 }

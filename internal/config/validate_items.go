@@ -22,12 +22,23 @@ func (v *validator) services(svcs []Service) {
 		}
 		first[s.Name] = key
 		commands := len(s.Start) > 0 || len(s.Stop) > 0 || len(s.Status) > 0
+		// `command = []` reads as no list at all; it still says which
+		// backend the operator meant, so it is reported as empty.
+		process := s.Command != nil || v.written(key+".command")
 		switch {
+		case process && s.SystemdUnit != "":
+			v.add(key, "%s has both command and systemd_unit; keep command for a program understudy supervises, or systemd_unit for a unit systemd runs, not both",
+				display)
+		case process && commands:
+			v.add(key, "%s has both command and start/stop/status; keep command for a program understudy supervises, or the three commands that manage it, not both",
+				display)
 		case s.SystemdUnit != "" && commands:
 			v.add(key, "%s has both systemd_unit and start/stop/status; keep systemd_unit or the commands, not both", display)
-		case s.SystemdUnit == "" && !commands:
-			v.add(key, `%s has neither systemd_unit nor start, stop and status; add systemd_unit = "%s.service", or the three commands`,
+		case s.SystemdUnit == "" && !commands && !process:
+			v.add(key, `%s has no command, systemd_unit or start/stop/status; add command = ["/path/to/program", "arg"] for a program understudy supervises, systemd_unit = "%s.service", or the three commands`,
 				display, s.Name)
+		case process:
+			v.processCommand(key, display, path, s.Command)
 		case s.SystemdUnit != "":
 			if strings.ContainsAny(s.SystemdUnit, "/ \t") {
 				v.add(key+".systemd_unit", `%s.systemd_unit = %s is not a unit name; write the name systemctl shows, like "rabbitmq-server.service"`,
@@ -47,6 +58,32 @@ func (v *validator) firstAt(key string) string {
 		return ""
 	}
 	return fmt.Sprintf(" (the first is on line %d)", v.src.line(key))
+}
+
+// processCommand checks the argv of a supervised service.
+func (v *validator) processCommand(key, display, path string, argv []string) {
+	const example = `["/opt/manager/bin/mgmtworker", "--config", "/etc/mgmtworker.conf"]`
+	switch {
+	case len(argv) == 0:
+		v.add(key+".command", "%s.command = [] is empty; write the program and its arguments, like command = %s", path, example)
+	case strings.Contains(argv[0], "/") && !filepath.IsAbs(argv[0]):
+		// A bare name is looked up in PATH; "bin/x" would be relative to the
+		// daemon's working directory, "/" under systemd.
+		v.add(key+".command", `%s.command starts with %s, a relative path; write the program's absolute path, like "/opt/manager/bin/mgmtworker"`,
+			path, quote(argv[0]))
+	default:
+		v.command(key, display, "command", argv, "the program to run and supervise")
+	}
+}
+
+// written says whether the file sets key, even to a value that reads as
+// empty.
+func (v *validator) written(key string) bool {
+	if v.src == nil {
+		return false
+	}
+	_, ok := v.src.lines[key]
+	return ok
 }
 
 // command checks one argv of an exec service.

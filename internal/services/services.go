@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"strings"
 	"sync"
@@ -17,34 +18,103 @@ import (
 // Status is whether a service runs, with what its backend said about it.
 type Status struct {
 	Running bool
-	// Detail is the unit's state ("active", "failed") or the status
-	// command's exit code and last line of output.
+	// Detail is the unit's state ("active", "failed"), the status
+	// command's exit code and last line of output, or for a supervised
+	// process "running, pid 1234, restarts 2" or "not running: exited 3
+	// at 2025-01-02T15:04:05Z".
 	Detail string
 }
 
 // Manager runs services through the backend each one's configuration names.
 // The systemd connection is opened on first use, so a node without systemd
-// services never needs D-Bus.
+// services never needs D-Bus. A supervised process (config.Service.Command)
+// is supervised by the Manager that started it, until Stop or Close; its
+// Status can be asked of any Manager with the same state directory.
 type Manager struct {
+	log      *slog.Logger
+	stateDir string // "" = supervised services are an error
+
 	mu      sync.Mutex
 	systemd *dbus.Conn
+	sups    map[string]*supervisor // supervised services, by name
+	ops     map[string]*sync.Mutex // serialises Start and Stop per name
 }
 
-// NewManager returns a Manager; Close releases its D-Bus connection.
-func NewManager() *Manager { return &Manager{} }
+// Option configures a Manager.
+type Option func(*Manager)
 
-// Close releases the D-Bus connection, if one was opened.
+// WithLogger sets where a Manager logs what it does on its own: the
+// restarts of supervised processes. The default is slog.Default(). Give it
+// the caller's logger, with the caller's component and node attributes.
+func WithLogger(l *slog.Logger) Option {
+	return func(m *Manager) {
+		if l != nil {
+			m.log = l
+		}
+	}
+}
+
+// WithStateDir sets the directory of supervised processes' pid, state,
+// lock and log files, such as <node.data_dir>/services. Every Manager that
+// asks about the same services, in any process, must be given the same
+// directory: it is how the check-runner sees what the handler-runner runs.
+// It is created on the first Start or Stop.
+func WithStateDir(dir string) Option { return func(m *Manager) { m.stateDir = dir } }
+
+// NewManager returns a Manager; Close releases what it holds.
+func NewManager(opts ...Option) *Manager {
+	m := &Manager{log: slog.Default(), sups: map[string]*supervisor{}, ops: map[string]*sync.Mutex{}}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
+}
+
+// Close releases the D-Bus connection and ends the supervision of every
+// supervised process WITHOUT stopping the processes: they keep running,
+// their pid and state files stay, and the next Manager with the same state
+// directory adopts each one in Start (supervising it by polling, since it
+// is not its child) or stops it in Stop.
+//
+// Why: Close runs when the handler-runner exits, and a restart of the
+// handler-runner (an upgrade, a crash) on the active node must not take the
+// active-only workload down with it. A process left unsupervised until the
+// next handler-runner starts is the lesser harm: the node is then not
+// managed at all, and the new handler-runner's reconcile either adopts the
+// process (active) or stops it (standby). Losing the active role is not a
+// reason to rely on Close: the daemon's fencing calls Stop before it exits.
+// Note that systemd kills every process of a unit's cgroup when it stops
+// or restarts the unit unless the unit says KillMode=process; the processes
+// survive a handler-runner restart only where that is configured.
+//
+// Call Close after every Start and Stop has returned.
 func (m *Manager) Close() {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	sups := m.sups
+	m.sups = map[string]*supervisor{}
 	if m.systemd != nil {
 		m.systemd.Close()
 		m.systemd = nil
 	}
+	m.mu.Unlock()
+	for _, s := range sups {
+		s.end()
+		s.lock.Close()
+		if pid := s.pid(); pid != 0 {
+			m.log.Info("left service running unsupervised", "service", s.svc.Name, "pid", pid)
+		} else {
+			m.log.Info("left service stopped: supervision ended before its restart", "service", s.svc.Name)
+		}
+	}
 }
 
-// Status asks whether svc runs.
+// Status asks whether svc runs. For a supervised process it reads the
+// state directory and /proc, so any Manager with the same state directory,
+// in any process, gets the same answer as the one that supervises it.
 func (m *Manager) Status(ctx context.Context, svc config.Service) (Status, error) {
+	if len(svc.Command) > 0 {
+		return m.processStatus(svc)
+	}
 	if svc.SystemdUnit != "" {
 		return m.unitStatus(ctx, svc.SystemdUnit)
 	}
@@ -59,16 +129,29 @@ func (m *Manager) Status(ctx context.Context, svc config.Service) (Status, error
 	return Status{Running: code == 0, Detail: detail}, nil
 }
 
-// Start starts svc and returns once its backend has accepted the start.
+// Start starts svc and returns once its backend has accepted the start. A
+// supervised process has started once Start returns nil, and is restarted
+// whenever it exits until Stop or Close; Start of a supervised service that
+// runs already is a no-op.
 func (m *Manager) Start(ctx context.Context, svc config.Service) error {
+	if len(svc.Command) > 0 {
+		return m.startProcess(svc)
+	}
 	if svc.SystemdUnit != "" {
 		return m.unitJob(ctx, svc.SystemdUnit, "start")
 	}
 	return runOK(ctx, "start", svc)
 }
 
-// Stop stops svc and returns once it has stopped.
+// Stop stops svc and returns once it has stopped. A supervised process is no
+// longer restarted, and its process group gets SIGTERM, then SIGKILL when
+// ctx is done or after 10s, whichever is first; Stop returns once no
+// process of the group lives. It also stops a process that a previous
+// Manager left running (see Close). Stop of a stopped service is a no-op.
 func (m *Manager) Stop(ctx context.Context, svc config.Service) error {
+	if len(svc.Command) > 0 {
+		return m.stopProcess(ctx, svc)
+	}
 	if svc.SystemdUnit != "" {
 		return m.unitJob(ctx, svc.SystemdUnit, "stop")
 	}
