@@ -8,7 +8,6 @@ import (
 
 	"github.com/understudy-ha/understudy/checkrunner"
 	"github.com/understudy-ha/understudy/internal/consul"
-	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
@@ -38,7 +37,7 @@ SIGINT, then marks every check critical so that a failover starts at once.`,
 			if err != nil {
 				return err
 			}
-			svcs := services.NewManager()
+			svcs := newServices(cfg, log)
 			defer svcs.Close()
 			return checkrunner.New(cfg, cc, postgres.NewClient(cfg.Postgres), svcs, log, version).Run(ctx)
 		},

@@ -7,11 +7,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/understudy-ha/understudy/internal/apiclient"
 	"github.com/understudy-ha/understudy/internal/devcluster"
 )
 
@@ -62,6 +64,11 @@ it, and prints where everything is. The processes keep running until
 			if err != nil {
 				return fmt.Errorf("dev up: %w", err)
 			}
+			// The CLI's default profile: `understudy cluster nodes list`
+			// works right after dev up.
+			if err := apiclient.SaveProfile(devProfile(s)); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: cannot save the CLI profile dev: %v\n", err)
+			}
 			fmt.Fprintln(out)
 			printDev(out, ctx, s)
 			fmt.Fprintf(out, `
@@ -69,6 +76,7 @@ PostgreSQL through HAProxy:  psql "postgres://postgres@%s/postgres"
 Watch a failover:            understudy dev demo --dir %s
                              (or kill the active node's pids from `+"`understudy dev status -o json`"+`)
 Logs:                        %s/<node>/logs/
+The cluster from the CLI:    understudy cluster nodes list   (profile "dev")
 Stop and remove everything:  understudy dev down --dir %s
 `, s.HAProxy.Frontend, s.Dir, s.Dir, s.Dir)
 			return nil
@@ -91,6 +99,9 @@ func newDevDownCmd(dir *string) *cobra.Command {
 			}
 			if err := devcluster.Down(s, keep); err != nil {
 				return err
+			}
+			if p, err := apiclient.LoadProfile("dev"); err == nil && slices.Equal(p.Nodes, devProfile(s).Nodes) {
+				_ = apiclient.RemoveProfile("dev")
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "dev cluster in %s stopped\n", s.Dir)
 			return nil
@@ -167,4 +178,13 @@ func printDev(out io.Writer, ctx context.Context, s *devcluster.State) {
 	}
 	tw.Flush()
 	fmt.Fprintf(out, "haproxy: %s (pid %d), postgres of the active node\n", s.HAProxy.Frontend, s.HAProxy.PID)
+}
+
+// devProfile is the CLI profile of a dev cluster: its nodes' API URLs.
+func devProfile(s *devcluster.State) apiclient.Profile {
+	p := apiclient.Profile{Name: "dev"}
+	for _, n := range s.Nodes {
+		p.Nodes = append(p.Nodes, n.APIURL)
+	}
+	return p
 }

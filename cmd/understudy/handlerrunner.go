@@ -5,7 +5,6 @@ import (
 
 	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/consul"
-	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
@@ -32,7 +31,7 @@ PostgreSQL and releases the lock, so that a standby takes over.`,
 			if err != nil {
 				return err
 			}
-			svcs := services.NewManager()
+			svcs := newServices(cfg, log)
 			defer svcs.Close()
 			r, err := handlerrunner.New(cfg, cc, postgres.NewInstance(cfg.Postgres, cfg.Node.Name, log), svcs, log, version)
 			if err != nil {

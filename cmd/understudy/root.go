@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/logging"
+	"github.com/understudy-ha/understudy/internal/services"
 )
 
 const defaultConfigPath = "/etc/understudy/understudy.hcl"
@@ -23,7 +25,8 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(newVersionCmd(), newConfigCmd(), newCheckRunnerCmd(), newHandlerRunnerCmd(), newDevCmd())
+	root.AddCommand(newVersionCmd(), newConfigCmd(), newCheckRunnerCmd(), newHandlerRunnerCmd(), newDevCmd(),
+		newClusterCmd(), newProfileCmd())
 	return root
 }
 
@@ -53,4 +56,11 @@ func daemonSetup(path string) (*config.Config, *slog.Logger, context.Context, co
 	log := logging.New(os.Stderr, os.Getenv("UNDERSTUDY_LOG_LEVEL"))
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	return cfg, log, ctx, cancel, nil
+}
+
+// newServices is the node's service manager, shared in shape by the two
+// daemons that use it: the handler-runner supervises `command` services and
+// the check-runner reads their state from the same directory.
+func newServices(cfg *config.Config, log *slog.Logger) *services.Manager {
+	return services.NewManager(services.WithLogger(log), services.WithStateDir(filepath.Join(cfg.Node.DataDir, "services")))
 }

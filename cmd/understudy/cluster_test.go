@@ -1,0 +1,290 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/understudy-ha/understudy/handlerrunner"
+	"github.com/understudy-ha/understudy/internal/apiclient"
+	"github.com/understudy-ha/understudy/internal/cluster"
+)
+
+var now = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+
+func allPassing() map[string]string {
+	return map[string]string{"postgres-listening": "passing", "postgres-query": "passing", "postgres-role": "passing",
+		"services": "passing", "consul": "passing", "heartbeat": "passing"}
+}
+
+// fixture is a cluster of four: the leader, a replica with failing checks
+// and lag, one whose record is stale and one that does not answer.
+func fixture() clusterView {
+	failing := allPassing()
+	failing["postgres-role"], failing["services"] = "critical", "warning"
+	stale := allPassing()
+	stale["consul"] = "critical"
+	return clusterView{
+		status: handlerrunner.ClusterStatus{Cluster: "prod", Leader: "mgr-1", Members: []cluster.Member{
+			{Name: "mgr-2", Address: "10.0.0.6", APIURL: "http://10.0.0.6:8008", Role: cluster.RoleStandby, LagBytes: 1258291, Checks: failing, Heartbeat: now.Add(-4 * time.Second)},
+			{Name: "mgr-1", Address: "10.0.0.5", APIURL: "http://10.0.0.5:8008", Role: cluster.RolePrimary, LagBytes: 0, Checks: allPassing(), Heartbeat: now.Add(-3 * time.Second)},
+			{Name: "mgr-3", Address: "10.0.0.7", Role: cluster.RoleUnknown, LagBytes: -1, Checks: stale, Heartbeat: now.Add(-2 * time.Minute)},
+			{Name: "mgr-4", Address: "10.0.0.8", APIURL: "http://10.0.0.8:8008", Role: cluster.RoleStandby, LagBytes: 0, Checks: allPassing(), Heartbeat: now.Add(-1 * time.Second)},
+		}},
+		live: map[string]apiclient.NodeResult{
+			"mgr-1": {Status: handlerrunner.NodeStatus{Name: "mgr-1", Role: handlerrunner.RoleActive, Since: now.Add(-3*time.Hour - 5*time.Minute)}},
+			"mgr-2": {Status: handlerrunner.NodeStatus{Name: "mgr-2", Role: handlerrunner.RoleStandby}},
+			"mgr-4": {Err: errors.New("ask http://10.0.0.8:8008 for its state: no answer within 2s")},
+		},
+	}
+}
+
+func TestRenderNodes(t *testing.T) {
+	var b bytes.Buffer
+	if err := renderNodes(&b, nodeRows(fixture(), now)); err != nil {
+		t.Fatal(err)
+	}
+	want := `NAME   ADDRESS   STATE    CONSUL    DB ROLE  LAG      CHECKS                                    LAST CHANGE
+mgr-1  10.0.0.5  leader   passing   primary  0 B      6/6 passing                               3s ago
+mgr-2  10.0.0.6  replica  passing   standby  1.2 MiB  postgres-role critical, services warning  4s ago
+mgr-3  10.0.0.7  offline  critical  unknown  -        consul critical                           2m ago
+mgr-4  10.0.0.8  offline  passing   standby  0 B      6/6 passing                               1s ago
+`
+	if b.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+func TestNodeRowsJSON(t *testing.T) {
+	b, err := json.Marshal(nodeRows(fixture(), now)[1:3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"name":"mgr-2","address":"10.0.0.6","api_url":"http://10.0.0.6:8008","state":"replica","consul":"passing","db_role":"standby","lag_bytes":1258291,"lag":"1.2 MiB","checks":"postgres-role critical, services warning","failing_checks":{"postgres-role":"critical","services":"warning"},"heartbeat":"2024-05-01T11:59:56Z","last_change":"4s ago"},` +
+		`{"name":"mgr-3","address":"10.0.0.7","state":"offline","consul":"critical","db_role":"unknown","lag_bytes":null,"lag":"-","checks":"consul critical","failing_checks":{"consul":"critical"},"heartbeat":"2024-05-01T11:58:00Z","last_change":"2m ago"}]`
+	if string(b) != want {
+		t.Fatalf("got\n%s\nwant\n%s", b, want)
+	}
+}
+
+func events() []cluster.Event {
+	return []cluster.Event{
+		{Time: now.Add(-3 * time.Hour), Node: "mgr-1", Kind: cluster.EventTransition, From: "candidate", To: "active", Reason: "chosen as next-master\nand acquired the lock"},
+		{Time: now.Add(-3*time.Hour - 5*time.Minute), Node: "mgr-1", Kind: cluster.EventFailover, From: "mgr-2", To: "mgr-1", Reason: "leader key free: session invalidated", LSN: 0x3000060},
+		{Time: now.Add(-26 * time.Hour), Node: "mgr-2", Kind: cluster.EventJoin, Reason: "member appeared"},
+	}
+}
+
+func TestRenderStatus(t *testing.T) {
+	var b bytes.Buffer
+	if err := renderStatus(&b, newStatusReport(fixture(), events(), now), now); err != nil {
+		t.Fatal(err)
+	}
+	want := `cluster:        prod
+leader:         mgr-1, active since 2024-05-01 08:55:00Z (3h5m ago)
+last failover:  2024-05-01 08:55:00Z mgr-2→mgr-1 (3h5m ago): leader key free: session invalidated
+members (4):
+  mgr-1  leader   primary  lag 0 B      6/6 passing                               heartbeat 3s ago
+  mgr-2  replica  standby  lag 1.2 MiB  postgres-role critical, services warning  heartbeat 4s ago
+  mgr-3  offline  unknown  lag -        consul critical                           heartbeat 2m ago
+  mgr-4  offline  standby  lag 0 B      6/6 passing                               heartbeat 1s ago  (ask http://10.0.0.8:8008 for its state: no answer within 2s)
+`
+	if b.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+func TestRenderStatusNoLeader(t *testing.T) {
+	v := fixture()
+	v.status.Leader = ""
+	v.status.NextMaster = &cluster.NextMaster{Node: "mgr-2", By: "mgr-2", Reason: "highest LSN", At: now.Add(-2 * time.Second)}
+	var b bytes.Buffer
+	if err := renderStatus(&b, newStatusReport(v, nil, now), now); err != nil {
+		t.Fatal(err)
+	}
+	want := `cluster:        prod
+leader:         none: no node holds the lock (an election may be in progress)
+next master:    mgr-2, chosen by mgr-2 2s ago: highest LSN
+last failover:  none recorded
+members (4):
+`
+	if !strings.HasPrefix(b.String(), want) {
+		t.Fatalf("got\n%s\nwant it to start\n%s", b.String(), want)
+	}
+	if strings.Contains(b.String(), "leader ") {
+		t.Fatalf("no member may be shown as leader:\n%s", b.String())
+	}
+}
+
+func TestRenderHistory(t *testing.T) {
+	var b bytes.Buffer
+	if err := renderHistory(&b, events()); err != nil {
+		t.Fatal(err)
+	}
+	want := `TIME                  NODE   KIND        CHANGE            REASON
+2024-05-01 09:00:00Z  mgr-1  transition  candidate→active  chosen as next-master and acquired the lock
+2024-05-01 08:55:00Z  mgr-1  failover    mgr-2→mgr-1       leader key free: session invalidated [lsn 0/3000060]
+2024-04-30 10:00:00Z  mgr-2  join        -                 member appeared
+`
+	if b.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+func TestRenderNode(t *testing.T) {
+	v := fixture()
+	st := v.live["mgr-1"].Status
+	st.Reason, st.HasSession, st.Serving = "chosen as next-master", true, true
+	st.Postgres = handlerrunner.PGStatus{Running: true, Timeline: 3, WriteLSN: 0x3000060}
+	m := v.status.Members[1]
+	m.Timeline, m.PostgresPort, m.WriteLSN, m.Priority = 3, 5432, 0x3000060, 100
+	m.Versions = cluster.Versions{Understudy: "1.0.0", Postgres: "15.4", Consul: "1.17.0"}
+	var b bytes.Buffer
+	if err := renderNode(&b, nodeReport{Member: m, State: "leader", Status: &st}, now); err != nil {
+		t.Fatal(err)
+	}
+	want := `name:           mgr-1
+state:          leader
+address:        10.0.0.5 (api http://10.0.0.5:8008)
+db role:        primary, timeline 3, port 5432
+lsn:            write 0/3000060, receive 0/0, replay 0/0
+lag:            0 B
+priority:       100, nofailover no
+versions:       understudy 1.0.0, postgres 15.4, consul 1.17.0
+checks:         consul passing, heartbeat passing, postgres-listening passing, postgres-query passing, postgres-role passing, services passing
+heartbeat:      2024-05-01 11:59:57Z (3s ago)
+live role:      active since 2024-05-01 08:55:00Z (3h5m ago): chosen as next-master
+live session:   yes, serving yes, leader -
+live postgres:  running yes, in recovery no, streaming no, timeline 3, position 0/3000060
+`
+	if b.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+func TestFmtBytes(t *testing.T) {
+	for n, want := range map[int64]string{-1: "-", 0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1258291: "1.2 MiB", 1<<20 - 1: "1.0 MiB", 16 << 30: "16.0 GiB"} {
+		if got := fmtBytes(n); got != want {
+			t.Errorf("fmtBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestFmtAgo(t *testing.T) {
+	for d, want := range map[time.Duration]string{-time.Second: "just now", 3 * time.Second: "3s ago", 59 * time.Second: "59s ago",
+		4*time.Minute + 12*time.Second: "4m ago", 2*time.Hour + 5*time.Minute: "2h5m ago", 76 * time.Hour: "3d4h ago"} {
+		if got := fmtAgo(now.Add(-d), now); got != want {
+			t.Errorf("fmtAgo(%v) = %q, want %q", d, got, want)
+		}
+	}
+	if got := fmtAgo(time.Time{}, now); got != "never" {
+		t.Errorf("zero time: %q", got)
+	}
+}
+
+// fakeAPI is one node of our own API, active, with the fixture's records:
+// enough for the commands' wiring; the API itself is tested in
+// handlerrunner and end to end.
+func fakeAPI(t *testing.T) *httptest.Server {
+	t.Helper()
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		switch r.URL.Path {
+		case "/status":
+			_ = enc.Encode(map[string]string{"node": "mgr-1", "role": "active"})
+		case "/v1/status/cluster":
+			_ = enc.Encode(handlerrunner.ClusterStatus{Cluster: "prod", Leader: "mgr-1", Members: []cluster.Member{
+				{Name: "mgr-1", Address: "127.0.0.1", APIURL: srv.URL, Role: cluster.RolePrimary, Checks: allPassing(), Heartbeat: time.Now()},
+			}})
+		case "/v1/status/node":
+			_ = enc.Encode(handlerrunner.NodeStatus{Name: "mgr-1", Role: handlerrunner.RoleActive, Since: time.Now().Add(-time.Hour)})
+		case "/v1/events":
+			_ = enc.Encode(map[string]any{"events": events()})
+		case "/v1/cluster/switchover":
+			var req handlerrunner.SwitchoverRequest
+			_ = json.NewDecoder(r.Body).Decode(&req)
+			if req.Target == "mgr-9" {
+				w.WriteHeader(http.StatusNotFound)
+				_ = enc.Encode(map[string]string{"error": `no member named "mgr-9"; see GET /v1/status/cluster for the members`})
+				return
+			}
+			_ = enc.Encode(map[string]string{"active": req.Target, "took": "2.5s"})
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newClusterCmd()
+	if args[0] == "profile" {
+		cmd, args = newProfileCmd(), args[1:]
+	}
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+func TestClusterCommands(t *testing.T) {
+	t.Setenv(apiclient.EnvProfiles, t.TempDir()+"/profiles.json")
+	t.Setenv(apiclient.EnvProfile, "")
+	srv := fakeAPI(t)
+	if _, err := run(t, "profile", "add", "prod", "--nodes", strings.TrimPrefix(srv.URL, "http://")); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		want []string // substrings of the output
+	}{
+		{[]string{"status", "--profile", "prod"}, []string{"cluster:        prod", "leader:         mgr-1, active since", "(1h0m ago)", "last failover:  2024-05-01 08:55:00Z mgr-2→mgr-1"}},
+		{[]string{"nodes", "list", "--profile", "prod"}, []string{"NAME", "mgr-1  127.0.0.1  leader  passing  primary  0 B  6/6 passing  just now"}},
+		{[]string{"nodes", "list", "--profile", "prod", "-o", "json"}, []string{`"state": "leader"`, `"checks": "6/6 passing"`}},
+		{[]string{"nodes", "get", "mgr-1", "--profile", "prod"}, []string{"live role:      active since"}},
+		{[]string{"--profile", "prod", "history", "--limit", "2"}, []string{"candidate→active"}},
+		{[]string{"--profile", "prod", "history", "-o", "json"}, []string{`"kind": "failover"`}},
+		{[]string{"--profile", "prod", "set-active", "mgr-2", "--timeout", "30s"}, []string{"mgr-2 is the active node; the switchover took 2.5s"}},
+	}
+	for _, tc := range tests {
+		out, err := run(t, tc.args...)
+		if err != nil {
+			t.Errorf("%v: %v", tc.args, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v: output\n%s\ndoes not hold %q", tc.args, out, w)
+			}
+		}
+	}
+
+	errs := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status", "--profile", "nope"}, "understudy profile add nope"},
+		{[]string{"nodes", "list", "--profile", "prod", "-o", "yaml"}, `--output "yaml": write table or json`},
+		{[]string{"nodes", "get", "mgr-7", "--profile", "prod"}, `no member named "mgr-7" in cluster prod; the members are: mgr-1`},
+		{[]string{"set-active", "mgr-9", "--profile", "prod"}, `for a switchover to mgr-9: no member named "mgr-9"`},
+		{[]string{"set-active", "mgr-2", "--profile", "prod", "--timeout", "2h"}, "--timeout 2h0m0s: write a duration up to 1h"},
+		{[]string{"history", "--profile", "prod", "--limit", "0"}, "--limit 0"},
+	}
+	for _, tc := range errs {
+		_, err := run(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: err = %v, want one line with %q", tc.args, err, tc.want)
+		}
+	}
+}

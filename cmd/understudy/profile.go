@@ -1,0 +1,168 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/understudy-ha/understudy/internal/apiclient"
+)
+
+func newProfileCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "profile",
+		Short: "Name the clusters the CLI talks to: lists of node API addresses",
+		Long: `A profile names a cluster: the API addresses of its nodes, and the CA and
+basic auth file to reach them. "understudy cluster --profile NAME ..." uses it;
+without --profile, $UNDERSTUDY_PROFILE names it, else the profile "dev" when
+there is one, else the local node (http://127.0.0.1:8008). Profiles are kept in
+$XDG_CONFIG_HOME/understudy/profiles.json (~/.config/understudy/profiles.json),
+or $UNDERSTUDY_PROFILES.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.AddCommand(newProfileAddCmd(), newProfileListCmd(), newProfileRemoveCmd())
+	return cmd
+}
+
+func newProfileAddCmd() *cobra.Command {
+	var p apiclient.Profile
+	cmd := &cobra.Command{
+		Use:   "add NAME --nodes HOST:PORT,HOST:PORT",
+		Short: "Add a profile, or replace the one of the same name",
+		Long: `add stores a profile. --nodes takes the nodes' API addresses (api.listen):
+http://HOST:PORT, https://HOST:PORT, or HOST:PORT (http://, or https:// with
+--ca; port 8008 when none is given). --basic-auth-file is the nodes'
+api.basic_auth_file (user:password); its path is stored, not its content.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p.Name = args[0]
+			var err error
+			if p.CAFile, err = absFile("ca", p.CAFile); err != nil {
+				return err
+			}
+			if p.BasicAuthFile, err = absFile("basic-auth-file", p.BasicAuthFile); err != nil {
+				return err
+			}
+			// New reads both files as every later command will: a wrong
+			// one is refused now rather than at the first use.
+			if err := apiclient.New(p).Err(); err != nil {
+				return err
+			}
+			_, existed := apiclient.LoadProfile(p.Name)
+			if err := apiclient.SaveProfile(p); err != nil {
+				return err
+			}
+			saved, err := apiclient.LoadProfile(p.Name)
+			if err != nil {
+				return err
+			}
+			verb := "added"
+			if existed == nil {
+				verb = "replaced"
+			}
+			path, _ := apiclient.ProfilesPath()
+			fmt.Fprintf(cmd.OutOrStdout(), "profile %s %s in %s: %s\n", p.Name, verb, path, strings.Join(saved.Nodes, ", "))
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&p.Nodes, "nodes", nil, "the nodes' API addresses, comma-separated: HOST:PORT or http://HOST:PORT")
+	cmd.Flags().StringVar(&p.CAFile, "ca", "", "PEM file of the CA of the nodes' API certificates (https)")
+	cmd.Flags().StringVar(&p.BasicAuthFile, "basic-auth-file", "", "file holding the API's user:password (the nodes' api.basic_auth_file)")
+	_ = cmd.MarkFlagRequired("nodes")
+	return cmd
+}
+
+func newProfileListCmd() *cobra.Command {
+	o := &apiOpts{}
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the profiles; * marks the one used without --profile",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			asJSON, err := o.json()
+			if err != nil {
+				return err
+			}
+			ps, err := apiclient.ListProfiles()
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if ps == nil {
+					ps = []apiclient.Profile{}
+				}
+				return writeJSONOut(cmd.OutOrStdout(), ps)
+			}
+			path, _ := apiclient.ProfilesPath()
+			def, defErr := apiclient.SelectProfile("")
+			return renderProfiles(cmd.OutOrStdout(), ps, path, def, defErr)
+		},
+	}
+	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func renderProfiles(w io.Writer, ps []apiclient.Profile, path string, def apiclient.Profile, defErr error) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if len(ps) > 0 {
+		fmt.Fprintln(tw, "\tNAME\tNODES\tCA\tBASIC AUTH")
+	}
+	for _, p := range ps {
+		mark := ""
+		if defErr == nil && p.Name == def.Name {
+			mark = "*"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", mark, p.Name, strings.Join(p.Nodes, ","), orDash(p.CAFile), orDash(p.BasicAuthFile))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	switch {
+	case defErr != nil:
+		_, err := fmt.Fprintf(w, "without --profile: %v\n", defErr)
+		return err
+	case len(ps) == 0:
+		_, err := fmt.Fprintf(w, "no profiles in %s; without --profile the CLI talks to the local node (%s); add one with: understudy profile add NAME --nodes HOST:PORT,HOST:PORT\n", path, apiclient.LocalURL)
+		return err
+	case def.Name == apiclient.Local().Name && def.Nodes[0] == apiclient.LocalURL:
+		_, err := fmt.Fprintf(w, "without --profile the CLI talks to the local node (%s)\n", apiclient.LocalURL)
+		return err
+	}
+	return nil
+}
+
+func newProfileRemoveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Remove a profile",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := apiclient.RemoveProfile(args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "profile %s removed\n", args[0])
+			return nil
+		},
+	}
+}
+
+// absFile makes a file flag's path absolute, so the profile works from any
+// directory, and checks that the file is there.
+func absFile(flag, path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("--%s: %w", flag, err)
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return "", fmt.Errorf("--%s: %w", flag, err)
+	}
+	return abs, nil
+}

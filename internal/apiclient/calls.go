@@ -1,0 +1,164 @@
+package apiclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/understudy-ha/understudy/handlerrunner"
+	"github.com/understudy-ha/understudy/internal/cluster"
+)
+
+// ClusterStatus is GET /v1/status/cluster of the first node that answers:
+// the leader, next-master and every member record, as Consul holds them.
+func (c *Client) ClusterStatus(ctx context.Context) (handlerrunner.ClusterStatus, error) {
+	var cs handlerrunner.ClusterStatus
+	err := c.anyNode(ctx, "the cluster status", "/v1/status/cluster", &cs)
+	return cs, err
+}
+
+// NodeStatus is GET /v1/status/node of the node at url (a member's API URL
+// or one of the profile's): what the node says of itself now.
+func (c *Client) NodeStatus(ctx context.Context, url string) (handlerrunner.NodeStatus, error) {
+	var st handlerrunner.NodeStatus
+	if c.err != nil {
+		return st, c.err
+	}
+	err := c.ask(ctx, url, "its state", "/v1/status/node", &st)
+	return st, err
+}
+
+// NodeResult is one node's answer to NodeStatuses.
+type NodeResult struct {
+	URL    string
+	Status handlerrunner.NodeStatus
+	Err    error
+}
+
+// NodeStatuses asks every url for its state at once, each under the
+// per-node timeout; the results are in the order of urls.
+func (c *Client) NodeStatuses(ctx context.Context, urls []string) []NodeResult {
+	out := make([]NodeResult, len(urls))
+	var wg sync.WaitGroup
+	for i, u := range urls {
+		wg.Go(func() {
+			st, err := c.NodeStatus(ctx, u)
+			out[i] = NodeResult{URL: u, Status: st, Err: err}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// Events is GET /v1/events?limit=N of the first node that answers: the
+// cluster's history, newest first. limit is 1 to 10000; 0 is the API's
+// default (100).
+func (c *Client) Events(ctx context.Context, limit int) ([]cluster.Event, error) {
+	path := "/v1/events"
+	if limit != 0 {
+		path += "?limit=" + strconv.Itoa(limit)
+	}
+	var body struct {
+		Events []cluster.Event `json:"events"`
+	}
+	if err := c.anyNode(ctx, "the events", path, &body); err != nil {
+		return nil, err
+	}
+	return body.Events, nil
+}
+
+// SwitchoverResult is the answer of a switchover that completed.
+type SwitchoverResult struct {
+	// Active is the node that holds the lock now: the target.
+	Active string
+	// Took is how long the switchover took, as the active node measured it.
+	Took time.Duration
+	// URL is the API of the node that ran the switchover (the old active).
+	URL string
+}
+
+// switchoverGrace is how much longer than the switchover's own timeout the
+// client waits for the node's answer, which comes only after it.
+const switchoverGrace = 10 * time.Second
+
+// Switchover asks the active node to move the active role to target and
+// waits until target holds the lock or timeout passes. It finds the active
+// with Active; when the node it asks answers 409 naming another active (the
+// role moved meanwhile, or the profile's view was stale), it follows that
+// once.
+func (c *Client) Switchover(ctx context.Context, target string, timeout time.Duration) (SwitchoverResult, error) {
+	if c.err != nil {
+		return SwitchoverResult{}, c.err
+	}
+	active, activeErr := c.Active(ctx)
+	if activeErr != nil {
+		if !errors.Is(activeErr, ErrNoActive) {
+			return SwitchoverResult{}, fmt.Errorf("switchover to %s: %w", target, activeErr)
+		}
+		// No node answers 200 here; the first node still names the
+		// active in its 409 when one holds the lock (e.g. one the
+		// profile does not list).
+		active = NodeRef{URL: c.profile.Nodes[0]}
+	}
+	res, err := c.postSwitchover(ctx, active.URL, target, timeout)
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		if err != nil && activeErr != nil {
+			return res, fmt.Errorf("switchover to %s: %w", target, activeErr)
+		}
+		return res, err
+	}
+	if ae.Status != http.StatusConflict || !hasKey(ae.Body, "active") {
+		return res, err
+	}
+	name, api := ae.field("active"), ae.field("active_api")
+	if name == "" {
+		return res, fmt.Errorf("%w; no node holds the leader lock now: wait for the election (understudy cluster status) and retry", err)
+	}
+	if api == "" {
+		api = c.memberAPI(ctx, name)
+	}
+	if api == "" || api == active.URL {
+		return res, err
+	}
+	return c.postSwitchover(ctx, api, target, timeout)
+}
+
+// memberAPI is the API URL the member record of name publishes, "" when it
+// cannot be told.
+func (c *Client) memberAPI(ctx context.Context, name string) string {
+	cs, err := c.ClusterStatus(ctx)
+	if err != nil {
+		return ""
+	}
+	for _, m := range cs.Members {
+		if m.Name == name {
+			return m.APIURL
+		}
+	}
+	return ""
+}
+
+func hasKey(m map[string]any, k string) bool {
+	_, ok := m[k]
+	return ok
+}
+
+func (c *Client) postSwitchover(ctx context.Context, base, target string, timeout time.Duration) (SwitchoverResult, error) {
+	ctx, cancel := withTimeout(ctx, timeout+switchoverGrace)
+	defer cancel()
+	in := handlerrunner.SwitchoverRequest{Target: target, Timeout: timeout.String()}
+	var out struct {
+		Active string `json:"active"`
+		Took   string `json:"took"`
+	}
+	if err := c.do(ctx, http.MethodPost, base, "/v1/cluster/switchover", in, &out); err != nil {
+		return SwitchoverResult{}, fmt.Errorf("ask %s for a switchover to %s: %w", base, target, err)
+	}
+	took, _ := time.ParseDuration(out.Took)
+	return SwitchoverResult{Active: out.Active, Took: took, URL: base}, nil
+}

@@ -1,0 +1,303 @@
+package apiclient
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// NodeTimeout is how long one node has to answer a read before the next is
+// tried: a node that is down must not hold up the operator.
+const NodeTimeout = 2 * time.Second
+
+// maxBody bounds an answer: 10000 events are a few MiB.
+const maxBody = 32 << 20
+
+// Client talks to the nodes of one profile. It is safe for concurrent use.
+type Client struct {
+	profile     Profile
+	http        *http.Client
+	nodeTimeout time.Duration
+	user, pass  string
+	// err is why the profile's CA or basic auth file could not be used;
+	// every call returns it, since New cannot.
+	err error
+}
+
+// Option changes a Client.
+type Option func(*Client)
+
+// WithHTTPClient sends requests through h instead of a client built from the
+// profile's CA file. The profile's basic auth is still added.
+func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
+
+// WithNodeTimeout changes NodeTimeout for this client.
+func WithNodeTimeout(d time.Duration) Option { return func(c *Client) { c.nodeTimeout = d } }
+
+// New returns a client of the nodes of p. A CA or basic auth file that
+// cannot be read is reported by the first call.
+func New(p Profile, opts ...Option) *Client {
+	c := &Client{profile: p, nodeTimeout: NodeTimeout}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.http == nil {
+		c.http, c.err = httpClient(p.CAFile)
+	}
+	if p.BasicAuthFile != "" && c.err == nil {
+		c.user, c.pass, c.err = ReadBasicAuth(p.BasicAuthFile)
+	}
+	if c.err != nil {
+		c.err = fmt.Errorf("profile %q: %w", p.Name, c.err)
+	}
+	return c
+}
+
+// Err is why the profile's CA or basic auth file cannot be used, nil when
+// they can (or are not set): what every call would return.
+func (c *Client) Err() error { return c.err }
+
+// Profile is the profile the client talks to.
+func (c *Client) Profile() Profile { return c.profile }
+
+func httpClient(caFile string) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read the CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	// No client-wide timeout: every call sets its own through its context
+	// (2 s for a read, the switchover's own timeout for a switchover).
+	return &http.Client{Transport: tr}, nil
+}
+
+// ReadBasicAuth reads a basic auth file as the handler-runner does: its
+// first line is user:password.
+func ReadBasicAuth(path string) (user, password string, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", "", fmt.Errorf("read the basic auth file: %w", err)
+	}
+	line := strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+	user, password, ok := strings.Cut(line, ":")
+	if !ok || user == "" || password == "" {
+		return "", "", fmt.Errorf("basic auth file %s: the first line must be user:password", path)
+	}
+	return user, password, nil
+}
+
+// do sends one request to the node at base and decodes a 2xx answer into
+// out (when not nil). Any other answer is an *APIError.
+func (c *Client) do(ctx context.Context, method, base, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.user != "" {
+		req.SetBasicAuth(c.user, c.pass)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return transportError(err, timeoutOf(ctx))
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return transportError(err, timeoutOf(ctx))
+	}
+	if resp.StatusCode/100 != 2 {
+		return c.apiError(base, resp.StatusCode, raw)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("the answer is not the handler-runner API's JSON (is %s an understudy node?): %w", base, err)
+	}
+	return nil
+}
+
+func (c *Client) apiError(base string, status int, raw []byte) *APIError {
+	e := &APIError{URL: base, Status: status}
+	if json.Unmarshal(raw, &e.Body) == nil {
+		e.Message = e.field("error")
+	}
+	if e.Message == "" {
+		e.Message = http.StatusText(status)
+		if s := strings.TrimSpace(string(raw)); s != "" && len(s) < 200 && !strings.Contains(s, "\n") {
+			e.Message += ": " + s
+		}
+	}
+	if status == http.StatusUnauthorized && c.profile.BasicAuthFile == "" {
+		e.Message += fmt.Sprintf("; give the profile the API's user:password file: understudy profile add %s --nodes ... --basic-auth-file FILE", profileName(c.profile))
+	}
+	return e
+}
+
+func profileName(p Profile) string {
+	if p.Name == "" {
+		return "NAME"
+	}
+	return p.Name
+}
+
+// timeoutOf is the timeout withTimeout gave ctx, for messages.
+func timeoutOf(ctx context.Context) time.Duration {
+	d, _ := ctx.Value(timeoutKey{}).(time.Duration)
+	return d
+}
+
+type timeoutKey struct{}
+
+// withTimeout is context.WithTimeout that remembers d for messages.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithValue(ctx, timeoutKey{}, d), d)
+}
+
+// ask is one read of one node under the per-node timeout, its error wrapped
+// with the node and what was asked.
+func (c *Client) ask(ctx context.Context, base, what, path string, out any) error {
+	ctx, cancel := withTimeout(ctx, c.nodeTimeout)
+	defer cancel()
+	if err := c.do(ctx, http.MethodGet, base, path, nil, out); err != nil {
+		return fmt.Errorf("ask %s for %s: %w", base, what, err)
+	}
+	return nil
+}
+
+// anyNode asks the profile's nodes in order until one answers; a 4xx ends
+// the search, since every node would answer it the same.
+func (c *Client) anyNode(ctx context.Context, what, path string, out any) error {
+	if c.err != nil {
+		return c.err
+	}
+	if len(c.profile.Nodes) == 0 {
+		return fmt.Errorf("profile %q lists no nodes; add them with understudy profile add %s --nodes URL,URL", c.profile.Name, profileName(c.profile))
+	}
+	var errs []error
+	for _, base := range c.profile.Nodes {
+		err := c.ask(ctx, base, what, path, out)
+		if err == nil {
+			return nil
+		}
+		if !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		errs = append(errs, err)
+	}
+	return &NodesError{Profile: c.profile.Name, What: what, Errs: errs}
+}
+
+// NodeRef is a node as /status names it.
+type NodeRef struct {
+	URL  string `json:"url"`
+	Name string `json:"node"`
+	Role string `json:"role"`
+}
+
+// ErrNoActive is returned by Active when no node of the profile answers 200
+// on /status.
+var ErrNoActive = errors.New("no active node")
+
+// Active asks GET /status of every node of the profile at once and returns
+// the one that answers 200. It is an error when none does (ErrNoActive) and
+// when several do: the operator must see a split brain, not have it hidden.
+func (c *Client) Active(ctx context.Context) (NodeRef, error) {
+	if c.err != nil {
+		return NodeRef{}, c.err
+	}
+	if len(c.profile.Nodes) == 0 {
+		return NodeRef{}, fmt.Errorf("profile %q lists no nodes; add them with understudy profile add %s --nodes URL,URL", c.profile.Name, profileName(c.profile))
+	}
+	answers := make([]statusAnswer, len(c.profile.Nodes))
+	var wg sync.WaitGroup
+	for i, base := range c.profile.Nodes {
+		wg.Go(func() {
+			answers[i] = c.askStatus(ctx, base)
+		})
+	}
+	wg.Wait()
+	var active []NodeRef
+	var others []string
+	for i, a := range answers {
+		switch {
+		case a.active:
+			active = append(active, a.ref)
+		case a.err != nil:
+			others = append(others, a.err.Error())
+		default:
+			others = append(others, fmt.Sprintf("%s: %s is %s", c.profile.Nodes[i], orUnknown(a.ref.Name), orUnknown(a.ref.Role)))
+		}
+	}
+	switch len(active) {
+	case 1:
+		return active[0], nil
+	case 0:
+		return NodeRef{}, fmt.Errorf("%w among the %d node(s) of profile %q (%s); is a failover in progress? see understudy cluster status",
+			ErrNoActive, len(c.profile.Nodes), c.profile.Name, strings.Join(others, "; "))
+	}
+	names := make([]string, len(active))
+	for i, a := range active {
+		names[i] = fmt.Sprintf("%s at %s", orUnknown(a.Name), a.URL)
+	}
+	return NodeRef{}, fmt.Errorf("several nodes answer 200 on /status: %s; only one may be active: check the leader key and the nodes' logs", strings.Join(names, ", "))
+}
+
+// statusAnswer is one node's answer to GET /status.
+type statusAnswer struct {
+	ref    NodeRef
+	active bool
+	err    error
+}
+
+func (c *Client) askStatus(ctx context.Context, base string) (a statusAnswer) {
+	a.ref.URL = base
+	err := c.ask(ctx, base, "its role (/status)", "/status", &a.ref)
+	a.ref.URL = base
+	var ae *APIError
+	switch {
+	case err == nil:
+		a.active = true
+	case errors.As(err, &ae) && ae.Status == http.StatusBadRequest:
+		a.ref.Name, a.ref.Role = ae.field("node"), ae.field("role")
+	default:
+		a.err = err
+	}
+	return a
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "?"
+	}
+	return s
+}
