@@ -40,7 +40,7 @@ func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
 		kind = cluster.EventSwitchover
 	}
 	r.metrics.promoted(kind)
-	r.record(ctx, cluster.Event{Kind: kind, To: r.name, LSN: st.WriteLSN, Reason: r.st.get().Reason,
+	r.record(ctx, cluster.Event{Kind: kind, From: r.takenFrom, To: r.name, LSN: st.WriteLSN, Reason: r.st.get().Reason,
 		Details: map[string]string{"promote_took": time.Since(start).Round(time.Millisecond).String()}})
 
 	// Once-mode, then upkeep, beside the lease loop: a slow hook or a

@@ -43,6 +43,7 @@ func (r *Runner) runCandidate(ctx context.Context) (Role, string) {
 		}
 		if nm.Node == r.name {
 			if ok, why := r.takeOver(ctx, nm); ok {
+				r.takenFrom = l.Node
 				return RoleActive, why
 			} else if ctx.Err() == nil {
 				return RoleStandby, why
@@ -219,22 +220,25 @@ func (r *Runner) lastPrimaryLSN(ctx context.Context, l cluster.Leader) cluster.L
 	return m.WriteLSN
 }
 
-// syncSet is, in synchronous mode, the members that had every acknowledged
-// write of the former active: only they may be chosen. nil means no
+// syncSet is, in synchronous mode, the members that have every write the
+// former active acknowledged: the former active itself, and the standbys
+// the sync key names for it. Only they may be chosen. nil means no
 // restriction (asynchronous mode, or no former active to lose writes of).
 func (r *Runner) syncSet(ctx context.Context, l cluster.Leader) []string {
 	if !r.cfg.Postgres.Synchronous || l.Node == "" {
 		return nil
 	}
+	set := []string{l.Node}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var s cluster.SyncState
 	_, found, err := r.cc.GetJSON(ctx, r.keys.Sync(), &s)
 	if err != nil || !found || s.Leader != l.Node {
-		// Not known to be safe: choose nobody rather than lose writes.
-		return []string{}
+		// The former active never confirmed a synchronous standby: only
+		// it is known to have its own writes.
+		return set
 	}
-	return s.Standbys
+	return append(set, s.Standbys...)
 }
 
 // takeOver acquires the leader key for the chosen node: in a switchover,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -81,6 +82,19 @@ func TestFailoverWhenActivePostgresIsKilled(t *testing.T) {
 	for i, n := range c.nodes {
 		if runs(dirs[i]) != (n == act) {
 			t.Errorf("worker on %s running %v after the failover, want %v", n.name, runs(dirs[i]), n == act)
+		}
+	}
+	// What Prometheus scrapes from the new active.
+	m := act.metrics(t)
+	for _, want := range []string{
+		`understudy_role{role="active"} 1`,
+		`understudy_promotions_total{kind="failover"} 1`,
+		`understudy_session_valid 1`,
+		`understudy_check_status{check="postgres-query",status="passing"} 1`,
+		`understudy_replication_lag_bytes 0`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics of %s has no %q", act.name, want)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -396,4 +397,19 @@ func (s *sampler) everActive(name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.ever[name]
+}
+
+// metrics is the node's /metrics as Prometheus scrapes it.
+func (n *tnode) metrics(t testing.TB) string {
+	t.Helper()
+	resp, err := client.Get(n.apiURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

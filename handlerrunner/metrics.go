@@ -19,7 +19,6 @@ type metrics struct {
 	transitions *prometheus.CounterVec
 	promotions  *prometheus.CounterVec
 	hookFails   prometheus.Counter
-	lag         prometheus.Gauge
 	session     prometheus.Gauge
 }
 
@@ -40,19 +39,15 @@ func newMetrics() *metrics {
 		hookFails: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "understudy_promote_hook_failures_total", Help: "Promote hooks that failed on this node.",
 		}),
-		lag: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "understudy_replication_lag_bytes", Help: "How far this standby's replay trails the active's last published write position; -1 unknown, 0 on the active.",
-		}),
 		session: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "understudy_session_valid", Help: "1 while the node holds a Consul session (its bound checks pass).",
 		}),
 	}
-	m.reg.MustRegister(m.role, m.transitions, m.promotions, m.hookFails, m.lag, m.session,
+	m.reg.MustRegister(m.role, m.transitions, m.promotions, m.hookFails, m.session,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range roles {
 		m.role.WithLabelValues(string(r))
 	}
-	m.lag.Set(-1)
 	return m
 }
 
@@ -72,26 +67,38 @@ func (m *metrics) transition(from, to Role) {
 func (m *metrics) promoted(kind string) { m.promotions.WithLabelValues(kind).Inc() }
 func (m *metrics) hookFailed()          { m.hookFails.Inc() }
 
-// checksCollector exports the node's health checks as its check-runner last
-// published them in the member record, read from Consul at scrape time: the
-// handler-runner does not run checks itself, and one /metrics shows both.
-type checksCollector struct {
-	r    *Runner
-	desc *prometheus.Desc
+// memberCollector exports what the node's check-runner last published in
+// its member record, read from Consul at scrape time: the state of each
+// health check and the replication lag. The handler-runner does not run
+// checks itself, and one /metrics shows both daemons.
+type memberCollector struct {
+	r      *Runner
+	checks *prometheus.Desc
+	lag    *prometheus.Desc
 }
 
-func (c checksCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func newMemberCollector(r *Runner) memberCollector {
+	return memberCollector{r: r,
+		checks: prometheus.NewDesc("understudy_check_status",
+			"1 for each health check's current state as the check-runner last published it.", []string{"check", "status"}, nil),
+		lag: prometheus.NewDesc("understudy_replication_lag_bytes",
+			"How far this standby's replay trails the active's last published write position; 0 on the active, -1 unknown.", nil, nil),
+	}
+}
 
-func (c checksCollector) Collect(ch chan<- prometheus.Metric) {
+func (c memberCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.checks; ch <- c.lag }
+
+func (c memberCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	var m cluster.Member
 	if _, found, err := c.r.cc.GetJSON(ctx, c.r.keys.Member(c.r.name), &m); err != nil || !found {
 		return
 	}
+	ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(m.LagBytes))
 	for check, status := range m.Checks {
 		for _, s := range []string{consul.Passing, consul.Warning, consul.Critical} {
-			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, b2f(s == status), check, s)
+			ch <- prometheus.MustNewConstMetric(c.checks, prometheus.GaugeValue, b2f(s == status), check, s)
 		}
 	}
 }

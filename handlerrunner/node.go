@@ -54,9 +54,7 @@ func (r *Runner) lagBytes(ctx context.Context, st NodeStatus) int64 {
 	if _, found, err := r.cc.GetJSON(ctx, r.keys.Member(l.Node), &m); err != nil || !found {
 		return -1
 	}
-	lag := cluster.Lag(m.WriteLSN, st.Postgres.ReplayLSN)
-	r.metrics.lag.Set(float64(lag))
-	return lag
+	return cluster.Lag(m.WriteLSN, st.Postgres.ReplayLSN)
 }
 
 // runCommand runs a hook: its exit code and the last line of its output.

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/config"
@@ -67,6 +66,7 @@ type Runner struct {
 	upstream    string // the node this standby follows, "" for none
 	wasPrimary  bool   // PostgreSQL ran as a primary since it last followed: rewind before following
 	heldWith    string // the session the leader key was acquired with
+	takenFrom   string // the node that held the leader key before this one
 	switchingTo *cluster.NextMaster
 
 	warnMu   sync.Mutex
@@ -91,8 +91,7 @@ func New(cfg *config.Config, cc *consul.Client, pg *postgres.Instance, svcs *ser
 		lease:    cfg.Consul.SessionTTL / 2,
 		lastWarn: map[string]time.Time{},
 	}
-	r.metrics.reg.MustRegister(checksCollector{r: r, desc: prometheus.NewDesc("understudy_check_status",
-		"1 for each health check's current state as the check-runner last published it.", []string{"check", "status"}, nil)})
+	r.metrics.reg.MustRegister(newMemberCollector(r))
 	r.sess = &session{
 		cc: cc, log: log,
 		every: min(cfg.Checks.Interval, cfg.Consul.SessionTTL/3),

@@ -33,10 +33,17 @@ func (r *Runner) ensureSync(ctx context.Context) {
 		r.warnEvery("sync-replicas", "cannot read pg_stat_replication", "err", err)
 		return
 	}
+	// Only a member that can be elected may be the synchronous standby: a
+	// pg_basebackup in progress streams too (as understudy_clone), and a
+	// nofailover member would make the guarantee useless.
+	electable := map[string]bool{}
+	for _, m := range r.members(ctx) {
+		electable[m.Name] = m.Name != r.name && !m.NoFailover
+	}
 	streaming := map[string]string{} // application_name -> sync_state
 	var names []string
 	for _, rep := range reps {
-		if rep.State == "streaming" {
+		if rep.State == "streaming" && electable[rep.Name] {
 			streaming[rep.Name] = rep.SyncState
 			names = append(names, rep.Name)
 		}
