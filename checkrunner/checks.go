@@ -60,6 +60,11 @@ type observation struct {
 	leaderErr    error
 	leaderMember *cluster.Member // the leader's member record, when known
 
+	// options are the node's runtime options; optionsErr is set when they
+	// could not be read.
+	options    cluster.NodeOptions
+	optionsErr error
+
 	services []serviceState
 	// servicesErr is set when the node's role could not be told, so which
 	// services should run is unknown.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,10 @@ type Runner struct {
 	lastHeartbeat time.Time
 	last          map[string]Result // last reported result of each check
 	consulDown    bool              // log the outage once, and its end
+	// opts are the node's runtime options (options/<node>) as last read;
+	// they override the file's checks.ttl_multiplier, checks.fail_fast,
+	// node.priority and node.no_failover without a restart.
+	opts cluster.NodeOptions
 }
 
 // New returns the check-runner of the node cfg describes. version is
@@ -103,6 +108,7 @@ func (r *Runner) runOnce(ctx context.Context) string {
 		// Stopping: this round's probes were cut short; shutdown reports.
 		return ""
 	}
+	r.applyOptions(o)
 	reported := r.report(ctx, results, now, false)
 	if err := r.publish(ctx, o, now); err != nil && reported {
 		r.log.Warn("publish member record", "err", err)
@@ -142,6 +148,7 @@ func (r *Runner) observe(ctx context.Context) *observation {
 
 func (r *Runner) observeConsul(ctx context.Context, o *observation) {
 	o.agent, o.agentErr = r.consul.Agent(ctx)
+	_, _, o.optionsErr = r.consul.GetJSON(ctx, r.keys.Options(r.cfg.Node.Name), &o.options)
 	var l cluster.Leader
 	_, found, err := r.consul.GetJSON(ctx, r.keys.Leader(), &l)
 	switch {
@@ -192,7 +199,7 @@ func (r *Runner) report(ctx context.Context, results map[string]Result, now time
 			continue
 		}
 		r.logTransition(name, res)
-		if res.Status == consul.Critical && !r.cfg.Checks.FailFast {
+		if res.Status == consul.Critical && !cluster.Or(r.opts.FailFast, r.cfg.Checks.FailFast) {
 			// Without fail_fast a failing check is left to expire: one bad
 			// probe within the TTL does not fail the node.
 			continue
@@ -234,6 +241,7 @@ func (r *Runner) consulUnreachable(err error, now time.Time) {
 
 func (r *Runner) register(ctx context.Context) error {
 	c := r.cfg.Checks
+	c.TTLMultiplier = r.multiplier()
 	svc := consul.Service{
 		ID: ServiceID, Name: ServiceID, Address: r.cfg.Node.Address, Port: r.cfg.Postgres.Port,
 		Tags: r.cfg.Node.Tags, Meta: map[string]string{"node": r.cfg.Node.Name, "cluster": r.cfg.Cluster.Name},
@@ -246,6 +254,10 @@ func (r *Runner) register(ctx context.Context) error {
 		svc.Checks = append(svc.Checks, consul.TTLCheck{
 			CheckID: CheckID(name), Name: name, TTL: TTL(every, c.TTLMultiplier, c.Interval),
 			Notes: "reported by understudy check-runner on " + r.cfg.Node.Name,
+			// A registration again at runtime (a new TTL multiplier) keeps
+			// what the checks said: starting critical would invalidate the
+			// node's session and, on the active, start a failover.
+			Status: r.last[name].Status,
 		})
 	}
 	if err := r.consul.RegisterService(ctx, svc); err != nil {
@@ -291,10 +303,10 @@ func (r *Runner) shutdown(ctx context.Context) {
 func (r *Runner) publish(ctx context.Context, o *observation, now time.Time) error {
 	m := cluster.Member{
 		Name: r.cfg.Node.Name, Address: r.cfg.Node.Address, APIURL: r.cfg.APIURL(),
-		Role: cluster.RoleUnknown, Tags: r.cfg.Node.Tags, Priority: r.cfg.Node.Priority,
-		NoFailover: r.cfg.Node.NoFailover, PostgresPort: r.cfg.Postgres.Port, LagBytes: -1,
-		Versions:  cluster.Versions{Understudy: r.version, Postgres: o.state.ServerVersion, Consul: o.agent.Version},
-		Checks:    map[string]string{},
+		Role: cluster.RoleUnknown, Tags: r.cfg.Node.Tags, Priority: cluster.Or(r.opts.Priority, r.cfg.Node.Priority),
+		NoFailover: cluster.Or(r.opts.NoFailover, r.cfg.Node.NoFailover), TTLMultiplier: r.multiplier(), PostgresPort: r.cfg.Postgres.Port, LagBytes: -1,
+		Versions: cluster.Versions{Understudy: r.version, Postgres: o.state.ServerVersion, Consul: o.agent.Version},
+		Checks:   map[string]string{}, ConsulNode: o.agent.NodeName,
 		Heartbeat: now.UTC(),
 	}
 	for name, res := range r.last {
@@ -335,4 +347,25 @@ func (r *Runner) summary(o *observation, results map[string]Result) string {
 		return fmt.Sprintf("%s; all checks passing", role)
 	}
 	return fmt.Sprintf("%s; %s", role, strings.Join(failing, ", "))
+}
+
+// multiplier is the effective checks.ttl_multiplier.
+func (r *Runner) multiplier() int {
+	return cluster.Or(r.opts.CheckTTLMultiplier, r.cfg.Checks.TTLMultiplier)
+}
+
+// applyOptions takes the runtime options this round read. A new TTL
+// multiplier needs the checks registered again, with their new TTLs.
+func (r *Runner) applyOptions(o *observation) {
+	if o.optionsErr != nil {
+		return // keep the last known options through a Consul outage
+	}
+	before := r.multiplier()
+	if !reflect.DeepEqual(r.opts, o.options) {
+		r.log.Info("runtime options changed", "options", fmt.Sprintf("%+v", o.options))
+	}
+	r.opts = o.options
+	if r.multiplier() != before {
+		r.registered = false
+	}
 }

@@ -42,9 +42,10 @@ type tnode struct {
 // tcluster is three nodes on loopback: a three-server Consul cluster, one
 // server per node, PostgreSQL owned by each node's handler-runner.
 type tcluster struct {
-	t     testing.TB
-	nodes []*tnode
-	bin   string
+	t        testing.TB
+	nodes    []*tnode
+	bin      string
+	profiles string // the CLI's profiles directory, made on first use
 }
 
 // extraHCL adds to node i's configuration: fields of its node and postgres

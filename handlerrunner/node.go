@@ -17,7 +17,8 @@ func (r *Runner) nodeStatus(ctx context.Context) NodeStatus {
 	st := r.st.get()
 	st.HasSession = r.sess.ID() != ""
 	st.Serving = r.st.serving(time.Now(), r.lease)
-	st.NoFailover = r.cfg.Node.NoFailover || time.Now().Before(r.st.graceUntil())
+	st.NoFailover = r.noFailover() || time.Now().Before(r.st.graceUntil())
+	st.Priority = cluster.Or(r.st.options().Priority, r.cfg.Node.Priority)
 	r.metrics.session.Set(b2f(st.HasSession))
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout*3/4)
 	defer cancel()
@@ -83,4 +84,20 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// noFailover is the effective node.no_failover, runtime options included.
+func (r *Runner) noFailover() bool {
+	return cluster.Or(r.st.options().NoFailover, r.cfg.Node.NoFailover)
+}
+
+// refreshOptions reads the node's runtime options (options/<node>); on an
+// error the last known ones stay in force.
+func (r *Runner) refreshOptions(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var o cluster.NodeOptions
+	if _, _, err := r.cc.GetJSON(ctx, r.keys.Options(r.name), &o); err == nil {
+		r.st.setOptions(o)
+	}
 }

@@ -75,6 +75,8 @@ type state struct {
 	promoted  bool
 	// grace: not a candidate before this (stepDownGrace).
 	grace time.Time
+	// opts are the node's runtime options as last read.
+	opts cluster.NodeOptions
 }
 
 func (s *state) get() NodeStatus {
@@ -134,4 +136,16 @@ func (s *state) graceUntil() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.grace
+}
+
+func (s *state) setOptions(o cluster.NodeOptions) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts = o
+}
+
+func (s *state) options() cluster.NodeOptions {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opts
 }

@@ -30,6 +30,7 @@ func (r *Runner) runStandby(ctx context.Context) (Role, string) {
 			continue
 		}
 		index = next
+		r.refreshOptions(ctx)
 		l := decodeLeader(ks)
 		r.log.Debug("leader key", "holder", l.Node, "session", ks.Session, "index", index)
 		if why := r.keepStandbyRunning(ctx, l); why != "" {
@@ -85,7 +86,7 @@ func (r *Runner) keepStandbyRunning(ctx context.Context, l cluster.Leader) strin
 // notCandidate says why this node does not stand for election now, or "".
 func (r *Runner) notCandidate() string {
 	switch {
-	case r.cfg.Node.NoFailover:
+	case r.noFailover():
 		return "nofailover is set"
 	case time.Now().Before(r.st.graceUntil()):
 		return "this node stepped down moments ago"

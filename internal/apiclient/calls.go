@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -86,46 +87,89 @@ type SwitchoverResult struct {
 const switchoverGrace = 10 * time.Second
 
 // Switchover asks the active node to move the active role to target and
-// waits until target holds the lock or timeout passes. It finds the active
-// with Active; when the node it asks answers 409 naming another active (the
-// role moved meanwhile, or the profile's view was stale), it follows that
-// once.
+// waits until target holds the lock or timeout passes.
 func (c *Client) Switchover(ctx context.Context, target string, timeout time.Duration) (SwitchoverResult, error) {
+	var res SwitchoverResult
+	err := c.onActive(ctx, "switchover to "+target, func(base string) error {
+		var err error
+		res, err = c.postSwitchover(ctx, base, target, timeout)
+		return err
+	})
+	return res, err
+}
+
+// RemoveNode asks the active node to take the stopped standby name out of
+// the cluster (Consul members and Raft peers, its slot and member record).
+// force skips the active's check that the node no longer answers.
+func (c *Client) RemoveNode(ctx context.Context, name string, force bool) error {
+	path := "/v1/cluster/nodes/" + url.PathEscape(name)
+	if force {
+		path += "?force=true"
+	}
+	return c.onActive(ctx, "remove "+name, func(base string) error {
+		if err := c.do(ctx, http.MethodDelete, base, path, nil, nil); err != nil {
+			return fmt.Errorf("ask %s to remove %s: %w", base, name, err)
+		}
+		return nil
+	})
+}
+
+// UpdateNodeOptions merges opts into the runtime options of node name; its
+// daemons apply them within an interval, without a restart. It is sent to
+// the active node, which any node would do as well, because the active is
+// the one node a profile is sure to reach.
+func (c *Client) UpdateNodeOptions(ctx context.Context, name string, opts cluster.NodeOptions) (cluster.NodeOptions, error) {
+	var out struct {
+		Options cluster.NodeOptions `json:"options"`
+	}
+	err := c.onActive(ctx, "update the options of "+name, func(base string) error {
+		if err := c.do(ctx, http.MethodPut, base, "/v1/cluster/nodes/"+url.PathEscape(name)+"/options", opts, &out); err != nil {
+			return fmt.Errorf("ask %s to update the options of %s: %w", base, name, err)
+		}
+		return nil
+	})
+	return out.Options, err
+}
+
+// onActive runs call against the active node. It finds the active with
+// Active; when the node it asks answers 409 naming another active (the role
+// moved meanwhile, or the profile's view was stale), it follows that once.
+func (c *Client) onActive(ctx context.Context, what string, call func(base string) error) error {
 	if c.err != nil {
-		return SwitchoverResult{}, c.err
+		return c.err
 	}
 	active, activeErr := c.Active(ctx)
 	if activeErr != nil {
 		if !errors.Is(activeErr, ErrNoActive) {
-			return SwitchoverResult{}, fmt.Errorf("switchover to %s: %w", target, activeErr)
+			return fmt.Errorf("%s: %w", what, activeErr)
 		}
 		// No node answers 200 here; the first node still names the
 		// active in its 409 when one holds the lock (e.g. one the
 		// profile does not list).
 		active = NodeRef{URL: c.profile.Nodes[0]}
 	}
-	res, err := c.postSwitchover(ctx, active.URL, target, timeout)
+	err := call(active.URL)
 	var ae *APIError
 	if !errors.As(err, &ae) {
 		if err != nil && activeErr != nil {
-			return res, fmt.Errorf("switchover to %s: %w", target, activeErr)
+			return fmt.Errorf("%s: %w", what, activeErr)
 		}
-		return res, err
+		return err
 	}
 	if ae.Status != http.StatusConflict || !hasKey(ae.Body, "active") {
-		return res, err
+		return err
 	}
 	name, api := ae.field("active"), ae.field("active_api")
 	if name == "" {
-		return res, fmt.Errorf("%w; no node holds the leader lock now: wait for the election (understudy cluster status) and retry", err)
+		return fmt.Errorf("%w; no node holds the leader lock now: wait for the election (understudy cluster status) and retry", err)
 	}
 	if api == "" {
 		api = c.memberAPI(ctx, name)
 	}
 	if api == "" || api == active.URL {
-		return res, err
+		return err
 	}
-	return c.postSwitchover(ctx, api, target, timeout)
+	return call(api)
 }
 
 // memberAPI is the API URL the member record of name publishes, "" when it

@@ -12,10 +12,11 @@ func NewKeys(prefix, name string) Keys { return Keys{base: path.Join(prefix, nam
 // Prefix is the directory every key of the cluster lives under, ending in "/".
 func (k Keys) Prefix() string { return k.base }
 
-func (k Keys) Leader() string            { return k.base + "leader" }
-func (k Keys) NextMaster() string        { return k.base + "next-master" }
-func (k Keys) Members() string           { return k.base + "members/" }
-func (k Keys) Member(node string) string { return k.base + "members/" + node }
-func (k Keys) Config() string            { return k.base + "config" }
-func (k Keys) Sync() string              { return k.base + "sync" }
-func (k Keys) Events() string            { return k.base + "events/" }
+func (k Keys) Leader() string             { return k.base + "leader" }
+func (k Keys) NextMaster() string         { return k.base + "next-master" }
+func (k Keys) Members() string            { return k.base + "members/" }
+func (k Keys) Member(node string) string  { return k.base + "members/" + node }
+func (k Keys) Config() string             { return k.base + "config" }
+func (k Keys) Options(node string) string { return k.base + "options/" + node }
+func (k Keys) Sync() string               { return k.base + "sync" }
+func (k Keys) Events() string             { return k.base + "events/" }

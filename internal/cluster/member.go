@@ -64,6 +64,9 @@ type Member struct {
 	// Priority breaks ties between equally advanced standbys; higher wins.
 	Priority   int  `json:"priority"`
 	NoFailover bool `json:"nofailover,omitempty"`
+	// TTLMultiplier is the node's effective checks.ttl_multiplier (runtime
+	// options included).
+	TTLMultiplier int `json:"ttl_multiplier,omitempty"`
 
 	PostgresPort int `json:"postgres_port"`
 	// Timeline is the current timeline of a primary or the timeline a standby
@@ -82,6 +85,9 @@ type Member struct {
 	UpstreamPort int    `json:"upstream_port,omitempty"`
 
 	Versions Versions `json:"versions"`
+	// ConsulNode is the node's name in Consul (its agent's node name), which
+	// need not be the member's name: `nodes remove` takes it out of Consul.
+	ConsulNode string `json:"consul_node,omitempty"`
 	// SyncthingDeviceID is filled in once file replication exists.
 	SyncthingDeviceID string `json:"syncthing_device_id,omitempty"`
 	// Checks maps each health check to its last state ("passing", "warning",

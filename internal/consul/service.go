@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -32,11 +33,13 @@ type TTLCheck struct {
 	Name    string
 	TTL     time.Duration
 	Notes   string
+	// Status is the check's state on registration; "" is critical.
+	Status string
 }
 
 // RegisterService registers svc on the local agent, replacing an earlier
-// registration of the same ID. Every check starts critical: a node is not
-// healthy until its checks have said so.
+// registration of the same ID. A check starts critical unless its Status
+// says otherwise: a node is not healthy until its checks have said so.
 func (c *Client) RegisterService(ctx context.Context, svc Service) error {
 	reg := &api.AgentServiceRegistration{
 		ID: svc.ID, Name: svc.Name, Address: svc.Address, Port: svc.Port,
@@ -45,7 +48,7 @@ func (c *Client) RegisterService(ctx context.Context, svc Service) error {
 	for _, ch := range svc.Checks {
 		reg.Checks = append(reg.Checks, &api.AgentServiceCheck{
 			CheckID: ch.CheckID, Name: ch.Name, TTL: ch.TTL.String(),
-			Notes: ch.Notes, Status: api.HealthCritical,
+			Notes: ch.Notes, Status: cmp.Or(ch.Status, api.HealthCritical),
 		})
 	}
 	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)

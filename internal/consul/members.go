@@ -1,0 +1,83 @@
+package consul
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// RemoveNode takes a Consul node out of the cluster for good: it leaves the
+// gossip pool (force-leave with prune, so it is not listed as "left" either)
+// and, when it was a server, the Raft configuration, so the quorum is
+// counted without it. A node that is already gone is not an error.
+//
+// The node's own agent must be stopped first: a running agent would gossip
+// its way back in.
+func (c *Client) RemoveNode(ctx context.Context, node string) error {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	rc, err := c.api.Operator().RaftGetConfiguration(q)
+	if err != nil {
+		return fmt.Errorf("remove %s: read the raft configuration: %w", node, err)
+	}
+	for _, s := range rc.Servers {
+		if s.Node != node {
+			continue
+		}
+		w := (&api.WriteOptions{}).WithContext(ctx)
+		if err := c.api.Operator().RaftRemovePeerByID(s.ID, w); err != nil {
+			return fmt.Errorf("remove %s from the raft peers: %w", node, err)
+		}
+	}
+	if err := c.api.Agent().ForceLeaveOptions(node, api.ForceLeaveOpts{Prune: true}, q); err != nil && !isNotFound(err) {
+		return fmt.Errorf("remove %s from the gossip pool (force-leave): %w", node, err)
+	}
+	return nil
+}
+
+// Members lists the Consul nodes of the LAN gossip pool with their status
+// ("alive", "failed", "left").
+func (c *Client) Members(ctx context.Context) (map[string]string, error) {
+	// Agent().Members takes no context; the raw endpoint does.
+	var ms []struct {
+		Name   string
+		Status int
+	}
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	if _, err := c.api.Raw().Query("/v1/agent/members", &ms, q); err != nil {
+		return nil, fmt.Errorf("list consul members: %w", err)
+	}
+	out := map[string]string{}
+	for _, m := range ms {
+		out[m.Name] = serfStatus(m.Status)
+	}
+	return out, nil
+}
+
+// RaftPeers lists the Consul nodes that are Raft servers.
+func (c *Client) RaftPeers(ctx context.Context) ([]string, error) {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	rc, err := c.api.Operator().RaftGetConfiguration(q)
+	if err != nil {
+		return nil, fmt.Errorf("read the raft configuration: %w", err)
+	}
+	var out []string
+	for _, s := range rc.Servers {
+		out = append(out, s.Node)
+	}
+	return out, nil
+}
+
+func serfStatus(s int) string {
+	switch s {
+	case 1:
+		return "alive"
+	case 2:
+		return "leaving"
+	case 3:
+		return "left"
+	case 4:
+		return "failed"
+	}
+	return "none"
+}
