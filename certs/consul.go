@@ -8,8 +8,8 @@ import (
 	"strings"
 )
 
-// ConsulHTTPSPort is the port of the agent's HTTPS API in the configuration
-// ConsulTLSHCL writes (Consul's conventional 8501). The plain HTTP API is
+// ConsulHTTPSPort is Consul's conventional port of the agent's HTTPS API,
+// what ConsulTLSHCL is given on a production node. The plain HTTP API is
 // switched off there, so clients use "https://127.0.0.1:8501" with ca.pem and
 // the node certificate as client certificate.
 const ConsulHTTPSPort = 8501
@@ -39,10 +39,10 @@ func GossipKey() (string, error) {
 //     server.
 //   - encrypt with encrypt_verify_incoming/outgoing: gossip is encrypted
 //     and unencrypted gossip is refused.
-//   - ports: HTTPS on ConsulHTTPSPort and the plain HTTP API off, which
+//   - ports: HTTPS on httpsPort and the plain HTTP API off, which
 //     would otherwise serve the API to anyone on loopback without a
 //     certificate and make verify_incoming pointless.
-func ConsulTLSHCL(p Paths, gossipKey string) string {
+func ConsulTLSHCL(p Paths, gossipKey string, httpsPort int) string {
 	var b strings.Builder
 	b.WriteString("# Written by understudy (certs.ConsulTLSHCL): TLS and gossip encryption.\n")
 	b.WriteString("# Rewritten when the node joins or its certificate is renewed; do not edit.\n\n")
@@ -64,7 +64,7 @@ func ConsulTLSHCL(p Paths, gossipKey string) string {
 	b.WriteString("}\n\n")
 	b.WriteString("ports {\n")
 	b.WriteString("  http  = -1\n")
-	fmt.Fprintf(&b, "  https = %d\n", ConsulHTTPSPort)
+	fmt.Fprintf(&b, "  https = %d\n", httpsPort)
 	b.WriteString("}\n")
 	return b.String()
 }

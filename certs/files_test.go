@@ -157,7 +157,7 @@ func TestConsulTLSHCL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := ConsulTLSHCL(p, key)
+	text := ConsulTLSHCL(p, key, ConsulHTTPSPort)
 	t.Log("\n" + text)
 	for _, want := range []string{
 		`ca_file         = "/etc/understudy/tls/ca.pem"`,
@@ -199,7 +199,7 @@ func TestConsulTLSHCL(t *testing.T) {
 	}
 
 	// A path with a quote stays one string.
-	odd := ConsulTLSHCL(ReadPaths(`/tmp/a"b`), key)
+	odd := ConsulTLSHCL(ReadPaths(`/tmp/a"b`), key, 18501)
 	if _, diags := hclsyntax.ParseConfig([]byte(odd), "odd.hcl", hcl.InitialPos); diags.HasErrors() {
 		t.Errorf("a path with a quote breaks the HCL: %v", diags)
 	}

@@ -18,5 +18,6 @@ func (k Keys) Members() string            { return k.base + "members/" }
 func (k Keys) Member(node string) string  { return k.base + "members/" + node }
 func (k Keys) Config() string             { return k.base + "config" }
 func (k Keys) Options(node string) string { return k.base + "options/" + node }
+func (k Keys) JoinToken() string          { return k.base + "join-token" }
 func (k Keys) Sync() string               { return k.base + "sync" }
 func (k Keys) Events() string             { return k.base + "events/" }

@@ -78,7 +78,9 @@ type Node struct {
 type Consul struct {
 	Address string // default "127.0.0.1:8500"
 	// Scheme "https" needs CAFile: understudy does not fall back to the
-	// system roots for a cluster-internal CA.
+	// system roots for a cluster-internal CA. With "https", Address defaults
+	// to 127.0.0.1:8501 and CAFile, CertFile and KeyFile to the files
+	// `cluster start` and `cluster join` write under <node.data_dir>/tls.
 	Scheme string // "http" (default) or "https"
 	Token  string // ACL token, default ""
 	// CAFile, CertFile and KeyFile are only used with scheme "https";
@@ -229,6 +231,21 @@ func (c *Config) deriveDefaults() {
 	}
 	if c.Postgres.Host == "" {
 		c.Postgres.Host = c.Node.Address
+	}
+	// A node set up by `cluster start` or `cluster join` talks to its agent
+	// over HTTPS with the TLS material those commands write under
+	// node.data_dir: `consul { scheme = "https" }` is all the file needs.
+	if c.Consul.Scheme == "https" && c.Node.DataDir != "" {
+		if c.Consul.Address == "127.0.0.1:8500" {
+			c.Consul.Address = "127.0.0.1:8501"
+		}
+		tls := filepath.Join(c.Node.DataDir, "tls")
+		if c.Consul.CAFile == "" {
+			c.Consul.CAFile = filepath.Join(tls, "ca.pem")
+		}
+		if c.Consul.CertFile == "" && c.Consul.KeyFile == "" {
+			c.Consul.CertFile, c.Consul.KeyFile = filepath.Join(tls, "node.pem"), filepath.Join(tls, "node-key.pem")
+		}
 	}
 }
 

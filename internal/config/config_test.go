@@ -162,7 +162,6 @@ var badInputs = []struct {
 	{"heartbeat shorter than interval", minimal + "checks {\n  interval = \"20s\"\n}\n", 7,
 		`checks.heartbeat_interval = "15s" is shorter than checks.interval = "20s"; write heartbeat_interval = "20s" or more`, 1},
 	{"interval too short", minimal + "checks {\n  interval = \"10ms\"\n}\n", 7, `checks.interval = "10ms" is shorter than 100ms`, 1},
-	{"https without ca_file", minimal + "consul {\n  scheme = \"https\"\n}\n", 7, `consul.scheme = "https" needs consul.ca_file`, 1},
 	{"unknown scheme", minimal + "consul {\n  scheme = \"tcp\"\n}\n", 7, `consul.scheme = "tcp" is not http or https`, 1},
 	{"TLS files with http", minimal + "consul {\n  ca_file = \"/ca.pem\"\n}\n", 7, `consul.ca_file is set but consul.scheme is "http"`, 1},
 	{"bad node name", "cluster { name = \"prod\" }\nnode {\n  name = \"Mgr_1\"\n  address = \"10.0.0.5\"\n}\n", 3,
@@ -292,6 +291,20 @@ func TestDerivedDefaultsFollowNode(t *testing.T) {
 	}
 	if cfg.Postgres.DataDir != "/srv/u/postgres" || cfg.Postgres.Host != "db-a.example.com" {
 		t.Errorf("postgres data_dir %q host %q; want them to follow node", cfg.Postgres.DataDir, cfg.Postgres.Host)
+	}
+}
+
+// With scheme "https" the address and the TLS files follow node.data_dir,
+// where `cluster start` and `cluster join` write them.
+func TestHTTPSDefaultsFollowDataDir(t *testing.T) {
+	src := "cluster { name = \"prod\" }\nnode {\n  name = \"a\"\n  address = \"10.0.0.5\"\n  data_dir = \"/srv/u\"\n}\nconsul {\n  scheme = \"https\"\n}\n"
+	cfg, err := Parse([]byte(src), "d.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Consul
+	if c.Address != "127.0.0.1:8501" || c.CAFile != "/srv/u/tls/ca.pem" || c.CertFile != "/srv/u/tls/node.pem" || c.KeyFile != "/srv/u/tls/node-key.pem" {
+		t.Errorf("consul %+v; want 127.0.0.1:8501 and the files under /srv/u/tls", c)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/lifecycle"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
@@ -40,14 +41,11 @@ func (o *Options) Defaults() error {
 		o.Understudy = exe
 	}
 	if o.Consul == "" {
-		o.Consul = filepath.Join(filepath.Dir(o.Understudy), "consul")
-		if _, err := os.Stat(o.Consul); err != nil {
-			p, err := exec.LookPath("consul")
-			if err != nil {
-				return errors.New("no consul agent beside understudy nor on PATH; run `make deps`, which builds the pinned one into bin/consul")
-			}
-			o.Consul = p
+		p, err := lifecycle.FindConsul(o.Understudy)
+		if err != nil {
+			return err
 		}
+		o.Consul = p
 	}
 	if o.HAProxy == "" {
 		p, err := exec.LookPath("haproxy")

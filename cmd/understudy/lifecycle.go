@@ -1,0 +1,73 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/logging"
+	"github.com/understudy-ha/understudy/lifecycle"
+)
+
+func newClusterStartCmd() *cobra.Command {
+	var path, consulBin string
+	var o lifecycle.Options
+	cmd := &cobra.Command{
+		Use:   "start --config FILE",
+		Short: "Make this fresh node a new cluster, and its active node",
+		Long: `start creates the cluster's CA and this node's certificate, configures and
+starts the Consul agent (a server, TLS on every port, a gossip key),
+initialises PostgreSQL for replication (or adopts the data directory that is
+there), writes the cluster's configuration and a join token to Consul,
+starts the check-runner and the handler-runner, and returns once this node is
+active. It prints the join token once: only its hash is kept.
+
+The configuration must ask for TLS: consul { scheme = "https" }. A node that
+is already in a cluster is refused. When a step fails, the ones before it are
+undone.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			if o.Understudy, err = os.Executable(); err != nil {
+				return err
+			}
+			if o.Consul = consulBin; o.Consul == "" {
+				if o.Consul, err = lifecycle.FindConsul(o.Understudy); err != nil {
+					return err
+				}
+			}
+			log := logging.New(cmd.ErrOrStderr(), os.Getenv("UNDERSTUDY_LOG_LEVEL"))
+			o.Services = newServices(cfg, log)
+			// The processes keep running when this command exits.
+			defer o.Services.Close()
+			o.Out = cmd.OutOrStdout()
+			ctx, cancel := signalContext()
+			defer cancel()
+			res, err := lifecycle.Start(ctx, cfg, o)
+			if err != nil {
+				return fmt.Errorf("cluster start: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), `
+%s is the active node of the new cluster %s.
+
+Join token (shown this once; only its hash is kept):
+  %s
+CA fingerprint (a joining node checks the cluster with it):
+  %s
+Processes, their logs and PIDs: %s
+`, cfg.Node.Name, cfg.Cluster.Name, res.Token, res.CAFingerprint, filepath.Join(cfg.Node.DataDir, "services"))
+			return nil
+		},
+	}
+	addConfigFlag(cmd, &path)
+	cmd.Flags().StringVar(&consulBin, "consul", "", "the Consul agent to run (default: bin/consul beside understudy, else consul on PATH)")
+	cmd.Flags().IntVar(&o.SerfPort, "consul-serf-port", 8301, "the Consul agent's LAN gossip port")
+	cmd.Flags().IntVar(&o.ServerPort, "consul-server-port", 8300, "the Consul agent's server (Raft, RPC) port")
+	return cmd
+}

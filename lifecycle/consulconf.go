@@ -1,0 +1,79 @@
+package lifecycle
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/understudy-ha/understudy/certs"
+	"github.com/understudy-ha/understudy/internal/config"
+)
+
+// datacenter is the Consul datacenter of every understudy cluster: one
+// cluster is one datacenter, and the node certificates name it
+// (server.dc1.consul).
+const datacenter = "dc1"
+
+// consulHCL is the agent's own configuration: a server bound to the node's
+// address, its HTTPS API where consul.address says, and the timing
+// understudy's failover bounds assume (README, "Failover bounds").
+// bootstrap is true on the node that starts the cluster; a joining node
+// lists the servers to join instead.
+func consulHCL(cfg *config.Config, l layout, o Options, bootstrap bool, join []string) (string, error) {
+	host, _, err := net.SplitHostPort(cfg.Consul.Address)
+	if err != nil {
+		return "", fmt.Errorf("consul.address %q: %w", cfg.Consul.Address, err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by understudy cluster %s; do not edit.\n", map[bool]string{true: "start", false: "join"}[bootstrap])
+	fmt.Fprintf(&b, "node_name            = %q\n", cfg.Node.Name)
+	fmt.Fprintf(&b, "datacenter           = %q\n", datacenter)
+	fmt.Fprintf(&b, "data_dir             = %q\n", l.consulData())
+	b.WriteString("server               = true\n")
+	if bootstrap {
+		b.WriteString("bootstrap_expect     = 1\n")
+	}
+	fmt.Fprintf(&b, "bind_addr            = %q\n", cfg.Node.Address)
+	fmt.Fprintf(&b, "advertise_addr       = %q\n", cfg.Node.Address)
+	fmt.Fprintf(&b, "client_addr          = %q\n", host)
+	b.WriteString("disable_update_check = true\n")
+	b.WriteString("log_level            = \"INFO\"\n")
+	if len(join) > 0 {
+		quoted := make([]string, len(join))
+		for i, j := range join {
+			quoted[i] = strconv.Quote(j)
+		}
+		fmt.Fprintf(&b, "retry_join           = [%s]\n", strings.Join(quoted, ", "))
+		b.WriteString("retry_interval       = \"2s\"\n")
+	}
+	fmt.Fprintf(&b, "ports {\n  serf_lan = %d\n  server   = %d\n  serf_wan = -1\n  dns      = -1\n  grpc     = -1\n  grpc_tls = -1\n}\n", o.SerfPort, o.ServerPort)
+	b.WriteString("performance { raft_multiplier = 1 }\n")
+	b.WriteString("gossip_lan {\n  probe_interval = \"500ms\"\n  probe_timeout  = \"250ms\"\n  suspicion_mult = 3\n}\n")
+	return b.String(), nil
+}
+
+// writeConsulConfig writes consul.hcl and tls.hcl (which holds the gossip
+// key, hence 0600) into the agent's config directory.
+func writeConsulConfig(cfg *config.Config, l layout, o Options, paths certs.Paths, gossipKey string, bootstrap bool, join []string) error {
+	main, err := consulHCL(cfg, l, o, bootstrap, join)
+	if err != nil {
+		return err
+	}
+	_, port, _ := net.SplitHostPort(cfg.Consul.Address)
+	httpsPort, err := strconv.Atoi(port)
+	if err != nil {
+		return fmt.Errorf("consul.address %q: %w", cfg.Consul.Address, err)
+	}
+	for _, d := range []string{l.consulConfig(), l.consulData()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(l.consulConfig(), "consul.hcl"), []byte(main), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(l.consulConfig(), "tls.hcl"), []byte(certs.ConsulTLSHCL(paths, gossipKey, httpsPort)), 0o600)
+}

@@ -1,0 +1,236 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/understudy-ha/understudy/certs"
+	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/services"
+	"github.com/understudy-ha/understudy/replication/postgres"
+)
+
+// Options of Start.
+type Options struct {
+	// Consul and Understudy are the programs the node's processes run.
+	Consul, Understudy string
+	// SerfPort and ServerPort are the Consul agent's LAN gossip and server
+	// (Raft, RPC) ports: 8301 and 8300 by default.
+	SerfPort, ServerPort int
+	// Services runs the node's processes; it must have a state directory.
+	Services *services.Manager
+	// Out receives progress lines for the operator.
+	Out io.Writer
+	// Timeout bounds the wait for the node to be active (default 2m).
+	Timeout time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.SerfPort == 0 {
+		o.SerfPort = 8301
+	}
+	if o.ServerPort == 0 {
+		o.ServerPort = 8300
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Minute
+	}
+}
+
+// Result is what the operator gets from Start.
+type Result struct {
+	// Token is the join token, shown once: only its hash is kept.
+	Token string
+	// CAFingerprint lets a joining node check it talks to this cluster.
+	CAFingerprint string
+}
+
+// ErrInCluster is returned by Start for a node that already belongs to a
+// cluster.
+var ErrInCluster = errors.New("this node is already in a cluster")
+
+// JoinToken is the value of the join-token key: the hash of the token that
+// `cluster join` must present, never the token itself.
+type JoinToken struct {
+	Hash    string    `json:"hash"`
+	Created time.Time `json:"created"`
+	By      string    `json:"by"`
+}
+
+// ClusterConfig is the value of the cluster's config key.
+type ClusterConfig struct {
+	Name          string    `json:"name"`
+	Created       time.Time `json:"created"`
+	CreatedBy     string    `json:"created_by"`
+	CAFingerprint string    `json:"ca_fingerprint"`
+}
+
+// Start makes a fresh node a one-node cluster and its active node: the CA
+// and the node certificate, Consul with TLS and a gossip key, PostgreSQL
+// initialised (or an existing data directory adopted), the cluster's config
+// and join token in Consul, the check-runner and handler-runner running. It
+// returns once the node is active. On failure everything it did is undone,
+// an adopted data directory excepted.
+func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err error) {
+	o.defaults()
+	if cfg.Consul.Scheme != "https" {
+		return Result{}, fmt.Errorf("cluster start sets Consul up with TLS: write consul { scheme = \"https\" } in %s (the address and the TLS files then follow node.data_dir)", cfg.Path)
+	}
+	l := layout{cfg.Node.DataDir}
+	if id, found, err := ReadIdentity(cfg.Node.DataDir); err != nil {
+		return Result{}, err
+	} else if found {
+		return Result{}, fmt.Errorf("%w: node %s has been in cluster %s since %s (%s); a node starts or joins one cluster once",
+			ErrInCluster, id.Node, id.Cluster, id.Since.Format(time.RFC3339), l.identity())
+	}
+	if err := os.MkdirAll(cfg.Node.DataDir, 0o755); err != nil {
+		return Result{}, err
+	}
+	u := &undo{log: o.Out}
+	defer func() {
+		if err != nil {
+			u.run()
+		}
+	}()
+
+	fmt.Fprintln(o.Out, "creating the cluster CA, this node's certificate and the Consul gossip key")
+	now := time.Now()
+	ca, err := certs.NewCA(cfg.Cluster.Name, now)
+	if err != nil {
+		return Result{}, err
+	}
+	nc, err := ca.IssueNode(cfg.Node.Name, datacenter, []string{cfg.Node.Address}, now)
+	if err != nil {
+		return Result{}, err
+	}
+	gossip, err := certs.GossipKey()
+	if err != nil {
+		return Result{}, err
+	}
+	u.add("remove "+l.tls(), func() error { return os.RemoveAll(l.tls()) })
+	paths, err := certs.WriteFiles(l.tls(), ca, true, nc, -1, -1)
+	if err != nil {
+		return Result{}, err
+	}
+	u.add("remove "+l.consul(), func() error { return os.RemoveAll(l.consul()) })
+	if err := writeConsulConfig(cfg, l, o, paths, gossip, true, nil); err != nil {
+		return Result{}, err
+	}
+
+	fmt.Fprintln(o.Out, "starting the Consul agent (a server, TLS on every port)")
+	if err := u.startService(ctx, o.Services, consulService(l, o)); err != nil {
+		return Result{}, err
+	}
+	cc, err := consul.New(cfg.Consul)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := waitConsul(ctx, cc, time.Minute); err != nil {
+		return Result{}, err
+	}
+
+	pg := postgres.NewInstance(cfg.Postgres, cfg.Node.Name, slog.New(slog.DiscardHandler))
+	if pg.HasData() {
+		fmt.Fprintf(o.Out, "adopting the PostgreSQL data directory %s\n", cfg.Postgres.DataDir)
+	} else {
+		fmt.Fprintf(o.Out, "initialising PostgreSQL in %s\n", cfg.Postgres.DataDir)
+		u.add("remove "+cfg.Postgres.DataDir, func() error {
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_ = pg.Stop(sctx, "immediate")
+			return os.RemoveAll(cfg.Postgres.DataDir)
+		})
+		if err := pg.Init(ctx); err != nil {
+			return Result{}, err
+		}
+	}
+
+	keys := cluster.NewKeys(cfg.Cluster.KVPrefix, cfg.Cluster.Name)
+	token, hash, err := certs.NewJoinToken()
+	if err != nil {
+		return Result{}, err
+	}
+	if err := cc.PutJSON(ctx, keys.Config(), ClusterConfig{Name: cfg.Cluster.Name, Created: now.UTC(), CreatedBy: cfg.Node.Name, CAFingerprint: ca.Fingerprint()}); err != nil {
+		return Result{}, err
+	}
+	if err := cc.PutJSON(ctx, keys.JoinToken(), JoinToken{Hash: hash, Created: now.UTC(), By: cfg.Node.Name}); err != nil {
+		return Result{}, err
+	}
+
+	fmt.Fprintln(o.Out, "starting the check-runner and the handler-runner")
+	for _, svc := range daemonServices(cfg, o) {
+		if err := u.startService(ctx, o.Services, svc); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := waitActive(ctx, cfg.APIURL(), o.Timeout); err != nil {
+		return Result{}, fmt.Errorf("the node did not become active: %w; see %s", err, l.services())
+	}
+	id := Identity{Cluster: cfg.Cluster.Name, Node: cfg.Node.Name, CAFingerprint: ca.Fingerprint(), Since: now.UTC(), How: "start"}
+	if err := writeIdentity(cfg.Node.DataDir, id); err != nil {
+		return Result{}, err
+	}
+	return Result{Token: token, CAFingerprint: ca.Fingerprint()}, nil
+}
+
+// waitConsul waits until the agent answers over TLS and the cluster has a
+// Raft leader.
+func waitConsul(ctx context.Context, cc *consul.Client, timeout time.Duration) error {
+	return poll(ctx, timeout, func() error {
+		a, err := cc.Agent(ctx)
+		if err != nil {
+			return err
+		}
+		if a.Leader == "" {
+			return errors.New("no raft leader yet")
+		}
+		return nil
+	})
+}
+
+// waitActive waits until the node's /status answers 200.
+func waitActive(ctx context.Context, apiURL string, timeout time.Duration) error {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	return poll(ctx, timeout, func() error {
+		resp, err := hc.Get(apiURL + "/status")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s/status answers %s", apiURL, resp.Status)
+		}
+		return nil
+	})
+}
+
+// poll calls f every 200 ms until it returns nil, ctx ends or timeout
+// passes; the error says what f said last.
+func poll(ctx context.Context, timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %v: %w", timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,163 @@
+package lifecycle_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/services"
+	"github.com/understudy-ha/understudy/internal/testenv"
+	"github.com/understudy-ha/understudy/lifecycle"
+	"github.com/understudy-ha/understudy/replication/postgres"
+)
+
+// freshNode writes the configuration of a node that is in no cluster yet,
+// on its own loopback address, and returns it with the options cluster start
+// runs it with.
+func freshNode(t *testing.T, name, addr string) (*config.Config, lifecycle.Options) {
+	t.Helper()
+	dir := testenv.TempDir(t, name)
+	ports := testenv.FreePortsOn(t, addr, 5) // consul https, serf, server; postgres; api
+	hcl := fmt.Sprintf(`cluster { name = "t" }
+node {
+  name     = %q
+  address  = %q
+  data_dir = %q
+}
+consul {
+  scheme  = "https"
+  address = "%s:%d"
+}
+postgres { port = %d }
+api { listen = "%s:%d" }
+`, name, addr, dir, addr, ports[0], ports[3], addr, ports[4])
+	path := filepath.Join(dir, "understudy.hcl")
+	if err := os.WriteFile(path, []byte(hcl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := services.NewManager(services.WithStateDir(filepath.Join(dir, "services")), services.WithLogger(slog.New(slog.DiscardHandler)))
+	o := lifecycle.Options{
+		Consul: testenv.ConsulBinary(t), Understudy: testenv.Understudy(t),
+		SerfPort: ports[1], ServerPort: ports[2], Services: m, Out: testWriter{t},
+	}
+	// Registered after the directory's own cleanup, so it runs first: stop
+	// what Start started, then PostgreSQL by its PID.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, svc := range []string{"understudy-handler-runner", "understudy-check-runner", "understudy-consul"} {
+			_ = m.Stop(ctx, config.Service{Name: svc, Command: []string{"x"}})
+		}
+		pg := postgres.NewInstance(cfg.Postgres, name, slog.New(slog.DiscardHandler))
+		_ = pg.Stop(ctx, "immediate")
+		m.Close()
+		if t.Failed() {
+			for _, f := range []string{"understudy-consul.log", "understudy-check-runner.log", "understudy-handler-runner.log"} {
+				b, _ := os.ReadFile(filepath.Join(dir, "services", f))
+				t.Logf("%s:\n%s", f, tail(string(b), 30))
+			}
+		}
+	})
+	return cfg, o
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Logf("[cluster start] %s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestClusterStartOnAFreshNode: the node becomes a one-node cluster and its
+// active node, with Consul's API refusing a client without a certificate,
+// and a second start is refused.
+func TestClusterStartOnAFreshNode(t *testing.T) {
+	testenv.RequireIntegration(t)
+	cfg, o := freshNode(t, "a", "127.0.0.41")
+	ctx := context.Background()
+	res, err := lifecycle.Start(ctx, cfg, o)
+	if err != nil {
+		t.Fatalf("cluster start: %v", err)
+	}
+	if !strings.HasPrefix(res.Token, "ust1.") || !strings.HasPrefix(res.CAFingerprint, "sha256:") {
+		t.Fatalf("result %+v", res)
+	}
+
+	// Active: /status 200.
+	resp, err := http.Get(cfg.APIURL() + "/status")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/status after cluster start: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	// Consul answers a client with the node's certificate...
+	cc, err := consul.New(cfg.Consul)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := cc.Agent(ctx); err != nil || a.Leader == "" {
+		t.Fatalf("consul with the node certificate: %+v %v", a, err)
+	}
+	// ...and refuses one without, though it trusts the CA.
+	ca, err := os.ReadFile(cfg.Consul.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	anon := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if resp, err := anon.Get("https://" + cfg.Consul.Address + "/v1/kv/understudy/t/config"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("consul answered a client without a certificate: %s", resp.Status)
+	}
+	// The plain HTTP API is off.
+	if resp, err := http.Get("http://" + cfg.Consul.Address + "/v1/status/leader"); err == nil && resp.StatusCode == http.StatusOK {
+		resp.Body.Close()
+		t.Fatal("consul answered plain HTTP")
+	}
+
+	// The join token is kept only as a hash.
+	var jt lifecycle.JoinToken
+	if _, found, err := cc.GetJSON(ctx, "understudy/t/join-token", &jt); err != nil || !found || jt.Hash == "" || strings.Contains(jt.Hash, res.Token) {
+		t.Fatalf("join-token key: %+v found %v %v", jt, found, err)
+	}
+
+	if _, err := lifecycle.Start(ctx, cfg, o); !errors.Is(err, lifecycle.ErrInCluster) {
+		t.Fatalf("second cluster start: %v, want ErrInCluster", err)
+	}
+}
+
+// TestClusterStartRefusesPlainConsul: without TLS configured, nothing is
+// written.
+func TestClusterStartRefusesPlainConsul(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.Cluster.Name, cfg.Node.Name, cfg.Node.Address, cfg.Node.DataDir = "t", "a", "127.0.0.1", dir
+	_, err := lifecycle.Start(context.Background(), cfg, lifecycle.Options{})
+	if err == nil || !strings.Contains(err.Error(), `scheme = "https"`) {
+		t.Fatalf("Start with plain consul: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("Start left %d files in %s", len(entries), dir)
+	}
+}
