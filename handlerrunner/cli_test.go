@@ -74,6 +74,13 @@ func TestRemoveAStoppedStandby(t *testing.T) {
 	// Its Consul server may have been the Raft leader: the cluster elects
 	// another before it can change anything.
 	c.waitHealthy(30*time.Second, gone)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		leader, err := act.consul.Client(t).Status().Leader()
+		if err != nil || leader == "" {
+			return fmt.Errorf("no consul leader yet (%v)", err)
+		}
+		return nil
+	})
 	if out, err := c.cli(t, "cluster", "nodes", "remove", gone.name); err != nil {
 		t.Fatalf("remove of the stopped %s: %v\n%s", gone.name, err, out)
 	}

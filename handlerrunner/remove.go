@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/consul"
 )
 
 // removeNode takes a standby out of the cluster, on the active node: out of
@@ -18,7 +19,19 @@ import (
 // check-runner publish the record again; force skips that check, for a node
 // that is gone but whose API address now answers for something else.
 func (r *Runner) removeNode(ctx context.Context, name string, force bool) (map[string]any, int, error) {
-	ks, l, err := r.readLeader(ctx, true)
+	// The node removed is often one just lost, maybe the Consul cluster's
+	// Raft leader: give Consul the few seconds it needs to elect another.
+	var ks consul.KeyState
+	var l cluster.Leader
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		if ks, l, err = r.readLeader(ctx, true); err == nil || time.Now().After(deadline) {
+			break
+		}
+		if !sleep(ctx, 500*time.Millisecond) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, http.StatusServiceUnavailable, fmt.Errorf("cannot read the leader key: %w", err)
 	}
