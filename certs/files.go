@@ -130,3 +130,7 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// GossipKeyFile is where cluster start and join keep the Consul gossip key,
+// in the node's TLS directory (0600): the active hands it to joining nodes.
+const GossipKeyFile = "gossip.key"

@@ -122,3 +122,32 @@ func verifyPinned(chain []*x509.Certificate, fingerprint string) error {
 	}
 	return fmt.Errorf("server did not present the CA with fingerprint %s", fingerprint)
 }
+
+// NodeTLS reads a node's TLS files and returns the configuration of its
+// servers (ServerTLS) and of its clients of other nodes (ClientTLS with the
+// node certificate as client certificate).
+func NodeTLS(p Paths) (server, client *tls.Config, err error) {
+	if server, err = ServerTLS(p); err != nil {
+		return nil, nil, err
+	}
+	caPEM, err := os.ReadFile(p.CA)
+	if err != nil {
+		return nil, nil, err
+	}
+	certPEM, err := os.ReadFile(p.Cert)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err := os.ReadFile(p.Key)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := LoadNodeCert(certPEM, keyPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	if client, err = ClientTLS(caPEM, nc); err != nil {
+		return nil, nil, err
+	}
+	return server, client, nil
+}

@@ -40,6 +40,7 @@ func (r *Runner) handler() http.Handler {
 	route(http.MethodGet, "/v1/events", r.handleEvents)
 	route(http.MethodPost, "/v1/cluster/switchover", r.handleSwitchover)
 	mux.HandleFunc("/v1/cluster/nodes/", r.handleNodes)
+	route(http.MethodPost, "/v1/cluster/join", r.handleJoin)
 	route(http.MethodGet, "/metrics", promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP)
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint %s %s; see /v1/status/cluster, /status, /health, /replica, /metrics", req.Method, req.URL.Path)

@@ -2,6 +2,7 @@ package handlerrunner
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
@@ -54,9 +56,13 @@ type Runner struct {
 	name    string
 	peers   *http.Client
 	auth    *basicAuth
-	metrics *metrics
-	sess    *session
-	st      state
+	// serverTLS serves the API over HTTPS on a TLS node (nil otherwise);
+	// the peers client then trusts the cluster CA and presents the node
+	// certificate.
+	serverTLS *tls.Config
+	metrics   *metrics
+	sess      *session
+	st        state
 	// lease is how long the active trusts its last confirmation of the lock:
 	// half the session TTL, so it fences itself before Consul can expire
 	// the session of a partitioned node.
@@ -81,11 +87,21 @@ func New(cfg *config.Config, cc *consul.Client, pg *postgres.Instance, svcs *ser
 		return nil, err
 	}
 	log = log.With("component", "handler-runner", "node", cfg.Node.Name)
+	peers := &http.Client{Timeout: peerTimeout}
+	var serverTLS *tls.Config
+	if cfg.TLS() {
+		var clientTLS *tls.Config
+		ca, cert, key := cfg.TLSFiles()
+		if serverTLS, clientTLS, err = certs.NodeTLS(certs.Paths{CA: ca, Cert: cert, Key: key}); err != nil {
+			return nil, fmt.Errorf("TLS for the API: %w", err)
+		}
+		peers.Transport = &http.Transport{TLSClientConfig: clientTLS}
+	}
 	r := &Runner{
 		cfg: cfg, cc: cc, pg: pg, pgc: pg.Client(), svcs: svcs, log: log, version: version,
-		keys:     cluster.NewKeys(cfg.Cluster.KVPrefix, cfg.Cluster.Name),
-		name:     cfg.Node.Name,
-		peers:    &http.Client{Timeout: peerTimeout},
+		keys:  cluster.NewKeys(cfg.Cluster.KVPrefix, cfg.Cluster.Name),
+		name:  cfg.Node.Name,
+		peers: peers, serverTLS: serverTLS,
 		auth:     auth,
 		metrics:  newMetrics(),
 		lease:    cfg.Consul.SessionTTL / 2,
@@ -115,6 +131,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", r.cfg.API.Listen)
 	if err != nil {
 		return fmt.Errorf("listen for the API on %s: %w; set api.listen to a free address", r.cfg.API.Listen, err)
+	}
+	if r.serverTLS != nil {
+		ln = tls.NewListener(ln, r.serverTLS)
 	}
 	r.log.Info("starting", "api", ln.Addr().String(), "session_ttl", r.cfg.Consul.SessionTTL,
 		"lock_delay", r.cfg.Consul.LockDelay, "lease", r.lease)

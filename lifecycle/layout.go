@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/understudy-ha/understudy/certs"
 )
 
 // layout is where a node in a cluster keeps what lifecycle writes, under
@@ -18,6 +20,7 @@ func (l layout) tls() string          { return filepath.Join(l.dir, "tls") }
 func (l layout) consul() string       { return filepath.Join(l.dir, "consul") }
 func (l layout) consulConfig() string { return filepath.Join(l.dir, "consul", "config") }
 func (l layout) consulData() string   { return filepath.Join(l.dir, "consul", "data") }
+func (l layout) gossipKey() string    { return filepath.Join(l.dir, "tls", certs.GossipKeyFile) }
 func (l layout) services() string     { return filepath.Join(l.dir, "services") }
 func (l layout) identity() string     { return filepath.Join(l.dir, "cluster.json") }
 

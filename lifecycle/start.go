@@ -123,6 +123,9 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	if err != nil {
 		return Result{}, err
 	}
+	if err := os.WriteFile(l.gossipKey(), []byte(gossip+"\n"), 0o600); err != nil {
+		return Result{}, err
+	}
 	u.add("remove "+l.consul(), func() error { return os.RemoveAll(l.consul()) })
 	if err := writeConsulConfig(cfg, l, o, paths, gossip, true, nil); err != nil {
 		return Result{}, err
@@ -174,7 +177,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 			return Result{}, err
 		}
 	}
-	if err := waitActive(ctx, cfg.APIURL(), o.Timeout); err != nil {
+	if err := waitActive(ctx, cfg, o.Timeout); err != nil {
 		return Result{}, fmt.Errorf("the node did not become active: %w; see %s", err, l.services())
 	}
 	id := Identity{Cluster: cfg.Cluster.Name, Node: cfg.Node.Name, CAFingerprint: ca.Fingerprint(), Since: now.UTC(), How: "start"}
@@ -200,8 +203,12 @@ func waitConsul(ctx context.Context, cc *consul.Client, timeout time.Duration) e
 }
 
 // waitActive waits until the node's /status answers 200.
-func waitActive(ctx context.Context, apiURL string, timeout time.Duration) error {
-	hc := &http.Client{Timeout: 2 * time.Second}
+func waitActive(ctx context.Context, cfg *config.Config, timeout time.Duration) error {
+	hc, err := NodeClient(cfg)
+	if err != nil {
+		return err
+	}
+	apiURL := cfg.APIURL()
 	return poll(ctx, timeout, func() error {
 		resp, err := hc.Get(apiURL + "/status")
 		if err != nil {
@@ -233,4 +240,15 @@ func poll(ctx context.Context, timeout time.Duration, f func() error) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// NodeClient is an HTTP client of the cluster's APIs as this node: it
+// trusts only the cluster CA and presents the node certificate.
+func NodeClient(cfg *config.Config) (*http.Client, error) {
+	ca, cert, key := cfg.TLSFiles()
+	_, client, err := certs.NodeTLS(certs.Paths{CA: ca, Cert: cert, Key: key})
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: client}}, nil
 }

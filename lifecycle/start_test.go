@@ -84,7 +84,7 @@ func tail(s string, n int) string {
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Logf("[cluster start] %s", strings.TrimRight(string(p), "\n"))
+	w.t.Logf("[lifecycle] %s", strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
 
@@ -103,8 +103,15 @@ func TestClusterStartOnAFreshNode(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 
-	// Active: /status 200.
-	resp, err := http.Get(cfg.APIURL() + "/status")
+	// Active: /status 200, over HTTPS with the node certificate.
+	if !strings.HasPrefix(cfg.APIURL(), "https://") {
+		t.Fatalf("API URL %s of a TLS node", cfg.APIURL())
+	}
+	hc, err := lifecycle.NodeClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Get(cfg.APIURL() + "/status")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("/status after cluster start: %v %v", resp, err)
 	}

@@ -71,3 +71,59 @@ Processes, their logs and PIDs: %s
 	cmd.Flags().IntVar(&o.ServerPort, "consul-server-port", 8300, "the Consul agent's server (Raft, RPC) port")
 	return cmd
 }
+
+func newClusterJoinCmd() *cobra.Command {
+	var path, consulBin string
+	var o lifecycle.Options
+	var j lifecycle.JoinOptions
+	cmd := &cobra.Command{
+		Use:   "join ACTIVE_ADDRESS --token T --ca-fingerprint FP --config FILE",
+		Short: "Make this node a standby of an existing cluster",
+		Long: `join asks the active node's API at ACTIVE_ADDRESS (host:port of its
+api.listen) for the cluster's CA and Consul settings, over TLS and only once
+the server shows the CA whose fingerprint cluster start printed; signs this
+node's certificate, joins Consul, clones PostgreSQL from the active node
+(showing progress), starts the check-runner and the handler-runner, and
+returns once this node streams from the active node.
+
+The configuration must ask for TLS: consul { scheme = "https" }. A node with a
+database or a cluster identity is refused unless --force. When a step fails,
+the node leaves Consul and the steps before are undone; join can be run
+again.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			if o.Understudy, err = os.Executable(); err != nil {
+				return err
+			}
+			if o.Consul = consulBin; o.Consul == "" {
+				if o.Consul, err = lifecycle.FindConsul(o.Understudy); err != nil {
+					return err
+				}
+			}
+			log := logging.New(cmd.ErrOrStderr(), os.Getenv("UNDERSTUDY_LOG_LEVEL"))
+			o.Services = newServices(cfg, log)
+			defer o.Services.Close()
+			o.Out = cmd.OutOrStdout()
+			j.Active = args[0]
+			ctx, cancel := signalContext()
+			defer cancel()
+			if err := lifecycle.Join(ctx, cfg, o, j); err != nil {
+				return fmt.Errorf("cluster join: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "\n%s joined cluster %s and streams from its active node.\n", cfg.Node.Name, cfg.Cluster.Name)
+			return nil
+		},
+	}
+	addConfigFlag(cmd, &path)
+	cmd.Flags().StringVar(&j.Token, "token", "", "the join token cluster start printed")
+	cmd.Flags().StringVar(&j.CAFingerprint, "ca-fingerprint", "", "the CA fingerprint cluster start printed (sha256:...)")
+	cmd.Flags().BoolVar(&j.Force, "force", false, "join although this node has a database or a cluster identity (its data is kept aside)")
+	cmd.Flags().StringVar(&consulBin, "consul", "", "the Consul agent to run (default: bin/consul beside understudy, else consul on PATH)")
+	cmd.Flags().IntVar(&o.SerfPort, "consul-serf-port", 8301, "the Consul agent's LAN gossip port")
+	cmd.Flags().IntVar(&o.ServerPort, "consul-server-port", 8300, "the Consul agent's server (Raft, RPC) port")
+	return cmd
+}

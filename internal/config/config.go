@@ -274,5 +274,20 @@ func (c *Config) APIURL() string {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = c.Node.Address
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	scheme := "http"
+	if c.TLS() {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// TLS reports whether the node is set up for TLS everywhere, as `cluster
+// start` and `cluster join` set it up: Consul over HTTPS with the node's
+// certificate, and the handler-runner's API served over HTTPS with the same
+// certificate.
+func (c *Config) TLS() bool { return c.Consul.Scheme == "https" }
+
+// TLSFiles are the CA certificate, node certificate and key of a TLS node.
+func (c *Config) TLSFiles() (ca, cert, key string) {
+	return c.Consul.CAFile, c.Consul.CertFile, c.Consul.KeyFile
 }

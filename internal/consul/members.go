@@ -3,6 +3,8 @@ package consul
 import (
 	"context"
 	"fmt"
+	"net"
+	"strconv"
 
 	"github.com/hashicorp/consul/api"
 )
@@ -80,4 +82,35 @@ func serfStatus(s int) string {
 		return "failed"
 	}
 	return "none"
+}
+
+// GossipAddrs are the LAN gossip addresses (host:port) of the alive members:
+// what a joining agent's retry_join lists.
+func (c *Client) GossipAddrs(ctx context.Context) ([]string, error) {
+	var ms []struct {
+		Addr   string
+		Port   int
+		Status int
+	}
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	if _, err := c.api.Raw().Query("/v1/agent/members", &ms, q); err != nil {
+		return nil, fmt.Errorf("list consul members: %w", err)
+	}
+	var out []string
+	for _, m := range ms {
+		if m.Status == 1 {
+			out = append(out, net.JoinHostPort(m.Addr, strconv.Itoa(m.Port)))
+		}
+	}
+	return out, nil
+}
+
+// Leave makes the local agent leave the cluster gracefully: a server is
+// taken out of the Raft peers too.
+func (c *Client) Leave(ctx context.Context) error {
+	w := (&api.WriteOptions{}).WithContext(ctx)
+	if _, err := c.api.Raw().Write("/v1/agent/leave", nil, nil, w); err != nil {
+		return fmt.Errorf("leave the consul cluster: %w", err)
+	}
+	return nil
 }

@@ -1,0 +1,237 @@
+package lifecycle
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/understudy-ha/understudy/certs"
+	"github.com/understudy-ha/understudy/handlerrunner"
+	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/replication/postgres"
+)
+
+// JoinOptions are Join's own, besides Options.
+type JoinOptions struct {
+	// Active is the host:port of the active node's API.
+	Active string
+	// Token is the join token cluster start printed.
+	Token string
+	// CAFingerprint is the cluster CA's fingerprint cluster start printed:
+	// the joiner sends its token only to a server whose chain has that CA.
+	CAFingerprint string
+	// Force joins a node that has a database or a cluster identity: its
+	// data directory is moved aside by the clone, never deleted.
+	Force bool
+}
+
+// Join makes this node a standby of an existing cluster: it asks the active
+// node's join API (over TLS, the CA pinned by its fingerprint) for the
+// cluster's CA and Consul settings, signs its own certificate, joins Consul,
+// clones PostgreSQL from the active (progress on Out), starts the daemons and
+// returns once the node streams from the active. On failure it leaves
+// Consul and undoes what it did.
+func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (err error) {
+	o.defaults()
+	if cfg.Consul.Scheme != "https" {
+		return fmt.Errorf("cluster join sets Consul up with TLS: write consul { scheme = \"https\" } in %s", cfg.Path)
+	}
+	if j.CAFingerprint == "" || j.Token == "" {
+		return errors.New("cluster join needs --token and --ca-fingerprint, both printed by `understudy cluster start`")
+	}
+	l := layout{cfg.Node.DataDir}
+	pg := postgres.NewInstance(cfg.Postgres, cfg.Node.Name, slog.New(slog.DiscardHandler))
+	if id, found, err := ReadIdentity(cfg.Node.DataDir); err != nil {
+		return err
+	} else if found && !j.Force {
+		return fmt.Errorf("%w: node %s has been in cluster %s since %s; pass --force to join anew (its PostgreSQL data is kept aside)",
+			ErrInCluster, id.Node, id.Cluster, id.Since.Format(time.RFC3339))
+	}
+	if pg.HasData() && !j.Force {
+		return fmt.Errorf("%s holds a PostgreSQL data directory; joining replaces it with a clone of the active node's: pass --force (it is kept aside as %s.old-<time>)", cfg.Postgres.DataDir, cfg.Postgres.DataDir)
+	}
+	if err := os.MkdirAll(cfg.Node.DataDir, 0o755); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(o.Out, "asking %s to join its cluster\n", j.Active)
+	resp, err := askJoin(ctx, cfg, j)
+	if err != nil {
+		return err
+	}
+	if resp.Cluster != cfg.Cluster.Name {
+		return fmt.Errorf("%s is the active node of cluster %s, but %s names cluster %s; write cluster { name = %q }", j.Active, resp.Cluster, cfg.Path, cfg.Cluster.Name, resp.Cluster)
+	}
+
+	u := &undo{log: o.Out}
+	defer func() {
+		if err != nil {
+			u.run()
+		}
+	}()
+	ca, err := certs.LoadCA([]byte(resp.CACert), []byte(resp.CAKey))
+	if err != nil {
+		return fmt.Errorf("the CA the active node sent: %w", err)
+	}
+	nc, err := ca.IssueNode(cfg.Node.Name, datacenter, []string{cfg.Node.Address}, time.Now())
+	if err != nil {
+		return err
+	}
+	u.add("remove "+l.tls(), func() error { return os.RemoveAll(l.tls()) })
+	paths, err := certs.WriteFiles(l.tls(), ca, true, nc, -1, -1)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(l.gossipKey(), []byte(resp.GossipKey+"\n"), 0o600); err != nil {
+		return err
+	}
+	u.add("remove "+l.consul(), func() error { return os.RemoveAll(l.consul()) })
+	if err := writeConsulConfig(cfg, l, o, paths, resp.GossipKey, false, resp.ConsulJoin); err != nil {
+		return err
+	}
+	fmt.Fprintln(o.Out, "starting the Consul agent and joining the cluster's servers")
+	cc, err := consul.New(cfg.Consul)
+	if err != nil {
+		return err
+	}
+	// Leave gracefully on failure: a server that joined and then vanished
+	// would count in the quorum until removed by hand.
+	u.add("leave consul", func() error {
+		lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return cc.Leave(lctx)
+	})
+	if err := u.startService(ctx, o.Services, consulService(l, o)); err != nil {
+		return err
+	}
+	if err := waitConsul(ctx, cc, 2*time.Minute); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(o.Out, "cloning PostgreSQL from %s (%s:%d)\n", resp.Active, resp.PostgresHost, resp.PostgresPort)
+	hadData := pg.HasData()
+	if !hadData {
+		u.add("remove "+cfg.Postgres.DataDir, func() error {
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_ = pg.Stop(sctx, "immediate")
+			return os.RemoveAll(cfg.Postgres.DataDir)
+		})
+	}
+	bar := &progressBar{out: o.Out}
+	up := postgres.Upstream{Host: resp.PostgresHost, Port: resp.PostgresPort}
+	if err := pg.Clone(ctx, up, bar.update); err != nil {
+		return err
+	}
+	bar.done()
+	// Started here as the active's standby, so the handler-runner finds a
+	// streaming standby to keep rather than a copy to place.
+	if err := pg.StartStandby(ctx, &up); err != nil {
+		return err
+	}
+	u.add("stop postgres", func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return pg.Stop(sctx, "fast")
+	})
+
+	fmt.Fprintln(o.Out, "starting the check-runner and the handler-runner")
+	for _, svc := range daemonServices(cfg, o) {
+		if err := u.startService(ctx, o.Services, svc); err != nil {
+			return err
+		}
+	}
+	if err := waitStandby(ctx, cfg, o.Timeout); err != nil {
+		return fmt.Errorf("the node did not become a streaming standby: %w; see %s", err, l.services())
+	}
+	id := Identity{Cluster: cfg.Cluster.Name, Node: cfg.Node.Name, CAFingerprint: ca.Fingerprint(), Since: time.Now().UTC(), How: "join"}
+	return writeIdentity(cfg.Node.DataDir, id)
+}
+
+// askJoin calls the active's join API with the CA pinned.
+func askJoin(ctx context.Context, cfg *config.Config, j JoinOptions) (handlerrunner.JoinResponse, error) {
+	var out handlerrunner.JoinResponse
+	tlsCfg, err := certs.PinnedClientTLS(j.CAFingerprint)
+	if err != nil {
+		return out, err
+	}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	body, _ := json.Marshal(handlerrunner.JoinRequest{Token: j.Token, Node: cfg.Node.Name, Address: cfg.Node.Address})
+	url := "https://" + strings.TrimPrefix(strings.TrimPrefix(j.Active, "https://"), "http://") + "/v1/cluster/join"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return out, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := hc.Do(req)
+	if err != nil {
+		return out, fmt.Errorf("join through %s: %w; is it the address of the active node's API (api.listen), and the CA fingerprint the one cluster start printed?", j.Active, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		return out, err
+	}
+	if res.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		_ = json.Unmarshal(raw, &e)
+		return out, fmt.Errorf("join through %s refused (%s): %s", j.Active, res.Status, e.Error)
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return out, fmt.Errorf("join through %s: %w", j.Active, err)
+	}
+	return out, nil
+}
+
+// waitStandby waits until the node's API says it is a standby that streams.
+func waitStandby(ctx context.Context, cfg *config.Config, timeout time.Duration) error {
+	hc, err := NodeClient(cfg)
+	if err != nil {
+		return err
+	}
+	return poll(ctx, timeout, func() error {
+		resp, err := hc.Get(cfg.APIURL() + "/v1/status/node")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var st handlerrunner.NodeStatus
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			return err
+		}
+		if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming {
+			return fmt.Errorf("the node is %s, streaming %v", st.Role, st.Postgres.Streaming)
+		}
+		return nil
+	})
+}
+
+// progressBar draws pg_basebackup's progress on one line.
+type progressBar struct {
+	out  io.Writer
+	last int
+}
+
+func (b *progressBar) update(done, total int64) {
+	if total <= 0 {
+		return
+	}
+	pct := int(done * 100 / total)
+	if pct == b.last {
+		return
+	}
+	b.last = pct
+	fill := pct / 4
+	fmt.Fprintf(b.out, "\r  [%s%s] %3d%% %d/%d MiB", strings.Repeat("#", fill), strings.Repeat(".", 25-fill), pct, done>>20, total>>20)
+}
+
+func (b *progressBar) done() { fmt.Fprintln(b.out) }
