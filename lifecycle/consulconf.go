@@ -51,6 +51,9 @@ func consulHCL(cfg *config.Config, l layout, o Options, bootstrap bool, join []s
 	}
 	fmt.Fprintf(&b, "ports {\n  serf_lan = %d\n  server   = %d\n  serf_wan = -1\n  dns      = -1\n  grpc     = -1\n  grpc_tls = -1\n}\n", o.SerfPort, o.ServerPort)
 	b.WriteString("performance { raft_multiplier = 1 }\n")
+	// A joined server votes once autopilot has seen it stable for this
+	// long (10 s by default): cluster join waits for it.
+	b.WriteString("autopilot { server_stabilization_time = \"5s\" }\n")
 	b.WriteString("gossip_lan {\n  probe_interval = \"500ms\"\n  probe_timeout  = \"250ms\"\n  suspicion_mult = 3\n}\n")
 	return b.String(), nil
 }

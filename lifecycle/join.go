@@ -153,6 +153,18 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	if err := waitStandby(ctx, cfg, o.Timeout); err != nil {
 		return fmt.Errorf("the node did not become a streaming standby: %w; see %s", err, l.services())
 	}
+	// Until autopilot makes its Consul server a voter, the node adds no
+	// fault tolerance: losing another server then would lose the quorum.
+	fmt.Fprintln(o.Out, "waiting for this node's Consul server to be a voter")
+	if err := poll(ctx, time.Minute, func() error {
+		ok, err := cc.Voter(ctx, cfg.Node.Name)
+		if err == nil && !ok {
+			err = errors.New("not a voting raft server yet")
+		}
+		return err
+	}); err != nil {
+		return err
+	}
 	id := Identity{Cluster: cfg.Cluster.Name, Node: cfg.Node.Name, CAFingerprint: ca.Fingerprint(), Since: time.Now().UTC(), How: "join"}
 	return writeIdentity(cfg.Node.DataDir, id)
 }

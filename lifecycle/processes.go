@@ -79,3 +79,26 @@ func FindConsul(understudy string) (string, error) {
 	}
 	return "", errors.New("no consul agent beside understudy nor on PATH; run `make deps`, which builds the pinned one into bin/consul")
 }
+
+// StartProcesses starts the processes of a node that is in a cluster again,
+// after they stopped or were killed: the Consul agent first, then the
+// daemons; the handler-runner then brings the node back as a standby of the
+// active (rewinding it if needed). Processes that run are left alone.
+func StartProcesses(ctx context.Context, cfg *config.Config, o Options) error {
+	o.defaults()
+	if _, found, err := ReadIdentity(cfg.Node.DataDir); err != nil {
+		return err
+	} else if !found {
+		return fmt.Errorf("node %s is in no cluster (no %s); use cluster start or cluster join", cfg.Node.Name, layout{cfg.Node.DataDir}.identity())
+	}
+	for _, svc := range append([]config.Service{consulService(layout{cfg.Node.DataDir}, o)}, daemonServices(cfg, o)...) {
+		if err := o.Services.Start(ctx, svc); err != nil {
+			return fmt.Errorf("start %s: %w", svc.Name, err)
+		}
+	}
+	return nil
+}
+
+// ProcessNames are the names of the node's processes as services (their
+// pid and log files are <node.data_dir>/services/NAME.pid and .log).
+var ProcessNames = []string{"understudy-consul", "understudy-check-runner", "understudy-handler-runner"}

@@ -174,7 +174,7 @@ func printDev(out io.Writer, ctx context.Context, s *devcluster.State) {
 			role = "active"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s:%d\t%s\t%d %d %d %d\n", n.Name, role, n.APIURL, n.PostgresHost, n.PostgresPort,
-			n.ConsulHTTP, n.PIDs.Consul, n.PIDs.Postgres, n.PIDs.CheckRunner, n.PIDs.HandlerRunner)
+			n.ConsulAPI, n.PIDs.Consul, n.PIDs.Postgres, n.PIDs.CheckRunner, n.PIDs.HandlerRunner)
 	}
 	tw.Flush()
 	fmt.Fprintf(out, "haproxy: %s (pid %d), postgres of the active node\n", s.HAProxy.Frontend, s.HAProxy.PID)
@@ -182,7 +182,7 @@ func printDev(out io.Writer, ctx context.Context, s *devcluster.State) {
 
 // devProfile is the CLI profile of a dev cluster: its nodes' API URLs.
 func devProfile(s *devcluster.State) apiclient.Profile {
-	p := apiclient.Profile{Name: "dev"}
+	p := apiclient.Profile{Name: "dev", CAFile: s.CAFile}
 	for _, n := range s.Nodes {
 		p.Nodes = append(p.Nodes, n.APIURL)
 	}

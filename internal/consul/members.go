@@ -114,3 +114,20 @@ func (c *Client) Leave(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Voter reports whether the Consul node is a healthy voting Raft server, as
+// autopilot sees it: a server that joined counts for the quorum only once
+// autopilot has promoted it, after its stabilization time.
+func (c *Client) Voter(ctx context.Context, node string) (bool, error) {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	h, err := c.api.Operator().AutopilotServerHealth(q)
+	if err != nil {
+		return false, fmt.Errorf("read autopilot's server health: %w", err)
+	}
+	for _, s := range h.Servers {
+		if s.Name == node {
+			return s.Voter && s.Healthy, nil
+		}
+	}
+	return false, nil
+}

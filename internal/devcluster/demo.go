@@ -17,8 +17,11 @@ import (
 // and rejoins as a standby.
 func Demo(ctx context.Context, s *State, o Options, out io.Writer) error {
 	const rows = 100
-	conn, err := connect(ctx, s)
-	if err != nil {
+	var conn *pgx.Conn
+	if err := poll(ctx, 10*time.Second, func() (err error) {
+		conn, err = connect(ctx, s)
+		return err
+	}); err != nil {
 		return err
 	}
 	if _, err := conn.Exec(ctx, "create table if not exists demo (id bigint primary key, at timestamptz default now())"); err != nil {
@@ -90,7 +93,7 @@ func Demo(ctx context.Context, s *State, o Options, out io.Writer) error {
 	fmt.Fprintf(out, "rows intact: all %d rows written before the kill and the one after are there\n", rows)
 
 	fmt.Fprintf(out, "starting %s again: it rejoins as a standby of %s\n", old.Name, s.Nodes[b].Name)
-	if err := StartNode(s, a, o); err != nil {
+	if err := StartNode(ctx, s, a, o); err != nil {
 		return err
 	}
 	if err := WaitHealthy(ctx, s, clusterTimeout); err != nil {

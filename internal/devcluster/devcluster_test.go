@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -56,7 +57,8 @@ func TestDevUpStatusDemoDown(t *testing.T) {
 
 	var demo bytes.Buffer
 	if err := devcluster.Demo(ctx, s, o, &demo); err != nil {
-		t.Fatalf("dev demo: %v\n%s", err, demo.String())
+		hlog, _ := os.ReadFile(filepath.Join(dir, "haproxy.log"))
+		t.Fatalf("dev demo: %v\n%s\nhaproxy.log:\n%s", err, demo.String(), hlog)
 	}
 	t.Logf("dev demo:\n%s", demo.String())
 	if !strings.Contains(demo.String(), "rows intact") || !strings.Contains(demo.String(), "is back, streaming from") {

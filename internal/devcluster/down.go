@@ -1,11 +1,14 @@
 package devcluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/understudy-ha/understudy/lifecycle"
 )
 
 // running says whether any process of the cluster is alive.
@@ -54,24 +57,20 @@ func Down(s *State, keep bool) error {
 	return nil
 }
 
-// StartNode starts node i's Consul server and daemons again, after a kill:
-// it rejoins the cluster as a standby of the active node.
-func StartNode(s *State, i int, o Options) error {
+// StartNode starts node i's processes again after a kill (cluster start's
+// and join's own StartProcesses): it rejoins as a standby of the active.
+func StartNode(ctx context.Context, s *State, i int, o Options) error {
 	if err := o.Defaults(); err != nil {
 		return err
 	}
-	s.refresh()
-	n := s.Nodes[i]
-	if n.PIDs.Consul == 0 {
-		if err := startConsul(s, i, o.Consul); err != nil {
-			return err
-		}
-	}
-	if n.PIDs.CheckRunner != 0 || n.PIDs.HandlerRunner != 0 {
-		return fmt.Errorf("%s still runs its daemons (pids %d, %d)", n.Name, n.PIDs.CheckRunner, n.PIDs.HandlerRunner)
-	}
-	if err := startDaemons(s, i, o.Understudy); err != nil {
+	cfg, lo, err := nodeOptions(s.Nodes[i], o)
+	if err != nil {
 		return err
 	}
+	defer lo.Services.Close()
+	if err := lifecycle.StartProcesses(ctx, cfg, lo); err != nil {
+		return err
+	}
+	s.refresh()
 	return s.save()
 }

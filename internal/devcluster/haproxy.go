@@ -1,6 +1,8 @@
 package devcluster
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -8,10 +10,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // haproxyConfig sends PostgreSQL connections to the node whose /status
-// answers 200, checked every 500 ms; connections to a node that stops
+// answers 200, checked over HTTPS against the cluster CA every 500 ms;
+// connections to a node that stops
 // answering 200 are cut (on-marked-down shutdown-sessions), so a client never
 // keeps writing to a demoted node.
 func haproxyConfig(s *State) string {
@@ -38,8 +42,8 @@ backend active
 `, s.HAProxy.Frontend)
 	for _, n := range s.Nodes {
 		u, _ := url.Parse(n.APIURL)
-		fmt.Fprintf(&b, "    server %s %s check port %s\n", n.Name,
-			net.JoinHostPort(n.PostgresHost, strconv.Itoa(n.PostgresPort)), u.Port())
+		fmt.Fprintf(&b, "    server %s %s check port %s check-ssl verify required ca-file %s\n", n.Name,
+			net.JoinHostPort(n.PostgresHost, strconv.Itoa(n.PostgresPort)), u.Port(), s.CAFile)
 	}
 	return b.String()
 }
@@ -61,5 +65,46 @@ func startHAProxy(s *State, bin string) error {
 		return err
 	}
 	s.HAProxy.PID = pid
-	return nil
+	// Ready when the frontend accepts connections.
+	return poll(context.Background(), 10*time.Second, func() error {
+		if !alive(pid) {
+			return fmt.Errorf("haproxy exited; see %s", filepath.Join(s.Dir, "haproxy.log"))
+		}
+		c, err := net.DialTimeout("tcp", s.HAProxy.Frontend, time.Second)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+}
+
+// waitHAProxy waits until connections through HAProxy reach the active
+// node's PostgreSQL, three in a row: HAProxy takes every server for up until
+// its first checks have run, so the first connections may land on a
+// standby.
+func waitHAProxy(ctx context.Context, s *State) error {
+	ok := 0
+	return poll(ctx, 30*time.Second, func() error {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		c, err := connect(cctx, s)
+		if err != nil {
+			ok = 0
+			return err
+		}
+		defer c.Close(cctx)
+		var standby bool
+		if err := c.QueryRow(cctx, "select pg_is_in_recovery()").Scan(&standby); err != nil {
+			ok = 0
+			return err
+		}
+		if standby {
+			ok = 0
+			return errors.New("haproxy still sends connections to a standby")
+		}
+		if ok++; ok < 3 {
+			return errors.New("haproxy reached the active node; checking again")
+		}
+		return nil
+	})
 }

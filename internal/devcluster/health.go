@@ -21,12 +21,12 @@ type nodeStatus struct {
 
 // statusCode is what HAProxy sees at a node's /status; 0 when it does not
 // answer.
-func statusCode(ctx context.Context, n Node) int {
+func statusCode(ctx context.Context, hc *http.Client, n Node) int {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.APIURL+"/status", nil)
 	if err != nil {
 		return 0
 	}
-	resp, err := httpc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0
 	}
@@ -38,8 +38,9 @@ func statusCode(ctx context.Context, n Node) int {
 // saying what each answered.
 func Active(ctx context.Context, s *State) (int, error) {
 	active, seen := -1, ""
+	hc := s.client()
 	for i, n := range s.Nodes {
-		code := statusCode(ctx, n)
+		code := statusCode(ctx, hc, n)
 		seen += fmt.Sprintf(" %s:%d", n.Name, code)
 		if code == http.StatusOK {
 			if active >= 0 {
@@ -58,6 +59,7 @@ func Active(ctx context.Context, s *State) (int, error) {
 // (skip: indexes to leave out) is a standby streaming from it with a
 // session.
 func WaitHealthy(ctx context.Context, s *State, timeout time.Duration, skip ...int) error {
+	hc := s.client()
 	return poll(ctx, timeout, func() error {
 		a, err := Active(ctx, s)
 		if err != nil {
@@ -74,7 +76,7 @@ func WaitHealthy(ctx context.Context, s *State, timeout time.Duration, skip ...i
 			if i == a {
 				continue
 			}
-			body, err := get(ctx, n.APIURL+"/v1/status/node")
+			body, err := get(ctx, hc, n.APIURL+"/v1/status/node")
 			if err != nil {
 				return fmt.Errorf("%s: %w", n.Name, err)
 			}

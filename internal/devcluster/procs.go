@@ -78,3 +78,16 @@ func postmasterPID(dataDir string) int {
 	}
 	return pid
 }
+
+// pidFile is the live PID a pid file names, 0 otherwise.
+func pidFile(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || !alive(pid) {
+		return 0
+	}
+	return pid
+}

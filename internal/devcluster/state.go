@@ -15,8 +15,11 @@ const stateFile = "dev.json"
 // State is what `dev status -o json` prints: where everything is and the
 // PIDs of its processes, so scripts can drive failures.
 type State struct {
-	Dir     string  `json:"dir"`
-	Cluster string  `json:"cluster"`
+	Dir     string `json:"dir"`
+	Cluster string `json:"cluster"`
+	// CAFile is the cluster CA's certificate: clients of the nodes' HTTPS
+	// APIs trust it (the CLI's dev profile does).
+	CAFile  string  `json:"ca_file"`
 	Nodes   []Node  `json:"nodes"`
 	HAProxy HAProxy `json:"haproxy"`
 }
@@ -31,7 +34,7 @@ type Node struct {
 	PostgresHost string `json:"postgres_host"`
 	PostgresPort int    `json:"postgres_port"`
 	PostgresData string `json:"postgres_data_dir"`
-	ConsulHTTP   string `json:"consul_http"`
+	ConsulAPI    string `json:"consul_api"`
 	SerfPort     int    `json:"consul_serf_port"`
 	ServerPort   int    `json:"consul_server_port"`
 	PIDs         PIDs   `json:"pids"`
@@ -86,16 +89,18 @@ func Load(dir string) (*State, error) {
 	return &s, nil
 }
 
-// refresh zeroes the PIDs of processes that are gone and reads PostgreSQL's.
+// refresh reads the PIDs of every process from the files its supervisor
+// and PostgreSQL keep: 0 for a process that is gone.
 func (s *State) refresh() {
 	for i := range s.Nodes {
-		p := &s.Nodes[i].PIDs
-		for _, pid := range []*int{&p.Consul, &p.CheckRunner, &p.HandlerRunner} {
-			if !alive(*pid) {
-				*pid = 0
-			}
+		n := &s.Nodes[i]
+		svc := filepath.Join(n.Dir, "services")
+		n.PIDs = PIDs{
+			Consul:        pidFile(filepath.Join(svc, "understudy-consul.pid")),
+			CheckRunner:   pidFile(filepath.Join(svc, "understudy-check-runner.pid")),
+			HandlerRunner: pidFile(filepath.Join(svc, "understudy-handler-runner.pid")),
+			Postgres:      postmasterPID(n.PostgresData),
 		}
-		p.Postgres = postmasterPID(s.Nodes[i].PostgresData)
 	}
 	if !alive(s.HAProxy.PID) {
 		s.HAProxy.PID = 0

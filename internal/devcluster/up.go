@@ -2,6 +2,8 @@ package devcluster
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -12,11 +14,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/lifecycle"
-	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
 // Options of `dev up`.
@@ -64,14 +68,13 @@ func (o *Options) Defaults() error {
 }
 
 // Timeouts of `dev up`.
-const (
-	consulTimeout  = 60 * time.Second
-	clusterTimeout = 180 * time.Second
-)
+const clusterTimeout = 180 * time.Second
 
-// Up builds and starts a dev cluster of o.Nodes nodes in o.Dir and returns
-// once one node is active and every other one streams from it. On failure
-// it stops whatever it started.
+// Up builds a dev cluster of o.Nodes nodes in o.Dir with the same code as
+// `cluster start` (the first node) and `cluster join` (the others): a CA,
+// TLS for Consul and the API, a join token. It returns once one node is
+// active and every other one streams from it. On failure it stops whatever
+// it started.
 func Up(ctx context.Context, o Options) (_ *State, err error) {
 	if err := o.Defaults(); err != nil {
 		return nil, err
@@ -118,35 +121,38 @@ func Up(ctx context.Context, o Options) (_ *State, err error) {
 			return nil, err
 		}
 	}
-	fmt.Fprintf(o.Out, "starting %d consul servers\n", len(s.Nodes))
-	for i := range s.Nodes {
-		if err := startConsul(s, i, o.Consul); err != nil {
-			return nil, err
-		}
-	}
 	if err := s.save(); err != nil {
 		return nil, err
 	}
-	if err := waitConsul(ctx, s); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(o.Out, "initialising postgres on %s (the others clone it)\n", s.Nodes[0].Name)
-	cfg, err := config.Load(s.Nodes[0].Config)
+	first := s.Nodes[0]
+	fmt.Fprintf(o.Out, "%s: cluster start\n", first.Name)
+	cfg, lo, err := nodeOptions(first, o)
 	if err != nil {
 		return nil, err
 	}
-	if err := postgres.NewInstance(cfg.Postgres, cfg.Node.Name, slog.New(slog.DiscardHandler)).Init(ctx); err != nil {
-		return nil, err
+	res, err := lifecycle.Start(ctx, cfg, lo)
+	lo.Services.Close()
+	if err != nil {
+		return nil, fmt.Errorf("cluster start on %s: %w", first.Name, err)
 	}
-	fmt.Fprintf(o.Out, "starting check-runner and handler-runner on every node\n")
-	for i := range s.Nodes {
-		if err := startDaemons(s, i, o.Understudy); err != nil {
+	s.CAFile = filepath.Join(first.Dir, "tls", certs.CAFile)
+	for _, n := range s.Nodes[1:] {
+		fmt.Fprintf(o.Out, "%s: cluster join\n", n.Name)
+		cfg, lo, err := nodeOptions(n, o)
+		if err != nil {
 			return nil, err
+		}
+		j := lifecycle.JoinOptions{Active: strings.TrimPrefix(first.APIURL, "https://"), Token: res.Token, CAFingerprint: res.CAFingerprint}
+		err = lifecycle.Join(ctx, cfg, lo, j)
+		lo.Services.Close()
+		if err != nil {
+			return nil, fmt.Errorf("cluster join on %s: %w", n.Name, err)
 		}
 	}
 	if err := startHAProxy(s, o.HAProxy); err != nil {
 		return nil, err
 	}
+	s.refresh()
 	if err := s.save(); err != nil {
 		return nil, err
 	}
@@ -154,35 +160,47 @@ func Up(ctx context.Context, o Options) (_ *State, err error) {
 	if err := WaitHealthy(ctx, s, clusterTimeout); err != nil {
 		return nil, err
 	}
+	if err := waitHAProxy(ctx, s); err != nil {
+		return nil, err
+	}
 	s.refresh()
 	return s, s.save()
+}
+
+// nodeOptions loads node n's configuration and the options lifecycle runs
+// it with: its processes supervised from its services directory.
+func nodeOptions(n Node, o Options) (*config.Config, lifecycle.Options, error) {
+	cfg, err := config.Load(n.Config)
+	if err != nil {
+		return nil, lifecycle.Options{}, err
+	}
+	m := services.NewManager(services.WithStateDir(filepath.Join(n.Dir, "services")), services.WithLogger(slog.New(slog.DiscardHandler)))
+	return cfg, lifecycle.Options{Consul: o.Consul, Understudy: o.Understudy, SerfPort: n.SerfPort, ServerPort: n.ServerPort,
+		Services: m, Out: o.Out}, nil
 }
 
 // layoutNode chooses node i's address, ports and directories.
 func layoutNode(dir string, i int) (Node, error) {
 	name := "n" + strconv.Itoa(i+1)
 	addr := "127.0.0." + strconv.Itoa(11+i)
-	ports, err := freePorts(addr, 5) // consul http, serf, server; postgres; api
+	ports, err := freePorts(addr, 5) // consul https, serf, server; postgres; api
 	if err != nil {
 		return Node{}, err
 	}
 	ndir := filepath.Join(dir, name)
-	for _, d := range []string{ndir, filepath.Join(ndir, "logs"), filepath.Join(ndir, "consul")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return Node{}, err
-		}
+	if err := os.MkdirAll(ndir, 0o755); err != nil {
+		return Node{}, err
 	}
 	return Node{
 		Name: name, Address: addr, Dir: ndir, Config: filepath.Join(ndir, "understudy.hcl"),
-		ConsulHTTP: net.JoinHostPort(addr, strconv.Itoa(ports[0])), SerfPort: ports[1], ServerPort: ports[2],
+		ConsulAPI: "https://" + net.JoinHostPort(addr, strconv.Itoa(ports[0])), SerfPort: ports[1], ServerPort: ports[2],
 		PostgresHost: addr, PostgresPort: ports[3], PostgresData: filepath.Join(ndir, "postgres"),
-		APIURL: "http://" + net.JoinHostPort(addr, strconv.Itoa(ports[4])),
+		APIURL: "https://" + net.JoinHostPort(addr, strconv.Itoa(ports[4])),
 	}, nil
 }
 
 func writeConfig(s *State, i int) error {
 	n := s.Nodes[i]
-	api := n.APIURL[len("http://"):]
 	hcl := fmt.Sprintf(`# understudy dev cluster: node %s
 cluster { name = %q }
 node {
@@ -191,6 +209,7 @@ node {
   data_dir = %q
 }
 consul {
+  scheme  = "https"
   address = %q
 }
 postgres {
@@ -199,7 +218,8 @@ postgres {
 }
 checks { interval = "1s" }
 api    { listen = %q }
-`, n.Name, s.Cluster, n.Name, n.Address, n.Dir, n.ConsulHTTP, n.PostgresPort, n.PostgresData, api)
+`, n.Name, s.Cluster, n.Name, n.Address, n.Dir, strings.TrimPrefix(n.ConsulAPI, "https://"), n.PostgresPort, n.PostgresData,
+		strings.TrimPrefix(n.APIURL, "https://"))
 	if err := os.WriteFile(n.Config, []byte(hcl), 0o644); err != nil {
 		return err
 	}
@@ -207,67 +227,6 @@ api    { listen = %q }
 		return fmt.Errorf("generated configuration of %s: %w", n.Name, err)
 	}
 	return nil
-}
-
-// consulArgs runs node i's Consul server: bound to the node's address only,
-// the other servers to join, no DNS, gRPC or WAN; the Raft and gossip timing
-// understudy uses for a LAN of a few nodes (README, "Failover bounds").
-func consulArgs(s *State, i int, bin string) []string {
-	n := s.Nodes[i]
-	_, httpPort, _ := net.SplitHostPort(n.ConsulHTTP)
-	args := []string{bin, "agent", "-server", "-bootstrap-expect=" + strconv.Itoa(len(s.Nodes)),
-		"-node=" + n.Name, "-bind=" + n.Address, "-client=" + n.Address,
-		"-http-port=" + httpPort, "-serf-lan-port=" + strconv.Itoa(n.SerfPort), "-server-port=" + strconv.Itoa(n.ServerPort),
-		"-dns-port=-1", "-grpc-port=-1", "-grpc-tls-port=-1", "-serf-wan-port=-1",
-		"-data-dir=" + filepath.Join(n.Dir, "consul"), "-retry-interval=1s", "-log-level=info",
-		"-hcl=disable_update_check = true",
-		"-hcl=performance { raft_multiplier = 1 }",
-		`-hcl=gossip_lan { probe_interval = "500ms" probe_timeout = "250ms" suspicion_mult = 3 }`,
-	}
-	for j, o := range s.Nodes {
-		if j != i {
-			args = append(args, "-retry-join="+net.JoinHostPort(o.Address, strconv.Itoa(o.SerfPort)))
-		}
-	}
-	return args
-}
-
-func startConsul(s *State, i int, bin string) error {
-	n := &s.Nodes[i]
-	pid, err := startDetached(filepath.Join(n.Dir, "logs", "consul.log"), nil, consulArgs(s, i, bin)...)
-	if err != nil {
-		return err
-	}
-	n.PIDs.Consul = pid
-	return nil
-}
-
-func startDaemons(s *State, i int, bin string) error {
-	n := &s.Nodes[i]
-	var err error
-	if n.PIDs.CheckRunner, err = startDetached(filepath.Join(n.Dir, "logs", "check-runner.log"), nil,
-		bin, "check-runner", "--config", n.Config); err != nil {
-		return err
-	}
-	n.PIDs.HandlerRunner, err = startDetached(filepath.Join(n.Dir, "logs", "handler-runner.log"), nil,
-		bin, "handler-runner", "--config", n.Config)
-	return err
-}
-
-// waitConsul waits until every server knows the Raft leader.
-func waitConsul(ctx context.Context, s *State) error {
-	return poll(ctx, consulTimeout, func() error {
-		for _, n := range s.Nodes {
-			leader, err := get(ctx, "http://"+n.ConsulHTTP+"/v1/status/leader")
-			if err != nil {
-				return fmt.Errorf("consul of %s: %w (see %s)", n.Name, err, filepath.Join(n.Dir, "logs", "consul.log"))
-			}
-			if leader == `""` || leader == "" {
-				return fmt.Errorf("consul of %s has no leader yet", n.Name)
-			}
-		}
-		return nil
-	})
 }
 
 // poll calls f every 200 ms until it returns nil or timeout passes, and
@@ -290,14 +249,21 @@ func poll(ctx context.Context, timeout time.Duration, f func() error) error {
 	}
 }
 
-var httpc = &http.Client{Timeout: 2 * time.Second}
+// client is an HTTPS client of the dev cluster's APIs, trusting its CA.
+func (s *State) client() *http.Client {
+	pool := x509.NewCertPool()
+	if ca, err := os.ReadFile(s.CAFile); err == nil {
+		pool.AppendCertsFromPEM(ca)
+	}
+	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+}
 
-func get(ctx context.Context, url string) (string, error) {
+func get(ctx context.Context, hc *http.Client, url string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", err
 	}
-	resp, err := httpc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return "", err
 	}
