@@ -1,0 +1,166 @@
+package lifecycle_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/understudy-ha/understudy/handlerrunner"
+	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/testenv"
+	"github.com/understudy-ha/understudy/lifecycle"
+)
+
+type tnode struct {
+	cfg *config.Config
+	o   lifecycle.Options
+	hc  *http.Client
+}
+
+func (n *tnode) get(t *testing.T, path string, out any) error {
+	t.Helper()
+	if n.hc == nil {
+		hc, err := lifecycle.NodeClient(n.cfg)
+		if err != nil {
+			return err
+		}
+		n.hc = hc
+	}
+	resp, err := n.hc.Get(n.cfg.APIURL() + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s%s: %s", n.cfg.APIURL(), path, resp.Status)
+	}
+	return nil
+}
+
+// kill SIGKILLs the node's processes and PostgreSQL, after ending their
+// supervision (which would restart them).
+func (n *tnode) kill(t *testing.T) {
+	t.Helper()
+	n.o.Services.Close()
+	for _, name := range lifecycle.ProcessNames {
+		b, err := os.ReadFile(filepath.Join(n.cfg.Node.DataDir, "services", name+".pid"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	b, err := os.ReadFile(filepath.Join(n.cfg.Postgres.DataDir, "postmaster.pid"))
+	if err == nil {
+		pid, _ := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// TestThreeNodesThenTheCAMovesWithTheCluster: cluster start and two joins
+// give one leader and two replicas at lag 0 after a write; after the active
+// node is killed, a fourth node joins through the new active, signs its
+// certificate with the CA that moved with the cluster, and is trusted by
+// the others (Consul over TLS, the API over HTTPS).
+func TestThreeNodesThenTheCAMovesWithTheCluster(t *testing.T) {
+	testenv.RequireIntegration(t)
+	ctx := context.Background()
+	var nodes []*tnode
+	for i, name := range []string{"a", "b", "c", "d"} {
+		cfg, o := freshNode(t, name, fmt.Sprintf("127.0.0.%d", 44+i))
+		nodes = append(nodes, &tnode{cfg: cfg, o: o})
+	}
+	a, b, c, d := nodes[0], nodes[1], nodes[2], nodes[3]
+	res, err := lifecycle.Start(ctx, a.cfg, a.o)
+	if err != nil {
+		t.Fatalf("cluster start on a: %v", err)
+	}
+	join := func(n, via *tnode) {
+		t.Helper()
+		j := lifecycle.JoinOptions{Active: strings.TrimPrefix(via.cfg.APIURL(), "https://"), Token: res.Token, CAFingerprint: res.CAFingerprint}
+		if err := lifecycle.Join(ctx, n.cfg, n.o, j); err != nil {
+			t.Fatalf("cluster join on %s through %s: %v", n.cfg.Node.Name, via.cfg.Node.Name, err)
+		}
+	}
+	join(b, a)
+	join(c, a)
+
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", a.cfg.Node.Address, a.cfg.Postgres.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "create table t (id int); insert into t select generate_series(1, 1000)"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	// One leader and two replicas at lag 0, as `nodes list` shows them.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		var cs handlerrunner.ClusterStatus
+		if err := a.get(t, "/v1/status/cluster", &cs); err != nil {
+			return err
+		}
+		if cs.Leader != "a" || len(cs.Members) != 3 {
+			return fmt.Errorf("leader %q, %d members", cs.Leader, len(cs.Members))
+		}
+		for _, m := range cs.Members {
+			if m.Name != "a" && (m.Role != "standby" || m.LagBytes != 0) {
+				return fmt.Errorf("%s: role %s lag %d", m.Name, m.Role, m.LagBytes)
+			}
+		}
+		return nil
+	})
+
+	a.kill(t)
+	var active *tnode
+	testenv.Eventually(t, 60*time.Second, func() error {
+		for _, n := range []*tnode{b, c} {
+			if n.get(t, "/status", nil) == nil {
+				active = n
+				return nil
+			}
+		}
+		return fmt.Errorf("neither b nor c is active yet")
+	})
+	t.Logf("%s is active after a was killed", active.cfg.Node.Name)
+
+	join(d, active)
+	// d is trusted by the others: a Consul member in their eyes (mutual TLS
+	// on every port) and its HTTPS API answers a client that trusts only
+	// the CA.
+	cc, err := consul.New(active.cfg.Consul)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		ms, err := cc.Members(ctx)
+		if err != nil {
+			return err
+		}
+		if ms["d"] != "alive" {
+			return fmt.Errorf("consul members %v", ms)
+		}
+		var st handlerrunner.NodeStatus
+		dv := &tnode{cfg: d.cfg, hc: active.hc}
+		if err := dv.get(t, "/v1/status/node", &st); err != nil {
+			return err
+		}
+		if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming {
+			return fmt.Errorf("d: %+v", st)
+		}
+		return nil
+	})
+}
