@@ -25,7 +25,7 @@ import (
 // freshNode writes the configuration of a node that is in no cluster yet,
 // on its own loopback address, and returns it with the options cluster start
 // runs it with.
-func freshNode(t *testing.T, name, addr string) (*config.Config, lifecycle.Options) {
+func freshNode(t *testing.T, name, addr string, postgresExtra ...string) (*config.Config, lifecycle.Options) {
 	t.Helper()
 	dir := testenv.TempDir(t, name)
 	ports := testenv.FreePortsOn(t, addr, 5) // consul https, serf, server; postgres; api
@@ -39,9 +39,12 @@ consul {
   scheme  = "https"
   address = "%s:%d"
 }
-postgres { port = %d }
+postgres {
+  port = %d
+  %s
+}
 api { listen = "%s:%d" }
-`, name, addr, dir, addr, ports[0], ports[3], addr, ports[4])
+`, name, addr, dir, addr, ports[0], ports[3], strings.Join(postgresExtra, "\n  "), addr, ports[4])
 	path := filepath.Join(dir, "understudy.hcl")
 	if err := os.WriteFile(path, []byte(hcl), 0o644); err != nil {
 		t.Fatal(err)

@@ -95,6 +95,7 @@ func (b *Postgres) bindings() []binding {
 		{"os_user", &b.OSUser, `"postgres"`},
 		{"synchronous", &b.Synchronous, `false`},
 		{"maximum_lag_on_failover", &b.MaximumLagOnFailover, `"16MB"`},
+		{"clone_max_rate", &b.CloneMaxRate, `"50MB"`},
 		{"connect_timeout", &b.ConnectTimeout, `"2s"`},
 	}
 }

@@ -176,6 +176,9 @@ func (v *validator) postgres(c *Config) {
 		}
 	}
 	v.absPath("postgres.password_file", p.PasswordFile, `"/etc/understudy/pgpass"`, false)
+	if r := p.CloneMaxRate; r != 0 && (r < 32<<10 || r > 1<<30) {
+		v.add("postgres.clone_max_rate", `postgres.clone_max_rate = %d bytes/s is outside what pg_basebackup takes; write "0" (no cap) or a size from "32kB" to "1GB"`, r)
+	}
 	if p.MaximumLagOnFailover < 0 {
 		v.add("postgres.maximum_lag_on_failover", `postgres.maximum_lag_on_failover = %d is negative; write "0" or a size like "16MB"`,
 			p.MaximumLagOnFailover)

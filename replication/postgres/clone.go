@@ -95,6 +95,9 @@ func (i *Instance) basebackup(ctx context.Context, u osUser, dir string, source 
 	// starts it at once instead of after the primary's next spread
 	// checkpoint; -w never waits for a password prompt.
 	args := []string{"-D", dir, "-d", conninfo(kv), "-X", "stream", "-c", "fast", "-P", "-w"}
+	if r := i.cfg.CloneMaxRate; r > 0 {
+		args = append(args, "-r", strconv.FormatInt(r>>10, 10)+"k") // kB/s
+	}
 	if i.noSync {
 		args = append(args, "--no-sync")
 	}
