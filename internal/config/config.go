@@ -114,12 +114,12 @@ type Postgres struct {
 	Synchronous bool // default false
 	// MaximumLagOnFailover: a standby further behind than this is never
 	// elected. 0 means only a standby with everything the active sent.
-	MaximumLagOnFailover int64         // bytes; HCL takes "16MB", "1GB", "0"; default 16 MiB
+	MaximumLagOnFailover int64 // bytes; HCL takes "16MB", "1GB", "0"; default 16 MiB
 	// CloneMaxRate caps pg_basebackup's transfer rate, in bytes per second,
 	// when a standby is cloned (a join, a re-clone), so a clone does not
 	// starve the active's disk and network. 0 means no cap.
-	CloneMaxRate int64 // bytes per second; HCL takes "50MB"; default 0; 0 or 32kB..1GB
-	ConnectTimeout       time.Duration // default 2s, > 0
+	CloneMaxRate   int64         // bytes per second; HCL takes "50MB"; default 0; 0 or 32kB..1GB
+	ConnectTimeout time.Duration // default 2s, > 0
 }
 
 // Checks is the `checks` block: how often the check-runner looks and how
