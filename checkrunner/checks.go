@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/replication/postgres"
@@ -20,10 +21,13 @@ const (
 	CheckServices  = "services"
 	CheckConsul    = "consul"
 	CheckHeartbeat = "heartbeat"
+	// CheckCertificates warns ExpiryWarning before the node certificate or
+	// the cluster CA expires, and fails once one has.
+	CheckCertificates = "certificates"
 )
 
 // Checks lists every check in the order they are registered and reported.
-var Checks = []string{CheckListening, CheckQuery, CheckRole, CheckServices, CheckConsul, CheckHeartbeat}
+var Checks = []string{CheckListening, CheckQuery, CheckRole, CheckServices, CheckConsul, CheckCertificates, CheckHeartbeat}
 
 // ServiceID is the ID (and name) of the service the checks belong to.
 const ServiceID = "understudy"
@@ -65,10 +69,21 @@ type observation struct {
 	options    cluster.NodeOptions
 	optionsErr error
 
+	// certs are the node's TLS certificates and how long each is valid;
+	// none on a node not set up by cluster start or join.
+	certs []certState
+
 	services []serviceState
 	// servicesErr is set when the node's role could not be told, so which
 	// services should run is unknown.
 	servicesErr error
+}
+
+type certState struct {
+	name      string // "node certificate", "cluster CA"
+	path      string
+	expiresIn time.Duration
+	err       error
 }
 
 type serviceState struct {
@@ -206,10 +221,38 @@ func checkHeartbeat(now time.Time) Result {
 // evaluate turns one observation into the verdicts of the per-interval checks.
 func evaluate(o *observation) map[string]Result {
 	return map[string]Result{
-		CheckListening: checkListening(o),
-		CheckQuery:     checkQuery(o),
-		CheckRole:      checkRole(o),
-		CheckServices:  checkServices(o),
-		CheckConsul:    checkConsul(o),
+		CheckListening:    checkListening(o),
+		CheckQuery:        checkQuery(o),
+		CheckRole:         checkRole(o),
+		CheckServices:     checkServices(o),
+		CheckConsul:       checkConsul(o),
+		CheckCertificates: checkCertificates(o),
 	}
+}
+
+func checkCertificates(o *observation) Result {
+	if len(o.certs) == 0 {
+		return pass("no TLS certificates: this node was not set up by cluster start or join")
+	}
+	var expired, soon, ok []string
+	for _, c := range o.certs {
+		days := int(c.expiresIn.Hours() / 24)
+		switch {
+		case c.err != nil:
+			expired = append(expired, fmt.Sprintf("%s %s cannot be read: %v", c.name, c.path, c.err))
+		case c.expiresIn <= 0:
+			expired = append(expired, fmt.Sprintf("%s %s has expired", c.name, c.path))
+		case c.expiresIn < certs.ExpiryWarning:
+			soon = append(soon, fmt.Sprintf("%s %s expires in %d days", c.name, c.path, days))
+		default:
+			ok = append(ok, fmt.Sprintf("%s valid for %d days", c.name, days))
+		}
+	}
+	switch {
+	case len(expired) > 0:
+		return fail("%s; renew it before the node can talk to its peers again", strings.Join(expired, "; "))
+	case len(soon) > 0:
+		return warn("%s; renew it before then", strings.Join(soon, "; "))
+	}
+	return pass("%s", strings.Join(ok, ", "))
 }

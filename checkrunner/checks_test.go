@@ -136,3 +136,30 @@ func TestTTLCoversAProbeThatTakesItsWholeTimeout(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckCertificates(t *testing.T) {
+	day := 24 * time.Hour
+	cert := func(name string, in time.Duration, err error) certState {
+		return certState{name: name, path: "/x/" + name, expiresIn: in, err: err}
+	}
+	tests := []struct {
+		name   string
+		certs  []certState
+		status string
+		says   string
+	}{
+		{"no TLS", nil, consul.Passing, "not set up by cluster start or join"},
+		{"both valid", []certState{cert("node certificate", 700*day, nil), cert("cluster CA", 3000*day, nil)}, consul.Passing, "node certificate valid for 700 days"},
+		{"node certificate in 10 days", []certState{cert("node certificate", 10*day, nil), cert("cluster CA", 3000*day, nil)}, consul.Warning, "expires in 10 days; renew it"},
+		{"CA expired", []certState{cert("node certificate", 10*day, nil), cert("cluster CA", -time.Hour, nil)}, consul.Critical, "cluster CA /x/cluster CA has expired"},
+		{"unreadable", []certState{cert("node certificate", 0, errors.New("permission denied"))}, consul.Critical, "cannot be read: permission denied"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := checkCertificates(&observation{certs: tc.certs})
+			if r.Status != tc.status || !strings.Contains(r.Output, tc.says) {
+				t.Fatalf("checkCertificates = %s %q, want %s saying %q", r.Status, r.Output, tc.status, tc.says)
+			}
+		})
+	}
+}

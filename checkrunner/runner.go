@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
@@ -138,6 +140,7 @@ func (r *Runner) observe(ctx context.Context) *observation {
 	})
 	probe(func(ctx context.Context) { r.observeConsul(ctx, o) })
 	probe(func(ctx context.Context) { r.observeServices(ctx, o) })
+	r.observeCerts(o)
 	wg.Wait()
 	if o.leaderErr != nil && len(o.services) > 0 {
 		// Which services should run depends on the leader key.
@@ -367,5 +370,24 @@ func (r *Runner) applyOptions(o *observation) {
 	r.opts = o.options
 	if r.multiplier() != before {
 		r.registered = false
+	}
+}
+
+// observeCerts reads how long the node certificate and the CA are valid,
+// on a node set up by cluster start or join.
+func (r *Runner) observeCerts(o *observation) {
+	if !r.cfg.TLS() {
+		return
+	}
+	ca, cert, _ := r.cfg.TLSFiles()
+	now := time.Now()
+	for _, c := range []struct{ name, path string }{{"node certificate", cert}, {"cluster CA", ca}} {
+		st := certState{name: c.name, path: c.path}
+		pem, err := os.ReadFile(c.path)
+		if err == nil {
+			st.expiresIn, err = certs.ExpiresIn(pem, now)
+		}
+		st.err = err
+		o.certs = append(o.certs, st)
 	}
 }

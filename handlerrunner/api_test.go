@@ -1,6 +1,7 @@
 package handlerrunner
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -215,4 +216,18 @@ func FuzzAPI(f *testing.F) {
 			t.Fatalf("%s %s %q: %d %q", method, path, body, w.Code, w.Body)
 		}
 	})
+}
+
+func TestJoinRefusesAnotherVersion(t *testing.T) {
+	r := testRunner(t, "")
+	r.cfg.Consul.Scheme = "https" // a TLS node; the check comes before any Consul read
+	req := httptest.NewRequest("POST", "/v1/cluster/join", strings.NewReader(`{"token":"ust1.x","node":"b","address":"10.0.0.6","version":"0.9.0"}`))
+	req.TLS = &tls.ConnectionState{}
+	w := httptest.NewRecorder()
+	r.handler().ServeHTTP(w, req)
+	var body map[string]string
+	_ = json.Unmarshal(w.Body.Bytes(), &body)
+	if w.Code != http.StatusConflict || !strings.Contains(body["error"], "version mismatch: this cluster runs understudy test and the joining node 0.9.0") {
+		t.Fatalf("join from another version: %d %s", w.Code, w.Body)
+	}
 }

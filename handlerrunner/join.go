@@ -19,6 +19,8 @@ type JoinRequest struct {
 	Token   string `json:"token"`
 	Node    string `json:"node"`
 	Address string `json:"address"`
+	// Version is the joining node's understudy version: a cluster runs one.
+	Version string `json:"version,omitempty"`
 }
 
 // JoinResponse is what a joining node needs: the cluster's CA (certificate
@@ -54,6 +56,10 @@ func (r *Runner) handleJoin(w http.ResponseWriter, req *http.Request) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
 		writeError(w, http.StatusBadRequest, `request body: %v; send {"token": "...", "node": "NAME", "address": "IP"}`, err)
+		return
+	}
+	if in.Version != "" && in.Version != r.version {
+		writeError(w, http.StatusConflict, "version mismatch: this cluster runs understudy %s and the joining node %s; install %s on the joining node", r.version, in.Version, r.version)
 		return
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)

@@ -64,7 +64,7 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	}
 
 	fmt.Fprintf(o.Out, "asking %s to join its cluster\n", j.Active)
-	resp, err := askJoin(ctx, cfg, j)
+	resp, err := askJoin(ctx, cfg, o, j)
 	if err != nil {
 		return err
 	}
@@ -170,14 +170,14 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 }
 
 // askJoin calls the active's join API with the CA pinned.
-func askJoin(ctx context.Context, cfg *config.Config, j JoinOptions) (handlerrunner.JoinResponse, error) {
+func askJoin(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (handlerrunner.JoinResponse, error) {
 	var out handlerrunner.JoinResponse
 	tlsCfg, err := certs.PinnedClientTLS(j.CAFingerprint)
 	if err != nil {
 		return out, err
 	}
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
-	body, _ := json.Marshal(handlerrunner.JoinRequest{Token: j.Token, Node: cfg.Node.Name, Address: cfg.Node.Address})
+	body, _ := json.Marshal(handlerrunner.JoinRequest{Token: j.Token, Node: cfg.Node.Name, Address: cfg.Node.Address, Version: o.Version})
 	url := "https://" + strings.TrimPrefix(strings.TrimPrefix(j.Active, "https://"), "http://") + "/v1/cluster/join"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {

@@ -31,6 +31,9 @@ type Options struct {
 	Out io.Writer
 	// Timeout bounds the wait for the node to be active (default 2m).
 	Timeout time.Duration
+	// Version is this understudy's version: a joining node must run the
+	// active node's.
+	Version string
 }
 
 func (o *Options) defaults() {

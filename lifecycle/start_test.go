@@ -152,6 +152,20 @@ func TestClusterStartOnAFreshNode(t *testing.T) {
 		t.Fatalf("join-token key: %+v found %v %v", jt, found, err)
 	}
 
+	// The certificates check sees the node certificate and the CA.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		checks, err := cc.ServiceChecks(ctx, "understudy")
+		if err != nil {
+			return err
+		}
+		for _, c := range checks {
+			if c.Name == "certificates" && c.Status == "passing" && strings.Contains(c.Output, "node certificate valid for") && strings.Contains(c.Output, "cluster CA valid for") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no passing certificates check among %+v", checks)
+	})
+
 	if _, err := lifecycle.Start(ctx, cfg, o); !errors.Is(err, lifecycle.ErrInCluster) {
 		t.Fatalf("second cluster start: %v, want ErrInCluster", err)
 	}

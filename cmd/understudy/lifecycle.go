@@ -46,7 +46,7 @@ undone.`,
 			o.Services = newServices(cfg, log)
 			// The processes keep running when this command exits.
 			defer o.Services.Close()
-			o.Out = cmd.OutOrStdout()
+			o.Out, o.Version = cmd.OutOrStdout(), version
 			ctx, cancel := signalContext()
 			defer cancel()
 			res, err := lifecycle.Start(ctx, cfg, o)
@@ -107,7 +107,7 @@ again.`,
 			log := logging.New(cmd.ErrOrStderr(), os.Getenv("UNDERSTUDY_LOG_LEVEL"))
 			o.Services = newServices(cfg, log)
 			defer o.Services.Close()
-			o.Out = cmd.OutOrStdout()
+			o.Out, o.Version = cmd.OutOrStdout(), version
 			j.Active = args[0]
 			ctx, cancel := signalContext()
 			defer cancel()
