@@ -30,23 +30,12 @@ is already in a cluster is refused. When a step fails, the ones before it are
 undone.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
+			cfg, err := lifecycleSetup(cmd, path, consulBin, &o)
 			if err != nil {
 				return err
 			}
-			if o.Understudy, err = os.Executable(); err != nil {
-				return err
-			}
-			if o.Consul = consulBin; o.Consul == "" {
-				if o.Consul, err = lifecycle.FindConsul(o.Understudy); err != nil {
-					return err
-				}
-			}
-			log := logging.New(cmd.ErrOrStderr(), os.Getenv("UNDERSTUDY_LOG_LEVEL"))
-			o.Services = newServices(cfg, log)
 			// The processes keep running when this command exits.
 			defer o.Services.Close()
-			o.Out, o.Version = cmd.OutOrStdout(), version
 			ctx, cancel := signalContext()
 			defer cancel()
 			res, err := lifecycle.Start(ctx, cfg, o)
@@ -66,9 +55,7 @@ Processes, their logs and PIDs: %s
 		},
 	}
 	addConfigFlag(cmd, &path)
-	cmd.Flags().StringVar(&consulBin, "consul", "", "the Consul agent to run (default: bin/consul beside understudy, else consul on PATH)")
-	cmd.Flags().IntVar(&o.SerfPort, "consul-serf-port", 8301, "the Consul agent's LAN gossip port")
-	cmd.Flags().IntVar(&o.ServerPort, "consul-server-port", 8300, "the Consul agent's server (Raft, RPC) port")
+	addLifecycleFlags(cmd, &consulBin, &o)
 	return cmd
 }
 
@@ -92,22 +79,11 @@ the node leaves Consul and the steps before are undone; join can be run
 again.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := config.Load(path)
+			cfg, err := lifecycleSetup(cmd, path, consulBin, &o)
 			if err != nil {
 				return err
 			}
-			if o.Understudy, err = os.Executable(); err != nil {
-				return err
-			}
-			if o.Consul = consulBin; o.Consul == "" {
-				if o.Consul, err = lifecycle.FindConsul(o.Understudy); err != nil {
-					return err
-				}
-			}
-			log := logging.New(cmd.ErrOrStderr(), os.Getenv("UNDERSTUDY_LOG_LEVEL"))
-			o.Services = newServices(cfg, log)
 			defer o.Services.Close()
-			o.Out, o.Version = cmd.OutOrStdout(), version
 			j.Active = args[0]
 			ctx, cancel := signalContext()
 			defer cancel()
@@ -122,8 +98,35 @@ again.`,
 	cmd.Flags().StringVar(&j.Token, "token", "", "the join token cluster start printed")
 	cmd.Flags().StringVar(&j.CAFingerprint, "ca-fingerprint", "", "the CA fingerprint cluster start printed (sha256:...)")
 	cmd.Flags().BoolVar(&j.Force, "force", false, "join although this node has a database or a cluster identity (its data is kept aside)")
-	cmd.Flags().StringVar(&consulBin, "consul", "", "the Consul agent to run (default: bin/consul beside understudy, else consul on PATH)")
+	addLifecycleFlags(cmd, &consulBin, &o)
+	return cmd
+}
+
+// lifecycleSetup loads the node's configuration and fills the options
+// cluster start and join share: the programs, the services manager, where
+// progress goes and the version.
+func lifecycleSetup(cmd *cobra.Command, path, consulBin string, o *lifecycle.Options) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if o.Understudy, err = os.Executable(); err != nil {
+		return nil, err
+	}
+	if o.Consul = consulBin; o.Consul == "" {
+		if o.Consul, err = lifecycle.FindConsul(o.Understudy); err != nil {
+			return nil, err
+		}
+	}
+	o.Services = newServices(cfg, logging.New(cmd.ErrOrStderr(), os.Getenv("UNDERSTUDY_LOG_LEVEL")))
+	o.Out, o.Version = cmd.OutOrStdout(), version
+	return cfg, nil
+}
+
+// addLifecycleFlags adds the flags cluster start and join share: the
+// Consul agent to run and its ports.
+func addLifecycleFlags(cmd *cobra.Command, consulBin *string, o *lifecycle.Options) {
+	cmd.Flags().StringVar(consulBin, "consul", "", "the Consul agent to run (default: bin/consul beside understudy, else consul on PATH)")
 	cmd.Flags().IntVar(&o.SerfPort, "consul-serf-port", 8301, "the Consul agent's LAN gossip port")
 	cmd.Flags().IntVar(&o.ServerPort, "consul-server-port", 8300, "the Consul agent's server (Raft, RPC) port")
-	return cmd
 }
