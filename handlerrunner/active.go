@@ -49,7 +49,7 @@ func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
 	upkeep := make(chan struct{})
 	go func() {
 		defer close(upkeep)
-		r.upkeep(mctx)
+		r.upkeep(mctx, sessID)
 	}()
 	// Runs before the teardown above (deferred calls run last-in, first-out):
 	// /status turns 400 at once, then upkeep stops.
@@ -83,18 +83,39 @@ func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
 // entry (everything, once: slots, sync set, services, hooks; failures are
 // logged and recorded and the node stays active), then slots and the sync
 // set every five intervals, until ctx ends.
-func (r *Runner) upkeep(ctx context.Context) {
+func (r *Runner) upkeep(ctx context.Context, sessID string) {
 	r.reconcileActive(ctx)
-	t := time.NewTicker(5 * r.cfg.Checks.Interval)
-	defer t.Stop()
+	slots := time.NewTicker(5 * r.cfg.Checks.Interval)
+	defer slots.Stop()
+	lsn := time.NewTicker(r.cfg.Checks.Interval)
+	defer lsn.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-lsn.C:
+			r.publishWriteLSN(ctx, sessID)
+		case <-slots.C:
+			r.ensureSlots(ctx)
+			r.ensureSync(ctx)
 		}
-		r.ensureSlots(ctx)
-		r.ensureSync(ctx)
+	}
+}
+
+// publishWriteLSN writes the active's write position into the leader key
+// (acquiring again with the session that holds it updates the value and
+// keeps the lock and its LockIndex), where the next election finds it.
+func (r *Runner) publishWriteLSN(ctx context.Context, sessID string) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Checks.Interval)
+	defer cancel()
+	st, err := r.pgc.State(ctx)
+	if err != nil || st.InRecovery {
+		return
+	}
+	value := cluster.Leader{Node: r.name, Since: r.st.get().Since.UTC(), Address: r.cfg.Node.Address,
+		PostgresPort: r.cfg.Postgres.Port, APIURL: r.cfg.APIURL(), WriteLSN: st.WriteLSN}
+	if _, err := r.cc.Acquire(ctx, r.keys.Leader(), value, sessID); err != nil {
+		r.warnEvery("publish-lsn", "cannot publish the write position in the leader key", "err", err)
 	}
 }
 

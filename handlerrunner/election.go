@@ -206,7 +206,9 @@ func (r *Runner) askPeer(ctx context.Context, m cluster.Member) (NodeStatus, err
 }
 
 // lastPrimaryLSN is the former active's last published write position, the
-// yardstick of maximum_lag_on_failover; 0 (rule off) when unknown.
+// yardstick of maximum_lag_on_failover: what it wrote into the leader key
+// every interval, or its member record's while that still shows a primary;
+// 0 (rule off) when unknown.
 func (r *Runner) lastPrimaryLSN(ctx context.Context, l cluster.Leader) cluster.LSN {
 	if l.Node == "" {
 		return 0
@@ -214,10 +216,10 @@ func (r *Runner) lastPrimaryLSN(ctx context.Context, l cluster.Leader) cluster.L
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var m cluster.Member
-	if _, found, err := r.cc.GetJSON(ctx, r.keys.Member(l.Node), &m); err != nil || !found {
-		return 0
+	if _, found, err := r.cc.GetJSON(ctx, r.keys.Member(l.Node), &m); err == nil && found && m.Role == cluster.RolePrimary {
+		return max(l.WriteLSN, m.WriteLSN)
 	}
-	return m.WriteLSN
+	return l.WriteLSN
 }
 
 // syncSet is, in synchronous mode, the members that have every write the

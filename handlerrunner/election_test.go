@@ -1,16 +1,16 @@
 package handlerrunner_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/testenv"
 )
@@ -79,19 +79,27 @@ func TestNofailoverAndLaggingStandbyAreNeverChosen(t *testing.T) {
 		t.Fatalf("n1 after its promote hook failed: /status %d, want 200", code)
 	}
 
-	// n3 falls behind: n1 refuses its replication connection from now on,
-	// and writes 4 MB of WAL that n3 never receives.
-	hba := filepath.Join(n1.cfg.Postgres.DataDir, "pg_hba.conf")
-	old, err := os.ReadFile(hba)
+	// n3 falls behind: its WAL receiver is frozen (SIGSTOP), and n1 writes
+	// 4 MB of WAL that n3 never receives. (Refusing n3 in n1's pg_hba would
+	// not do: on loopback its connections come from 127.0.0.1.)
+	var receiver int
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n3conn, err := n3.conn(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reject := fmt.Sprintf("host replication all %s/32 reject\n", n3.addr)
-	if err := os.WriteFile(hba, append([]byte(reject), old...), 0o600); err != nil {
+	err = n3conn.QueryRow(ctx, "select pid from pg_stat_wal_receiver").Scan(&receiver)
+	n3conn.Close(ctx)
+	if err != nil {
+		t.Fatalf("n3's WAL receiver: %v", err)
+	}
+	if err := syscall.Kill(receiver, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	n1.exec(t, "select pg_reload_conf()")
-	n1.exec(t, "select pg_terminate_backend(pid) from pg_stat_replication where application_name = 'n3'")
+	// Before the clusters' own cleanups: a stopped process would outlive
+	// PostgreSQL's shutdown.
+	t.Cleanup(func() { _ = syscall.Kill(receiver, syscall.SIGCONT) })
 	n1.exec(t, "create table filler as select g, repeat('x', 1000) as pad from generate_series(1, 4000) g")
 	lagging := n3.position(t)
 	testenv.Eventually(t, 10*time.Second, func() error {
@@ -107,12 +115,25 @@ func TestNofailoverAndLaggingStandbyAreNeverChosen(t *testing.T) {
 	if err := syscall.Kill(n1.postmasterPID(t), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 60*time.Second, func() error {
-		_, err := c.active()
-		if err == nil && n1.statusCode() == http.StatusOK {
-			return nil
+	killed := time.Now()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if code := n1.statusCode(); code == http.StatusOK {
+			return fmt.Errorf("n1 still answers /status %d", code)
 		}
-		return fmt.Errorf("n1 not active again: %v", err)
+		return nil
+	})
+	testenv.Eventually(t, 60*time.Second, func() error {
+		if _, err := c.active(); err != nil {
+			return err
+		}
+		st, err := n1.nodeStatus()
+		if err != nil {
+			return err
+		}
+		if st.Role != handlerrunner.RoleActive || st.Since.Before(killed) {
+			return fmt.Errorf("n1 is %s since %v, not active again after the kill", st.Role, st.Since)
+		}
+		return nil
 	})
 	for _, n := range []*tnode{n2, n3} {
 		if s.everActive(n.name) {

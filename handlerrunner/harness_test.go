@@ -331,6 +331,9 @@ func (c *tcluster) sample() *sampler {
 		<-done
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		if !s.noneSince.IsZero() { // a gap still open when the test ended
+			s.longestGap = max(s.longestGap, time.Since(s.noneSince))
+		}
 		c.t.Logf("/status sampler: %d samples, longest time without an active node %v", s.samples, s.longestGap.Round(time.Millisecond))
 		for _, v := range s.violations {
 			c.t.Errorf("two active nodes at once: %s", v)

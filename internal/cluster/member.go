@@ -112,6 +112,11 @@ type Leader struct {
 	Address      string `json:"address,omitempty"`
 	PostgresPort int    `json:"postgres_port,omitempty"`
 	APIURL       string `json:"api_url,omitempty"`
+	// WriteLSN is the active's write position, refreshed by the active every
+	// interval. It outlives the active: the election measures
+	// maximum_lag_on_failover against it, not against the former active's
+	// member record, which its restart rewrites.
+	WriteLSN LSN `json:"write_lsn,omitempty"`
 }
 
 // Lag is how many bytes replay trails the primary's write position, or -1 when
