@@ -46,14 +46,15 @@ func (r *Runner) runCandidate(ctx context.Context) (Role, string) {
 				r.takenFrom = l.Node
 				return RoleActive, why
 			} else if ctx.Err() == nil {
+				r.withdraw(ctx, nm, why)
 				return RoleStandby, why
 			}
 			return RoleCandidate, errStopping.Error()
 		}
-		if r.waitForTakeover(ctx, nm.Node) {
+		if r.waitForTakeover(ctx, nm) {
 			return RoleRejoining, "the election chose " + nm.Node
 		}
-		r.log.Warn("the chosen node did not take the leader key in time; passing it over", "chosen", nm.Node, "timeout", r.takeoverTimeout())
+		r.log.Warn("the chosen node did not take the leader key; passing it over", "chosen", nm.Node)
 		passedOver[nm.Node] = true
 	}
 	return RoleStandby, "the election timed out"
@@ -78,7 +79,7 @@ func (r *Runner) agreeOnNextMaster(ctx context.Context, ks consul.KeyState, l cl
 		if err != nil {
 			return cluster.NextMaster{}, err
 		}
-		if found && cur.Term == ks.LockIndex && !passedOver[cur.Node] {
+		if found && cur.Node != "" && cur.Term == ks.LockIndex && !passedOver[cur.Node] {
 			return cur, nil
 		}
 		cands := r.candidates(ctx, passedOver)
@@ -253,19 +254,25 @@ func (r *Runner) takeOver(ctx context.Context, nm cluster.NextMaster) (bool, str
 			return false, err.Error()
 		}
 	}
-	sessID := r.sess.ID()
-	if sessID == "" {
-		return false, "chosen, but this node has no consul session"
-	}
 	value := cluster.Leader{Node: r.name, Since: time.Now().UTC(), Address: r.cfg.Node.Address,
 		PostgresPort: r.cfg.Postgres.Port, APIURL: r.cfg.APIURL()}
 	for time.Now().Before(deadline) {
+		// Asked each time: a session invalidated meanwhile cannot acquire,
+		// and waiting out the takeover with it would hold up the election.
+		sessID := r.sess.ID()
+		if sessID == "" {
+			return false, "chosen, but this node has no consul session (a bound check failed)"
+		}
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		ok, err := r.cc.Acquire(actx, r.keys.Leader(), value, sessID)
 		cancel()
 		if ok {
 			r.heldWith, r.switchingTo = sessID, &nm
 			return true, "chosen as next active (" + nm.Reason + ") and acquired the leader key"
+		}
+		if errors.Is(err, consul.ErrSessionGone) {
+			r.sess.forget(sessID)
+			return false, "chosen, but this node's consul session was invalidated"
 		}
 		if err != nil {
 			r.warnEvery("takeover", "cannot acquire the leader key; retrying", "err", err)
@@ -300,12 +307,14 @@ func (r *Runner) waitForWAL(ctx context.Context, lsn cluster.LSN, deadline time.
 	}
 }
 
-// waitForTakeover waits for node to hold the leader key.
-func (r *Runner) waitForTakeover(ctx context.Context, node string) bool {
+// waitForTakeover waits for the chosen node to hold the leader key. It
+// gives up early when the chosen node withdraws (next-master no longer
+// names it for this term), else after takeoverTimeout.
+func (r *Runner) waitForTakeover(ctx context.Context, nm cluster.NextMaster) bool {
 	deadline := time.Now().Add(r.takeoverTimeout())
 	var index uint64
 	for time.Now().Before(deadline) {
-		ks, next, err := r.cc.WatchKey(ctx, r.keys.Leader(), index, time.Until(deadline))
+		ks, next, err := r.cc.WatchKey(ctx, r.keys.Leader(), index, min(time.Until(deadline), 500*time.Millisecond))
 		if ctx.Err() != nil {
 			return false
 		}
@@ -318,6 +327,26 @@ func (r *Runner) waitForTakeover(ctx context.Context, node string) bool {
 		if ks.Session != "" {
 			return true // whoever took it; the caller follows
 		}
+		if cur, found, _, err := r.readNextMaster(ctx); err == nil && (!found || cur.Term != nm.Term || cur.Node != nm.Node) {
+			return false
+		}
 	}
 	return false
+}
+
+// withdraw tells the other candidates at once that this node, though
+// chosen, cannot take over (its session went, the lock delay outlasted the
+// takeover, a switchover's WAL did not arrive): next-master is rewritten for
+// the same term naming nobody, so they decide again now rather than after
+// takeoverTimeout.
+func (r *Runner) withdraw(ctx context.Context, nm cluster.NextMaster, why string) {
+	cur, found, index, err := r.readNextMaster(ctx)
+	if err != nil || !found || cur.Term != nm.Term || cur.Node != r.name {
+		return
+	}
+	w := cluster.NextMaster{By: r.name, Reason: r.name + " could not take over: " + why, At: time.Now().UTC(), Term: nm.Term}
+	if ok, err := r.cc.CASJSON(ctx, r.keys.NextMaster(), w, index); err != nil || !ok {
+		return
+	}
+	r.log.Warn("chosen, but cannot take over; withdrew", "why", why)
 }
