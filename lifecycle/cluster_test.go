@@ -57,7 +57,7 @@ func (n *tnode) kill(t *testing.T) {
 	t.Helper()
 	n.o.Services.Close()
 	for _, name := range lifecycle.ProcessNames {
-		b, err := os.ReadFile(filepath.Join(n.cfg.Node.DataDir, "services", name+".pid"))
+		b, err := os.ReadFile(lifecycle.PIDFile(n.cfg.Node.DataDir, name))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/wait"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
@@ -156,7 +157,7 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	// Until autopilot makes its Consul server a voter, the node adds no
 	// fault tolerance: losing another server then would lose the quorum.
 	fmt.Fprintln(o.Out, "waiting for this node's Consul server to be a voter")
-	if err := poll(ctx, time.Minute, func() error {
+	if err := wait.Until(ctx, time.Minute, func() error {
 		ok, err := cc.Voter(ctx, cfg.Node.Name)
 		if err == nil && !ok {
 			err = errors.New("not a voting raft server yet")
@@ -210,7 +211,7 @@ func waitStandby(ctx context.Context, cfg *config.Config, timeout time.Duration)
 	if err != nil {
 		return err
 	}
-	return poll(ctx, timeout, func() error {
+	return wait.Until(ctx, timeout, func() error {
 		resp, err := hc.Get(cfg.APIURL() + "/v1/status/node")
 		if err != nil {
 			return err

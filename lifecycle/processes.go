@@ -21,13 +21,13 @@ import (
 // units in packaging/systemd are the way to keep them supervised across
 // reboots (left for the packaging work).
 func consulService(l layout, o Options) config.Service {
-	return config.Service{Name: "understudy-consul", Command: []string{o.Consul, "agent", "-config-dir=" + l.consulConfig()}}
+	return config.Service{Name: ConsulProcess, Command: []string{o.Consul, "agent", "-config-dir=" + l.consulConfig()}}
 }
 
 func daemonServices(cfg *config.Config, o Options) []config.Service {
 	return []config.Service{
-		{Name: "understudy-check-runner", Command: []string{o.Understudy, "check-runner", "--config", cfg.Path}},
-		{Name: "understudy-handler-runner", Command: []string{o.Understudy, "handler-runner", "--config", cfg.Path}},
+		{Name: CheckRunnerProcess, Command: []string{o.Understudy, "check-runner", "--config", cfg.Path}},
+		{Name: HandlerRunnerProcess, Command: []string{o.Understudy, "handler-runner", "--config", cfg.Path}},
 	}
 }
 
@@ -99,6 +99,18 @@ func StartProcesses(ctx context.Context, cfg *config.Config, o Options) error {
 	return nil
 }
 
-// ProcessNames are the names of the node's processes as services (their
-// pid and log files are <node.data_dir>/services/NAME.pid and .log).
-var ProcessNames = []string{"understudy-consul", "understudy-check-runner", "understudy-handler-runner"}
+// The node's processes, by their names as services.
+const (
+	ConsulProcess        = "understudy-consul"
+	CheckRunnerProcess   = "understudy-check-runner"
+	HandlerRunnerProcess = "understudy-handler-runner"
+)
+
+// ProcessNames are the node's processes, in the order they start.
+var ProcessNames = []string{ConsulProcess, CheckRunnerProcess, HandlerRunnerProcess}
+
+// PIDFile is where the supervisor of the node's process name keeps its PID
+// (its output goes beside it, NAME.log).
+func PIDFile(dataDir, name string) string {
+	return filepath.Join(layout{dataDir}.services(), name+".pid")
+}

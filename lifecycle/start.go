@@ -15,6 +15,7 @@ import (
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/services"
+	"github.com/understudy-ha/understudy/internal/wait"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
@@ -193,7 +194,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 // waitConsul waits until the agent answers over TLS and the cluster has a
 // Raft leader.
 func waitConsul(ctx context.Context, cc *consul.Client, timeout time.Duration) error {
-	return poll(ctx, timeout, func() error {
+	return wait.Until(ctx, timeout, func() error {
 		a, err := cc.Agent(ctx)
 		if err != nil {
 			return err
@@ -212,7 +213,7 @@ func waitActive(ctx context.Context, cfg *config.Config, timeout time.Duration) 
 		return err
 	}
 	apiURL := cfg.APIURL()
-	return poll(ctx, timeout, func() error {
+	return wait.Until(ctx, timeout, func() error {
 		resp, err := hc.Get(apiURL + "/status")
 		if err != nil {
 			return err
@@ -223,26 +224,6 @@ func waitActive(ctx context.Context, cfg *config.Config, timeout time.Duration) 
 		}
 		return nil
 	})
-}
-
-// poll calls f every 200 ms until it returns nil, ctx ends or timeout
-// passes; the error says what f said last.
-func poll(ctx context.Context, timeout time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v: %w", timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 // NodeClient is an HTTP client of the cluster's APIs as this node: it

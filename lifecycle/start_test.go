@@ -63,14 +63,15 @@ api { listen = "%s:%d" }
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		for _, svc := range []string{"understudy-handler-runner", "understudy-check-runner", "understudy-consul"} {
+		for _, svc := range []string{lifecycle.HandlerRunnerProcess, lifecycle.CheckRunnerProcess, lifecycle.ConsulProcess} {
 			_ = m.Stop(ctx, config.Service{Name: svc, Command: []string{"x"}})
 		}
 		pg := postgres.NewInstance(cfg.Postgres, name, slog.New(slog.DiscardHandler))
 		_ = pg.Stop(ctx, "immediate")
 		m.Close()
 		if t.Failed() {
-			for _, f := range []string{"understudy-consul.log", "understudy-check-runner.log", "understudy-handler-runner.log"} {
+			for _, name := range lifecycle.ProcessNames {
+				f := name + ".log"
 				b, _ := os.ReadFile(filepath.Join(dir, "services", f))
 				t.Logf("%s:\n%s", f, tail(string(b), 30))
 			}

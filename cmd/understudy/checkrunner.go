@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/understudy-ha/understudy/checkrunner"
-	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
@@ -28,18 +27,12 @@ SIGINT, then marks every check critical so that a failover starts at once.`,
 			if os.Getenv("GOGC") == "" {
 				debug.SetGCPercent(50)
 			}
-			cfg, log, ctx, cancel, err := daemonSetup(path)
+			d, err := newDaemon(path)
 			if err != nil {
 				return err
 			}
-			defer cancel()
-			cc, err := consul.New(cfg.Consul)
-			if err != nil {
-				return err
-			}
-			svcs := newServices(cfg, log)
-			defer svcs.Close()
-			return checkrunner.New(cfg, cc, postgres.NewClient(cfg.Postgres), svcs, log, version).Run(ctx)
+			defer d.close()
+			return checkrunner.New(d.cfg, d.cc, postgres.NewClient(d.cfg.Postgres), d.svcs, d.log, version).Run(d.ctx)
 		},
 	}
 	addConfigFlag(cmd, &path)

@@ -4,7 +4,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/understudy-ha/understudy/handlerrunner"
-	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
@@ -22,22 +21,16 @@ HAProxy. It runs until SIGTERM or SIGINT; on the active node it then stops
 PostgreSQL and releases the lock, so that a standby takes over.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, log, ctx, cancel, err := daemonSetup(path)
+			d, err := newDaemon(path)
 			if err != nil {
 				return err
 			}
-			defer cancel()
-			cc, err := consul.New(cfg.Consul)
+			defer d.close()
+			r, err := handlerrunner.New(d.cfg, d.cc, postgres.NewInstance(d.cfg.Postgres, d.cfg.Node.Name, d.log), d.svcs, d.log, version)
 			if err != nil {
 				return err
 			}
-			svcs := newServices(cfg, log)
-			defer svcs.Close()
-			r, err := handlerrunner.New(cfg, cc, postgres.NewInstance(cfg.Postgres, cfg.Node.Name, log), svcs, log, version)
-			if err != nil {
-				return err
-			}
-			return r.Run(ctx)
+			return r.Run(d.ctx)
 		},
 	}
 	addConfigFlag(cmd, &path)

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/logging"
 	"github.com/understudy-ha/understudy/internal/services"
 )
@@ -46,16 +47,36 @@ func addConfigFlag(cmd *cobra.Command, path *string) {
 	cmd.Flags().StringVar(path, "config", defaultConfigPath, "the node's configuration file (HCL)")
 }
 
-// daemonSetup loads the configuration and returns a logger and a context
-// that ends on SIGTERM or SIGINT: the daemon returns when it ends.
-func daemonSetup(path string) (*config.Config, *slog.Logger, context.Context, context.CancelFunc, error) {
+// daemon is what both daemons start from: the configuration, a logger, a
+// context that ends on SIGTERM or SIGINT (the daemon returns when it ends),
+// the local Consul agent's client and the node's service manager.
+type daemon struct {
+	cfg  *config.Config
+	log  *slog.Logger
+	ctx  context.Context
+	cc   *consul.Client
+	svcs *services.Manager
+	stop context.CancelFunc
+}
+
+func newDaemon(path string) (*daemon, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, err
+	}
+	cc, err := consul.New(cfg.Consul)
+	if err != nil {
+		return nil, err
 	}
 	log := logging.New(os.Stderr, os.Getenv("UNDERSTUDY_LOG_LEVEL"))
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	return cfg, log, ctx, cancel, nil
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	return &daemon{cfg: cfg, log: log, ctx: ctx, cc: cc, svcs: newServices(cfg, log), stop: stop}, nil
+}
+
+// close releases what newDaemon opened, once the daemon has returned.
+func (d *daemon) close() {
+	d.svcs.Close()
+	d.stop()
 }
 
 // newServices is the node's service manager, shared in shape by the two

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/understudy-ha/understudy/internal/wait"
 )
 
 // Demo shows a failover on a running dev cluster: rows written through
@@ -18,7 +20,7 @@ import (
 func Demo(ctx context.Context, s *State, o Options, out io.Writer) error {
 	const rows = 100
 	var conn *pgx.Conn
-	if err := poll(ctx, 10*time.Second, func() (err error) {
+	if err := wait.Until(ctx, 10*time.Second, func() (err error) {
 		conn, err = connect(ctx, s)
 		return err
 	}); err != nil {
@@ -55,7 +57,7 @@ func Demo(ctx context.Context, s *State, o Options, out io.Writer) error {
 	}
 	id := start + rows + 1
 	var took time.Duration
-	err = poll(ctx, 60*time.Second, func() error {
+	err = wait.Until(ctx, 60*time.Second, func() error {
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		c, err := connect(wctx, s)

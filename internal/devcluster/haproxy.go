@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/understudy-ha/understudy/internal/wait"
 )
 
 // haproxyConfig sends PostgreSQL connections to the node whose /status
@@ -66,7 +68,7 @@ func startHAProxy(s *State, bin string) error {
 	}
 	s.HAProxy.PID = pid
 	// Ready when the frontend accepts connections.
-	return poll(context.Background(), 10*time.Second, func() error {
+	return wait.Until(context.Background(), 10*time.Second, func() error {
 		if !alive(pid) {
 			return fmt.Errorf("haproxy exited; see %s", filepath.Join(s.Dir, "haproxy.log"))
 		}
@@ -84,7 +86,7 @@ func startHAProxy(s *State, bin string) error {
 // standby.
 func waitHAProxy(ctx context.Context, s *State) error {
 	ok := 0
-	return poll(ctx, 30*time.Second, func() error {
+	return wait.Until(ctx, 30*time.Second, func() error {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		c, err := connect(cctx, s)

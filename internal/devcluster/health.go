@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/understudy-ha/understudy/internal/wait"
 )
 
 // nodeStatus is the part of a handler-runner's /v1/status/node that dev
@@ -60,7 +62,7 @@ func Active(ctx context.Context, s *State) (int, error) {
 // session.
 func WaitHealthy(ctx context.Context, s *State, timeout time.Duration, skip ...int) error {
 	hc := s.client()
-	return poll(ctx, timeout, func() error {
+	return wait.Until(ctx, timeout, func() error {
 		a, err := Active(ctx, s)
 		if err != nil {
 			return err

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/understudy-ha/understudy/lifecycle"
 )
 
 // stateFile is where a dev cluster describes itself, in its directory.
@@ -94,11 +96,10 @@ func Load(dir string) (*State, error) {
 func (s *State) refresh() {
 	for i := range s.Nodes {
 		n := &s.Nodes[i]
-		svc := filepath.Join(n.Dir, "services")
 		n.PIDs = PIDs{
-			Consul:        pidFile(filepath.Join(svc, "understudy-consul.pid")),
-			CheckRunner:   pidFile(filepath.Join(svc, "understudy-check-runner.pid")),
-			HandlerRunner: pidFile(filepath.Join(svc, "understudy-handler-runner.pid")),
+			Consul:        pidFile(lifecycle.PIDFile(n.Dir, lifecycle.ConsulProcess)),
+			CheckRunner:   pidFile(lifecycle.PIDFile(n.Dir, lifecycle.CheckRunnerProcess)),
+			HandlerRunner: pidFile(lifecycle.PIDFile(n.Dir, lifecycle.HandlerRunnerProcess)),
 			Postgres:      postmasterPID(n.PostgresData),
 		}
 	}

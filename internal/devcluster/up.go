@@ -229,26 +229,6 @@ api    { listen = %q }
 	return nil
 }
 
-// poll calls f every 200 ms until it returns nil or timeout passes, and
-// returns f's last error then.
-func poll(ctx context.Context, timeout time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v: %w", timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
 // client is an HTTPS client of the dev cluster's APIs, trusting its CA.
 func (s *State) client() *http.Client {
 	pool := x509.NewCertPool()
