@@ -3,15 +3,18 @@
 
 GO            ?= go
 CONSUL_PIN    := v1.20.6
+# Syncthing: the version packaging/syncthing requires, the same the main
+# module imports lib/protocol from (a test checks the two agree).
+SYNCTHING_PIN := v1.30.0
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS       := -X main.version=$(VERSION)
 # Debian packages the tests and the dev cluster run for real.
-APT_PACKAGES  := postgresql-15 postgresql-client-15 iproute2 procps haproxy
+APT_PACKAGES  := postgresql-15 postgresql-client-15 iproute2 procps haproxy rsync
 
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: all demo build deps apt consul staticcheck test test-short lint vet fmt bench-checkrunner bench-failover clean
+.PHONY: all demo build deps apt consul syncthing staticcheck test test-short lint vet fmt bench-checkrunner bench-failover clean
 
 all: build
 
@@ -31,7 +34,7 @@ demo: deps build
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/understudy ./cmd/understudy
 
-deps: apt consul staticcheck
+deps: apt consul syncthing staticcheck
 
 # Installs only what is missing, so a second run costs nothing.
 apt:
@@ -55,6 +58,19 @@ consul:
 		mkdir -p bin && cd packaging/consul && $(GO) build -trimpath \
 			-ldflags '-s -w -X github.com/hashicorp/consul/version.GitCommit=$(CONSUL_PIN)' \
 			-o ../../bin/consul . ; \
+	fi
+
+# The pinned Syncthing, built from packaging/syncthing without the web GUI's
+# assets (tag noassets: understudy drives Syncthing through its REST API
+# only); skipped when bin/syncthing already is the pinned version.
+syncthing:
+	@if bin/syncthing --version 2>/dev/null | grep -q "^syncthing $(SYNCTHING_PIN) "; then \
+		echo "bin/syncthing is $(SYNCTHING_PIN)"; \
+	else \
+		echo "building syncthing $(SYNCTHING_PIN) into bin/syncthing"; \
+		mkdir -p bin && cd packaging/syncthing && $(GO) build -tags noassets -trimpath \
+			-ldflags '-s -w -X github.com/syncthing/syncthing/lib/build.Version=$(SYNCTHING_PIN)' \
+			-o ../../bin/syncthing github.com/syncthing/syncthing/cmd/syncthing ; \
 	fi
 
 staticcheck:

@@ -27,7 +27,7 @@ const (
 )
 
 // Checks lists every check in the order they are registered and reported.
-var Checks = []string{CheckListening, CheckQuery, CheckRole, CheckServices, CheckConsul, CheckCertificates, CheckHeartbeat}
+var Checks = []string{CheckListening, CheckQuery, CheckRole, CheckServices, CheckConsul, CheckCertificates, CheckFiles, CheckHeartbeat}
 
 // ServiceID is the ID (and name) of the service the checks belong to.
 const ServiceID = "understudy"
@@ -77,6 +77,11 @@ type observation struct {
 	// servicesErr is set when the node's role could not be told, so which
 	// services should run is unknown.
 	servicesErr error
+
+	// folders are the files blocks as Syncthing reports them; filesErr is
+	// set when Syncthing could not be asked at all.
+	folders  []folderObs
+	filesErr error
 }
 
 type certState struct {
@@ -227,6 +232,7 @@ func evaluate(o *observation) map[string]Result {
 		CheckServices:     checkServices(o),
 		CheckConsul:       checkConsul(o),
 		CheckCertificates: checkCertificates(o),
+		CheckFiles:        checkFiles(o),
 	}
 }
 

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/replication/files"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
@@ -161,5 +163,67 @@ func TestCheckCertificates(t *testing.T) {
 				t.Fatalf("checkCertificates = %s %q, want %s saying %q", r.Status, r.Output, tc.status, tc.says)
 			}
 		})
+	}
+}
+
+func TestCheckFiles(t *testing.T) {
+	shared := config.Files{Name: "shared", Path: "/srv/shared", MaxOutOfSync: 1000, Settle: time.Minute}
+	folder := func(st files.FolderStatus, behindFor time.Duration) []folderObs {
+		return []folderObs{{cfg: shared, st: st, behindFor: behindFor}}
+	}
+	tests := []struct {
+		name       string
+		o          observation
+		wantStatus string
+		wantOutput string
+	}{
+		{"no files blocks pass",
+			observation{self: "b"}, consul.Passing, "nothing mirrored"},
+		{"syncthing down fails",
+			observation{self: "b", filesErr: errors.New("syncthing does not answer at 127.0.0.1:8384")}, consul.Critical, "does not answer"},
+		{"standby in sync passes",
+			observation{self: "b", leader: leaderIs("a"), folders: folder(files.FolderStatus{State: "idle"}, 0)}, consul.Passing, "shared idle, in sync"},
+		{"standby a little behind passes",
+			observation{self: "b", leader: leaderIs("a"), folders: folder(files.FolderStatus{State: "syncing", NeedBytes: 5000}, 0)}, consul.Passing, "5000 bytes to receive"},
+		{"standby behind within settle passes",
+			observation{self: "b", leader: leaderIs("a"), folders: folder(files.FolderStatus{State: "syncing", NeedBytes: 5000, NeedItems: 2}, 30*time.Second)}, consul.Passing, "shared syncing"},
+		{"standby behind past settle warns",
+			observation{self: "b", leader: leaderIs("a"), folders: folder(files.FolderStatus{State: "syncing", NeedBytes: 5000, NeedItems: 2}, 90*time.Second)},
+			consul.Warning, "shared: 5000 bytes (2 files) behind the active for 1m30s, more than max_out_of_sync 1000"},
+		{"standby with local changes warns",
+			observation{self: "b", leader: leaderIs("a"), folders: folder(files.FolderStatus{State: "idle", ReceiveOnlyChangedItems: 3}, 0)},
+			consul.Warning, "3 files changed here"},
+		{"folder errors warn",
+			observation{self: "a", leader: leaderIs("a"), folders: folder(files.FolderStatus{State: "error", Error: "folder path missing"}, 0)},
+			consul.Warning, "folder path missing"},
+		{"the active is never behind",
+			observation{self: "a", leader: leaderIs("a"), folders: folder(files.FolderStatus{State: "idle", NeedBytes: 5000}, time.Hour)}, consul.Passing, "shared idle"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := checkFiles(&tt.o)
+			if got.Status != tt.wantStatus || !strings.Contains(got.Output, tt.wantOutput) {
+				t.Fatalf("got %s %q, want %s containing %q", got.Status, got.Output, tt.wantStatus, tt.wantOutput)
+			}
+		})
+	}
+}
+
+func TestFolderStates(t *testing.T) {
+	shared := config.Files{Name: "shared"}
+	o := observation{self: "b", leader: leaderIs("a"), folders: []folderObs{
+		{cfg: shared, st: files.FolderStatus{State: "syncing", NeedBytes: 42, ReceiveOnlyChangedItems: 1}},
+		{cfg: config.Files{Name: "broken"}, err: errors.New("unknown folder")},
+	}}
+	got := o.folderStates()
+	want := map[string]cluster.FolderState{
+		"shared": {State: "syncing", Type: "receiveonly", OutOfSyncBytes: 42, LocalChanges: 1},
+		"broken": {State: "unknown", Type: "receiveonly"},
+	}
+	if len(got) != len(want) || got["shared"] != want["shared"] || got["broken"] != want["broken"] {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if (&observation{}).folderStates() != nil {
+		t.Fatal("a node without files blocks publishes folder states")
 	}
 }

@@ -43,6 +43,8 @@ type Runner struct {
 	// they override the file's checks.ttl_multiplier, checks.fail_fast,
 	// node.priority and node.no_failover without a restart.
 	opts cluster.NodeOptions
+	// files observes the mirrored folders; nil without files blocks.
+	files *filesObserver
 }
 
 // New returns the check-runner of the node cfg describes. version is
@@ -50,9 +52,10 @@ type Runner struct {
 func New(cfg *config.Config, cc *consul.Client, pg *postgres.Client, svcs *services.Manager, log *slog.Logger, version string) *Runner {
 	return &Runner{
 		cfg: cfg, consul: cc, pg: pg, svcs: svcs, version: version,
-		log:  log.With("component", "check-runner", "node", cfg.Node.Name),
-		keys: cluster.NewKeys(cfg.Cluster.KVPrefix, cfg.Cluster.Name),
-		last: map[string]Result{},
+		log:   log.With("component", "check-runner", "node", cfg.Node.Name),
+		keys:  cluster.NewKeys(cfg.Cluster.KVPrefix, cfg.Cluster.Name),
+		last:  map[string]Result{},
+		files: newFilesObserver(cfg),
 	}
 }
 
@@ -140,6 +143,7 @@ func (r *Runner) observe(ctx context.Context) *observation {
 	})
 	probe(func(ctx context.Context) { r.observeConsul(ctx, o) })
 	probe(func(ctx context.Context) { r.observeServices(ctx, o) })
+	probe(func(ctx context.Context) { r.files.observe(ctx, o, time.Now()) })
 	r.observeCerts(o)
 	wg.Wait()
 	if o.leaderErr != nil && len(o.services) > 0 {
@@ -311,6 +315,10 @@ func (r *Runner) publish(ctx context.Context, o *observation, now time.Time) err
 		Versions: cluster.Versions{Understudy: r.version, Postgres: o.state.ServerVersion, Consul: o.agent.Version},
 		Checks:   map[string]string{}, ConsulNode: o.agent.NodeName,
 		Heartbeat: now.UTC(),
+		Files:     o.folderStates(),
+	}
+	if r.files != nil {
+		m.SyncthingDeviceID, m.SyncthingAddress = r.files.deviceID, "tcp://"+r.cfg.SyncthingListen()
 	}
 	for name, res := range r.last {
 		m.Checks[name] = res.Status

@@ -184,6 +184,7 @@ func (r *Runner) promote(ctx context.Context) error {
 func (r *Runner) demote(ctx context.Context, sessID, mode string, h *handover, reason string) {
 	r.st.unserve()
 	r.stopActiveOnly(ctx)
+	r.flipFiles(ctx, false)
 	if err := r.pg.Stop(ctx, mode); err != nil {
 		r.log.Error("cannot stop postgres while demoting; it may still take writes", "err", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/testenv"
+	"github.com/understudy-ha/understudy/replication/files"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
@@ -37,6 +38,9 @@ type tnode struct {
 	inst    *postgres.Instance
 	checks  *testenv.Process
 	handler *testenv.Process
+	// syncthing runs on a node with files blocks, as cluster start or join
+	// would run it.
+	syncthing *testenv.Process
 }
 
 // tcluster is three nodes on loopback: a three-server Consul cluster, one
@@ -113,6 +117,14 @@ api    { listen = "%s:%d" }
 
 func (c *tcluster) startDaemons(n *tnode) {
 	c.t.Helper()
+	if len(n.cfg.Files) > 0 {
+		home := n.cfg.SyncthingHome()
+		if err := files.Prepare(files.Setup{Home: home, NodeName: n.name, Listen: n.cfg.SyncthingListen(), APIAddress: n.cfg.SyncthingAPI()}); err != nil {
+			c.t.Fatalf("syncthing home of %s: %v", n.name, err)
+		}
+		argv := files.Command(testenv.SyncthingBinary(c.t), home)
+		n.syncthing = testenv.StartProcess(c.t, n.name+" syncthing", exec.Command(argv[0], argv[1:]...))
+	}
 	n.checks = testenv.StartProcess(c.t, n.name+" check-runner", exec.Command(c.bin, "check-runner", "--config", n.cfgPath))
 	n.handler = testenv.StartProcess(c.t, n.name+" handler-runner", exec.Command(c.bin, "handler-runner", "--config", n.cfgPath))
 }
@@ -150,6 +162,9 @@ func (c *tcluster) killNode(n *tnode) {
 	n.consul.Kill(c.t)
 	_ = n.handler.Kill()
 	_ = n.checks.Kill()
+	if n.syncthing != nil {
+		_ = n.syncthing.Kill()
+	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
 

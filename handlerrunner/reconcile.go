@@ -10,10 +10,12 @@ import (
 
 // reconcileActive is once-mode: on becoming active, everything the active
 // must have, from scratch rather than from what happened during the
-// failover: replication slots for every member, the synchronous standby
-// set, the active-only services, then every promote hook once. Failures are
-// logged and recorded; the node stays active.
+// failover: the mirrored folders send-only, replication slots for every
+// member, the synchronous standby set, the active-only services, then every
+// promote hook once. Failures are logged and recorded; the node stays
+// active.
 func (r *Runner) reconcileActive(ctx context.Context) {
+	r.flipFiles(ctx, true)
 	r.ensureSlots(ctx)
 	r.clearSync(ctx)
 	r.ensureSync(ctx)

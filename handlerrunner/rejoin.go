@@ -18,6 +18,7 @@ var errNoData = errors.New("postgres has no data directory and no node holds the
 // It never starts a writable primary: only the active role promotes.
 func (r *Runner) runRejoining(ctx context.Context) (Role, string) {
 	r.stopActiveOnly(ctx)
+	r.flipFiles(ctx, false)
 	r.startEverywhere(ctx)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 && !sleep(ctx, r.cfg.Checks.Interval) {

@@ -63,6 +63,8 @@ type Runner struct {
 	metrics   *metrics
 	sess      *session
 	st        state
+	// files drives the node's Syncthing; nil without files blocks.
+	files *mirror
 	// lease is how long the active trusts its last confirmation of the lock:
 	// half the session TTL, so it fences itself before Consul can expire
 	// the session of a partitioned node.
@@ -106,6 +108,7 @@ func New(cfg *config.Config, cc *consul.Client, pg *postgres.Instance, svcs *ser
 		metrics:  newMetrics(),
 		lease:    cfg.Consul.SessionTTL / 2,
 		lastWarn: map[string]time.Time{},
+		files:    newMirror(cfg, log),
 	}
 	r.metrics.reg.MustRegister(newMemberCollector(r))
 	r.sess = &session{
@@ -145,6 +148,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	var serveErr error
 	wg.Go(func() { r.sess.run(bg) })
+	wg.Go(func() { r.runFiles(bg) })
 	wg.Go(func() {
 		if serveErr = r.serve(bg, ln); serveErr != nil {
 			stopLoop()

@@ -145,8 +145,13 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 		return pg.Stop(sctx, "fast")
 	})
 
-	fmt.Fprintln(o.Out, "starting the check-runner and the handler-runner")
-	for _, svc := range daemonServices(cfg, o) {
+	daemons, err := daemonServices(cfg, o)
+	if err != nil {
+		return err
+	}
+	u.add("remove "+cfg.SyncthingHome(), func() error { return os.RemoveAll(cfg.SyncthingHome()) })
+	fmt.Fprintln(o.Out, startingWords(daemons))
+	for _, svc := range daemons {
 		if err := u.startService(ctx, o.Services, svc); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/services"
+	"github.com/understudy-ha/understudy/replication/files"
 )
 
 // The node's processes, as services of internal/services: programs it
@@ -24,11 +26,41 @@ func consulService(l layout, o Options) config.Service {
 	return config.Service{Name: ConsulProcess, Command: []string{o.Consul, "agent", "-config-dir=" + l.consulConfig()}}
 }
 
-func daemonServices(cfg *config.Config, o Options) []config.Service {
-	return []config.Service{
-		{Name: CheckRunnerProcess, Command: []string{o.Understudy, "check-runner", "--config", cfg.Path}},
-		{Name: HandlerRunnerProcess, Command: []string{o.Understudy, "handler-runner", "--config", cfg.Path}},
+// daemonServices are the processes that start after Consul: Syncthing on a
+// node with files blocks (its home prepared first, its identity the node
+// certificate), then the check-runner and the handler-runner, which
+// configures Syncthing's devices and folders.
+func daemonServices(cfg *config.Config, o Options) ([]config.Service, error) {
+	var svcs []config.Service
+	if len(cfg.Files) > 0 {
+		bin := cmp.Or(cfg.Syncthing.Binary, o.Syncthing)
+		if bin == "" {
+			var err error
+			if bin, err = FindSyncthing(o.Understudy); err != nil {
+				return nil, err
+			}
+		}
+		setup := files.Setup{Home: cfg.SyncthingHome(), NodeName: cfg.Node.Name, Listen: cfg.SyncthingListen(), APIAddress: cfg.SyncthingAPI()}
+		if cfg.TLS() {
+			_, setup.CertFile, setup.KeyFile = cfg.TLSFiles()
+		}
+		if err := files.Prepare(setup); err != nil {
+			return nil, fmt.Errorf("set up syncthing in %s: %w", setup.Home, err)
+		}
+		svcs = append(svcs, config.Service{Name: SyncthingProcess, Command: files.Command(bin, setup.Home)})
 	}
+	return append(svcs,
+		config.Service{Name: CheckRunnerProcess, Command: []string{o.Understudy, "check-runner", "--config", cfg.Path}},
+		config.Service{Name: HandlerRunnerProcess, Command: []string{o.Understudy, "handler-runner", "--config", cfg.Path}},
+	), nil
+}
+
+// startingWords tells the operator which processes start now.
+func startingWords(svcs []config.Service) string {
+	if len(svcs) > 2 {
+		return "starting Syncthing, the check-runner and the handler-runner"
+	}
+	return "starting the check-runner and the handler-runner"
 }
 
 // undo collects what a step did so that a failure takes the node back to
@@ -70,14 +102,25 @@ func (u *undo) run() {
 // understudy: bin/consul next to it (what `make deps` builds, the pinned
 // version), else consul on PATH.
 func FindConsul(understudy string) (string, error) {
-	beside := filepath.Join(filepath.Dir(understudy), "consul")
+	return findBeside(understudy, "consul", "no consul agent beside understudy nor on PATH; run `make deps`, which builds the pinned one into bin/consul")
+}
+
+// FindSyncthing is the Syncthing to run when syncthing.binary is not set:
+// bin/syncthing beside understudy (the pinned version `make deps` builds),
+// else syncthing on PATH.
+func FindSyncthing(understudy string) (string, error) {
+	return findBeside(understudy, "syncthing", "no syncthing beside understudy nor on PATH; run `make deps`, which builds the pinned one into bin/syncthing, or set syncthing { binary = \"/path/to/syncthing\" }")
+}
+
+func findBeside(understudy, name, missing string) (string, error) {
+	beside := filepath.Join(filepath.Dir(understudy), name)
 	if fi, err := os.Stat(beside); err == nil && !fi.IsDir() {
 		return beside, nil
 	}
-	if p, err := exec.LookPath("consul"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	return "", errors.New("no consul agent beside understudy nor on PATH; run `make deps`, which builds the pinned one into bin/consul")
+	return "", errors.New(missing)
 }
 
 // StartProcesses starts the processes of a node that is in a cluster again,
@@ -91,7 +134,11 @@ func StartProcesses(ctx context.Context, cfg *config.Config, o Options) error {
 	} else if !found {
 		return fmt.Errorf("node %s is in no cluster (no %s); use cluster start or cluster join", cfg.Node.Name, layout{cfg.Node.DataDir}.identity())
 	}
-	for _, svc := range append([]config.Service{consulService(layout{cfg.Node.DataDir}, o)}, daemonServices(cfg, o)...) {
+	daemons, err := daemonServices(cfg, o)
+	if err != nil {
+		return err
+	}
+	for _, svc := range append([]config.Service{consulService(layout{cfg.Node.DataDir}, o)}, daemons...) {
 		if err := o.Services.Start(ctx, svc); err != nil {
 			return fmt.Errorf("start %s: %w", svc.Name, err)
 		}
@@ -102,12 +149,14 @@ func StartProcesses(ctx context.Context, cfg *config.Config, o Options) error {
 // The node's processes, by their names as services.
 const (
 	ConsulProcess        = "understudy-consul"
+	SyncthingProcess     = "understudy-syncthing" // only on a node with files blocks
 	CheckRunnerProcess   = "understudy-check-runner"
 	HandlerRunnerProcess = "understudy-handler-runner"
 )
 
-// ProcessNames are the node's processes, in the order they start.
-var ProcessNames = []string{ConsulProcess, CheckRunnerProcess, HandlerRunnerProcess}
+// ProcessNames are the node's processes, in the order they start;
+// SyncthingProcess runs only on a node with files blocks.
+var ProcessNames = []string{ConsulProcess, SyncthingProcess, CheckRunnerProcess, HandlerRunnerProcess}
 
 // PIDFile is where the supervisor of the node's process name keeps its PID
 // (its output goes beside it, NAME.log).

@@ -23,6 +23,10 @@ import (
 type Options struct {
 	// Consul and Understudy are the programs the node's processes run.
 	Consul, Understudy string
+	// Syncthing is the program that mirrors the files blocks when the
+	// configuration names none (syncthing.binary); "" finds it with
+	// FindSyncthing.
+	Syncthing string
 	// SerfPort and ServerPort are the Consul agent's LAN gossip and server
 	// (Raft, RPC) ports: 8301 and 8300 by default.
 	SerfPort, ServerPort int
@@ -175,8 +179,13 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 		return Result{}, err
 	}
 
-	fmt.Fprintln(o.Out, "starting the check-runner and the handler-runner")
-	for _, svc := range daemonServices(cfg, o) {
+	daemons, err := daemonServices(cfg, o)
+	if err != nil {
+		return Result{}, err
+	}
+	u.add("remove "+cfg.SyncthingHome(), func() error { return os.RemoveAll(cfg.SyncthingHome()) })
+	fmt.Fprintln(o.Out, startingWords(daemons))
+	for _, svc := range daemons {
 		if err := u.startService(ctx, o.Services, svc); err != nil {
 			return Result{}, err
 		}

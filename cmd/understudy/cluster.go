@@ -115,8 +115,12 @@ type nodeRow struct {
 	Lag           string            `json:"lag"`
 	Checks        string            `json:"checks"`
 	FailingChecks map[string]string `json:"failing_checks,omitempty"`
-	Heartbeat     time.Time         `json:"heartbeat"`
-	LastChange    string            `json:"last_change"`
+	// Files is each mirrored folder on the node; FilesSummary says it in
+	// a few words ("-" without files blocks).
+	Files        map[string]cluster.FolderState `json:"files,omitempty"`
+	FilesSummary string                         `json:"files_summary"`
+	Heartbeat    time.Time                      `json:"heartbeat"`
+	LastChange   string                         `json:"last_change"`
 	// Unreachable is why the node did not answer /v1/status/node.
 	Unreachable string `json:"unreachable,omitempty"`
 }
@@ -131,6 +135,7 @@ func nodeRows(v clusterView, now time.Time) []nodeRow {
 			r.LagBytes = &m.LagBytes
 		}
 		r.Checks, r.FailingChecks = checksSummary(m.Checks)
+		r.Files, r.FilesSummary = m.Files, filesSummary(m.Files)
 		if live, ok := v.live[m.Name]; ok && live.Err != nil {
 			r.Unreachable = live.Err.Error()
 		}
@@ -175,11 +180,35 @@ func checksSummary(checks map[string]string) (string, map[string]string) {
 	return strings.Join(parts, ", "), failing
 }
 
+// filesSummary is the FILES column: "in sync", or per folder what is
+// wrong ("resources 1.2 MiB behind", "resources 3 changed here").
+func filesSummary(fs map[string]cluster.FolderState) string {
+	if len(fs) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(fs)) {
+		f := fs[name]
+		switch {
+		case f.State == "unknown":
+			parts = append(parts, name+" unknown")
+		case f.LocalChanges > 0:
+			parts = append(parts, fmt.Sprintf("%s %d changed here", name, f.LocalChanges))
+		case f.OutOfSyncBytes > 0:
+			parts = append(parts, name+" "+fmtBytes(f.OutOfSyncBytes)+" behind")
+		}
+	}
+	if len(parts) == 0 {
+		return "in sync"
+	}
+	return strings.Join(parts, ", ")
+}
+
 func renderNodes(w io.Writer, rows []nodeRow) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATE\tCONSUL\tDB ROLE\tLAG\tCHECKS\tLAST CHANGE")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATE\tCONSUL\tDB ROLE\tLAG\tCHECKS\tFILES\tLAST CHANGE")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, orDash(r.Address), r.State, r.Consul, r.DBRole, r.Lag, r.Checks, r.LastChange)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, orDash(r.Address), r.State, r.Consul, r.DBRole, r.Lag, r.Checks, r.FilesSummary, r.LastChange)
 	}
 	return tw.Flush()
 }
@@ -343,7 +372,11 @@ func renderNode(w io.Writer, r nodeReport, now time.Time) error {
 	kv("checks", "%s", orDash(strings.Join(checks, ", ")))
 	kv("heartbeat", "%s (%s)", fmtTime(m.Heartbeat), fmtAgo(m.Heartbeat, now))
 	if m.SyncthingDeviceID != "" {
-		kv("syncthing", "%s", m.SyncthingDeviceID)
+		kv("syncthing", "%s at %s", m.SyncthingDeviceID, orDash(m.SyncthingAddress))
+	}
+	for _, name := range slices.Sorted(maps.Keys(m.Files)) {
+		f := m.Files[name]
+		kv("files "+name, "%s %s, %s out of sync, %d changed here", f.Type, f.State, fmtBytes(f.OutOfSyncBytes), f.LocalChanges)
 	}
 	if r.StatusError != "" {
 		kv("live", "no answer: %s", r.StatusError)

@@ -31,8 +31,10 @@ func fixture() clusterView {
 	stale["consul"] = "critical"
 	return clusterView{
 		status: handlerrunner.ClusterStatus{Cluster: "prod", Leader: "mgr-1", Members: []cluster.Member{
-			{Name: "mgr-2", Address: "10.0.0.6", APIURL: "http://10.0.0.6:8008", Role: cluster.RoleStandby, LagBytes: 1258291, Checks: failing, Heartbeat: now.Add(-4 * time.Second)},
-			{Name: "mgr-1", Address: "10.0.0.5", APIURL: "http://10.0.0.5:8008", Role: cluster.RolePrimary, LagBytes: 0, Checks: allPassing(), Heartbeat: now.Add(-3 * time.Second)},
+			{Name: "mgr-2", Address: "10.0.0.6", APIURL: "http://10.0.0.6:8008", Role: cluster.RoleStandby, LagBytes: 1258291, Checks: failing, Heartbeat: now.Add(-4 * time.Second),
+				Files: map[string]cluster.FolderState{"resources": {State: "syncing", Type: "receiveonly", OutOfSyncBytes: 3 << 20}, "plugins": {State: "idle", Type: "receiveonly", LocalChanges: 2}}},
+			{Name: "mgr-1", Address: "10.0.0.5", APIURL: "http://10.0.0.5:8008", Role: cluster.RolePrimary, LagBytes: 0, Checks: allPassing(), Heartbeat: now.Add(-3 * time.Second),
+				Files: map[string]cluster.FolderState{"resources": {State: "idle", Type: "sendonly"}, "plugins": {State: "idle", Type: "sendonly"}}},
 			{Name: "mgr-3", Address: "10.0.0.7", Role: cluster.RoleUnknown, LagBytes: -1, Checks: stale, Heartbeat: now.Add(-2 * time.Minute)},
 			{Name: "mgr-4", Address: "10.0.0.8", APIURL: "http://10.0.0.8:8008", Role: cluster.RoleStandby, LagBytes: 0, Checks: allPassing(), Heartbeat: now.Add(-1 * time.Second)},
 		}},
@@ -49,11 +51,11 @@ func TestRenderNodes(t *testing.T) {
 	if err := renderNodes(&b, nodeRows(fixture(), now)); err != nil {
 		t.Fatal(err)
 	}
-	want := `NAME   ADDRESS   STATE    CONSUL    DB ROLE  LAG      CHECKS                                    LAST CHANGE
-mgr-1  10.0.0.5  leader   passing   primary  0 B      6/6 passing                               3s ago
-mgr-2  10.0.0.6  replica  passing   standby  1.2 MiB  postgres-role critical, services warning  4s ago
-mgr-3  10.0.0.7  offline  critical  unknown  -        consul critical                           2m ago
-mgr-4  10.0.0.8  offline  passing   standby  0 B      6/6 passing                               1s ago
+	want := `NAME   ADDRESS   STATE    CONSUL    DB ROLE  LAG      CHECKS                                    FILES                                             LAST CHANGE
+mgr-1  10.0.0.5  leader   passing   primary  0 B      6/6 passing                               in sync                                           3s ago
+mgr-2  10.0.0.6  replica  passing   standby  1.2 MiB  postgres-role critical, services warning  plugins 2 changed here, resources 3.0 MiB behind  4s ago
+mgr-3  10.0.0.7  offline  critical  unknown  -        consul critical                           -                                                 2m ago
+mgr-4  10.0.0.8  offline  passing   standby  0 B      6/6 passing                               -                                                 1s ago
 `
 	if b.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
@@ -65,8 +67,10 @@ func TestNodeRowsJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `[{"name":"mgr-2","address":"10.0.0.6","api_url":"http://10.0.0.6:8008","state":"replica","consul":"passing","db_role":"standby","lag_bytes":1258291,"lag":"1.2 MiB","checks":"postgres-role critical, services warning","failing_checks":{"postgres-role":"critical","services":"warning"},"heartbeat":"2024-05-01T11:59:56Z","last_change":"4s ago"},` +
-		`{"name":"mgr-3","address":"10.0.0.7","state":"offline","consul":"critical","db_role":"unknown","lag_bytes":null,"lag":"-","checks":"consul critical","failing_checks":{"consul":"critical"},"heartbeat":"2024-05-01T11:58:00Z","last_change":"2m ago"}]`
+	want := `[{"name":"mgr-2","address":"10.0.0.6","api_url":"http://10.0.0.6:8008","state":"replica","consul":"passing","db_role":"standby","lag_bytes":1258291,"lag":"1.2 MiB","checks":"postgres-role critical, services warning","failing_checks":{"postgres-role":"critical","services":"warning"},` +
+		`"files":{"plugins":{"state":"idle","type":"receiveonly","out_of_sync_bytes":0,"local_changes":2},"resources":{"state":"syncing","type":"receiveonly","out_of_sync_bytes":3145728}},` +
+		`"files_summary":"plugins 2 changed here, resources 3.0 MiB behind","heartbeat":"2024-05-01T11:59:56Z","last_change":"4s ago"},` +
+		`{"name":"mgr-3","address":"10.0.0.7","state":"offline","consul":"critical","db_role":"unknown","lag_bytes":null,"lag":"-","checks":"consul critical","failing_checks":{"consul":"critical"},"files_summary":"-","heartbeat":"2024-05-01T11:58:00Z","last_change":"2m ago"}]`
 	if string(b) != want {
 		t.Fatalf("got\n%s\nwant\n%s", b, want)
 	}
@@ -148,19 +152,21 @@ func TestRenderNode(t *testing.T) {
 	if err := renderNode(&b, nodeReport{Member: m, State: "leader", Status: &st}, now); err != nil {
 		t.Fatal(err)
 	}
-	want := `name:           mgr-1
-state:          leader
-address:        10.0.0.5 (api http://10.0.0.5:8008)
-db role:        primary, timeline 3, port 5432
-lsn:            write 0/3000060, receive 0/0, replay 0/0
-lag:            0 B
-priority:       100, nofailover no
-versions:       understudy 1.0.0, postgres 15.4, consul 1.17.0
-checks:         consul passing, heartbeat passing, postgres-listening passing, postgres-query passing, postgres-role passing, services passing
-heartbeat:      2024-05-01 11:59:57Z (3s ago)
-live role:      active since 2024-05-01 08:55:00Z (3h5m ago): chosen as next-master
-live session:   yes, serving yes, leader -
-live postgres:  running yes, in recovery no, streaming no, timeline 3, position 0/3000060
+	want := `name:             mgr-1
+state:            leader
+address:          10.0.0.5 (api http://10.0.0.5:8008)
+db role:          primary, timeline 3, port 5432
+lsn:              write 0/3000060, receive 0/0, replay 0/0
+lag:              0 B
+priority:         100, nofailover no
+versions:         understudy 1.0.0, postgres 15.4, consul 1.17.0
+checks:           consul passing, heartbeat passing, postgres-listening passing, postgres-query passing, postgres-role passing, services passing
+heartbeat:        2024-05-01 11:59:57Z (3s ago)
+files plugins:    sendonly idle, 0 B out of sync, 0 changed here
+files resources:  sendonly idle, 0 B out of sync, 0 changed here
+live role:        active since 2024-05-01 08:55:00Z (3h5m ago): chosen as next-master
+live session:     yes, serving yes, leader -
+live postgres:    running yes, in recovery no, streaming no, timeline 3, position 0/3000060
 `
 	if b.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
@@ -250,7 +256,7 @@ func TestClusterCommands(t *testing.T) {
 		want []string // substrings of the output
 	}{
 		{[]string{"status", "--profile", "prod"}, []string{"cluster:        prod", "leader:         mgr-1, active since", "(1h0m ago)", "last failover:  2024-05-01 08:55:00Z mgr-2→mgr-1"}},
-		{[]string{"nodes", "list", "--profile", "prod"}, []string{"NAME", "mgr-1  127.0.0.1  leader  passing  primary  0 B  6/6 passing  just now"}},
+		{[]string{"nodes", "list", "--profile", "prod"}, []string{"NAME", "mgr-1  127.0.0.1  leader  passing  primary  0 B  6/6 passing  -      just now"}},
 		{[]string{"nodes", "list", "--profile", "prod", "-o", "json"}, []string{`"state": "leader"`, `"checks": "6/6 passing"`}},
 		{[]string{"nodes", "get", "mgr-1", "--profile", "prod"}, []string{"live role:      active since"}},
 		{[]string{"--profile", "prod", "history", "--limit", "2"}, []string{"candidate→active"}},

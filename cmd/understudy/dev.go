@@ -75,7 +75,9 @@ it, and prints where everything is. The processes keep running until
 PostgreSQL through HAProxy:  psql "postgres://postgres@%s/postgres"
 Watch a failover:            understudy dev demo --dir %s
                              (or kill the active node's pids from `+"`understudy dev status -o json`"+`)
-Logs:                        %s/<node>/logs/
+Mirrored files:              write in the active node's SHARED FILES directory,
+                             they appear in the others' (Syncthing, files "shared")
+Logs:                        %s/<node>/services/*.log
 The cluster from the CLI:    understudy cluster nodes list   (profile "dev")
 Stop and remove everything:  understudy dev down --dir %s
 `, s.HAProxy.Frontend, s.Dir, s.Dir, s.Dir)
@@ -164,7 +166,7 @@ func printDev(out io.Writer, ctx context.Context, s *devcluster.State) {
 	}
 	active, _ := devcluster.Active(ctx, s)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tROLE\tAPI\tPOSTGRES\tCONSUL\tPIDS (consul postgres check-runner handler-runner)")
+	fmt.Fprintln(tw, "NODE\tROLE\tAPI\tPOSTGRES\tCONSUL\tSHARED FILES\tPIDS (consul postgres check-runner handler-runner syncthing)")
 	for i, n := range s.Nodes {
 		role := "standby"
 		switch {
@@ -173,8 +175,8 @@ func printDev(out io.Writer, ctx context.Context, s *devcluster.State) {
 		case i == active:
 			role = "active"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s:%d\t%s\t%d %d %d %d\n", n.Name, role, n.APIURL, n.PostgresHost, n.PostgresPort,
-			n.ConsulAPI, n.PIDs.Consul, n.PIDs.Postgres, n.PIDs.CheckRunner, n.PIDs.HandlerRunner)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s:%d\t%s\t%s\t%d %d %d %d %d\n", n.Name, role, n.APIURL, n.PostgresHost, n.PostgresPort,
+			n.ConsulAPI, orDash(n.Files["shared"]), n.PIDs.Consul, n.PIDs.Postgres, n.PIDs.CheckRunner, n.PIDs.HandlerRunner, n.PIDs.Syncthing)
 	}
 	tw.Flush()
 	fmt.Fprintf(out, "haproxy: %s (pid %d), postgres of the active node\n", s.HAProxy.Frontend, s.HAProxy.PID)

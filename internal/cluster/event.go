@@ -13,6 +13,7 @@ const (
 	EventJoin        = "join"         // a member appeared
 	EventRemove      = "remove"       // a member was removed
 	EventPartition   = "partition"    // a node entered or left the minority
+	EventFiles       = "files"        // a standby's local file changes were reverted (Details: folder, files)
 )
 
 // Event is one entry of the cluster's history at events/<seq>: what happened,

@@ -88,12 +88,34 @@ type Member struct {
 	// ConsulNode is the node's name in Consul (its agent's node name), which
 	// need not be the member's name: `nodes remove` takes it out of Consul.
 	ConsulNode string `json:"consul_node,omitempty"`
-	// SyncthingDeviceID is filled in once file replication exists.
+	// SyncthingDeviceID is the Syncthing identity of the node (from its
+	// certificate) and SyncthingAddress where its Syncthing takes peer
+	// connections ("tcp://10.0.0.5:22000"); both empty on a node without
+	// files blocks. Every node's handler-runner adds the others' devices
+	// from these.
 	SyncthingDeviceID string `json:"syncthing_device_id,omitempty"`
+	SyncthingAddress  string `json:"syncthing_address,omitempty"`
+	// Files is each mirrored folder as the node's Syncthing last reported it.
+	Files map[string]FolderState `json:"files,omitempty"`
 	// Checks maps each health check to its last state ("passing", "warning",
 	// "critical"), for `nodes list` without a second query.
 	Checks    map[string]string `json:"checks,omitempty"`
 	Heartbeat time.Time         `json:"heartbeat"`
+}
+
+// FolderState is one mirrored folder on one node, for `nodes list` and the
+// files check.
+type FolderState struct {
+	// State is Syncthing's: "idle", "scanning", "syncing", ...; "unknown"
+	// when Syncthing could not be asked.
+	State string `json:"state"`
+	// Type is "sendonly" on the active, "receiveonly" on a standby.
+	Type string `json:"type,omitempty"`
+	// OutOfSyncBytes is how much a standby still lacks of the active's
+	// files (0 on the active).
+	OutOfSyncBytes int64 `json:"out_of_sync_bytes"`
+	// LocalChanges counts files changed on a standby and not yet reverted.
+	LocalChanges int64 `json:"local_changes,omitempty"`
 }
 
 // Versions of the pieces a node runs; a mixed cluster is visible at a glance.

@@ -3,6 +3,7 @@ package config
 import (
 	"net"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -32,7 +33,9 @@ type Config struct {
 	Checks   Checks
 	API      API
 	Services []Service
-	Files    []Files
+	// Syncthing is used only when there are Files blocks.
+	Syncthing Syncthing
+	Files     []Files
 	// PromoteHooks run once, in order, each time the node becomes active.
 	PromoteHooks []Hook
 
@@ -165,14 +168,39 @@ type Service struct {
 	ActiveOnly bool
 }
 
+// Syncthing is the `syncthing` block: the Syncthing that mirrors the files
+// blocks, one per node, run and configured by understudy (its home is
+// <node.data_dir>/syncthing).
+type Syncthing struct {
+	// Binary is the syncthing program; "" finds bin/syncthing beside the
+	// understudy binary (what `make deps` builds, the pinned version), else
+	// syncthing on PATH.
+	Binary string
+	// Port is where Syncthing's sync protocol listens, on node.address
+	// only; peers connect there.
+	Port int // default 22000
+	// APIPort is Syncthing's REST API, on 127.0.0.1 only, with an API key
+	// understudy generates.
+	APIPort int // default 8384
+}
+
 // Files is one `files "NAME"` block: a directory Syncthing mirrors from the
 // active node to the standbys.
 type Files struct {
 	// Name is the block label and the Syncthing folder ID: lowercase
 	// letters, digits and '-', unique.
 	Name string // the block label
-	Path string // absolute, unique
+	Path string // absolute, an existing directory, unique, outside the others and node.data_dir
+	// MaxOutOfSync is how many bytes a standby may lack before the files
+	// check warns, once it has lacked them for Settle: a burst of writes on
+	// the active is not a warning, a standby that stays behind is.
+	MaxOutOfSync int64         // bytes; HCL takes "10MB"; default 0
+	Settle       time.Duration // default 60s
 }
+
+// DefaultFilesSettle is how long a standby may be out of sync before the
+// files check warns, when a files block sets no settle.
+const DefaultFilesSettle = 60 * time.Second
 
 // DefaultHookTimeout bounds a promote hook that sets no timeout.
 const DefaultHookTimeout = 30 * time.Second
@@ -223,7 +251,8 @@ func base() *Config {
 			TTLMultiplier:     1,
 			FailFast:          true,
 		},
-		API: API{Listen: ":8008"},
+		API:       API{Listen: ":8008"},
+		Syncthing: Syncthing{Port: 22000, APIPort: 8384},
 	}
 }
 
@@ -290,6 +319,21 @@ func (c *Config) APIURL() string {
 // certificate, and the handler-runner's API served over HTTPS with the same
 // certificate.
 func (c *Config) TLS() bool { return c.Consul.Scheme == "https" }
+
+// SyncthingHome is the node's Syncthing home: its configuration, database,
+// API key and identity (the node certificate).
+func (c *Config) SyncthingHome() string { return filepath.Join(c.Node.DataDir, "syncthing") }
+
+// SyncthingListen is where the node's Syncthing takes peer connections:
+// node.address only.
+func (c *Config) SyncthingListen() string {
+	return net.JoinHostPort(c.Node.Address, strconv.Itoa(c.Syncthing.Port))
+}
+
+// SyncthingAPI is the node's Syncthing REST API, on loopback only.
+func (c *Config) SyncthingAPI() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Syncthing.APIPort))
+}
 
 // TLSFiles are the CA certificate, node certificate and key of a TLS node.
 func (c *Config) TLSFiles() (ca, cert, key string) {

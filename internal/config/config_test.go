@@ -149,7 +149,18 @@ var badInputs = []struct {
 	{"duplicate service", minimal + "service \"x\" { systemd_unit = \"x.service\" }\nservice \"x\" { systemd_unit = \"y.service\" }\n", 7,
 		`duplicate service "x" (the first is on line 6)`, 1},
 	{"duplicate files path", minimal + "files \"a\" { path = \"/srv/a\" }\nfiles \"b\" { path = \"/srv/a/\" }\n", 7,
-		`is the path of another files block (the first is on line 6)`, 1},
+		`files.b.path = "/srv/a/" is the path of files "a" (the first is on line 6); mirror each directory once`, 1},
+	{"files inside files", minimal + "files \"a\" { path = \"/srv/a\" }\nfiles \"b\" { path = \"/srv/a/b\" }\n", 7,
+		`files.b.path = "/srv/a/b" is inside files "a" (the first is on line 6)`, 1},
+	{"files around files", minimal + "files \"a\" { path = \"/srv/a/b\" }\nfiles \"b\" { path = \"/srv\" }\n", 7,
+		`files.b.path = "/srv" contains files "a"`, 1},
+	{"files in the data dir", minimal + "files \"a\" { path = \"/var/lib/understudy/files\" }\n", 6,
+		`overlaps node.data_dir = "/var/lib/understudy"; mirror a directory outside`, 1},
+	{"files around postgres", minimal + "postgres {\n  data_dir = \"/srv/pg/data\"\n}\nfiles \"a\" { path = \"/srv/pg\" }\n", 9,
+		`overlaps postgres.data_dir = "/srv/pg/data"`, 1},
+	{"files negative settle", minimal + "files \"a\" {\n  path = \"/srv/a\"\n  settle = \"-1s\"\n}\n", 8, `files.a.settle = "-1s" is negative`, 1},
+	{"syncthing port clash", minimal + "syncthing {\n  api_port = 5432\n}\nfiles \"a\" { path = \"/srv/a\" }\n", 7,
+		`syncthing.api_port = 5432 is postgres.port too`, 1},
 	{"size with a space", minimal + "postgres {\n  maximum_lag_on_failover = \"16 MB\"\n}\n", 7,
 		`postgres.maximum_lag_on_failover = "16 MB" is not a size; write a whole number with a unit, like "16MB"`, 1},
 	{"size in lower case", minimal + "postgres {\n  maximum_lag_on_failover = \"16mb\"\n}\n", 7, `is not a size`, 1},
@@ -257,7 +268,7 @@ func TestParseFull(t *testing.T) {
 		{Name: "restservice", SystemdUnit: "restservice.service"},
 		{Name: "stage", Command: []string{"/opt/manager/bin/stage", "--config", "/etc/stage.conf"}, ActiveOnly: true},
 	}
-	want.Files = []Files{{Name: "resources", Path: "/opt/manager/resources"}}
+	want.Files = []Files{{Name: "resources", Path: "/opt/manager/resources", Settle: time.Minute}}
 	assertEqual(t, cfg, want)
 	roundTrip(t, cfg)
 }
@@ -276,8 +287,9 @@ func TestParseMinimalHasDefaults(t *testing.T) {
 		Postgres: Postgres{BinDir: "/usr/lib/postgresql/15/bin", DataDir: "/var/lib/understudy/postgres",
 			Host: "10.0.0.5", Port: 5432, User: "postgres", Database: "postgres", OSUser: "postgres",
 			MaximumLagOnFailover: 16 << 20, ConnectTimeout: 2 * time.Second},
-		Checks: Checks{Interval: time.Second, HeartbeatInterval: 15 * time.Second, TTLMultiplier: 1, FailFast: true},
-		API:    API{Listen: ":8008"},
+		Checks:    Checks{Interval: time.Second, HeartbeatInterval: 15 * time.Second, TTLMultiplier: 1, FailFast: true},
+		API:       API{Listen: ":8008"},
+		Syncthing: Syncthing{Port: 22000, APIPort: 8384},
 	}
 	assertEqual(t, cfg, want)
 	roundTrip(t, cfg)
@@ -460,5 +472,38 @@ func TestValidateCodeBuiltCommand(t *testing.T) {
 	c.Services = []Service{{Name: "w", Command: []string{}}}
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "service.w.command = [] is empty") {
 		t.Errorf("empty command: %v; want it reported as empty", err)
+	}
+}
+
+func TestCheckPaths(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "plain")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := minimal + "files \"ok\" { path = \"" + dir + "\" }\n" +
+		"files \"gone\" { path = \"/nonexistent/understudy-files\" }\n" +
+		"files \"plain\" { path = \"" + file + "\" }\n"
+	// The file itself is "ok"'s path's child: overlap is Validate's, not
+	// CheckPaths', so parse without it.
+	cfg, err := Parse([]byte(strings.Replace(src, "files \"plain\" { path = \""+file+"\" }\n", "", 1)), "x.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Files = append(cfg.Files, Files{Name: "plain", Path: file, Settle: time.Minute})
+	err = cfg.CheckPaths()
+	if err == nil {
+		t.Fatal("CheckPaths accepted a missing path and a plain file")
+	}
+	for _, want := range []string{
+		`x.hcl:7: files.gone.path = "/nonexistent/understudy-files" does not exist; create the directory (mkdir -p /nonexistent/understudy-files)`,
+		`files.plain.path = "` + file + `" is not a directory`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("no %q in:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "files.ok") {
+		t.Errorf("an existing directory was refused:\n%v", err)
 	}
 }

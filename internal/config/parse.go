@@ -11,15 +11,25 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
-// Load reads, parses and validates the file at path. A file that cannot be
-// read is a plain wrapped error (errors.Is(err, fs.ErrNotExist) works); a
-// file with problems is an *Error listing every one of them.
+// Load reads, parses and validates the file at path, and checks the paths
+// it names (CheckPaths). A file that cannot be read is a plain wrapped
+// error (errors.Is(err, fs.ErrNotExist) works); a file with problems is an
+// *Error listing every one of them.
 func Load(path string) (*Config, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read configuration: %w", err)
 	}
-	return Parse(src, path)
+	c, err := Parse(src, path)
+	if err != nil {
+		return nil, err
+	}
+	// Load reads the file as it is used, on this machine: the paths it
+	// names must be there too. Parse alone stays pure.
+	if err := c.CheckPaths(); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // Parse reads src, HCL native syntax, as if loaded from filename: defaults
@@ -139,7 +149,7 @@ func (d *decoder) labelledBlock(c *Config, b *hclsyntax.Block) {
 	case "files":
 		key := fmt.Sprintf("files.%d", len(c.Files))
 		d.info.lines[key] = line
-		f := Files{Name: label}
+		f := Files{Name: label, Settle: DefaultFilesSettle}
 		d.body(b.Body, key, "files."+label, display, f.bindings())
 		c.Files = append(c.Files, f)
 	case "promote_hook":

@@ -9,7 +9,7 @@ import "slices"
 // "files") may appear any number of times, the others at most once.
 var blockTypes = []blockType{
 	{"cluster", false}, {"node", false}, {"consul", false}, {"postgres", false},
-	{"checks", false}, {"api", false}, {"service", true}, {"files", true}, {"promote_hook", true},
+	{"checks", false}, {"api", false}, {"syncthing", false}, {"service", true}, {"files", true}, {"promote_hook", true},
 }
 
 type blockType struct {
@@ -41,6 +41,8 @@ func (c *Config) bindings(blockType string) []binding {
 		return c.Checks.bindings()
 	case "api":
 		return c.API.bindings()
+	case "syncthing":
+		return c.Syncthing.bindings()
 	case "service":
 		return (&Service{}).bindings()
 	case "files":
@@ -128,9 +130,19 @@ func (b *Service) bindings() []binding {
 	}
 }
 
+func (b *Syncthing) bindings() []binding {
+	return []binding{
+		{"binary", &b.Binary, `"/usr/local/bin/syncthing"`},
+		{"port", &b.Port, `22000`},
+		{"api_port", &b.APIPort, `8384`},
+	}
+}
+
 func (b *Files) bindings() []binding {
 	return []binding{
 		{"path", &b.Path, `"/opt/manager/resources"`},
+		{"max_out_of_sync", &b.MaxOutOfSync, `"10MB"`},
+		{"settle", &b.Settle, `"60s"`},
 	}
 }
 

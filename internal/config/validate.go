@@ -41,7 +41,7 @@ func (c *Config) validate() []Problem {
 	v.checks(&c.Checks)
 	v.api(c)
 	v.services(c.Services)
-	v.files(c.Files)
+	v.files(c)
 	v.hooks(c.PromoteHooks)
 	return v.problems
 }

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -97,12 +100,19 @@ func (v *validator) command(key, display, field string, argv []string, what stri
 	}
 }
 
-func (v *validator) files(fs []Files) {
+func (v *validator) files(c *Config) {
+	fs := c.Files
 	firstName := map[string]string{}
-	firstPath := map[string]string{}
+	var paths []filesPath
 	for i, f := range fs {
 		key := fmt.Sprintf("files.%d", i)
 		v.name(key, "files", f.Name, `"resources"`, false)
+		if f.MaxOutOfSync < 0 {
+			v.add(key+".max_out_of_sync", "files.%s.max_out_of_sync = %d is negative; write a size like \"10MB\", or \"0\" to warn about any byte missing", f.Name, f.MaxOutOfSync)
+		}
+		if f.Settle < 0 {
+			v.add(key+".settle", "files.%s.settle = %s is negative; write a duration like \"60s\"", f.Name, quote(formatDuration(f.Settle)))
+		}
 		if k, dup := firstName[f.Name]; dup {
 			v.add(key, "duplicate files %s%s; rename one or merge them", quote(f.Name), v.firstAt(k))
 			continue
@@ -112,15 +122,101 @@ func (v *validator) files(fs []Files) {
 			v.add(key+".path", `missing required field path in files %s; add path = "/opt/manager/resources" to the block`, quote(f.Name))
 			continue
 		}
-		v.absPath(key+".path", f.Path, `"/opt/manager/resources"`, true)
-		clean := filepath.Clean(f.Path)
-		if k, dup := firstPath[clean]; dup {
-			v.add(key+".path", "files.%s.path = %s is the path of another files block%s; mirror a directory once",
-				f.Name, quote(f.Path), v.firstAt(k))
+		if !filepath.IsAbs(f.Path) {
+			v.absPath(key+".path", f.Path, `"/opt/manager/resources"`, true)
 			continue
 		}
-		firstPath[clean] = key
+		clean := filepath.Clean(f.Path)
+		// One Syncthing folder inside another would be mirrored twice, with
+		// two owners; inside the data directory it would mirror PostgreSQL's
+		// files or understudy's own state.
+		overlap := false
+		for _, o := range paths {
+			if within(clean, o.path) || within(o.path, clean) {
+				what := "is inside"
+				switch {
+				case clean == o.path:
+					what = "is the path of"
+				case within(o.path, clean):
+					what = "contains"
+				}
+				v.add(key+".path", "files.%s.path = %s %s files %s%s; mirror each directory once, in one block",
+					f.Name, quote(f.Path), what, quote(o.name), v.firstAt(o.key))
+				overlap = true
+				break
+			}
+		}
+		for _, d := range []struct{ field, dir string }{{"node.data_dir", c.Node.DataDir}, {"postgres.data_dir", c.Postgres.DataDir}} {
+			if d.dir == "" || !filepath.IsAbs(d.dir) {
+				continue
+			}
+			if dd := filepath.Clean(d.dir); within(clean, dd) || within(dd, clean) {
+				v.add(key+".path", "files.%s.path = %s overlaps %s = %s; mirror a directory outside understudy's and PostgreSQL's data",
+					f.Name, quote(f.Path), d.field, quote(d.dir))
+				overlap = true
+			}
+		}
+		if !overlap {
+			paths = append(paths, filesPath{key, f.Name, clean})
+		}
 	}
+	if len(fs) > 0 {
+		st := c.Syncthing
+		v.port("syncthing.port", st.Port, "22000")
+		v.port("syncthing.api_port", st.APIPort, "8384")
+		v.absPath("syncthing.binary", st.Binary, `"/usr/local/bin/syncthing"`, false)
+		if st.Port == st.APIPort {
+			v.addAt([]string{"syncthing.api_port", "syncthing.port"}, "syncthing.api_port = %d is syncthing.port too; write another port, like 8384", st.APIPort)
+		}
+		for _, p := range []struct {
+			field string
+			port  int
+		}{{"syncthing.port", st.Port}, {"syncthing.api_port", st.APIPort}} {
+			if p.port == c.Postgres.Port {
+				v.addAt([]string{p.field, "postgres.port"}, "%s = %d is postgres.port too; write another port", p.field, p.port)
+			}
+			if _, lp, err := net.SplitHostPort(c.API.Listen); err == nil && lp == strconv.Itoa(p.port) {
+				v.addAt([]string{p.field, "api.listen"}, "%s = %d is api.listen's port too; write another port", p.field, p.port)
+			}
+		}
+	}
+}
+
+type filesPath struct{ key, name, path string }
+
+// within reports whether path is dir or below it; both are clean.
+func within(path, dir string) bool {
+	if path == dir {
+		return true
+	}
+	return strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// CheckPaths checks what Validate cannot without looking at the machine:
+// each files path is an existing directory. `config check`, the daemons and
+// `cluster start`/`join` run it; a Syncthing folder on a missing path would
+// look in sync with nothing in it.
+func (c *Config) CheckPaths() error {
+	v := &validator{src: c.src, file: c.Path}
+	if c.src != nil {
+		v.file = c.src.file
+	}
+	for i, f := range c.Files {
+		if f.Path == "" || !filepath.IsAbs(f.Path) {
+			continue
+		}
+		key := fmt.Sprintf("files.%d.path", i)
+		fi, err := os.Stat(f.Path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			v.add(key, "files.%s.path = %s does not exist; create the directory (mkdir -p %s) or correct the path", f.Name, quote(f.Path), f.Path)
+		case err != nil:
+			v.add(key, "files.%s.path = %s cannot be read: %v", f.Name, quote(f.Path), err)
+		case !fi.IsDir():
+			v.add(key, "files.%s.path = %s is not a directory; a files block mirrors a directory, write the directory that holds it", f.Name, quote(f.Path))
+		}
+	}
+	return asError(v.problems)
 }
 
 // name checks a name that becomes part of Consul keys, a check ID or a

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -16,7 +18,9 @@ import (
 // HAProxy, the active node killed whole (SIGKILL of its Consul server,
 // daemons and PostgreSQL), writes through HAProxy again once another node
 // took over, every row still there; then the killed node is started again
-// and rejoins as a standby.
+// and rejoins as a standby. A file written in the active's shared directory
+// before the kill is on every standby; one written on the new active after
+// it reaches the others, the old active once it is back.
 func Demo(ctx context.Context, s *State, o Options, out io.Writer) error {
 	const rows = 100
 	var conn *pgx.Conn
@@ -45,12 +49,15 @@ func Demo(ctx context.Context, s *State, o Options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := demoFile(ctx, s, a, nil, "before-failover.txt", out); err != nil {
+		return err
+	}
 	s.refresh()
 	old := s.Nodes[a]
-	fmt.Fprintf(out, "killing the active node %s: consul %d, postgres %d, check-runner %d, handler-runner %d (SIGKILL)\n",
-		old.Name, old.PIDs.Consul, old.PIDs.Postgres, old.PIDs.CheckRunner, old.PIDs.HandlerRunner)
+	fmt.Fprintf(out, "killing the active node %s: consul %d, postgres %d, check-runner %d, handler-runner %d, syncthing %d (SIGKILL)\n",
+		old.Name, old.PIDs.Consul, old.PIDs.Postgres, old.PIDs.CheckRunner, old.PIDs.HandlerRunner, old.PIDs.Syncthing)
 	killed := time.Now()
-	for _, pid := range []int{old.PIDs.Consul, old.PIDs.HandlerRunner, old.PIDs.CheckRunner, old.PIDs.Postgres} {
+	for _, pid := range []int{old.PIDs.Consul, old.PIDs.HandlerRunner, old.PIDs.CheckRunner, old.PIDs.Syncthing, old.PIDs.Postgres} {
 		if pid > 0 {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
@@ -93,6 +100,9 @@ func Demo(ctx context.Context, s *State, o Options, out io.Writer) error {
 		return fmt.Errorf("rows lost: %d of the %d written are there", count, rows+1)
 	}
 	fmt.Fprintf(out, "rows intact: all %d rows written before the kill and the one after are there\n", rows)
+	if err := demoFile(ctx, s, b, &a, "after-failover.txt", out); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(out, "starting %s again: it rejoins as a standby of %s\n", old.Name, s.Nodes[b].Name)
 	if err := StartNode(ctx, s, a, o); err != nil {
@@ -102,7 +112,52 @@ func Demo(ctx context.Context, s *State, o Options, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "%s is back, streaming from %s\n", old.Name, s.Nodes[b].Name)
+	if dir := old.Files["shared"]; dir != "" {
+		if err := waitFile(ctx, filepath.Join(dir, "after-failover.txt"), "after-failover.txt"); err != nil {
+			return fmt.Errorf("%s, back as a standby, did not receive the file the new active wrote: %w", old.Name, err)
+		}
+		fmt.Fprintf(out, "%s has the file written on %s while it was down\n", old.Name, s.Nodes[b].Name)
+	}
 	return nil
+}
+
+// demoFile writes name in the shared directory of node a and waits until
+// every other running node (all but skip) has it: the files block that
+// Syncthing mirrors from the active node.
+func demoFile(ctx context.Context, s *State, a int, skip *int, name string, out io.Writer) error {
+	src := s.Nodes[a].Files["shared"]
+	if src == "" {
+		return nil
+	}
+	if err := os.WriteFile(filepath.Join(src, name), []byte(name), 0o644); err != nil {
+		return err
+	}
+	start := time.Now()
+	for i, n := range s.Nodes {
+		if i == a || (skip != nil && i == *skip) {
+			continue
+		}
+		if err := waitFile(ctx, filepath.Join(n.Files["shared"], name), name); err != nil {
+			return fmt.Errorf("the file %s written on the active %s did not reach %s: %w", name, s.Nodes[a].Name, n.Name, err)
+		}
+	}
+	fmt.Fprintf(out, "wrote %s in %s on %s: on every standby after %.1f s\n", name, src, s.Nodes[a].Name, time.Since(start).Seconds())
+	return nil
+}
+
+// waitFile waits until path holds content. The first file waits for the
+// nodes' Syncthing to have found each other, hence the minute.
+func waitFile(ctx context.Context, path, content string) error {
+	return wait.Until(ctx, time.Minute, func() error {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if string(b) != content {
+			return fmt.Errorf("%s holds %q", path, b)
+		}
+		return nil
+	})
 }
 
 func connect(ctx context.Context, s *State) (*pgx.Conn, error) {

@@ -24,7 +24,7 @@ func TestDevUpStatusDemoDown(t *testing.T) {
 	}
 	bin := testenv.Understudy(t)
 	dir := filepath.Join(testenv.TempDir(t, "dev"), "cluster")
-	o := devcluster.Options{Understudy: bin, Consul: testenv.ConsulBinary(t), Nodes: 3, Dir: dir}
+	o := devcluster.Options{Understudy: bin, Consul: testenv.ConsulBinary(t), Syncthing: testenv.SyncthingBinary(t), Nodes: 3, Dir: dir}
 	ctx := context.Background()
 	s, err := devcluster.Up(ctx, o)
 	if err != nil {
@@ -50,7 +50,7 @@ func TestDevUpStatusDemoDown(t *testing.T) {
 	}
 	for _, n := range st.Nodes {
 		p := n.PIDs
-		if p.Consul == 0 || p.Postgres == 0 || p.CheckRunner == 0 || p.HandlerRunner == 0 || n.APIURL == "" || n.PostgresPort == 0 {
+		if p.Consul == 0 || p.Postgres == 0 || p.CheckRunner == 0 || p.HandlerRunner == 0 || p.Syncthing == 0 || n.APIURL == "" || n.PostgresPort == 0 || n.Files["shared"] == "" {
 			t.Fatalf("node %s in dev status: %+v", n.Name, n)
 		}
 	}

@@ -39,7 +39,12 @@ type Node struct {
 	ConsulAPI    string `json:"consul_api"`
 	SerfPort     int    `json:"consul_serf_port"`
 	ServerPort   int    `json:"consul_server_port"`
-	PIDs         PIDs   `json:"pids"`
+	// Files maps each files block to its directory on this node: write in
+	// the active node's, watch it appear in the others'.
+	Files         map[string]string `json:"files"`
+	SyncthingPort int               `json:"syncthing_port"`
+	SyncthingAPI  string            `json:"syncthing_api"`
+	PIDs          PIDs              `json:"pids"`
 }
 
 // PIDs of a node's processes; 0 when not running. PostgreSQL's is read from
@@ -49,6 +54,7 @@ type PIDs struct {
 	Postgres      int `json:"postgres"`
 	CheckRunner   int `json:"check_runner"`
 	HandlerRunner int `json:"handler_runner"`
+	Syncthing     int `json:"syncthing"`
 }
 
 // HAProxy is the frontend that follows the active node.
@@ -100,6 +106,7 @@ func (s *State) refresh() {
 			Consul:        pidFile(lifecycle.PIDFile(n.Dir, lifecycle.ConsulProcess)),
 			CheckRunner:   pidFile(lifecycle.PIDFile(n.Dir, lifecycle.CheckRunnerProcess)),
 			HandlerRunner: pidFile(lifecycle.PIDFile(n.Dir, lifecycle.HandlerRunnerProcess)),
+			Syncthing:     pidFile(lifecycle.PIDFile(n.Dir, lifecycle.SyncthingProcess)),
 			Postgres:      postmasterPID(n.PostgresData),
 		}
 	}

@@ -27,15 +27,16 @@ import (
 type Options struct {
 	Dir   string // where everything lives; created
 	Nodes int    // 1 to 9
-	// Understudy, Consul and HAProxy are the programs to run; Defaults
-	// fills them in.
-	Understudy, Consul, HAProxy string
+	// Understudy, Consul, Syncthing and HAProxy are the programs to run;
+	// Defaults fills them in.
+	Understudy, Consul, Syncthing, HAProxy string
 	// Out receives progress lines for the operator.
 	Out io.Writer
 }
 
-// Defaults fills in the programs: this binary, bin/consul beside it (what
-// `make deps` builds) or on PATH, and Debian's haproxy.
+// Defaults fills in the programs: this binary, bin/consul and
+// bin/syncthing beside it (what `make deps` builds) or on PATH, and
+// Debian's haproxy.
 func (o *Options) Defaults() error {
 	if o.Understudy == "" {
 		exe, err := os.Executable()
@@ -50,6 +51,13 @@ func (o *Options) Defaults() error {
 			return err
 		}
 		o.Consul = p
+	}
+	if o.Syncthing == "" {
+		p, err := lifecycle.FindSyncthing(o.Understudy)
+		if err != nil {
+			return err
+		}
+		o.Syncthing = p
 	}
 	if o.HAProxy == "" {
 		p, err := exec.LookPath("haproxy")
@@ -175,7 +183,7 @@ func nodeOptions(n Node, o Options) (*config.Config, lifecycle.Options, error) {
 		return nil, lifecycle.Options{}, err
 	}
 	m := services.NewManager(services.WithStateDir(filepath.Join(n.Dir, "services")), services.WithLogger(slog.New(slog.DiscardHandler)))
-	return cfg, lifecycle.Options{Consul: o.Consul, Understudy: o.Understudy, SerfPort: n.SerfPort, ServerPort: n.ServerPort,
+	return cfg, lifecycle.Options{Consul: o.Consul, Understudy: o.Understudy, Syncthing: o.Syncthing, SerfPort: n.SerfPort, ServerPort: n.ServerPort,
 		Services: m, Out: o.Out}, nil
 }
 
@@ -183,19 +191,29 @@ func nodeOptions(n Node, o Options) (*config.Config, lifecycle.Options, error) {
 func layoutNode(dir string, i int) (Node, error) {
 	name := "n" + strconv.Itoa(i+1)
 	addr := "127.0.0." + strconv.Itoa(11+i)
-	ports, err := freePorts(addr, 5) // consul https, serf, server; postgres; api
+	ports, err := freePorts(addr, 6) // consul https, serf, server; postgres; api; syncthing
+	if err != nil {
+		return Node{}, err
+	}
+	// Syncthing's REST API listens on 127.0.0.1, whatever the node's address.
+	stAPI, err := freePorts("127.0.0.1", 1)
 	if err != nil {
 		return Node{}, err
 	}
 	ndir := filepath.Join(dir, name)
-	if err := os.MkdirAll(ndir, 0o755); err != nil {
-		return Node{}, err
+	shared := filepath.Join(dir, name+"-shared")
+	for _, d := range []string{ndir, shared} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return Node{}, err
+		}
 	}
 	return Node{
 		Name: name, Address: addr, Dir: ndir, Config: filepath.Join(ndir, "understudy.hcl"),
 		ConsulAPI: "https://" + net.JoinHostPort(addr, strconv.Itoa(ports[0])), SerfPort: ports[1], ServerPort: ports[2],
 		PostgresHost: addr, PostgresPort: ports[3], PostgresData: filepath.Join(ndir, "postgres"),
 		APIURL: "https://" + net.JoinHostPort(addr, strconv.Itoa(ports[4])),
+		Files:  map[string]string{"shared": shared}, SyncthingPort: ports[5],
+		SyncthingAPI: net.JoinHostPort("127.0.0.1", strconv.Itoa(stAPI[0])),
 	}, nil
 }
 
@@ -218,8 +236,13 @@ postgres {
 }
 checks { interval = "1s" }
 api    { listen = %q }
+syncthing {
+  port     = %d
+  api_port = %s
+}
+files "shared" { path = %q }
 `, n.Name, s.Cluster, n.Name, n.Address, n.Dir, strings.TrimPrefix(n.ConsulAPI, "https://"), n.PostgresPort, n.PostgresData,
-		strings.TrimPrefix(n.APIURL, "https://"))
+		strings.TrimPrefix(n.APIURL, "https://"), n.SyncthingPort, strings.TrimPrefix(n.SyncthingAPI, "127.0.0.1:"), n.Files["shared"])
 	if err := os.WriteFile(n.Config, []byte(hcl), 0o644); err != nil {
 		return err
 	}

@@ -36,6 +36,29 @@ func consulBinary(t testing.TB) string {
 	return ""
 }
 
+// SyncthingBinary finds the pinned Syncthing: $UNDERSTUDY_SYNCTHING_BIN,
+// else bin/syncthing in the module root (what `make deps` builds), else PATH.
+func SyncthingBinary(t testing.TB) string {
+	t.Helper()
+	const install = "make deps (builds bin/syncthing from packaging/syncthing)"
+	if p := os.Getenv("UNDERSTUDY_SYNCTHING_BIN"); p != "" {
+		if !isExecutable(p) {
+			t.Fatalf("UNDERSTUDY_SYNCTHING_BIN=%s is not an executable file; unset it or run: %s", p, install)
+		}
+		return p
+	}
+	if root, ok := moduleRoot(); ok {
+		if p := filepath.Join(root, "bin", "syncthing"); isExecutable(p) {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("syncthing"); err == nil {
+		return p
+	}
+	t.Fatalf("syncthing not found ($UNDERSTUDY_SYNCTHING_BIN, bin/syncthing, PATH); install it with: %s", install)
+	return ""
+}
+
 // postgresBinDir is where PostgreSQL 15's programs are, as Debian installs
 // them; $UNDERSTUDY_PG_BIN_DIR overrides it.
 func postgresBinDir(t testing.TB) string {
