@@ -14,7 +14,7 @@ APT_PACKAGES  := postgresql-15 postgresql-client-15 iproute2 procps haproxy rsyn
 
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: all demo build deps apt consul syncthing staticcheck test test-short lint vet fmt bench-checkrunner bench-failover clean
+.PHONY: all demo build deps apt consul syncthing staticcheck test test-short lint vet fmt bench-checkrunner bench-failover bench-files clean
 
 all: build
 
@@ -105,6 +105,13 @@ bench-checkrunner: deps
 # UNDERSTUDY_BENCH_RUNS sets the runs of each kind (default 3).
 bench-failover: deps
 	$(GO) test -run '^$$' -bench BenchmarkFailover -benchtime 1x -count 1 -timeout 30m ./handlerrunner/
+
+# Syncthing mirroring a tree of 10,000 files (1 GiB) and a 1 MiB change in
+# a 1 GiB file from one send-only node to two receive-only ones on loopback,
+# against rsync -a of the same data to two rsync daemons; prints both.
+# Needs about 8 GiB of free space under $TMPDIR.
+bench-files: deps
+	$(GO) test -run '^$$' -bench BenchmarkFilesSync -benchtime 1x -count 1 -timeout 30m ./replication/files/
 
 clean:
 	rm -rf bin

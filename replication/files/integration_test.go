@@ -39,7 +39,7 @@ type stNode struct {
 
 // startNode prepares and starts a Syncthing on 127.0.0.1 with free ports,
 // with the node certificate in certFile and keyFile ("" generates one).
-func startNode(t *testing.T, name, certFile, keyFile string) *stNode {
+func startNode(t testing.TB, name, certFile, keyFile string) *stNode {
 	t.Helper()
 	ports := testenv.FreePortsOn(t, "127.0.0.1", 2)
 	root := t.TempDir()
@@ -59,7 +59,7 @@ func startNode(t *testing.T, name, certFile, keyFile string) *stNode {
 
 // start runs Syncthing from the node's home and waits until its API
 // answers; it gives up at once when the process exits.
-func (n *stNode) start(t *testing.T) {
+func (n *stNode) start(t testing.TB) {
 	t.Helper()
 	argv := Command(testenv.SyncthingBinary(t), n.setup.Home)
 	cmd := exec.Command(argv[0], argv[1:]...)
@@ -97,14 +97,14 @@ func (n *stNode) folder(sendOnly bool) Folder {
 	return Folder{ID: folderID, Label: "Resources", Path: n.dir, SendOnly: sendOnly}
 }
 
-func (n *stNode) apply(t *testing.T, devices []Device, sendOnly bool) {
+func (n *stNode) apply(t testing.TB, devices []Device, sendOnly bool) {
 	t.Helper()
 	if err := n.client.Apply(context.Background(), devices, []Folder{n.folder(sendOnly)}); err != nil {
 		t.Fatalf("%s: %v", n.name, err)
 	}
 }
 
-func (n *stNode) write(t *testing.T, rel, content string) {
+func (n *stNode) write(t testing.TB, rel, content string) {
 	t.Helper()
 	p := filepath.Join(n.dir, rel)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -161,7 +161,7 @@ func tree(dir string) (map[string]string, error) {
 // waitSame waits until every node's folder holds exactly want, and
 // returns how long that took. On timeout it says what each node had and
 // what Syncthing reported.
-func waitSame(t *testing.T, deadline time.Duration, want map[string]string, nodes ...*stNode) time.Duration {
+func waitSame(t testing.TB, deadline time.Duration, want map[string]string, nodes ...*stNode) time.Duration {
 	t.Helper()
 	start := time.Now()
 	testenv.Eventually(t, deadline, func() error {
