@@ -20,6 +20,7 @@ import (
 	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/testenv"
 	"github.com/understudy-ha/understudy/lifecycle"
+	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
 type tnode struct {
@@ -102,7 +103,7 @@ func TestThreeNodesThenTheCAMovesWithTheCluster(t *testing.T) {
 	join(b, a)
 	join(c, a)
 
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", a.cfg.Node.Address, a.cfg.Postgres.Port))
+	conn, err := pgx.Connect(ctx, postgres.ConnString(a.cfg.Postgres))
 	if err != nil {
 		t.Fatal(err)
 	}

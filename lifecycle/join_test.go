@@ -15,6 +15,7 @@ import (
 	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/testenv"
 	"github.com/understudy-ha/understudy/lifecycle"
+	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
 // TestClusterStartThenJoin: cluster start on one node, cluster join on
@@ -70,7 +71,7 @@ func TestClusterStartThenJoin(t *testing.T) {
 		return nil
 	})
 	// A write on the active reaches b, which streams from a.
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", acfg.Node.Address, acfg.Postgres.Port))
+	conn, err := pgx.Connect(ctx, postgres.ConnString(acfg.Postgres))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +97,7 @@ func TestClusterStartThenJoin(t *testing.T) {
 		if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming || st.Postgres.Upstream != want {
 			return fmt.Errorf("b: %+v", st)
 		}
-		bc, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=2", bcfg.Node.Address, bcfg.Postgres.Port))
+		bc, err := pgx.Connect(ctx, postgres.ConnString(bcfg.Postgres)+" connect_timeout=2")
 		if err != nil {
 			return err
 		}

@@ -3,7 +3,6 @@ package lifecycle_test
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/understudy-ha/understudy/internal/testenv"
 	"github.com/understudy-ha/understudy/lifecycle"
+	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
 // TestJoinKilledDuringTheCloneRunsAgain: `understudy cluster join` killed in
@@ -30,7 +30,7 @@ func TestJoinKilledDuringTheCloneRunsAgain(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cluster start: %v", err)
 	}
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", acfg.Node.Address, acfg.Postgres.Port))
+	conn, err := pgx.Connect(ctx, postgres.ConnString(acfg.Postgres))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestJoinKilledDuringTheCloneRunsAgain(t *testing.T) {
 	if _, err := os.Stat(bcfg.Postgres.DataDir + ".clone"); !os.IsNotExist(err) {
 		t.Errorf("the interrupted clone's directory is still there: %v", err)
 	}
-	bconn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", bcfg.Node.Address, bcfg.Postgres.Port))
+	bconn, err := pgx.Connect(ctx, postgres.ConnString(bcfg.Postgres))
 	if err != nil {
 		t.Fatal(err)
 	}

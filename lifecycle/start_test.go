@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/services"
@@ -145,6 +147,20 @@ func TestClusterStartOnAFreshNode(t *testing.T) {
 	if resp, err := http.Get("http://" + cfg.Consul.Address + "/v1/status/leader"); err == nil && resp.StatusCode == http.StatusOK {
 		resp.Body.Close()
 		t.Fatal("consul answered plain HTTP")
+	}
+
+	// PostgreSQL takes understudy's user with the node's certificate (the
+	// daemons' checks log in so), and refuses it without one.
+	pgc := postgres.NewClient(cfg.Postgres)
+	defer pgc.Close()
+	if err := pgc.Ping(ctx); err != nil {
+		t.Fatalf("postgres with the node certificate: %v", err)
+	}
+	for _, params := range []string{"sslmode=disable", "sslmode=require"} {
+		if conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres %s", cfg.Postgres.Host, cfg.Postgres.Port, params)); err == nil {
+			conn.Close(ctx)
+			t.Fatalf("postgres let understudy's user in without a certificate (%s)", params)
+		}
 	}
 
 	// The join token is kept only as a hash.

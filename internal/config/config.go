@@ -123,6 +123,23 @@ type Postgres struct {
 	// starve the active's disk and network. 0 means no cap.
 	CloneMaxRate   int64         // bytes per second; HCL takes "50MB"; default 0; 0 or 32kB..1GB
 	ConnectTimeout time.Duration // default 2s, > 0
+	// PgHBA are pg_hba.conf lines written right after understudy's own:
+	// how the operator lets the managed application in, like "hostssl app
+	// app 10.0.0.0/24 scram-sha-256". The first matching line wins, so on a
+	// TLS node a TLS connection as User still needs the certificate; a line
+	// here that admits User without TLS (the dev cluster trusts loopback)
+	// is the operator's choice.
+	PgHBA []string // default none; each non-empty, one line
+
+	// CAFile, CertFile, KeyFile and TLSDir are not written in the file: on
+	// a TLS node (consul.scheme = "https") they are derived, the node's TLS
+	// files and <node.data_dir>/postgres-tls, and PostgreSQL then takes
+	// only certificate logins for understudy's user. PostgreSQL's programs
+	// run as os_user and cannot read root's files, so copies of the three
+	// owned by os_user are kept in TLSDir; every connection understudy
+	// makes uses the copies. All four are "" elsewhere.
+	CAFile, CertFile, KeyFile string
+	TLSDir                    string
 }
 
 // Checks is the `checks` block: how often the check-runner looks and how
@@ -279,6 +296,10 @@ func (c *Config) deriveDefaults() {
 		if c.Consul.CertFile == "" && c.Consul.KeyFile == "" {
 			c.Consul.CertFile, c.Consul.KeyFile = filepath.Join(tls, "node.pem"), filepath.Join(tls, "node-key.pem")
 		}
+		// PostgreSQL authenticates with the same certificates: between
+		// real hosts a peer must prove it is a node of the cluster.
+		c.Postgres.CAFile, c.Postgres.CertFile, c.Postgres.KeyFile = c.TLSFiles()
+		c.Postgres.TLSDir = filepath.Join(c.Node.DataDir, "postgres-tls")
 	}
 }
 

@@ -45,6 +45,7 @@ postgres {
   port                    = 5432
   synchronous             = false
   maximum_lag_on_failover = "16MB"
+  pg_hba                  = ["hostssl app app 10.0.0.0/24 scram-sha-256"]
 }
 checks {
   interval           = "1s"
@@ -167,6 +168,11 @@ var badInputs = []struct {
 	{"hook without a command", minimal + "promote_hook \"n\" {\n  timeout = \"5s\"\n}\n", 6, `promote_hook "n" has no command; add command = [`, 1},
 	{"hook timeout out of range", minimal + "promote_hook \"n\" {\n  command = [\"/bin/true\"]\n  timeout = \"2h\"\n}\n", 8, `promote_hook.n.timeout = 2h0m0s is out of range`, 1},
 	{"negative size", minimal + "postgres {\n  maximum_lag_on_failover = -1\n}\n", 7, `maximum_lag_on_failover = -1 is negative`, 1},
+	{"empty pg_hba line", minimal + "postgres {\n  pg_hba = [\"host all app 10.0.0.0/8 scram-sha-256\", \" \"]\n}\n", 7,
+		`postgres.pg_hba has an empty line at position 2; remove it, or write a pg_hba.conf line like`, 1},
+	{"pg_hba line with a line break", minimal + "postgres {\n  pg_hba = [\"host all app 10.0.0.0/8 trust\\nhost all all all trust\"]\n}\n", 7,
+		`postgres.pg_hba = "host all app 10.0.0.0/8 trust\nhost all all all trust" at position 1 holds a line break; write each pg_hba.conf line as a string of its own`, 1},
+	{"pg_hba not a list", minimal + "postgres {\n  pg_hba = \"host all all all trust\"\n}\n", 7, `postgres.pg_hba = "host all all all trust" is a string, not a list`, 1},
 	{"session_ttl too short", minimal + "consul {\n  session_ttl = \"5s\"\n}\n", 7,
 		`consul.session_ttl = "5s" is outside Consul's bounds; write a value from "10s" to "24h"`, 1},
 	{"lock_delay too long", minimal + "consul {\n  lock_delay = \"2m\"\n}\n", 7, `consul.lock_delay = "2m" is outside`, 1},
@@ -260,6 +266,7 @@ func TestParseFull(t *testing.T) {
 	want.Cluster.Name = "prod"
 	want.Node.Name, want.Node.Address, want.Node.Tags = "mgr-1", "10.0.0.5", []string{"rack-1"}
 	want.Postgres.DataDir, want.Postgres.Host = "/srv/pg", "10.0.0.5"
+	want.Postgres.PgHBA = []string{"hostssl app app 10.0.0.0/24 scram-sha-256"}
 	want.API.BasicAuthFile = "/etc/understudy/api-users"
 	ctl := "/opt/mgmtworker/bin/ctl"
 	want.Services = []Service{
@@ -318,6 +325,12 @@ func TestHTTPSDefaultsFollowDataDir(t *testing.T) {
 	if c.Address != "127.0.0.1:8501" || c.CAFile != "/srv/u/tls/ca.pem" || c.CertFile != "/srv/u/tls/node.pem" || c.KeyFile != "/srv/u/tls/node-key.pem" {
 		t.Errorf("consul %+v; want 127.0.0.1:8501 and the files under /srv/u/tls", c)
 	}
+	// PostgreSQL authenticates with the same files, through copies.
+	p := cfg.Postgres
+	if p.CAFile != c.CAFile || p.CertFile != c.CertFile || p.KeyFile != c.KeyFile || p.TLSDir != "/srv/u/postgres-tls" {
+		t.Errorf("postgres TLS files %q %q %q in %q; want the node's, copied to /srv/u/postgres-tls", p.CAFile, p.CertFile, p.KeyFile, p.TLSDir)
+	}
+	roundTrip(t, cfg)
 }
 
 func TestRendering(t *testing.T) {
@@ -371,7 +384,7 @@ func TestValidateAfterParseKeepsLines(t *testing.T) {
 	if !errors.As(cfg.Validate(), &e) {
 		t.Fatal("want an *Error")
 	}
-	assertProblem(t, e, "full.hcl", 26, `checks.interval = "1ms" is shorter than 100ms`)
+	assertProblem(t, e, "full.hcl", 27, `checks.interval = "1ms" is shorter than 100ms`)
 }
 
 func TestLoad(t *testing.T) {

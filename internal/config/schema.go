@@ -99,6 +99,7 @@ func (b *Postgres) bindings() []binding {
 		{"maximum_lag_on_failover", &b.MaximumLagOnFailover, `"16MB"`},
 		{"clone_max_rate", &b.CloneMaxRate, `"50MB"`},
 		{"connect_timeout", &b.ConnectTimeout, `"2s"`},
+		{"pg_hba", &b.PgHBA, `["hostssl app app 10.0.0.0/24 scram-sha-256"]`},
 	}
 }
 

@@ -187,6 +187,16 @@ func (v *validator) postgres(c *Config) {
 		v.add("postgres.connect_timeout", `postgres.connect_timeout = %s is not positive; write a duration like "2s"`,
 			quote(formatDuration(p.ConnectTimeout)))
 	}
+	// Only the shape is checked: PostgreSQL itself reads the lines, and
+	// its log names a wrong one when it starts or reloads.
+	for i, l := range p.PgHBA {
+		switch {
+		case strings.TrimSpace(l) == "":
+			v.add("postgres.pg_hba", `postgres.pg_hba has an empty line at position %d; remove it, or write a pg_hba.conf line like "hostssl app app 10.0.0.0/24 scram-sha-256"`, i+1)
+		case strings.ContainsAny(l, "\r\n"):
+			v.add("postgres.pg_hba", `postgres.pg_hba = %s at position %d holds a line break; write each pg_hba.conf line as a string of its own`, quote(l), i+1)
+		}
+	}
 }
 
 func (v *validator) checks(c *Checks) {

@@ -217,6 +217,10 @@ func layoutNode(dir string, i int) (Node, error) {
 	}, nil
 }
 
+// writeConfig writes node i's configuration. Its postgres.pg_hba trusts
+// loopback, a dev convenience: the demo (and psql, by hand) write through
+// HAProxy as postgres without a certificate. understudy's own connections,
+// replication included, still log in with the node certificates.
 func writeConfig(s *State, i int) error {
 	n := s.Nodes[i]
 	hcl := fmt.Sprintf(`# understudy dev cluster: node %s
@@ -233,6 +237,8 @@ consul {
 postgres {
   port     = %d
   data_dir = %q
+  # Dev only: clients without a certificate (the demo, through HAProxy).
+  pg_hba   = ["host all all 127.0.0.0/8 trust"]
 }
 checks { interval = "1s" }
 api    { listen = %q }

@@ -81,15 +81,13 @@ func (i *Instance) basebackup(ctx context.Context, u osUser, dir string, source 
 	if err := u.chown(dir); err != nil {
 		return err
 	}
-	pf, err := i.passfile(u)
+	auth, err := i.clientAuth(u)
 	if err != nil {
 		return err
 	}
 	kv := [][2]string{{"host", source.Host}, {"port", strconv.Itoa(source.Port)}, {"user", i.cfg.User},
 		{"application_name", cloneAppName}, {"connect_timeout", strconv.Itoa(connectTimeoutSeconds(i.cfg.ConnectTimeout))}}
-	if pf != "" {
-		kv = append(kv, [2]string{"passfile", pf})
-	}
+	kv = append(kv, auth...)
 	// -X stream fetches the WAL written during the copy over a second
 	// connection, so the copy is consistent however long it takes; -c fast
 	// starts it at once instead of after the primary's next spread

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,8 +20,12 @@ const (
 	// rather than include: a data directory whose understudy.conf was lost
 	// still starts, with PostgreSQL's defaults, instead of not at all.
 	includeLine = "include_if_exists = 'understudy.conf'"
-	hbaBegin    = "# BEGIN understudy"
-	hbaEnd      = "# END understudy"
+	// hbaBegin and hbaEnd mark understudy's sections of pg_hba.conf and
+	// pg_ident.conf.
+	hbaBegin = "# BEGIN understudy"
+	hbaEnd   = "# END understudy"
+	// identMap is the pg_ident.conf map of the certificate lines.
+	identMap = "understudy"
 	// pgpassFile is the libpq password file written next to the data
 	// directory when postgres.password_file is set.
 	pgpassFile = "understudy.pgpass"
@@ -36,7 +41,10 @@ type confParams struct {
 	Upstream *Upstream
 	User     string
 	// PassFile is the libpq password file primary_conninfo names; "" for none.
-	PassFile       string
+	PassFile string
+	// TLS are the server's certificate files and the ones primary_conninfo
+	// logs in with; zero without TLS.
+	TLS            tlsFiles
 	ConnectTimeout time.Duration
 	// Extra is appended as it is (tests: fsync = off).
 	Extra string
@@ -59,6 +67,15 @@ func renderConf(p confParams) string {
 	w("unix_socket_directories = ''")
 	w("# Names the instance in ps and in the server log.")
 	w("cluster_name = %s", quoteConf(p.Node))
+	if p.TLS.Cert != "" {
+		w("# TLS with the node certificate. The CA file makes the server ask every")
+		w("# client for a certificate and accept only one the cluster CA signed;")
+		w("# pg_hba.conf requires one of understudy's user.")
+		w("ssl = on")
+		w("ssl_cert_file = %s", quoteConf(p.TLS.Cert))
+		w("ssl_key_file = %s", quoteConf(p.TLS.Key))
+		w("ssl_ca_file = %s", quoteConf(p.TLS.CA))
+	}
 	w("wal_level = replica")
 	w("hot_standby = on")
 	w("# pg_rewind copies only the pages changed since the timelines diverged; it")
@@ -106,9 +123,7 @@ func primaryConninfo(p confParams) string {
 		{"user", p.User},
 		{"application_name", p.Node},
 	}
-	if p.PassFile != "" {
-		kv = append(kv, [2]string{"passfile", p.PassFile})
-	}
+	kv = append(kv, authParams(p.PassFile, p.TLS)...)
 	kv = append(kv, [2]string{"connect_timeout", strconv.Itoa(connectTimeoutSeconds(p.ConnectTimeout))})
 	return conninfo(kv)
 }
@@ -154,39 +169,89 @@ func withInclude(conf string) (string, bool) {
 	return conf + "\n# understudy's settings (see understudy.conf); keep this line last.\n" + includeLine + "\n", true
 }
 
-// hbaSection is understudy's part of pg_hba.conf.
+// hbaSection is understudy's part of pg_hba.conf, followed by the
+// operator's postgres.pg_hba lines (inside the section, so that they are
+// rewritten with it).
 //
-// It trusts loopback only: understudy's own connections and replication
-// between instances on one machine (tests, a dev cluster). This is a
-// documented default, not a production setting: hardening (scram-sha-256 for
-// the peers, client certificates) comes later, and until then connections
-// from other hosts need lines an operator adds after this section.
-const hbaSection = hbaBegin + ` (managed by understudy; rewritten by Init, Clone and Rewind)
-# Loopback only, with trust, until peer authentication (scram-sha-256 or
-# certificates) is configured; lines for other hosts go below this section.
+// On a TLS node understudy's user logs in with a client certificate the
+// cluster CA signed, over TLS, from anywhere, and in no other way: the
+// daemons, the standbys' walreceivers, pg_basebackup and pg_rewind all do.
+// Elsewhere (a node not set up by `cluster start` or `cluster join`: tests)
+// it trusts loopback only, which is no setting for real hosts.
+func hbaSection(user string, tls bool, extra []string) string {
+	var b strings.Builder
+	b.WriteString(hbaBegin + " (managed by understudy; rewritten by Init, Clone, Rewind and every start)\n")
+	if tls {
+		u := hbaName(user)
+		b.WriteString("# understudy's user, replication included: a certificate the cluster CA\n")
+		b.WriteString("# signed (pg_ident.conf maps it to the user), over TLS, and nothing else.\n")
+		fmt.Fprintf(&b, "hostssl  all          %s  all  cert  map=%s\n", u, identMap)
+		fmt.Fprintf(&b, "hostssl  replication  %s  all  cert  map=%s\n", u, identMap)
+	} else {
+		b.WriteString(`# Loopback only, with trust: this node has no TLS files (it was not set up
+# by cluster start or cluster join), so it is fit for one machine only.
 host    all          all  127.0.0.0/8  trust
 host    replication  all  127.0.0.0/8  trust
 host    all          all  ::1/128      trust
 host    replication  all  ::1/128      trust
-` + hbaEnd + "\n"
-
-// withHBASection returns pg_hba.conf with understudy's section first (the
-// first matching line wins, and initdb's own lines ask loopback for a
-// password), replacing any earlier copy of it; ok is false when nothing
-// changed.
-func withHBASection(hba string) (string, bool) {
-	rest := hba
-	if b := strings.Index(hba, hbaBegin); b >= 0 {
-		if e := strings.Index(hba[b:], hbaEnd); e >= 0 {
-			end := b + e + len(hbaEnd)
-			if end < len(hba) && hba[end] == '\n' {
-				end++
-			}
-			rest = hba[:b] + hba[end:]
+`)
+	}
+	if len(extra) > 0 {
+		b.WriteString("# postgres.pg_hba of understudy's configuration:\n")
+		for _, l := range extra {
+			b.WriteString(strings.TrimSpace(l) + "\n")
 		}
 	}
-	out := hbaSection + strings.TrimLeft(rest, "\n")
-	return out, out != hba
+	return b.String() + hbaEnd + "\n"
+}
+
+// identSection is understudy's part of pg_ident.conf: every certificate the
+// cluster CA signed, whatever its CN (a node's name), is understudy's user.
+// All nodes are equal peers: any of them may be the active one tomorrow and
+// then needs all the user may do, so no node's certificate is worth less
+// than another's and a mapping per node would protect nothing. A certificate
+// of another CA never gets here: the TLS handshake refuses it (ssl_ca_file).
+func identSection(user string) string {
+	return hbaBegin + " (managed by understudy; rewritten by Init, Clone, Rewind and every start)\n" +
+		"# Any certificate of the cluster CA (pg_hba.conf's cert lines) logs in as understudy's user.\n" +
+		identMap + "  /^.*$  " + hbaName(user) + "\n" + hbaEnd + "\n"
+}
+
+// hbaName writes a user name for pg_hba.conf and pg_ident.conf: as it is
+// when it is a plain word, else in double quotes, so that a name like "all"
+// or "+admins" is not read as a keyword or a group.
+func hbaName(s string) string {
+	plain := s != "" && !slices.Contains([]string{"all", "sameuser", "samerole", "samegroup", "replication"}, s)
+	for j, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_' || j > 0 && (r >= '0' && r <= '9' || r == '-' || r == '.')) {
+			plain = false
+		}
+	}
+	if plain {
+		return s
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// withSection returns an edit that puts section first in a file (the first
+// matching line of pg_hba.conf wins, and initdb's own lines ask loopback for
+// a password), replacing any earlier copy of it; the edit's ok is false when
+// nothing changed.
+func withSection(section string) func(string) (string, bool) {
+	return func(file string) (string, bool) {
+		rest := file
+		if b := strings.Index(file, hbaBegin); b >= 0 {
+			if e := strings.Index(file[b:], hbaEnd); e >= 0 {
+				end := b + e + len(hbaEnd)
+				if end < len(file) && file[end] == '\n' {
+					end++
+				}
+				rest = file[:b] + file[end:]
+			}
+		}
+		out := section + strings.TrimLeft(rest, "\n")
+		return out, out != file
+	}
 }
 
 // pgpass renders a libpq password file line for every host, port and
@@ -235,13 +300,15 @@ func (i *Instance) writeSettings(u osUser, dir string, up *Upstream) error {
 		return err
 	}
 	conf := renderConf(confParams{Node: i.node, Host: i.cfg.Host, Port: i.cfg.Port, Upstream: up,
-		User: i.cfg.User, PassFile: pf, ConnectTimeout: i.cfg.ConnectTimeout, Extra: i.extraConf})
+		User: i.cfg.User, PassFile: pf, TLS: tlsCopies(i.cfg), ConnectTimeout: i.cfg.ConnectTimeout, Extra: i.extraConf})
 	return writeFileAtomic(filepath.Join(dir, confFile), []byte(conf), 0o600, u)
 }
 
 // ensureConfig makes dir's configuration understudy's: understudy.conf, the
-// include line in postgresql.conf and the pg_hba section. A clone or a rewind
-// brings the source's copies of all three, which name the source's address.
+// include line in postgresql.conf, the pg_hba section and, on a TLS node,
+// the pg_ident section. A clone or a rewind brings the source's copies of
+// them, which name the source's address. The TLS copies that understudy.conf
+// names must be there already (copyTLS).
 func (i *Instance) ensureConfig(u osUser, dir string, up *Upstream) error {
 	if err := i.writeSettings(u, dir, up); err != nil {
 		return err
@@ -249,7 +316,14 @@ func (i *Instance) ensureConfig(u osUser, dir string, up *Upstream) error {
 	if err := editFile(filepath.Join(dir, "postgresql.conf"), u, withInclude); err != nil {
 		return err
 	}
-	return editFile(filepath.Join(dir, "pg_hba.conf"), u, withHBASection)
+	tls := i.cfg.CertFile != ""
+	if err := editFile(filepath.Join(dir, "pg_hba.conf"), u, withSection(hbaSection(i.cfg.User, tls, i.cfg.PgHBA))); err != nil {
+		return err
+	}
+	if !tls {
+		return nil
+	}
+	return editFile(filepath.Join(dir, "pg_ident.conf"), u, withSection(identSection(i.cfg.User)))
 }
 
 // editFile rewrites path through edit when edit changes it, keeping its mode.

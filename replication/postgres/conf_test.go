@@ -1,9 +1,12 @@
 package postgres
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/understudy-ha/understudy/internal/config"
 )
 
 func TestRenderConfPrimary(t *testing.T) {
@@ -27,6 +30,9 @@ func TestRenderConfPrimary(t *testing.T) {
 		if !strings.Contains(conf, want) {
 			t.Errorf("conf lacks %q:\n%s", want, conf)
 		}
+	}
+	if strings.Contains(conf, "ssl") {
+		t.Errorf("TLS settings on a node without TLS:\n%s", conf)
 	}
 }
 
@@ -52,6 +58,13 @@ func TestRenderConfStandby(t *testing.T) {
 		{"quotes in values are escaped twice: conninfo, then conf",
 			confParams{Node: "b", Host: "h", Port: 1, User: "o'brien", Upstream: &Upstream{Host: "a", Port: 1}},
 			[]string{`primary_conninfo = 'host=a port=1 user=''o\\''brien'' application_name=b connect_timeout=2'` + "\n"}},
+		{"certificate",
+			confParams{Node: "b", Host: "h", Port: 1, User: "postgres", Upstream: &Upstream{Host: "a", Port: 5432},
+				TLS: tlsFiles{CA: "/u/postgres-tls/ca.pem", Cert: "/u/postgres-tls/node.pem", Key: "/u/postgres-tls/node-key.pem"}},
+			[]string{
+				"ssl = on\nssl_cert_file = '/u/postgres-tls/node.pem'\nssl_key_file = '/u/postgres-tls/node-key.pem'\nssl_ca_file = '/u/postgres-tls/ca.pem'\n",
+				"primary_conninfo = 'host=a port=5432 user=postgres application_name=b sslmode=verify-ca sslrootcert=/u/postgres-tls/ca.pem sslcert=/u/postgres-tls/node.pem sslkey=/u/postgres-tls/node-key.pem connect_timeout=2'\n",
+			}},
 		{"extra settings come last",
 			confParams{Node: "b", Host: "h", Port: 1, User: "u", Extra: "fsync = off"},
 			[]string{"primary_slot_name = ''\nfsync = off\n"}},
@@ -125,6 +138,7 @@ func TestWithInclude(t *testing.T) {
 }
 
 func TestWithHBASection(t *testing.T) {
+	withHBASection := withSection(hbaSection("postgres", false, nil))
 	initdb := "# TYPE  DATABASE        USER            ADDRESS                 METHOD\nlocal all all peer\nhost all all 127.0.0.1/32 scram-sha-256\n"
 	out, changed := withHBASection(initdb)
 	if !changed || !strings.HasPrefix(out, hbaBegin) || !strings.HasSuffix(out, initdb) {
@@ -143,6 +157,113 @@ func TestWithHBASection(t *testing.T) {
 	out, _ = withHBASection(stale)
 	if strings.Contains(out, "0.0.0.0/0") || strings.Count(out, hbaBegin) != 1 || !strings.HasSuffix(out, "10.0.0.0/8 scram-sha-256\n") {
 		t.Fatalf("stale section not replaced:\n%s", out)
+	}
+}
+
+// settingLines are the lines of a pg_hba.conf or pg_ident.conf that are
+// not comments.
+func settingLines(file string) []string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimSuffix(file, "\n"), "\n") {
+		if !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func TestHBASection(t *testing.T) {
+	app := []string{"hostssl app app 10.0.0.0/24 scram-sha-256", " host all all 127.0.0.0/8 trust "}
+	tests := []struct {
+		name  string
+		tls   bool
+		extra []string
+		want  []string
+	}{
+		{"certificates only, and nothing weaker, on a TLS node", true, nil, []string{
+			"hostssl  all          postgres  all  cert  map=understudy",
+			"hostssl  replication  postgres  all  cert  map=understudy",
+		}},
+		{"the operator's lines after understudy's", true, app, []string{
+			"hostssl  all          postgres  all  cert  map=understudy",
+			"hostssl  replication  postgres  all  cert  map=understudy",
+			"hostssl app app 10.0.0.0/24 scram-sha-256",
+			"host all all 127.0.0.0/8 trust",
+		}},
+		{"loopback trust without TLS, then the operator's lines", false, app[:1], []string{
+			"host    all          all  127.0.0.0/8  trust",
+			"host    replication  all  127.0.0.0/8  trust",
+			"host    all          all  ::1/128      trust",
+			"host    replication  all  ::1/128      trust",
+			"hostssl app app 10.0.0.0/24 scram-sha-256",
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sec := hbaSection("postgres", tc.tls, tc.extra)
+			if !strings.HasPrefix(sec, hbaBegin+" ") || !strings.HasSuffix(sec, "\n"+hbaEnd+"\n") {
+				t.Fatalf("section not between the markers:\n%s", sec)
+			}
+			if got := settingLines(sec); !slices.Equal(got, tc.want) {
+				t.Errorf("section lines\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+	// A node that gets TLS (a data directory made without it, then
+	// adopted): the trust section is replaced, initdb's lines stay after.
+	initdb := "local all all peer\nhost all all 127.0.0.1/32 scram-sha-256\n"
+	plain, _ := withSection(hbaSection("postgres", false, nil))(initdb)
+	out, changed := withSection(hbaSection("postgres", true, nil))(plain)
+	if !changed || strings.Contains(out, "trust") || !strings.HasSuffix(out, hbaEnd+"\n"+initdb) {
+		t.Errorf("TLS section over the trust section:\n%s", out)
+	}
+}
+
+func TestIdentSection(t *testing.T) {
+	initdb := "# PostgreSQL User Name Maps\n# MAPNAME       SYSTEM-USERNAME         PG-USERNAME\n"
+	out, changed := withSection(identSection("postgres"))(initdb)
+	if !changed || !strings.HasPrefix(out, hbaBegin) || !strings.HasSuffix(out, hbaEnd+"\n"+initdb) {
+		t.Fatalf("ident section:\n%s", out)
+	}
+	if got, want := settingLines(out), []string{"understudy  /^.*$  postgres"}; !slices.Equal(got, want) {
+		t.Errorf("ident lines %q, want %q", got, want)
+	}
+	if again, changed := withSection(identSection("postgres"))(out); changed || again != out {
+		t.Errorf("second edit changed the file:\n%s", again)
+	}
+	if got, want := settingLines(identSection("all")), []string{`understudy  /^.*$  "all"`}; !slices.Equal(got, want) {
+		t.Errorf("ident lines %q, want %q", got, want)
+	}
+}
+
+func TestHBAName(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres":    "postgres",
+		"Repl_user-2": "Repl_user-2",
+		"all":         `"all"`,
+		"replication": `"replication"`,
+		"+admins":     `"+admins"`,
+		"@file":       `"@file"`,
+		"1st":         `"1st"`,
+		"two words":   `"two words"`,
+		`o"x`:         `"o""x"`,
+	} {
+		if got := hbaName(in); got != want {
+			t.Errorf("hbaName(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestConnString(t *testing.T) {
+	cfg := config.Postgres{Host: "10.0.0.5", Port: 5432, User: "postgres", Database: "postgres"}
+	if got, want := ConnString(cfg), "host=10.0.0.5 port=5432 user=postgres dbname=postgres sslmode=prefer"; got != want {
+		t.Errorf("ConnString without TLS = %q, want %q", got, want)
+	}
+	cfg.CAFile, cfg.CertFile, cfg.KeyFile, cfg.TLSDir = "/u/tls/ca.pem", "/u/tls/node.pem", "/u/tls/node-key.pem", "/u/postgres-tls"
+	want := "host=10.0.0.5 port=5432 user=postgres dbname=postgres sslmode=verify-ca sslrootcert=/u/postgres-tls/ca.pem " +
+		"sslcert=/u/postgres-tls/node.pem sslkey=/u/postgres-tls/node-key.pem"
+	if got := ConnString(cfg); got != want {
+		t.Errorf("ConnString with TLS = %q, want %q (the copies, which postgres.os_user reads too)", got, want)
 	}
 }
 

@@ -3,8 +3,10 @@
 // Client asks a server for its state through pgx. Instance owns the node's
 // server, as Patroni and stolon do: its data directory (initdb, pg_basebackup,
 // pg_rewind), the settings understudy writes into it (understudy.conf,
-// included from postgresql.conf, and a marked section of pg_hba.conf), and
-// the postmaster it starts and stops with pg_ctl, which outlives understudy.
+// included from postgresql.conf, and marked sections of pg_hba.conf and
+// pg_ident.conf), the copies of the node's certificate that a TLS node's
+// server and every connection understudy makes use, and the postmaster it
+// starts and stops with pg_ctl, which outlives understudy.
 // Every PostgreSQL program runs as postgres.os_user when understudy is root.
 //
 // It carries out a role it is given and reports facts about one server; it

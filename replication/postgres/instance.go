@@ -131,6 +131,9 @@ func (i *Instance) Init(ctx context.Context) error {
 		// again and Init can be retried once the cause is fixed.
 		return fmt.Errorf("initdb %s: %w", i.dataDir, err)
 	}
+	if _, err := i.copyTLS(u); err != nil {
+		return fmt.Errorf("configure new cluster in %s: %w", i.dataDir, err)
+	}
 	if err := i.ensureConfig(u, i.dataDir, nil); err != nil {
 		return fmt.Errorf("configure new cluster in %s: %w", i.dataDir, err)
 	}
@@ -272,6 +275,11 @@ func (i *Instance) start(ctx context.Context, up *Upstream, standby bool) error 
 		return fail(errors.New("no cluster in the data directory (no PG_VERSION); Init or Clone first"))
 	}
 	if err := i.clearStalePidFile(ctx); err != nil {
+		return fail(err)
+	}
+	// A data directory understudy did not make (one `cluster start`
+	// adopts) gets understudy's configuration here, at its first start.
+	if _, err := i.copyTLS(u); err != nil {
 		return fail(err)
 	}
 	if err := i.ensureConfig(u, i.dataDir, up); err != nil {

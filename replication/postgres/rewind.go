@@ -40,18 +40,17 @@ func (i *Instance) Rewind(ctx context.Context, source Upstream) error {
 	if err := i.clearStalePidFile(ctx); err != nil {
 		return fail(err)
 	}
-	if err := i.checkpointSource(ctx, source); err != nil {
-		return fail(fmt.Errorf("%w; is %s up and a primary?", err, source.Addr()))
-	}
-	pf, err := i.passfile(u)
+	// Before checkpointSource, whose connection uses the TLS copies too.
+	auth, err := i.clientAuth(u)
 	if err != nil {
 		return fail(err)
 	}
+	if err := i.checkpointSource(ctx, source); err != nil {
+		return fail(fmt.Errorf("%w; is %s up and a primary?", err, source.Addr()))
+	}
 	kv := [][2]string{{"host", source.Host}, {"port", strconv.Itoa(source.Port)}, {"user", i.cfg.User},
 		{"dbname", i.cfg.Database}, {"connect_timeout", strconv.Itoa(connectTimeoutSeconds(i.cfg.ConnectTimeout))}}
-	if pf != "" {
-		kv = append(kv, [2]string{"passfile", pf})
-	}
+	kv = append(kv, auth...)
 	args := []string{"--target-pgdata=" + i.dataDir, "--source-server=" + conninfo(kv)}
 	if i.noSync {
 		args = append(args, "--no-sync")

@@ -188,12 +188,11 @@ func (c *Client) with(ctx context.Context, f func(*pgx.Conn) error) error {
 }
 
 func (c *Client) connect(ctx context.Context) (*pgx.Conn, error) {
-	// Every field is named so that PG* variables in the daemon's environment
-	// cannot point the checks at another server.
-	dsn := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=prefer",
-		quoteDSN(c.cfg.Host), c.cfg.Port, quoteDSN(c.cfg.User), quoteDSN(c.cfg.Database))
-	cc, err := pgx.ParseConfig(dsn)
+	cc, err := pgx.ParseConfig(ConnString(c.cfg))
 	if err != nil {
+		if c.cfg.TLSDir != "" { // pgx reads the certificate files here
+			err = fmt.Errorf("%w; understudy copies the node's TLS files to %s whenever it starts PostgreSQL", err, c.cfg.TLSDir)
+		}
 		return nil, err
 	}
 	cc.ConnectTimeout = c.cfg.ConnectTimeout

@@ -1,0 +1,126 @@
+package postgres
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/understudy-ha/understudy/internal/config"
+)
+
+// The names of the copies in cfg.TLSDir.
+const (
+	tlsCAName   = "ca.pem"
+	tlsCertName = "node.pem"
+	tlsKeyName  = "node-key.pem"
+)
+
+// tlsFiles are the copies of the node's CA certificate, certificate and key
+// in cfg.TLSDir, which both the server and every client understudy starts
+// use: the node certificate is for server and client authentication alike.
+// All "" on a node without TLS.
+type tlsFiles struct{ CA, Cert, Key string }
+
+func tlsCopies(cfg config.Postgres) tlsFiles {
+	if cfg.CertFile == "" {
+		return tlsFiles{}
+	}
+	return tlsFiles{
+		CA:   filepath.Join(cfg.TLSDir, tlsCAName),
+		Cert: filepath.Join(cfg.TLSDir, tlsCertName),
+		Key:  filepath.Join(cfg.TLSDir, tlsKeyName),
+	}
+}
+
+// params are the libpq parameters of a connection with the node's
+// certificate; nil without TLS.
+//
+// verify-ca, not verify-full: the server must show a certificate the cluster
+// CA signed, but its name is not checked, because a peer may be reached by
+// an address its certificate's SANs do not name in every setup (a second
+// interface, NAT, a DNS name added later). Every certificate that CA signs
+// is a node of the cluster, which is what the check is for.
+func (f tlsFiles) params() [][2]string {
+	if f.Cert == "" {
+		return nil
+	}
+	return [][2]string{{"sslmode", "verify-ca"}, {"sslrootcert", f.CA}, {"sslcert", f.Cert}, {"sslkey", f.Key}}
+}
+
+// authParams are the libpq parameters that log understudy's user in: the
+// password file and the certificate, either or both.
+func authParams(passFile string, tf tlsFiles) [][2]string {
+	var kv [][2]string
+	if passFile != "" {
+		kv = append(kv, [2]string{"passfile", passFile})
+	}
+	return append(kv, tf.params()...)
+}
+
+// ConnString is the libpq connection string of cfg's server as cfg.User,
+// the way understudy's own connections are made: with the node's
+// certificate on a TLS node, sslmode=prefer elsewhere. Every field is named
+// so that PG* variables in the environment cannot point it at another
+// server. The password, if any, is not in it.
+func ConnString(cfg config.Postgres) string {
+	kv := [][2]string{{"host", cfg.Host}, {"port", strconv.Itoa(cfg.Port)}, {"user", cfg.User}, {"dbname", cfg.Database}}
+	if ssl := tlsCopies(cfg).params(); ssl != nil {
+		return conninfo(append(kv, ssl...))
+	}
+	return conninfo(append(kv, [2]string{"sslmode", "prefer"}))
+}
+
+// copyTLS copies the node's CA certificate, certificate and key into
+// cfg.TLSDir for u (the directory 0700, the files 0600, all u's) and returns
+// the copies; without TLS it does nothing. PostgreSQL's programs (the
+// server, its walreceiver, pg_basebackup, pg_rewind) run as u and cannot
+// read root's originals, and the server refuses a key others may read. The
+// copies are outside the data directory, so that neither a clone nor a
+// rewind carries them around, and root (the daemons' own connections) reads
+// them too. It runs before everything that uses them (Init, Clone, Rewind,
+// every start), so a renewed node certificate is picked up at the next one.
+func (i *Instance) copyTLS(u osUser) (tlsFiles, error) {
+	dst := tlsCopies(i.cfg)
+	if dst.Cert == "" {
+		return dst, nil
+	}
+	fail := func(err error) (tlsFiles, error) {
+		return tlsFiles{}, fmt.Errorf("copy the node's TLS files for postgres into %s: %w", i.cfg.TLSDir, err)
+	}
+	// MkdirAll leaves an existing directory's mode as it is.
+	if err := os.MkdirAll(i.cfg.TLSDir, 0o700); err != nil {
+		return fail(err)
+	}
+	if err := os.Chmod(i.cfg.TLSDir, 0o700); err != nil {
+		return fail(err)
+	}
+	if err := u.chown(i.cfg.TLSDir); err != nil {
+		return fail(err)
+	}
+	for _, f := range []struct{ src, dst string }{{i.cfg.CAFile, dst.CA}, {i.cfg.KeyFile, dst.Key}, {i.cfg.CertFile, dst.Cert}} {
+		b, err := os.ReadFile(f.src)
+		if err != nil {
+			return fail(fmt.Errorf("%w; `understudy cluster start` and `cluster join` write it (consul.ca_file, cert_file and key_file name it)", err))
+		}
+		if err := writeFileAtomic(f.dst, b, 0o600, u); err != nil {
+			return fail(err)
+		}
+	}
+	return dst, nil
+}
+
+// clientAuth readies what a PostgreSQL program run as u logs in to a peer
+// with (the password file, the TLS copies) and returns it as libpq
+// parameters.
+func (i *Instance) clientAuth(u osUser) ([][2]string, error) {
+	pf, err := i.passfile(u)
+	if err != nil {
+		return nil, err
+	}
+	tf, err := i.copyTLS(u)
+	if err != nil {
+		return nil, err
+	}
+	return authParams(pf, tf), nil
+}
