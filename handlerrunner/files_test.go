@@ -196,7 +196,24 @@ func TestFilesMirrorTheActive(t *testing.T) {
 	c.waitHealthy(rejoinTimeout)
 	sameTrees(t, "on the old active, back as a standby", 60*time.Second, shared[act], shared[old])
 
-	// Removing a node removes its device from the others' Syncthing.
+	// Removing a node removes its device from the others' Syncthing. The
+	// node that came back must vote in Consul again (autopilot promotes it
+	// after about 10 s) before a second node goes, or the quorum goes too.
+	testenv.Eventually(t, 60*time.Second, func() error {
+		rc, err := act.consul.Client(t).Operator().RaftGetConfiguration(nil)
+		if err != nil {
+			return err
+		}
+		for _, s := range rc.Servers {
+			if !s.Voter {
+				return fmt.Errorf("consul server %s is not a voter yet", s.Node)
+			}
+		}
+		if len(rc.Servers) != 3 {
+			return fmt.Errorf("%d consul servers, want 3", len(rc.Servers))
+		}
+		return nil
+	})
 	gone := rest[0]
 	goneID, err := files.HomeDeviceID(gone.cfg.SyncthingHome())
 	if err != nil {
