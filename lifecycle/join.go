@@ -104,16 +104,17 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	if err != nil {
 		return err
 	}
-	// Leave gracefully on failure: a server that joined and then vanished
-	// would count in the quorum until removed by hand.
+	if err := u.startService(ctx, o.Services, consulService(l, o)); err != nil {
+		return err
+	}
+	// Leave gracefully on failure, before the agent is stopped (undo runs
+	// last step first): a server that joined and then vanished would count
+	// in the quorum until removed by hand.
 	u.add("leave consul", func() error {
 		lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		return cc.Leave(lctx)
 	})
-	if err := u.startService(ctx, o.Services, consulService(l, o)); err != nil {
-		return err
-	}
 	if err := waitConsul(ctx, cc, 2*time.Minute); err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/understudy-ha/understudy/internal/freeport"
 	"github.com/understudy-ha/understudy/internal/wait"
 )
 
@@ -51,7 +52,7 @@ backend active
 }
 
 func startHAProxy(s *State, bin string) error {
-	ports, err := freePorts("127.0.0.1", 1)
+	ports, err := freeport.Pick("127.0.0.1", 1)
 	if err != nil {
 		return err
 	}

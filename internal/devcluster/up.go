@@ -19,6 +19,7 @@ import (
 
 	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/freeport"
 	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/lifecycle"
 )
@@ -111,10 +112,14 @@ func Up(ctx context.Context, o Options) (_ *State, err error) {
 		return nil, err
 	}
 	s := &State{Dir: dir, Cluster: "dev"}
+	// On failure everything stops but the directory stays: the error
+	// points at the processes' logs in it. The next `dev up` (or `dev
+	// down`) removes it.
 	defer func() {
 		if err != nil {
 			_ = s.save()
-			_ = Down(s, false)
+			_ = Down(s, true)
+			err = fmt.Errorf("%w (the processes are stopped; their logs stay in %s until `understudy dev down --dir %s`)", err, dir, dir)
 		}
 	}()
 	for i := range o.Nodes {
@@ -191,12 +196,12 @@ func nodeOptions(n Node, o Options) (*config.Config, lifecycle.Options, error) {
 func layoutNode(dir string, i int) (Node, error) {
 	name := "n" + strconv.Itoa(i+1)
 	addr := "127.0.0." + strconv.Itoa(11+i)
-	ports, err := freePorts(addr, 6) // consul https, serf, server; postgres; api; syncthing
+	ports, err := freeport.Pick(addr, 6) // consul https, serf, server; postgres; api; syncthing
 	if err != nil {
 		return Node{}, err
 	}
 	// Syncthing's REST API listens on 127.0.0.1, whatever the node's address.
-	stAPI, err := freePorts("127.0.0.1", 1)
+	stAPI, err := freeport.Pick("127.0.0.1", 1)
 	if err != nil {
 		return Node{}, err
 	}
@@ -285,34 +290,4 @@ func get(ctx context.Context, hc *http.Client, url string) (string, error) {
 		return string(b), fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	return string(b), nil
-}
-
-// freePorts returns n distinct ports free for TCP and UDP on ip (Consul's
-// Serf uses both on one number), holding each until all are chosen.
-func freePorts(ip string, n int) ([]int, error) {
-	var ports []int
-	var held []io.Closer
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 100 {
-			return nil, fmt.Errorf("no free port on %s", ip)
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			return nil, fmt.Errorf("listen on %s: %w", ip, err)
-		}
-		held = append(held, l)
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
-		if err != nil {
-			continue
-		}
-		held = append(held, u)
-		ports = append(ports, port)
-	}
-	return ports, nil
 }
