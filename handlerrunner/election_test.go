@@ -102,9 +102,24 @@ func TestNofailoverAndLaggingStandbyAreNeverChosen(t *testing.T) {
 	t.Cleanup(func() { _ = syscall.Kill(receiver, syscall.SIGCONT) })
 	n1.exec(t, "create table filler as select g, repeat('x', 1000) as pad from generate_series(1, 4000) g")
 	lagging := n3.position(t)
+	// The yardstick once n1's member record stops showing a primary is the
+	// write position n1 keeps in the leader key, refreshed every interval:
+	// wait for that one, not only the member record, or the kill may come
+	// before the leader key shows the gap.
 	testenv.Eventually(t, 10*time.Second, func() error {
 		if m := c.member(t, "n1"); m.WriteLSN < lagging+2<<20 {
-			return fmt.Errorf("n1 published write LSN %v, n3 is at %v: not yet 2 MB apart", m.WriteLSN, lagging)
+			return fmt.Errorf("n1's member record shows write LSN %v, n3 is at %v: not yet 2 MB apart", m.WriteLSN, lagging)
+		}
+		pair, _, err := n1.consul.Client(t).KV().Get("understudy/t/leader", nil)
+		if err != nil || pair == nil {
+			return fmt.Errorf("leader key: %v", err)
+		}
+		var l cluster.Leader
+		if err := json.Unmarshal(pair.Value, &l); err != nil {
+			return err
+		}
+		if l.WriteLSN < lagging+2<<20 {
+			return fmt.Errorf("the leader key shows write LSN %v, n3 is at %v: not yet 2 MB apart", l.WriteLSN, lagging)
 		}
 		return nil
 	})
