@@ -82,6 +82,10 @@ type observation struct {
 	// set when Syncthing could not be asked at all.
 	folders  []folderObs
 	filesErr error
+
+	// handlerErr is why the node's handler-runner did not answer its API
+	// (nil when it did, or when the guard is off).
+	handlerErr error
 }
 
 type certState struct {

@@ -45,17 +45,22 @@ type Runner struct {
 	opts cluster.NodeOptions
 	// files observes the mirrored folders; nil without files blocks.
 	files *filesObserver
+	// guard stops PostgreSQL on the active node when its handler-runner
+	// is gone.
+	guard *guard
 }
 
 // New returns the check-runner of the node cfg describes. version is
 // understudy's own, published in the member record.
 func New(cfg *config.Config, cc *consul.Client, pg *postgres.Client, svcs *services.Manager, log *slog.Logger, version string) *Runner {
+	log = log.With("component", "check-runner", "node", cfg.Node.Name)
 	return &Runner{
 		cfg: cfg, consul: cc, pg: pg, svcs: svcs, version: version,
-		log:   log.With("component", "check-runner", "node", cfg.Node.Name),
+		log:   log,
 		keys:  cluster.NewKeys(cfg.Cluster.KVPrefix, cfg.Cluster.Name),
 		last:  map[string]Result{},
 		files: newFilesObserver(cfg),
+		guard: newGuard(cfg, log),
 	}
 }
 
@@ -114,6 +119,14 @@ func (r *Runner) runOnce(ctx context.Context) string {
 		return ""
 	}
 	r.applyOptions(o)
+	if ev := r.guard.check(ctx, o.active(), o.handlerErr, now); ev != nil {
+		ev.Node, ev.Time = r.cfg.Node.Name, now.UTC()
+		ectx, cancel := context.WithTimeout(ctx, time.Second)
+		if _, err := r.consul.AppendEvent(ectx, r.keys.Events(), r.cfg.Node.Name, ev); err != nil {
+			r.log.Warn("cannot record the fencing in the history", "err", err)
+		}
+		cancel()
+	}
 	reported := r.report(ctx, results, now, false)
 	if err := r.publish(ctx, o, now); err != nil && reported {
 		r.log.Warn("publish member record", "err", err)
@@ -144,6 +157,9 @@ func (r *Runner) observe(ctx context.Context) *observation {
 	probe(func(ctx context.Context) { r.observeConsul(ctx, o) })
 	probe(func(ctx context.Context) { r.observeServices(ctx, o) })
 	probe(func(ctx context.Context) { r.files.observe(ctx, o, time.Now()) })
+	if r.guard != nil {
+		probe(func(ctx context.Context) { o.handlerErr = r.guard.probe(ctx) })
+	}
 	r.observeCerts(o)
 	wg.Wait()
 	if o.leaderErr != nil && len(o.services) > 0 {

@@ -289,3 +289,52 @@ func TestActiveFencesWhenItsSessionIsInvalidated(t *testing.T) {
 		t.Fatalf("active changed again: %s", got.name)
 	}
 }
+
+// TestActiveWhoseHandlerRunnerDiesIsFenced: the active node's
+// handler-runner is SIGKILLed, PostgreSQL left running. The check-runner
+// stops PostgreSQL once the handler-runner has been gone for the lease, so
+// the old primary takes no write beside the new one; another node takes
+// over, and the handler-runner, started again, brings the node back as a
+// standby.
+func TestActiveWhoseHandlerRunnerDiesIsFenced(t *testing.T) {
+	c := newCluster(t, nil)
+	c.sample()
+	old := c.waitHealthy(startTimeout)
+	old.exec(t, "create table rows (id int primary key)")
+	old.exec(t, "insert into rows values (1)")
+	c.waitHealthy(30 * time.Second)
+
+	killed := time.Now()
+	if err := old.handler.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if pid, running, err := old.inst.Running(context.Background()); err != nil || running {
+			return fmt.Errorf("postgres of %s still runs (pid %d, %v) without its handler-runner", old.name, pid, err)
+		}
+		return nil
+	})
+	t.Logf("postgres of %s stopped %v after its handler-runner was killed", old.name, time.Since(killed).Round(time.Millisecond))
+	act, took := c.waitWritable(old, killed, nodeKillBound)
+	t.Logf("%s active and took a write %v after the kill", act.name, took.Round(time.Millisecond))
+	if !act.ids(t)[1] {
+		t.Fatalf("row 1 is missing on the new active %s", act.name)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		evs, err := events(act)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.Kind == "fence" && e.Node == old.name && e.Details["by"] == "check-runner" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no fence event by %s's check-runner in %d events", old.name, len(evs))
+	})
+
+	old.handler = testenv.StartProcess(t, old.name+" handler-runner", exec.Command(c.bin, "handler-runner", "--config", old.cfgPath))
+	if got := c.waitHealthy(rejoinTimeout); got != act {
+		t.Fatalf("active changed again: %s", got.name)
+	}
+}

@@ -1,0 +1,115 @@
+package checkrunner
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/understudy-ha/understudy/certs"
+	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/replication/postgres"
+)
+
+// guard stops PostgreSQL on the active node when the node's handler-runner
+// has been gone for the lease (half the session TTL). The handler-runner is
+// what fences the active node; dead (SIGKILL, a crash, an OOM kill, a
+// supervisor that gave up) it fences nothing: its /status no longer answers,
+// so HAProxy sends no new traffic, but PostgreSQL still takes writes from
+// clients connected to it directly, and once the session's TTL frees the
+// lock another node is promoted. The check-runner, a separate process, sees
+// the leader key name this node and the handler-runner's API silent, and
+// stops PostgreSQL (immediate). Its postgres checks then fail, the session
+// bound to them ends, and the election starts at once rather than after the
+// session TTL. A handler-runner that comes back finds PostgreSQL stopped
+// and rejoins the cluster as a standby, as after any fencing.
+type guard struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	pg    *postgres.Instance
+	hc    *http.Client
+	after time.Duration
+
+	// downSince is when the handler-runner was first seen gone while this
+	// node held the leader key; zero while it answers.
+	downSince time.Time
+	// fenced is set once PostgreSQL was stopped for the current outage, so
+	// it is stopped (and recorded) once.
+	fenced bool
+	// seen is set once the handler-runner has answered: the guard watches
+	// over a handler-runner that ran and is gone, never over a node that
+	// runs none (a check-runner alone, as in its own tests) or one that
+	// has not started yet.
+	seen bool
+}
+
+func newGuard(cfg *config.Config, log *slog.Logger) *guard {
+	hc := &http.Client{Timeout: ProbeTimeout(cfg.Checks.Interval)}
+	if cfg.TLS() {
+		ca, cert, key := cfg.TLSFiles()
+		if _, client, err := certs.NodeTLS(certs.Paths{CA: ca, Cert: cert, Key: key}); err == nil {
+			hc.Transport = &http.Transport{TLSClientConfig: client}
+		} else {
+			log.Warn("cannot read the TLS files to ask the handler-runner; the active node's guard is off", "err", err)
+			return nil
+		}
+	}
+	return &guard{cfg: cfg, log: log, hc: hc, after: cfg.Consul.SessionTTL / 2,
+		pg: postgres.NewInstance(cfg.Postgres, cfg.Node.Name, log)}
+}
+
+// probe asks the handler-runner's API whether it lives; any HTTP answer
+// counts (a 401 of basic auth too).
+func (g *guard) probe(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.cfg.APIURL()+"/status", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := g.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// check runs after each observation: handlerErr is the probe's answer,
+// active whether the leader key names this node. It returns an event to
+// record when it fenced the node.
+func (g *guard) check(ctx context.Context, active bool, handlerErr error, now time.Time) *cluster.Event {
+	if g == nil {
+		return nil
+	}
+	if handlerErr == nil {
+		g.seen = true
+	}
+	if !active || handlerErr == nil || !g.seen {
+		if g.fenced && handlerErr == nil {
+			g.log.Info("handler-runner answers again; it takes the node back")
+		}
+		g.downSince, g.fenced = time.Time{}, false
+		return nil
+	}
+	if g.downSince.IsZero() {
+		g.downSince = now
+		g.log.Warn("the handler-runner of the active node does not answer", "api", g.cfg.APIURL(), "err", handlerErr)
+		return nil
+	}
+	if g.fenced || now.Sub(g.downSince) < g.after {
+		return nil
+	}
+	g.fenced = true
+	gone := now.Sub(g.downSince).Round(time.Millisecond)
+	g.log.Error("the handler-runner of the active node has been gone for the lease; stopping postgres so that no write is taken without it",
+		"gone_for", gone, "lease", g.after, "err", handlerErr)
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := g.pg.Stop(sctx, "immediate"); err != nil {
+		g.log.Error("cannot stop postgres on the active node whose handler-runner is gone; it may still take writes", "err", err)
+	}
+	return &cluster.Event{Kind: cluster.EventFence, From: g.cfg.Node.Name,
+		Reason:  fmt.Sprintf("handler-runner gone for %s on the active node: check-runner stopped postgres", gone),
+		Details: map[string]string{"by": "check-runner", "stop_mode": "immediate"}}
+}

@@ -1,0 +1,60 @@
+package checkrunner
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/replication/postgres"
+)
+
+// TestGuardFencesOnceAfterTheLease: the guard acts only on the active node,
+// only once the handler-runner has been silent for the lease, only once per
+// outage, and starts over when the handler-runner answers again.
+func TestGuardFencesOnceAfterTheLease(t *testing.T) {
+	cfg := config.Default()
+	cfg.Node.Name, cfg.Postgres.DataDir = "a", t.TempDir() // no postmaster: Stop has nothing to do
+	log := slog.New(slog.DiscardHandler)
+	g := &guard{cfg: cfg, log: log, after: 5 * time.Second, pg: postgres.NewInstance(cfg.Postgres, "a", log)}
+	ctx := context.Background()
+	gone := errors.New("connection refused")
+	t0 := time.Now()
+	steps := []struct {
+		active bool
+		err    error
+		at     time.Duration
+		fence  bool
+	}{
+		{true, gone, 0, false},               // never seen: no handler-runner to watch over,
+		{true, gone, 6 * time.Second, false}, // however long
+
+		{false, gone, time.Second / 2, false},  // a standby's handler-runner: not the guard's business
+		{true, nil, time.Second, false},        // answering
+		{true, gone, 2 * time.Second, false},   // first silence
+		{true, gone, 6 * time.Second, false},   // 4 s: within the lease
+		{true, gone, 7 * time.Second, true},    // 5 s: fenced
+		{true, gone, 8 * time.Second, false},   // once
+		{true, nil, 9 * time.Second, false},    // back
+		{true, gone, 10 * time.Second, false},  // a new outage starts over
+		{true, gone, 15 * time.Second, true},   // and fences after the lease again
+		{false, gone, 16 * time.Second, false}, // another node took the leader key
+		{true, gone, 30 * time.Second, false},  // ... and this one holds it again: a fresh count
+		{true, gone, 34900 * time.Millisecond, false},
+	}
+	for i, s := range steps {
+		ev := g.check(ctx, s.active, s.err, t0.Add(s.at))
+		if (ev != nil) != s.fence {
+			t.Fatalf("step %d (%+v): fenced %v, want %v", i, s, ev != nil, s.fence)
+		}
+		if ev != nil && (ev.Kind != "fence" || ev.Details["by"] != "check-runner") {
+			t.Fatalf("step %d: event %+v", i, ev)
+		}
+	}
+	var off *guard
+	if off.check(ctx, true, gone, t0) != nil {
+		t.Fatal("a nil guard (TLS files unreadable) fenced")
+	}
+}
