@@ -1,0 +1,56 @@
+package lifecycle
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/replication/files"
+)
+
+// TestSystemdUnitsRunWhatLifecycleRuns: the units in packaging/systemd
+// start each of the node's processes with the command `cluster start` and
+// `cluster join` supervise for a node with the default paths, so an
+// operator who switches to the units runs the same thing.
+func TestSystemdUnitsRunWhatLifecycleRuns(t *testing.T) {
+	cfg := config.Default()
+	cfg.Path = config.DefaultPath
+	o := Options{Consul: "/usr/bin/consul", Understudy: "/usr/bin/understudy"}
+	want := map[string][]string{
+		ConsulProcess:        consulService(layout{cfg.Node.DataDir}, o).Command,
+		SyncthingProcess:     files.Command("/usr/bin/syncthing", cfg.SyncthingHome()),
+		CheckRunnerProcess:   {o.Understudy, "check-runner", "--config", cfg.Path},
+		HandlerRunnerProcess: {o.Understudy, "handler-runner", "--config", cfg.Path},
+	}
+	for _, name := range ProcessNames {
+		path := filepath.Join("..", "packaging", "systemd", name+".service")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Errorf("no unit for the process %s: %v", name, err)
+			continue
+		}
+		var exec []string
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "ExecStart="); ok {
+				exec = strings.Fields(v)
+			}
+		}
+		if !slices.Equal(exec, want[name]) {
+			t.Errorf("%s: ExecStart=%q, lifecycle runs %q", path, exec, want[name])
+		}
+	}
+	// daemonServices is what lifecycle really starts: the same argv for the
+	// daemons (Syncthing's needs a prepared home, compared above).
+	svcs, err := daemonServices(cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range svcs {
+		if !slices.Equal(s.Command, want[s.Name]) {
+			t.Errorf("daemonServices runs %s as %q, the unit as %q", s.Name, s.Command, want[s.Name])
+		}
+	}
+}
