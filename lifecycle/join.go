@@ -146,7 +146,7 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 		return pg.Stop(sctx, "fast")
 	})
 
-	daemons, err := daemonServices(cfg, o)
+	daemons, err := daemonServices(ctx, cfg, o)
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,7 @@ func consulService(l layout, o Options) config.Service {
 // node with files blocks (its home prepared first, its identity the node
 // certificate), then the check-runner and the handler-runner, which
 // configures Syncthing's devices and folders.
-func daemonServices(cfg *config.Config, o Options) ([]config.Service, error) {
+func daemonServices(ctx context.Context, cfg *config.Config, o Options) ([]config.Service, error) {
 	var svcs []config.Service
 	if len(cfg.Files) > 0 {
 		bin := cmp.Or(cfg.Syncthing.Binary, o.Syncthing)
@@ -44,10 +44,15 @@ func daemonServices(cfg *config.Config, o Options) ([]config.Service, error) {
 		if cfg.TLS() {
 			_, setup.CertFile, setup.KeyFile = cfg.TLSFiles()
 		}
-		if err := files.Prepare(setup); err != nil {
-			return nil, fmt.Errorf("set up syncthing in %s: %w", setup.Home, err)
+		svc := config.Service{Name: SyncthingProcess, Command: files.Command(bin, setup.Home)}
+		// A running Syncthing owns its config.xml (it rewrites it from
+		// memory): prepare the home only for one that is about to start.
+		if st, err := o.Services.Status(ctx, svc); err != nil || !st.Running {
+			if err := files.Prepare(setup); err != nil {
+				return nil, fmt.Errorf("set up syncthing in %s: %w", setup.Home, err)
+			}
 		}
-		svcs = append(svcs, config.Service{Name: SyncthingProcess, Command: files.Command(bin, setup.Home)})
+		svcs = append(svcs, svc)
 	}
 	return append(svcs,
 		config.Service{Name: CheckRunnerProcess, Command: []string{o.Understudy, "check-runner", "--config", cfg.Path}},
@@ -134,7 +139,7 @@ func StartProcesses(ctx context.Context, cfg *config.Config, o Options) error {
 	} else if !found {
 		return fmt.Errorf("node %s is in no cluster (no %s); use cluster start or cluster join", cfg.Node.Name, layout{cfg.Node.DataDir}.identity())
 	}
-	daemons, err := daemonServices(cfg, o)
+	daemons, err := daemonServices(ctx, cfg, o)
 	if err != nil {
 		return err
 	}

@@ -179,7 +179,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 		return Result{}, err
 	}
 
-	daemons, err := daemonServices(cfg, o)
+	daemons, err := daemonServices(ctx, cfg, o)
 	if err != nil {
 		return Result{}, err
 	}

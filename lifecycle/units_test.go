@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,7 +45,7 @@ func TestSystemdUnitsRunWhatLifecycleRuns(t *testing.T) {
 	}
 	// daemonServices is what lifecycle really starts: the same argv for the
 	// daemons (Syncthing's needs a prepared home, compared above).
-	svcs, err := daemonServices(cfg, o)
+	svcs, err := daemonServices(context.Background(), cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}
