@@ -30,18 +30,32 @@ func (n *tnode) events(t testing.TB) []cluster.Event {
 	return out.Events
 }
 
-// leaderWriteLSN is the active's last published write position.
+// member reads name's member record.
 func (c *tcluster) member(t testing.TB, name string) cluster.Member {
 	t.Helper()
 	var m cluster.Member
-	pair, _, err := c.nodes[0].consul.Client(t).KV().Get("understudy/t/members/"+name, nil)
-	if err != nil || pair == nil {
-		t.Fatalf("member record of %s: %v", name, err)
-	}
-	if err := json.Unmarshal(pair.Value, &m); err != nil {
-		t.Fatal(err)
-	}
+	c.readKey(t, "understudy/t/members/"+name, &m)
 	return m
+}
+
+// leader reads the leader key's value: who holds it and the write position
+// it last published.
+func (c *tcluster) leader(t testing.TB) cluster.Leader {
+	t.Helper()
+	var l cluster.Leader
+	c.readKey(t, "understudy/t/leader", &l)
+	return l
+}
+
+func (c *tcluster) readKey(t testing.TB, key string, v any) {
+	t.Helper()
+	pair, _, err := c.nodes[0].consul.Client(t).KV().Get(key, nil)
+	if err != nil || pair == nil {
+		t.Fatalf("read %s: %v", key, err)
+	}
+	if err := json.Unmarshal(pair.Value, v); err != nil {
+		t.Fatalf("read %s: %v", key, err)
+	}
 }
 
 // TestNeverChosen: a standby with nofailover and one further behind than
@@ -110,15 +124,7 @@ func TestNofailoverAndLaggingStandbyAreNeverChosen(t *testing.T) {
 		if m := c.member(t, "n1"); m.WriteLSN < lagging+2<<20 {
 			return fmt.Errorf("n1's member record shows write LSN %v, n3 is at %v: not yet 2 MB apart", m.WriteLSN, lagging)
 		}
-		pair, _, err := n1.consul.Client(t).KV().Get("understudy/t/leader", nil)
-		if err != nil || pair == nil {
-			return fmt.Errorf("leader key: %v", err)
-		}
-		var l cluster.Leader
-		if err := json.Unmarshal(pair.Value, &l); err != nil {
-			return err
-		}
-		if l.WriteLSN < lagging+2<<20 {
+		if l := c.leader(t); l.WriteLSN < lagging+2<<20 {
 			return fmt.Errorf("the leader key shows write LSN %v, n3 is at %v: not yet 2 MB apart", l.WriteLSN, lagging)
 		}
 		return nil

@@ -321,10 +321,7 @@ func TestActiveWhoseHandlerRunnerDiesIsFenced(t *testing.T) {
 		t.Fatalf("row 1 is missing on the new active %s", act.name)
 	}
 	testenv.Eventually(t, 10*time.Second, func() error {
-		evs, err := events(act)
-		if err != nil {
-			return err
-		}
+		evs := act.events(t)
 		for _, e := range evs {
 			if e.Kind == "fence" && e.Node == old.name && e.Details["by"] == "check-runner" {
 				return nil

@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"maps"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -166,10 +164,7 @@ func TestFilesMirrorTheActive(t *testing.T) {
 		t.Fatalf("a file written on standby %s reached the active: %v", sb.name, got)
 	}
 	testenv.Eventually(t, 10*time.Second, func() error {
-		evs, err := events(act)
-		if err != nil {
-			return err
-		}
+		evs := act.events(t)
 		for _, e := range evs {
 			if e.Kind == cluster.EventFiles && e.Node == sb.name {
 				return nil
@@ -252,20 +247,4 @@ func TestFilesMirrorTheActive(t *testing.T) {
 	}
 	write(t, filepath.Join(shared[act], "after-remove.txt"), "two nodes")
 	sameTrees(t, "with two nodes", syncWithin, shared[act], shared[old])
-}
-
-// events reads the cluster history through n's API.
-func events(n *tnode) ([]cluster.Event, error) {
-	resp, err := client.Get(n.apiURL() + "/v1/events")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("/v1/events: %s", resp.Status)
-	}
-	var body struct {
-		Events []cluster.Event `json:"events"`
-	}
-	return body.Events, json.NewDecoder(resp.Body).Decode(&body)
 }
