@@ -87,10 +87,7 @@ func (o *observation) folderStates() map[string]cluster.FolderState {
 	if len(o.folders) == 0 && o.filesErr == nil {
 		return nil
 	}
-	typ := "receiveonly"
-	if o.active() {
-		typ = "sendonly"
-	}
+	typ := files.FolderType(o.active())
 	m := map[string]cluster.FolderState{}
 	for _, f := range o.folders {
 		fs := cluster.FolderState{State: f.st.State, Type: typ, OutOfSyncBytes: f.st.NeedBytes, LocalChanges: f.st.ReceiveOnlyChangedItems}

@@ -61,9 +61,7 @@ func TestFailoverWhenActivePostgresIsKilled(t *testing.T) {
 		}
 		return nil
 	})
-	old.exec(t, "create table rows (id int primary key)")
-	old.exec(t, "insert into rows values (1)")
-	c.waitHealthy(30 * time.Second) // the standbys stream the row
+	c.seedRow(old)
 
 	killed := time.Now()
 	if err := syscall.Kill(old.postmasterPID(t), syscall.SIGKILL); err != nil {
@@ -103,9 +101,7 @@ func TestFailoverWhenActiveNodeIsKilled(t *testing.T) {
 	c := newCluster(t, nil)
 	c.sample()
 	old := c.waitHealthy(startTimeout)
-	old.exec(t, "create table rows (id int primary key)")
-	old.exec(t, "insert into rows values (1)")
-	c.waitHealthy(30 * time.Second)
+	c.seedRow(old)
 
 	killed := time.Now()
 	c.killNode(old)
@@ -300,9 +296,7 @@ func TestActiveWhoseHandlerRunnerDiesIsFenced(t *testing.T) {
 	c := newCluster(t, nil)
 	c.sample()
 	old := c.waitHealthy(startTimeout)
-	old.exec(t, "create table rows (id int primary key)")
-	old.exec(t, "insert into rows values (1)")
-	c.waitHealthy(30 * time.Second)
+	c.seedRow(old)
 
 	killed := time.Now()
 	if err := old.handler.Kill(); err != nil {

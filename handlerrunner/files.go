@@ -18,8 +18,8 @@ import (
 // member a device (from the member records), every files block a folder
 // shared with all of them, send-only on the active and receive-only
 // elsewhere, and a standby's own changes reverted. The role loop flips the
-// folder types (flip); the rest is upkeep every interval (run), which also
-// repairs what a flip could not do while Syncthing was down.
+// folder types (flipFiles); the rest is upkeep every interval (runFiles),
+// which also repairs what a flip could not do while Syncthing was down.
 type mirror struct {
 	cfg *config.Config
 	log *slog.Logger
@@ -54,10 +54,10 @@ func (m *mirror) open() (*files.Client, error) {
 	return c, nil
 }
 
-// flip sets the folder types for the node's new role, at once: on
+// flipFiles sets the folder types for the node's new role, at once: on
 // promotion before the active-only services start (they may write files at
 // once, and those must spread), on demotion before the node follows
-// another. A failure is logged; run retries every interval.
+// another. A failure is logged; runFiles retries every interval.
 func (r *Runner) flipFiles(ctx context.Context, sendOnly bool) {
 	m := r.files
 	if m == nil {
@@ -91,7 +91,7 @@ func (r *Runner) flipFiles(ctx context.Context, sendOnly bool) {
 		return
 	}
 	if changed {
-		m.log.Info("mirrored folders flipped", "type", folderType(sendOnly))
+		m.log.Info("mirrored folders flipped", "type", files.FolderType(sendOnly))
 	}
 	if sendOnly {
 		m.overrideAll(fctx, c)
@@ -148,13 +148,6 @@ func (m *mirror) overrideAll(ctx context.Context, c *files.Client) {
 		}
 		delete(m.override, name)
 	}
-}
-
-func folderType(sendOnly bool) string {
-	if sendOnly {
-		return "sendonly"
-	}
-	return "receiveonly"
 }
 
 // runFiles is the mirror's upkeep, every interval until ctx ends.

@@ -251,6 +251,15 @@ func contains(ns []*tnode, n *tnode) bool {
 	return false
 }
 
+// seedRow creates the table the writers use, with row 1, on the active node
+// and waits until the standbys stream it.
+func (c *tcluster) seedRow(act *tnode) {
+	c.t.Helper()
+	act.exec(c.t, "create table rows (id int primary key)")
+	act.exec(c.t, "insert into rows values (1)")
+	c.waitHealthy(30 * time.Second)
+}
+
 func (n *tnode) conn(ctx context.Context) (*pgx.Conn, error) {
 	return pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres connect_timeout=1 sslmode=disable",
 		n.addr, n.cfg.Postgres.Port))

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/understudy-ha/understudy/internal/devcluster"
+	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/internal/testenv"
 )
 
@@ -74,7 +75,7 @@ func TestDevUpStatusDemoDown(t *testing.T) {
 	}
 	for _, n := range final.Nodes {
 		for _, pid := range []int{n.PIDs.Consul, n.PIDs.Postgres, n.PIDs.CheckRunner, n.PIDs.HandlerRunner, final.HAProxy.PID} {
-			if devcluster.Alive(pid) {
+			if services.PIDAlive(pid) {
 				t.Errorf("pid %d of %s still runs after dev down", pid, n.Name)
 			}
 		}

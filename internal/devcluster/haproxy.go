@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/freeport"
+	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/internal/wait"
 )
 
@@ -70,7 +71,7 @@ func startHAProxy(s *State, bin string) error {
 	s.HAProxy.PID = pid
 	// Ready when the frontend accepts connections.
 	return wait.Until(context.Background(), 10*time.Second, func() error {
-		if !alive(pid) {
+		if !services.PIDAlive(pid) {
 			return fmt.Errorf("haproxy exited; see %s", filepath.Join(s.Dir, "haproxy.log"))
 		}
 		c, err := net.DialTimeout("tcp", s.HAProxy.Frontend, time.Second)

@@ -1,8 +1,6 @@
 package devcluster
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/understudy-ha/understudy/internal/services"
 )
 
 // startDetached starts argv in a session of its own with its output
@@ -34,33 +34,17 @@ func startDetached(logPath string, env []string, argv ...string) (int, error) {
 	return cmd.Process.Pid, nil
 }
 
-// alive says whether pid is a live process (not a zombie).
-func alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	j := bytes.LastIndexByte(stat, ')')
-	return j < 0 || j+2 >= len(stat) || (stat[j+2] != 'Z' && stat[j+2] != 'X')
-}
-
 // stop sends sig to pid and waits up to grace for it to go, then kills it.
 func stop(pid int, sig syscall.Signal, grace time.Duration) {
-	if !alive(pid) {
+	if !services.PIDAlive(pid) {
 		return
 	}
 	_ = syscall.Kill(pid, sig)
 	deadline := time.Now().Add(grace)
-	for alive(pid) && time.Now().Before(deadline) {
+	for services.PIDAlive(pid) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond) // polling a process we do not own
 	}
-	if alive(pid) {
+	if services.PIDAlive(pid) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
@@ -73,7 +57,7 @@ func postmasterPID(dataDir string) int {
 	}
 	first, _, _ := strings.Cut(string(b), "\n")
 	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil || !alive(pid) {
+	if err != nil || !services.PIDAlive(pid) {
 		return 0
 	}
 	return pid
@@ -86,7 +70,7 @@ func pidFile(path string) int {
 		return 0
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || !alive(pid) {
+	if err != nil || !services.PIDAlive(pid) {
 		return 0
 	}
 	return pid

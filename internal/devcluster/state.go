@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/lifecycle"
 )
 
@@ -110,7 +111,7 @@ func (s *State) refresh() {
 			Postgres:      postmasterPID(n.PostgresData),
 		}
 	}
-	if !alive(s.HAProxy.PID) {
+	if !services.PIDAlive(s.HAProxy.PID) {
 		s.HAProxy.PID = 0
 	}
 }

@@ -190,6 +190,17 @@ func (p *process) alive() bool {
 	return err == nil && st.live() && (p.start == 0 || st.start == p.start)
 }
 
+// PIDAlive says whether pid is a live process, not a zombie: what a
+// process that is not one's child can be asked (a dev cluster's processes,
+// read from their pid files).
+func PIDAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	st, err := procStat(pid)
+	return err == nil && st.live()
+}
+
 // waitGone polls until p is gone (true) or a or b delivers (false).
 func (p *process) waitGone(a <-chan struct{}, b <-chan time.Time) bool {
 	t := time.NewTicker(50 * time.Millisecond) // each look may read all of /proc

@@ -71,3 +71,14 @@ func TestSystemdUnavailableIsAnError(t *testing.T) {
 		t.Fatalf("err %v, want one that says systemd cannot be reached", err)
 	}
 }
+
+func TestPIDAlive(t *testing.T) {
+	if !PIDAlive(os.Getpid()) {
+		t.Fatal("this test process is not alive")
+	}
+	for _, pid := range []int{0, -1, 1 << 30} {
+		if PIDAlive(pid) {
+			t.Errorf("PIDAlive(%d) = true", pid)
+		}
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/understudy-ha/understudy/internal/pgshm"
 )
 
 // pgStartTimeout bounds a start, crash recovery included, and the wait for a
@@ -282,37 +284,15 @@ func waitShmReleased(dataDir string, timeout time.Duration) error {
 	if err != nil {
 		return nil
 	}
-	// Line 7 of postmaster.pid is "<key> <shmid>" of the segment.
-	lines := strings.Split(string(pid), "\n")
-	if len(lines) < 7 {
+	shmid := pgshm.SegmentOf(string(pid))
+	if shmid == "" {
 		return nil
 	}
-	fields := strings.Fields(lines[6])
-	if len(fields) != 2 {
-		return nil
-	}
-	shmid := fields[1]
 	return WaitFor(context.Background(), timeout, func() error {
-		n, err := shmAttached(shmid)
+		n, err := pgshm.Attached(shmid)
 		if err != nil || n == 0 {
 			return err
 		}
 		return fmt.Errorf("%d processes still attached to shared memory %s of %s", n, shmid, dataDir)
 	})
-}
-
-// shmAttached reads nattch of one System V segment from /proc/sysvipc/shm
-// (columns: key shmid perms size cpid lpid nattch ...); 0 when it is gone.
-func shmAttached(shmid string) (int, error) {
-	table, err := os.ReadFile("/proc/sysvipc/shm")
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(table), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) >= 7 && f[1] == shmid {
-			return strconv.Atoi(f[6])
-		}
-	}
-	return 0, nil
 }

@@ -246,7 +246,7 @@ func desiredFolders(myID string, devices []deviceJSON, folders []Folder) ([]fold
 			return nil, fmt.Errorf("folder %q: path %q is not absolute", f.ID, f.Path)
 		}
 		out = append(out, folderJSON{
-			ID: f.ID, Label: f.Label, Path: f.Path, Type: folderType(f.SendOnly),
+			ID: f.ID, Label: f.Label, Path: f.Path, Type: FolderType(f.SendOnly),
 			Devices:          slices.Clone(shared),
 			RescanIntervalS:  rescanIntervalS,
 			FSWatcherEnabled: true,
@@ -256,7 +256,9 @@ func desiredFolders(myID string, devices []deviceJSON, folders []Folder) ([]fold
 	return out, nil
 }
 
-func folderType(sendOnly bool) string {
+// FolderType is Syncthing's name of a folder's type: "sendonly" on the
+// active node, "receiveonly" on a standby.
+func FolderType(sendOnly bool) string {
 	if sendOnly {
 		return typeSendOnly
 	}
@@ -298,7 +300,7 @@ func (c *Client) SetFolderTypes(ctx context.Context, sendOnly bool) error {
 	if err := c.call(ctx, readTimeout, http.MethodGet, "/rest/config/folders", nil, nil, &folders); err != nil {
 		return fmt.Errorf("set folder types: %w", err)
 	}
-	want := folderType(sendOnly)
+	want := FolderType(sendOnly)
 	wantJSON, _ := json.Marshal(want)
 	changed := false
 	for _, f := range folders {

@@ -7,9 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/understudy-ha/understudy/internal/pgshm"
 )
 
 // staleWait bounds the wait for a dead postmaster's children to let go of
@@ -39,10 +39,10 @@ func (i *Instance) clearStalePidFile(ctx context.Context) error {
 	if _, running, err := i.Running(ctx); err != nil || running {
 		return err // running: the caller refuses; not ours to remove
 	}
-	if shmid := shmIDOf(string(b)); shmid != "" {
+	if shmid := pgshm.SegmentOf(string(b)); shmid != "" {
 		deadline := time.Now().Add(staleWait)
 		for {
-			n, err := shmAttached(shmid)
+			n, err := pgshm.Attached(shmid)
 			if err != nil {
 				return fmt.Errorf("read /proc/sysvipc/shm: %w", err)
 			}
@@ -65,38 +65,4 @@ func (i *Instance) clearStalePidFile(ctx context.Context) error {
 	}
 	i.log.Info("removed the lock file of a postmaster that is gone", "path", path)
 	return nil
-}
-
-// shmIDOf reads the shared memory segment's ID from postmaster.pid, whose
-// seventh line is "<key> <shmid>"; "" when the file has none.
-func shmIDOf(pidFile string) string {
-	lines := strings.Split(pidFile, "\n")
-	if len(lines) < 7 {
-		return ""
-	}
-	f := strings.Fields(lines[6])
-	if len(f) != 2 {
-		return ""
-	}
-	if _, err := strconv.Atoi(f[1]); err != nil {
-		return ""
-	}
-	return f[1]
-}
-
-// shmAttached is the number of processes attached to System V segment shmid,
-// from /proc/sysvipc/shm (columns: key shmid perms size cpid lpid nattch);
-// 0 when the segment is gone.
-func shmAttached(shmid string) (int, error) {
-	table, err := os.ReadFile("/proc/sysvipc/shm")
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(table), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) >= 7 && f[1] == shmid {
-			return strconv.Atoi(f[6])
-		}
-	}
-	return 0, nil
 }
