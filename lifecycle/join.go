@@ -104,7 +104,7 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	if err != nil {
 		return err
 	}
-	if err := u.startService(ctx, o.Services, consulService(l, o)); err != nil {
+	if err := u.startService(ctx, o, consulService(l, o)); err != nil {
 		return err
 	}
 	// Leave gracefully on failure, before the agent is stopped (undo runs
@@ -153,12 +153,12 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	u.add("remove "+cfg.SyncthingHome(), func() error { return os.RemoveAll(cfg.SyncthingHome()) })
 	fmt.Fprintln(o.Out, startingWords(daemons))
 	for _, svc := range daemons {
-		if err := u.startService(ctx, o.Services, svc); err != nil {
+		if err := u.startService(ctx, o, svc); err != nil {
 			return err
 		}
 	}
 	if err := waitStandby(ctx, cfg, o.Timeout); err != nil {
-		return fmt.Errorf("the node did not become a streaming standby: %w; see %s", err, l.services())
+		return fmt.Errorf("the node did not become a streaming standby: %w; see %s", err, o.logs(l))
 	}
 	// Until autopilot makes its Consul server a voter, the node adds no
 	// fault tolerance: losing another server then would lose the quorum.
@@ -172,7 +172,7 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	}); err != nil {
 		return err
 	}
-	id := Identity{Cluster: cfg.Cluster.Name, Node: cfg.Node.Name, CAFingerprint: ca.Fingerprint(), Since: time.Now().UTC(), How: "join"}
+	id := Identity{Cluster: cfg.Cluster.Name, Node: cfg.Node.Name, CAFingerprint: ca.Fingerprint(), Since: time.Now().UTC(), How: "join", UnitDir: o.unitDir()}
 	return writeIdentity(cfg.Node.DataDir, id)
 }
 

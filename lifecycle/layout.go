@@ -32,6 +32,9 @@ type Identity struct {
 	CAFingerprint string    `json:"ca_fingerprint"`
 	Since         time.Time `json:"since"`
 	How           string    `json:"how"` // "start" or "join"
+	// UnitDir is where the node's systemd units are, for a node whose
+	// processes run as units (Options.Systemd); "" for supervised ones.
+	UnitDir string `json:"unit_dir,omitempty"`
 }
 
 // ReadIdentity reads the node's identity; found is false for a node in no

@@ -12,16 +12,16 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/config"
-	"github.com/understudy-ha/understudy/internal/services"
+	"github.com/understudy-ha/understudy/packaging/systemd"
 	"github.com/understudy-ha/understudy/replication/files"
 )
 
-// The node's processes, as services of internal/services: programs it
-// supervises, each restarted when it exits while the supervising process
-// lives. The command that starts them (cluster start, dev up) leaves them
-// running when it exits (services.Manager.Close); on a systemd host the
-// units in packaging/systemd are the way to keep them supervised across
-// reboots (left for the packaging work).
+// The node's processes are services of internal/services, given here by
+// their commands. Options.run turns one into what runs: the same command
+// as a program the Manager supervises (restarted when it exits while the
+// supervising command lives, left running when it exits:
+// services.Manager.Close), or on a systemd host its unit from
+// packaging/systemd with that command in ExecStart.
 func consulService(l layout, o Options) config.Service {
 	return config.Service{Name: ConsulProcess, Command: []string{o.Consul, "agent", "-config-dir=" + l.consulConfig()}}
 }
@@ -47,7 +47,7 @@ func daemonServices(ctx context.Context, cfg *config.Config, o Options) ([]confi
 		svc := config.Service{Name: SyncthingProcess, Command: files.Command(bin, setup.Home)}
 		// A running Syncthing owns its config.xml (it rewrites it from
 		// memory): prepare the home only for one that is about to start.
-		if st, err := o.Services.Status(ctx, svc); err != nil || !st.Running {
+		if st, err := o.Services.Status(ctx, o.run(svc)); err != nil || !st.Running {
 			if err := files.Prepare(setup); err != nil {
 				return nil, fmt.Errorf("set up syncthing in %s: %w", setup.Home, err)
 			}
@@ -82,16 +82,58 @@ type undoStep struct {
 
 func (u *undo) add(what string, do func() error) { u.steps = append(u.steps, undoStep{what, do}) }
 
-func (u *undo) startService(ctx context.Context, m *services.Manager, svc config.Service) error {
-	if err := m.Start(ctx, svc); err != nil {
+// startService starts one of the node's processes, given by its command,
+// the way o runs them; undone, it is stopped, and its unit removed.
+func (u *undo) startService(ctx context.Context, o Options, svc config.Service) error {
+	m, run := o.Services, o.run(svc)
+	if o.Systemd {
+		unit, err := systemd.Unit(svc.Name, svc.Command)
+		if err != nil {
+			return err
+		}
+		if err := m.InstallUnit(ctx, o.UnitDir, run.SystemdUnit, unit); err != nil {
+			return err
+		}
+		u.add("remove the unit "+run.SystemdUnit, func() error {
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			return m.RemoveUnit(sctx, o.UnitDir, run.SystemdUnit)
+		})
+	} else {
+		u.add("stop "+svc.Name, func() error {
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			return m.Stop(sctx, run)
+		})
+	}
+	if err := m.Start(ctx, run); err != nil {
 		return fmt.Errorf("start %s: %w", svc.Name, err)
 	}
-	u.add("stop "+svc.Name, func() error {
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		return m.Stop(sctx, svc)
-	})
 	return nil
+}
+
+// run is what runs one of the node's processes, given by its command.
+func (o Options) run(svc config.Service) config.Service {
+	if !o.Systemd {
+		return svc
+	}
+	return config.Service{Name: svc.Name, SystemdUnit: svc.Name + ".service"}
+}
+
+// logs tells the operator where the node's processes write.
+func (o Options) logs(l layout) string {
+	if o.Systemd {
+		return "journalctl -u 'understudy-*'"
+	}
+	return l.services()
+}
+
+// unitDir is what the node's identity keeps of how its processes run.
+func (o Options) unitDir() string {
+	if o.Systemd {
+		return o.UnitDir
+	}
+	return ""
 }
 
 func (u *undo) run() {
@@ -131,20 +173,24 @@ func findBeside(understudy, name, missing string) (string, error) {
 // StartProcesses starts the processes of a node that is in a cluster again,
 // after they stopped or were killed: the Consul agent first, then the
 // daemons; the handler-runner then brings the node back as a standby of the
-// active (rewinding it if needed). Processes that run are left alone.
+// active (rewinding it if needed). Processes that run are left alone. The
+// node's identity says whether they are systemd units (then started as
+// such, whatever o says) or supervised programs.
 func StartProcesses(ctx context.Context, cfg *config.Config, o Options) error {
 	o.defaults()
-	if _, found, err := ReadIdentity(cfg.Node.DataDir); err != nil {
+	id, found, err := ReadIdentity(cfg.Node.DataDir)
+	if err != nil {
 		return err
 	} else if !found {
 		return fmt.Errorf("node %s is in no cluster (no %s); use cluster start or cluster join", cfg.Node.Name, layout{cfg.Node.DataDir}.identity())
 	}
+	o.Systemd, o.UnitDir = id.UnitDir != "", cmp.Or(id.UnitDir, o.UnitDir)
 	daemons, err := daemonServices(ctx, cfg, o)
 	if err != nil {
 		return err
 	}
 	for _, svc := range append([]config.Service{consulService(layout{cfg.Node.DataDir}, o)}, daemons...) {
-		if err := o.Services.Start(ctx, svc); err != nil {
+		if err := o.Services.Start(ctx, o.run(svc)); err != nil {
 			return fmt.Errorf("start %s: %w", svc.Name, err)
 		}
 	}

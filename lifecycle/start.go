@@ -32,6 +32,15 @@ type Options struct {
 	SerfPort, ServerPort int
 	// Services runs the node's processes; it must have a state directory.
 	Services *services.Manager
+	// Systemd runs the node's processes as systemd units, written into
+	// UnitDir and enabled: systemd restarts each one when it exits, starts
+	// them at boot, and keeps their output in the journal. Without it they
+	// are programs Services supervises, which outlive the command but are
+	// not restarted once it has exited (a host without systemd, the dev
+	// cluster).
+	Systemd bool
+	// UnitDir is where the units go (services.UnitDir by default).
+	UnitDir string
 	// Out receives progress lines for the operator.
 	Out io.Writer
 	// Timeout bounds the wait for the node to be active (default 2m).
@@ -53,6 +62,9 @@ func (o *Options) defaults() {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 2 * time.Minute
+	}
+	if o.UnitDir == "" {
+		o.UnitDir = services.UnitDir
 	}
 }
 
@@ -140,7 +152,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	}
 
 	fmt.Fprintln(o.Out, "starting the Consul agent (a server, TLS on every port)")
-	if err := u.startService(ctx, o.Services, consulService(l, o)); err != nil {
+	if err := u.startService(ctx, o, consulService(l, o)); err != nil {
 		return Result{}, err
 	}
 	cc, err := consul.New(cfg.Consul)
@@ -186,14 +198,14 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	u.add("remove "+cfg.SyncthingHome(), func() error { return os.RemoveAll(cfg.SyncthingHome()) })
 	fmt.Fprintln(o.Out, startingWords(daemons))
 	for _, svc := range daemons {
-		if err := u.startService(ctx, o.Services, svc); err != nil {
+		if err := u.startService(ctx, o, svc); err != nil {
 			return Result{}, err
 		}
 	}
 	if err := waitActive(ctx, cfg, o.Timeout); err != nil {
-		return Result{}, fmt.Errorf("the node did not become active: %w; see %s", err, l.services())
+		return Result{}, fmt.Errorf("the node did not become active: %w; see %s", err, o.logs(l))
 	}
-	id := Identity{Cluster: cfg.Cluster.Name, Node: cfg.Node.Name, CAFingerprint: ca.Fingerprint(), Since: now.UTC(), How: "start"}
+	id := Identity{Cluster: cfg.Cluster.Name, Node: cfg.Node.Name, CAFingerprint: ca.Fingerprint(), Since: now.UTC(), How: "start", UnitDir: o.unitDir()}
 	if err := writeIdentity(cfg.Node.DataDir, id); err != nil {
 		return Result{}, err
 	}

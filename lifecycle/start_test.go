@@ -29,36 +29,12 @@ import (
 // runs it with.
 func freshNode(t *testing.T, name, addr string, postgresExtra ...string) (*config.Config, lifecycle.Options) {
 	t.Helper()
-	dir := testenv.TempDir(t, name)
-	ports := testenv.FreePortsOn(t, addr, 5) // consul https, serf, server; postgres; api
-	hcl := fmt.Sprintf(`cluster { name = "t" }
-node {
-  name     = %q
-  address  = %q
-  data_dir = %q
-}
-consul {
-  scheme  = "https"
-  address = "%s:%d"
-}
-postgres {
-  port = %d
-  %s
-}
-api { listen = "%s:%d" }
-`, name, addr, dir, addr, ports[0], ports[3], strings.Join(postgresExtra, "\n  "), addr, ports[4])
-	path := filepath.Join(dir, "understudy.hcl")
-	if err := os.WriteFile(path, []byte(hcl), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, ports := nodeConfig(t, name, addr, "", postgresExtra...)
+	dir := cfg.Node.DataDir
 	m := services.NewManager(services.WithStateDir(filepath.Join(dir, "services")), services.WithLogger(slog.New(slog.DiscardHandler)))
 	o := lifecycle.Options{
 		Consul: testenv.ConsulBinary(t), Understudy: testenv.Understudy(t),
-		SerfPort: ports[1], ServerPort: ports[2], Services: m, Out: testWriter{t},
+		SerfPort: ports.serf, ServerPort: ports.server, Services: m, Out: testWriter{t},
 	}
 	// Registered after the directory's own cleanup, so it runs first: stop
 	// what Start started, then PostgreSQL by its PID.
@@ -80,6 +56,45 @@ api { listen = "%s:%d" }
 		}
 	})
 	return cfg, o
+}
+
+// nodePorts are a node's Consul gossip and server ports, which go on the
+// command line of cluster start and join rather than in the file.
+type nodePorts struct{ serf, server int }
+
+// nodeConfig writes the configuration of a node in no cluster yet, on its
+// own loopback address under a directory of its own; blocks are added to
+// the file and postgresExtra to its postgres block.
+func nodeConfig(t *testing.T, name, addr, blocks string, postgresExtra ...string) (*config.Config, nodePorts) {
+	t.Helper()
+	dir := testenv.TempDir(t, name)
+	ports := testenv.FreePortsOn(t, addr, 5) // consul https, serf, server; postgres; api
+	hcl := fmt.Sprintf(`cluster { name = "t" }
+node {
+  name     = %q
+  address  = %q
+  data_dir = %q
+}
+consul {
+  scheme  = "https"
+  address = "%s:%d"
+}
+postgres {
+  port = %d
+  %s
+}
+api { listen = "%s:%d" }
+%s
+`, name, addr, dir, addr, ports[0], ports[3], strings.Join(postgresExtra, "\n  "), addr, ports[4], blocks)
+	path := filepath.Join(dir, "understudy.hcl")
+	if err := os.WriteFile(path, []byte(hcl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, nodePorts{serf: ports[1], server: ports[2]}
 }
 
 func tail(s string, n int) string {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/apiclient"
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/services"
 )
 
 var now = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -292,5 +294,23 @@ func TestClusterCommands(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%v: err = %v, want one line with %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestProcessesFlag: --processes takes auto, systemd or supervised; another
+// value, or systemd on a host whose init is not systemd, is refused before
+// anything is done, with the way out in the message.
+func TestProcessesFlag(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "none.hcl") // never read: the flag is checked first
+	_, err := run(t, "start", "--config", cfg, "--processes", "docker")
+	if err == nil || !strings.Contains(err.Error(), "want auto, systemd or supervised") {
+		t.Fatalf("--processes docker: %v", err)
+	}
+	if services.SystemdBooted() {
+		t.Skip("systemd is this host's init") // the refusal below cannot happen here
+	}
+	_, err = run(t, "join", "127.0.0.1:1", "--config", cfg, "--processes", "systemd")
+	if err == nil || !strings.Contains(err.Error(), "use --processes supervised") {
+		t.Fatalf("--processes systemd without systemd: %v", err)
 	}
 }

@@ -9,11 +9,12 @@ import (
 
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/logging"
+	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/lifecycle"
 )
 
 func newClusterStartCmd() *cobra.Command {
-	var path, consulBin string
+	var path, consulBin, processes string
 	var o lifecycle.Options
 	cmd := &cobra.Command{
 		Use:   "start --config FILE",
@@ -27,10 +28,12 @@ active. It prints the join token once: only its hash is kept.
 
 The configuration must ask for TLS: consul { scheme = "https" }. A node that
 is already in a cluster is refused. When a step fails, the ones before it are
-undone.`,
+undone.
+
+` + processesHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := lifecycleSetup(cmd, path, consulBin, &o)
+			cfg, err := lifecycleSetup(cmd, path, consulBin, processes, &o)
 			if err != nil {
 				return err
 			}
@@ -49,18 +52,18 @@ Join token (shown this once; only its hash is kept):
   %s
 CA fingerprint (a joining node checks the cluster with it):
   %s
-Processes, their logs and PIDs: %s
-`, cfg.Node.Name, cfg.Cluster.Name, res.Token, res.CAFingerprint, filepath.Join(cfg.Node.DataDir, "services"))
+%s
+`, cfg.Node.Name, cfg.Cluster.Name, res.Token, res.CAFingerprint, processesWords(cfg, o))
 			return nil
 		},
 	}
 	addConfigFlag(cmd, &path)
-	addLifecycleFlags(cmd, &consulBin, &o)
+	addLifecycleFlags(cmd, &consulBin, &processes, &o)
 	return cmd
 }
 
 func newClusterJoinCmd() *cobra.Command {
-	var path, consulBin string
+	var path, consulBin, processes string
 	var o lifecycle.Options
 	var j lifecycle.JoinOptions
 	cmd := &cobra.Command{
@@ -76,10 +79,12 @@ returns once this node streams from the active node.
 The configuration must ask for TLS: consul { scheme = "https" }. A node with a
 database or a cluster identity is refused unless --force. When a step fails,
 the node leaves Consul and the steps before are undone; join can be run
-again.`,
+again.
+
+` + processesHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := lifecycleSetup(cmd, path, consulBin, &o)
+			cfg, err := lifecycleSetup(cmd, path, consulBin, processes, &o)
 			if err != nil {
 				return err
 			}
@@ -90,7 +95,7 @@ again.`,
 			if err := lifecycle.Join(ctx, cfg, o, j); err != nil {
 				return fmt.Errorf("cluster join: %w", err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "\n%s joined cluster %s and streams from its active node.\n", cfg.Node.Name, cfg.Cluster.Name)
+			fmt.Fprintf(cmd.OutOrStdout(), "\n%s joined cluster %s and streams from its active node.\n%s\n", cfg.Node.Name, cfg.Cluster.Name, processesWords(cfg, o))
 			return nil
 		},
 	}
@@ -98,14 +103,26 @@ again.`,
 	cmd.Flags().StringVar(&j.Token, "token", "", "the join token cluster start printed")
 	cmd.Flags().StringVar(&j.CAFingerprint, "ca-fingerprint", "", "the CA fingerprint cluster start printed (sha256:...)")
 	cmd.Flags().BoolVar(&j.Force, "force", false, "join although this node has a database or a cluster identity (its data is kept aside)")
-	addLifecycleFlags(cmd, &consulBin, &o)
+	addLifecycleFlags(cmd, &consulBin, &processes, &o)
 	return cmd
 }
 
 // lifecycleSetup loads the node's configuration and fills the options
 // cluster start and join share: the programs, the services manager, where
 // progress goes and the version.
-func lifecycleSetup(cmd *cobra.Command, path, consulBin string, o *lifecycle.Options) (*config.Config, error) {
+func lifecycleSetup(cmd *cobra.Command, path, consulBin, processes string, o *lifecycle.Options) (*config.Config, error) {
+	switch processes {
+	case "auto":
+		o.Systemd = services.SystemdBooted()
+	case "systemd":
+		if !services.SystemdBooted() {
+			return nil, fmt.Errorf("--processes systemd: systemd is not this host's init (no /run/systemd/system); use --processes supervised")
+		}
+		o.Systemd = true
+	case "supervised":
+	default:
+		return nil, fmt.Errorf("--processes %q: want auto, systemd or supervised", processes)
+	}
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, err
@@ -123,9 +140,29 @@ func lifecycleSetup(cmd *cobra.Command, path, consulBin string, o *lifecycle.Opt
 	return cfg, nil
 }
 
-// addLifecycleFlags adds the flags cluster start and join share: the
-// Consul agent to run and its ports.
-func addLifecycleFlags(cmd *cobra.Command, consulBin *string, o *lifecycle.Options) {
+// processesHelp is what cluster start and join say of --processes.
+const processesHelp = `The node's processes (the Consul agent, Syncthing on a node with files
+blocks, the check-runner, the handler-runner) run, with --processes systemd,
+as systemd units written into /etc/systemd/system and enabled: systemd
+restarts each one that exits, starts them at boot, and their output is in
+the journal (journalctl -u 'understudy-*'). With --processes supervised they
+are programs this command starts and leaves running, their output and PIDs
+under node.data_dir/services; nothing restarts them once it has exited (use
+it where systemd is not the init, as the dev cluster does). auto, the
+default, is systemd where systemd is the init.`
+
+// processesWords tells the operator where the node's processes are.
+func processesWords(cfg *config.Config, o lifecycle.Options) string {
+	if o.Systemd {
+		return "Processes: the systemd units understudy-*.service (enabled); logs: journalctl -u 'understudy-*'"
+	}
+	return "Processes, their logs and PIDs: " + filepath.Join(cfg.Node.DataDir, "services")
+}
+
+// addLifecycleFlags adds the flags cluster start and join share: how the
+// node's processes run, the Consul agent to run and its ports.
+func addLifecycleFlags(cmd *cobra.Command, consulBin, processes *string, o *lifecycle.Options) {
+	cmd.Flags().StringVar(processes, "processes", "auto", "how the node's processes run: systemd (enabled units), supervised (programs left running, not restarted), or auto (systemd where it is the init)")
 	cmd.Flags().StringVar(consulBin, "consul", "", "the Consul agent to run (default: bin/consul beside understudy, else consul on PATH)")
 	cmd.Flags().IntVar(&o.SerfPort, "consul-serf-port", 8301, "the Consul agent's LAN gossip port")
 	cmd.Flags().IntVar(&o.ServerPort, "consul-server-port", 8300, "the Consul agent's server (Raft, RPC) port")

@@ -205,7 +205,9 @@ func (m *Manager) conn(ctx context.Context) (*dbus.Conn, error) {
 	if m.systemd != nil && m.systemd.Connected() {
 		return m.systemd, nil
 	}
-	c, err := dbus.NewSystemConnectionContext(ctx)
+	// The system bus, else (as root) systemd's private socket: a host
+	// without a D-Bus daemon is still managed.
+	c, err := dbus.NewWithContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connect to systemd over D-Bus (is systemd running on this host?): %w", err)
 	}

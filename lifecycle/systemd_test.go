@@ -1,0 +1,264 @@
+package lifecycle_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/understudy-ha/understudy/handlerrunner"
+	"github.com/understudy-ha/understudy/internal/testenv"
+	"github.com/understudy-ha/understudy/lifecycle"
+	"github.com/understudy-ha/understudy/replication/postgres"
+)
+
+// systemdNode is a node on a host whose init is systemd, driven through the
+// CLI as an operator does it.
+type systemdNode struct {
+	*tnode
+	host  *testenv.SystemdHost
+	ports nodePorts
+	files string // its files "shared" block's directory
+}
+
+func newSystemdNode(t *testing.T, name, addr string) *systemdNode {
+	t.Helper()
+	shared := testenv.TempDir(t, "shared-"+name)
+	cfg, ports := nodeConfig(t, name, addr, fmt.Sprintf(`syncthing {
+  binary   = %q
+  port     = %d
+  api_port = %d
+}
+files "shared" { path = %q }`, testenv.SyncthingBinary(t), testenv.FreePortOn(t, addr), testenv.FreePort(t), shared))
+	// Booted after the node's directories were made, so that its power goes
+	// off (every process of the node killed) before they are removed.
+	h := testenv.BootSystemd(t, name)
+	return &systemdNode{tnode: &tnode{cfg: cfg}, host: h, ports: ports, files: shared}
+}
+
+// cli runs understudy on the node's host with the node's configuration and
+// Consul ports, and fails the test when it fails.
+func (n *systemdNode) cli(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := n.try(t, args...)
+	if err != nil {
+		t.Fatalf("understudy %s on %s: %v", strings.Join(args[:2], " "), n.host.Name, err)
+	}
+	return out
+}
+
+// try runs understudy as cli does and returns how it ended.
+func (n *systemdNode) try(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	args = append(args, "--config", n.cfg.Path, "--consul", testenv.ConsulBinary(t),
+		"--consul-serf-port", strconv.Itoa(n.ports.serf), "--consul-server-port", strconv.Itoa(n.ports.server))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := n.host.Command(ctx, testenv.Understudy(t), args...).CombinedOutput()
+	t.Logf("[%s] understudy %s:\n%s", n.host.Name, args[1], out)
+	return string(out), err
+}
+
+// processes are the node's processes, Syncthing among them (it has a files
+// block).
+var processes = lifecycle.ProcessNames
+
+// requireUnits fails unless each of the node's processes runs as a unit
+// that is enabled (started at boot) and active.
+func (n *systemdNode) requireUnits(t *testing.T) {
+	t.Helper()
+	for _, p := range processes {
+		unit := p + ".service"
+		for prop, want := range map[string]string{"UnitFileState": "enabled", "ActiveState": "active"} {
+			if got, err := n.host.Property(unit, prop); err != nil || got != want {
+				t.Fatalf("on %s: %s %s=%q (%v), want %q\n%s", n.host.Name, unit, prop, got, err, want, n.host.Journal(unit, 30))
+			}
+		}
+	}
+}
+
+// restarted waits until systemd runs unit with a main PID other than old.
+func (n *systemdNode) restarted(t *testing.T, unit string, old int) int {
+	t.Helper()
+	var pid int
+	err := testenv.WaitFor(context.Background(), 30*time.Second, func() error {
+		if pid = n.host.MainPID(t, unit); pid == 0 || pid == old {
+			return fmt.Errorf("%s: main PID %d", unit, pid)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("systemd did not restart %s on %s: %v\n%s", unit, n.host.Name, err, n.host.Journal(unit, 30))
+	}
+	return pid
+}
+
+// streamingStandby waits until the node says it is a standby streaming
+// from the active.
+func (n *systemdNode) streamingStandby(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	testenv.Eventually(t, timeout, func() error {
+		var st handlerrunner.NodeStatus
+		if err := n.get(t, "/v1/status/node", &st); err != nil {
+			return err
+		}
+		if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming {
+			return fmt.Errorf("%s is %s, streaming %v", n.cfg.Node.Name, st.Role, st.Postgres.Streaming)
+		}
+		return nil
+	})
+}
+
+// TestClusterOnSystemdHosts: on hosts whose init is systemd, cluster start
+// and cluster join run the node's processes as enabled systemd units. After
+// the command has exited, systemd restarts a process that dies, the journal
+// holds the daemons' output, and a host that loses power comes back into
+// the cluster with no command run: its rows and files catch up.
+func TestClusterOnSystemdHosts(t *testing.T) {
+	testenv.RequireIntegration(t)
+	ctx := context.Background()
+	a := newSystemdNode(t, "a", "127.0.0.84")
+	b := newSystemdNode(t, "b", "127.0.0.85")
+
+	// A start that fails after the Consul agent's unit was installed (a
+	// stray file where PostgreSQL's data directory goes) leaves no unit,
+	// enabled or running, behind; once the file is gone, start succeeds.
+	stray := filepath.Join(a.cfg.Postgres.DataDir, "stray")
+	if err := os.MkdirAll(a.cfg.Postgres.DataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stray, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := a.try(t, "cluster", "start", "--processes", "systemd"); err == nil || !strings.Contains(out, "starting the Consul agent") {
+		t.Fatalf("cluster start with a stray file in the data directory: %v\n%s", err, out)
+	}
+	if left, _ := filepath.Glob(filepath.Join(a.host.UnitDir(), "*", "understudy-*")); len(left) > 0 {
+		t.Fatalf("a failed start left links to its units: %v", left)
+	}
+	if left, _ := filepath.Glob(filepath.Join(a.host.UnitDir(), "understudy-*")); len(left) > 0 {
+		t.Fatalf("a failed start left units: %v", left)
+	}
+	if units := a.host.Run(t, "systemctl", "list-units", "--all", "--no-legend", "understudy-*"); strings.TrimSpace(units) != "" {
+		t.Fatalf("a failed start left units loaded:\n%s", units)
+	}
+	if err := os.RemoveAll(a.cfg.Postgres.DataDir); err != nil {
+		t.Fatal(err)
+	}
+
+	out := a.cli(t, "cluster", "start", "--processes", "systemd")
+	token := regexp.MustCompile(`ust1\.\S+`).FindString(out)
+	fp := regexp.MustCompile(`sha256:[0-9a-f]+`).FindString(out)
+	if token == "" || fp == "" || !strings.Contains(out, "journalctl -u 'understudy-*'") {
+		t.Fatalf("cluster start printed no token, fingerprint or journalctl hint:\n%s", out)
+	}
+	a.requireUnits(t)
+	if err := a.get(t, "/status", nil); err != nil {
+		t.Fatalf("a after cluster start: %v", err)
+	}
+	// The units run this node's own paths (a data_dir of the test's), not
+	// the packaged defaults.
+	if exec, _ := a.host.Property(lifecycle.CheckRunnerProcess+".service", "ExecStart"); !strings.Contains(exec, a.cfg.Path) {
+		t.Fatalf("check-runner unit runs %s, want --config %s", exec, a.cfg.Path)
+	}
+
+	b.cli(t, "cluster", "join", strings.TrimPrefix(a.cfg.APIURL(), "https://"), "--token", token, "--ca-fingerprint", fp)
+	b.requireUnits(t)
+	b.streamingStandby(t, 30*time.Second)
+
+	conn, err := pgx.Connect(ctx, postgres.ConnString(a.cfg.Postgres))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "create table t (id int primary key); insert into t values (1)"); err != nil {
+		t.Fatal(err)
+	}
+	waitRowsAndFile(t, a, b, 1, "one")
+
+	// A daemon that dies is restarted by systemd, not by any command.
+	hr := lifecycle.HandlerRunnerProcess + ".service"
+	old := b.host.MainPID(t, hr)
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	b.restarted(t, hr, old)
+	b.streamingStandby(t, 30*time.Second)
+	if j := b.host.Journal(hr, 200); len(regexp.MustCompile(`(?m)understudy\[\d+\]: starting$`).FindAllString(j, -1)) < 2 {
+		t.Fatalf("the journal of %s on b does not show the daemon starting twice:\n%s", hr, j)
+	}
+
+	// Power loss on b: every process of the host dies at once. At boot
+	// systemd starts the enabled units, and b is a standby again, with the
+	// rows and files written while it was down.
+	b.host.Reboot(t)
+	if _, err := conn.Exec(ctx, "insert into t values (2)"); err != nil {
+		t.Fatal(err)
+	}
+	b.requireUnitsWithin(t, time.Minute)
+	b.streamingStandby(t, time.Minute)
+	waitRowsAndFile(t, a, b, 2, "two")
+}
+
+// requireUnitsWithin waits for requireUnits to hold, as after a boot.
+func (n *systemdNode) requireUnitsWithin(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var bad []string
+		for _, p := range processes {
+			if st, _ := n.host.Property(p+".service", "ActiveState"); st != "active" {
+				bad = append(bad, p+" "+st)
+			}
+		}
+		if len(bad) == 0 {
+			n.requireUnits(t)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("on %s %v after boot: units not active: %v", n.host.Name, timeout, bad)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitRowsAndFile writes a file into the active a's mirrored directory and
+// waits until b has it and rows rows of the table t.
+func waitRowsAndFile(t *testing.T, a, b *systemdNode, rows int, name string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := os.WriteFile(filepath.Join(a.files, name), []byte(name), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bc := b.cfg.Postgres
+	testenv.Eventually(t, 60*time.Second, func() error {
+		conn, err := pgx.Connect(ctx, postgres.ConnString(bc))
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		var n int
+		if err := conn.QueryRow(ctx, "select count(*) from t").Scan(&n); err != nil {
+			return err
+		}
+		if n != rows {
+			return fmt.Errorf("b has %d rows of t, want %d", n, rows)
+		}
+		if got, err := os.ReadFile(filepath.Join(b.files, name)); err != nil || string(got) != name {
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("b has no file %s yet", name)
+			}
+			return fmt.Errorf("b's file %s: %q %v", name, got, err)
+		}
+		return nil
+	})
+}
