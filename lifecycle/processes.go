@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/packaging/systemd"
 	"github.com/understudy-ha/understudy/replication/files"
+	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
 // The node's processes are services of internal/services, given here by
@@ -192,6 +194,50 @@ func StartProcesses(ctx context.Context, cfg *config.Config, o Options) error {
 	for _, svc := range append([]config.Service{consulService(layout{cfg.Node.DataDir}, o)}, daemons...) {
 		if err := o.Services.Start(ctx, o.run(svc)); err != nil {
 			return fmt.Errorf("start %s: %w", svc.Name, err)
+		}
+	}
+	return nil
+}
+
+// StopProcesses stops the node's processes, the way they run (the node's
+// identity says), and PostgreSQL: the handler-runner first, which on the
+// active stops the active-only services and PostgreSQL and gives up the
+// lock, so that another node takes over at once; then PostgreSQL of a
+// standby, which the handler-runner leaves running when it exits (a
+// restart of the daemon must not stop the standby), the check-runner,
+// Syncthing and the Consul agent. The Consul server stays a Raft peer, down
+// until the node starts again. Systemd units stay enabled: the node
+// starts at the next boot. Processes already stopped are skipped.
+func StopProcesses(ctx context.Context, cfg *config.Config, o Options) error {
+	o.defaults()
+	id, found, err := ReadIdentity(cfg.Node.DataDir)
+	if err != nil {
+		return err
+	} else if !found {
+		return fmt.Errorf("node %s is in no cluster (no %s): there is nothing of understudy's to stop", cfg.Node.Name, layout{cfg.Node.DataDir}.identity())
+	}
+	o.Systemd, o.UnitDir = id.UnitDir != "", cmp.Or(id.UnitDir, o.UnitDir)
+	// Stop finds a supervised process by its name in the state directory;
+	// the command is never run.
+	stop := func(name string) error {
+		if err := o.Services.Stop(ctx, o.run(config.Service{Name: name, Command: []string{name}})); err != nil {
+			return fmt.Errorf("stop %s: %w", name, err)
+		}
+		return nil
+	}
+	if err := stop(HandlerRunnerProcess); err != nil {
+		return err
+	}
+	pg := postgres.NewInstance(cfg.Postgres, cfg.Node.Name, slog.New(slog.DiscardHandler))
+	if err := pg.Stop(ctx, "fast"); err != nil {
+		return fmt.Errorf("stop PostgreSQL: %w", err)
+	}
+	for _, name := range []string{CheckRunnerProcess, SyncthingProcess, ConsulProcess} {
+		if name == SyncthingProcess && len(cfg.Files) == 0 {
+			continue
+		}
+		if err := stop(name); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -27,7 +27,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: false,
 	}
 	root.AddCommand(newVersionCmd(), newConfigCmd(), newCheckRunnerCmd(), newHandlerRunnerCmd(), newDevCmd(),
-		newClusterCmd(), newProfileCmd())
+		newClusterCmd(), newNodeCmd(), newProfileCmd())
 	return root
 }
 
