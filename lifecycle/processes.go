@@ -187,6 +187,11 @@ func StartProcesses(ctx context.Context, cfg *config.Config, o Options) error {
 		return fmt.Errorf("node %s is in no cluster (no %s); use cluster start or cluster join", cfg.Node.Name, layout{cfg.Node.DataDir}.identity())
 	}
 	o.Systemd, o.UnitDir = id.UnitDir != "", cmp.Or(id.UnitDir, o.UnitDir)
+	if o.Consul == "" && !o.Systemd {
+		if o.Consul, err = FindConsul(o.Understudy); err != nil {
+			return err
+		}
+	}
 	daemons, err := daemonServices(ctx, cfg, o)
 	if err != nil {
 		return err

@@ -45,8 +45,9 @@ files "shared" { path = %q }`, testenv.SyncthingBinary(t), testenv.FreePortOn(t,
 	return &systemdNode{tnode: &tnode{cfg: cfg}, host: h, ports: ports, files: shared}
 }
 
-// cli runs understudy on the node's host with the node's configuration and
-// Consul ports, and fails the test when it fails.
+// cli runs understudy on the node's host with the node's configuration
+// (and Consul ports, for cluster start and join), and fails the test when
+// it fails.
 func (n *systemdNode) cli(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := n.try(t, args...)
@@ -59,8 +60,11 @@ func (n *systemdNode) cli(t *testing.T, args ...string) string {
 // try runs understudy as cli does and returns how it ended.
 func (n *systemdNode) try(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	args = append(args, "--config", n.cfg.Path, "--consul", testenv.ConsulBinary(t),
-		"--consul-serf-port", strconv.Itoa(n.ports.serf), "--consul-server-port", strconv.Itoa(n.ports.server))
+	args = append(args, "--config", n.cfg.Path)
+	if args[0] == "cluster" {
+		args = append(args, "--consul", testenv.ConsulBinary(t),
+			"--consul-serf-port", strconv.Itoa(n.ports.serf), "--consul-server-port", strconv.Itoa(n.ports.server))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	out, err := n.host.Command(ctx, testenv.Understudy(t), args...).CombinedOutput()
@@ -122,12 +126,15 @@ func (n *systemdNode) streamingStandby(t *testing.T, timeout time.Duration) {
 // and cluster join run the node's processes as enabled systemd units. After
 // the command has exited, systemd restarts a process that dies, the journal
 // holds the daemons' output, and a host that loses power comes back into
-// the cluster with no command run: its rows and files catch up.
+// the cluster with no command run: its rows and files catch up. node stop
+// on the active hands over and node start brings it back as a standby.
 func TestClusterOnSystemdHosts(t *testing.T) {
 	testenv.RequireIntegration(t)
 	ctx := context.Background()
+	// Three nodes, so that Consul keeps its quorum while one is down.
 	a := newSystemdNode(t, "a", "127.0.0.84")
 	b := newSystemdNode(t, "b", "127.0.0.85")
+	c := newSystemdNode(t, "c", "127.0.0.86")
 
 	// A start that fails after the Consul agent's unit was installed (a
 	// stray file where PostgreSQL's data directory goes) leaves no unit,
@@ -171,9 +178,12 @@ func TestClusterOnSystemdHosts(t *testing.T) {
 		t.Fatalf("check-runner unit runs %s, want --config %s", exec, a.cfg.Path)
 	}
 
-	b.cli(t, "cluster", "join", strings.TrimPrefix(a.cfg.APIURL(), "https://"), "--token", token, "--ca-fingerprint", fp)
-	b.requireUnits(t)
-	b.streamingStandby(t, 30*time.Second)
+	// --processes auto: systemd, since it is the hosts' init.
+	for _, n := range []*systemdNode{b, c} {
+		n.cli(t, "cluster", "join", strings.TrimPrefix(a.cfg.APIURL(), "https://"), "--token", token, "--ca-fingerprint", fp)
+		n.requireUnits(t)
+		n.streamingStandby(t, 30*time.Second)
+	}
 
 	conn, err := pgx.Connect(ctx, postgres.ConnString(a.cfg.Postgres))
 	if err != nil {
@@ -197,16 +207,39 @@ func TestClusterOnSystemdHosts(t *testing.T) {
 		t.Fatalf("the journal of %s on b does not show the daemon starting twice:\n%s", hr, j)
 	}
 
-	// Power loss on b: every process of the host dies at once. At boot
-	// systemd starts the enabled units, and b is a standby again, with the
+	// Power loss on c: every process of the host dies at once. At boot
+	// systemd starts the enabled units, and c is a standby again, with the
 	// rows and files written while it was down.
-	b.host.Reboot(t)
+	c.host.Reboot(t)
 	if _, err := conn.Exec(ctx, "insert into t values (2)"); err != nil {
 		t.Fatal(err)
 	}
-	b.requireUnitsWithin(t, time.Minute)
-	b.streamingStandby(t, time.Minute)
-	waitRowsAndFile(t, a, b, 2, "two")
+	c.requireUnitsWithin(t, time.Minute)
+	c.streamingStandby(t, time.Minute)
+	waitRowsAndFile(t, a, c, 2, "two")
+
+	// node stop on the active: its units stop and stay enabled, and
+	// another node takes over at once; node start brings a back as a
+	// standby.
+	a.cli(t, "node", "stop")
+	for _, p := range processes {
+		unit := p + ".service"
+		if st, _ := a.host.Property(unit, "ActiveState"); st != "inactive" {
+			t.Errorf("after node stop: %s is %s", unit, st)
+		}
+		if st, _ := a.host.Property(unit, "UnitFileState"); st != "enabled" {
+			t.Errorf("after node stop: %s is %s, want still enabled", unit, st)
+		}
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if b.get(t, "/status", nil) == nil || c.get(t, "/status", nil) == nil {
+			return nil
+		}
+		return errors.New("neither b nor c is active")
+	})
+	a.cli(t, "node", "start")
+	a.requireUnits(t)
+	a.streamingStandby(t, time.Minute)
 }
 
 // requireUnitsWithin waits for requireUnits to hold, as after a boot.

@@ -42,11 +42,17 @@ how they come back after a reboot; like cluster start, it leaves them
 running when it exits, and nothing restarts them after that.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// auto: StartProcesses follows the node's identity anyway.
-			cfg, err := lifecycleSetup(cmd, path, consulBin, "auto", &o)
+			cfg, err := config.Load(path)
 			if err != nil {
 				return err
 			}
+			if o.Understudy, err = os.Executable(); err != nil {
+				return err
+			}
+			// Only supervised processes need it (a unit names its own);
+			// StartProcesses finds it then.
+			o.Consul = consulBin
+			o.Services = newServices(cfg, logging.New(cmd.ErrOrStderr(), os.Getenv("UNDERSTUDY_LOG_LEVEL")))
 			defer o.Services.Close()
 			ctx, cancel := signalContext()
 			defer cancel()
