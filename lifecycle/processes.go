@@ -172,6 +172,21 @@ func findBeside(understudy, name, missing string) (string, error) {
 	return "", errors.New(missing)
 }
 
+// asSetUp is o with its defaults and the way the node's processes run as
+// cluster start or join set it up, kept in the node's identity: systemd
+// units (whatever o says) or supervised programs.
+func asSetUp(cfg *config.Config, o Options) (Options, error) {
+	o.defaults()
+	id, found, err := ReadIdentity(cfg.Node.DataDir)
+	if err != nil {
+		return o, err
+	} else if !found {
+		return o, fmt.Errorf("node %s is in no cluster (no %s); use cluster start or cluster join", cfg.Node.Name, layout{cfg.Node.DataDir}.identity())
+	}
+	o.Systemd, o.UnitDir = id.UnitDir != "", cmp.Or(id.UnitDir, o.UnitDir)
+	return o, nil
+}
+
 // StartProcesses starts the processes of a node that is in a cluster again,
 // after they stopped or were killed: the Consul agent first, then the
 // daemons; the handler-runner then brings the node back as a standby of the
@@ -179,14 +194,10 @@ func findBeside(understudy, name, missing string) (string, error) {
 // node's identity says whether they are systemd units (then started as
 // such, whatever o says) or supervised programs.
 func StartProcesses(ctx context.Context, cfg *config.Config, o Options) error {
-	o.defaults()
-	id, found, err := ReadIdentity(cfg.Node.DataDir)
+	o, err := asSetUp(cfg, o)
 	if err != nil {
 		return err
-	} else if !found {
-		return fmt.Errorf("node %s is in no cluster (no %s); use cluster start or cluster join", cfg.Node.Name, layout{cfg.Node.DataDir}.identity())
 	}
-	o.Systemd, o.UnitDir = id.UnitDir != "", cmp.Or(id.UnitDir, o.UnitDir)
 	if o.Consul == "" && !o.Systemd {
 		if o.Consul, err = FindConsul(o.Understudy); err != nil {
 			return err
@@ -214,14 +225,10 @@ func StartProcesses(ctx context.Context, cfg *config.Config, o Options) error {
 // until the node starts again. Systemd units stay enabled: the node
 // starts at the next boot. Processes already stopped are skipped.
 func StopProcesses(ctx context.Context, cfg *config.Config, o Options) error {
-	o.defaults()
-	id, found, err := ReadIdentity(cfg.Node.DataDir)
+	o, err := asSetUp(cfg, o)
 	if err != nil {
 		return err
-	} else if !found {
-		return fmt.Errorf("node %s is in no cluster (no %s): there is nothing of understudy's to stop", cfg.Node.Name, layout{cfg.Node.DataDir}.identity())
 	}
-	o.Systemd, o.UnitDir = id.UnitDir != "", cmp.Or(id.UnitDir, o.UnitDir)
 	// Stop finds a supervised process by its name in the state directory;
 	// the command is never run.
 	stop := func(name string) error {

@@ -145,7 +145,9 @@ const processesHelp = `The node's processes (the Consul agent, Syncthing on a no
 blocks, the check-runner, the handler-runner) run, with --processes systemd,
 as systemd units written into /etc/systemd/system and enabled: systemd
 restarts each one that exits, starts them at boot, and their output is in
-the journal (journalctl -u 'understudy-*'). With --processes supervised they
+the journal (journalctl -u 'understudy-*'). The units run this understudy
+binary and the Consul agent from where they are now: put them where they
+stay (such as /usr/bin) before. With --processes supervised they
 are programs this command starts and leaves running, their output and PIDs
 under node.data_dir/services; nothing restarts them once it has exited (use
 it where systemd is not the init, as the dev cluster does). auto, the
