@@ -38,10 +38,19 @@ func newSystemdNode(t *testing.T, name, addr string) *systemdNode {
   port     = %d
   api_port = %d
 }
-files "shared" { path = %q }`, testenv.SyncthingBinary(t), testenv.FreePortOn(t, addr), testenv.FreePort(t), shared))
+files "shared" { path = %q }
+service "app" {
+  systemd_unit = "app.service"
+  active_only  = true
+}`, testenv.SyncthingBinary(t), testenv.FreePortOn(t, addr), testenv.FreePort(t), shared))
 	// Booted after the node's directories were made, so that its power goes
 	// off (every process of the node killed) before they are removed.
 	h := testenv.BootSystemd(t, name)
+	// The managed application: a unit of the host's, run on the active only.
+	app := "[Unit]\nDescription=the managed application (test)\n[Service]\nExecStart=/bin/sleep infinity\n"
+	if err := os.WriteFile(filepath.Join(h.UnitDir(), "app.service"), []byte(app), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return &systemdNode{tnode: &tnode{cfg: cfg}, host: h, ports: ports, files: shared}
 }
 
@@ -90,6 +99,16 @@ func (n *systemdNode) requireUnits(t *testing.T) {
 	}
 }
 
+// appRuns fails unless the node's app.service, its active-only service,
+// is active exactly when want.
+func (n *systemdNode) appRuns(t *testing.T, want bool) {
+	t.Helper()
+	st, err := n.host.Property("app.service", "ActiveState")
+	if err != nil || (st == "active") != want {
+		t.Fatalf("on %s: app.service is %q (%v), want running %v", n.host.Name, st, err, want)
+	}
+}
+
 // restarted waits until systemd runs unit with a main PID other than old.
 func (n *systemdNode) restarted(t *testing.T, unit string, old int) int {
 	t.Helper()
@@ -127,7 +146,8 @@ func (n *systemdNode) streamingStandby(t *testing.T, timeout time.Duration) {
 // the command has exited, systemd restarts a process that dies, the journal
 // holds the daemons' output, and a host that loses power comes back into
 // the cluster with no command run: its rows and files catch up. node stop
-// on the active hands over and node start brings it back as a standby.
+// on the active hands over and node start brings it back as a standby. An
+// active-only service that is a unit of the host runs on the active only.
 func TestClusterOnSystemdHosts(t *testing.T) {
 	testenv.RequireIntegration(t)
 	ctx := context.Background()
@@ -178,11 +198,14 @@ func TestClusterOnSystemdHosts(t *testing.T) {
 		t.Fatalf("check-runner unit runs %s, want --config %s", exec, a.cfg.Path)
 	}
 
+	a.appRuns(t, true)
+
 	// --processes auto: systemd, since it is the hosts' init.
 	for _, n := range []*systemdNode{b, c} {
 		n.cli(t, "cluster", "join", strings.TrimPrefix(a.cfg.APIURL(), "https://"), "--token", token, "--ca-fingerprint", fp)
 		n.requireUnits(t)
 		n.streamingStandby(t, 30*time.Second)
+		n.appRuns(t, false)
 	}
 
 	conn, err := pgx.Connect(ctx, postgres.ConnString(a.cfg.Postgres))
@@ -231,11 +254,24 @@ func TestClusterOnSystemdHosts(t *testing.T) {
 			t.Errorf("after node stop: %s is %s, want still enabled", unit, st)
 		}
 	}
+	a.appRuns(t, false)
+	var next *systemdNode
 	testenv.Eventually(t, 30*time.Second, func() error {
-		if b.get(t, "/status", nil) == nil || c.get(t, "/status", nil) == nil {
-			return nil
+		for _, n := range []*systemdNode{b, c} {
+			if n.get(t, "/status", nil) == nil {
+				next = n
+				return nil
+			}
 		}
 		return errors.New("neither b nor c is active")
+	})
+	// The active-only service follows the active role (started once the
+	// node is active: wait for it).
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if st, _ := next.host.Property("app.service", "ActiveState"); st != "active" {
+			return fmt.Errorf("app.service on the new active %s is %s", next.host.Name, st)
+		}
+		return nil
 	})
 	a.cli(t, "node", "start")
 	a.requireUnits(t)
