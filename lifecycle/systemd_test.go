@@ -81,15 +81,12 @@ func (n *systemdNode) try(t *testing.T, args ...string) (string, error) {
 	return string(out), err
 }
 
-// processes are the node's processes, Syncthing among them (it has a files
-// block).
-var processes = lifecycle.ProcessNames
-
-// requireUnits fails unless each of the node's processes runs as a unit
-// that is enabled (started at boot) and active.
+// requireUnits fails unless each of the node's processes (Syncthing among
+// them: the node has a files block) runs as a unit that is enabled
+// (started at boot) and active.
 func (n *systemdNode) requireUnits(t *testing.T) {
 	t.Helper()
-	for _, p := range processes {
+	for _, p := range lifecycle.ProcessNames {
 		unit := p + ".service"
 		for prop, want := range map[string]string{"UnitFileState": "enabled", "ActiveState": "active"} {
 			if got, err := n.host.Property(unit, prop); err != nil || got != want {
@@ -245,7 +242,7 @@ func TestClusterOnSystemdHosts(t *testing.T) {
 	// another node takes over at once; node start brings a back as a
 	// standby.
 	a.cli(t, "node", "stop")
-	for _, p := range processes {
+	for _, p := range lifecycle.ProcessNames {
 		unit := p + ".service"
 		if st, _ := a.host.Property(unit, "ActiveState"); st != "inactive" {
 			t.Errorf("after node stop: %s is %s", unit, st)
@@ -281,23 +278,19 @@ func TestClusterOnSystemdHosts(t *testing.T) {
 // requireUnitsWithin waits for requireUnits to hold, as after a boot.
 func (n *systemdNode) requireUnitsWithin(t *testing.T, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	testenv.Eventually(t, timeout, func() error {
 		var bad []string
-		for _, p := range processes {
+		for _, p := range lifecycle.ProcessNames {
 			if st, _ := n.host.Property(p+".service", "ActiveState"); st != "active" {
 				bad = append(bad, p+" "+st)
 			}
 		}
-		if len(bad) == 0 {
-			n.requireUnits(t)
-			return
+		if len(bad) > 0 {
+			return fmt.Errorf("on %s, units not active: %v", n.host.Name, bad)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("on %s %v after boot: units not active: %v", n.host.Name, timeout, bad)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
+	n.requireUnits(t)
 }
 
 // waitRowsAndFile writes a file into the active a's mirrored directory and

@@ -29,6 +29,13 @@ func TestDevUpStatusDemoDown(t *testing.T) {
 	ctx := context.Background()
 	s, err := devcluster.Up(ctx, o)
 	if err != nil {
+		// A failed up keeps the logs; they go before the directory does.
+		logs, _ := filepath.Glob(filepath.Join(dir, "*", "services", "*.log"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+			t.Logf("%s:\n%s", l, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		}
 		t.Fatalf("dev up: %v", err)
 	}
 	t.Cleanup(func() {

@@ -96,7 +96,11 @@ func BootSystemd(t testing.TB, name string) *SystemdHost {
 		}
 	}
 	// Its own cgroup in the two hierarchies systemd uses, which become the
-	// roots of its cgroup namespace; removed once it is powered off.
+	// roots of its cgroup namespace; removed once it is powered off. Only
+	// the hybrid layout of CI's machines is known to work.
+	if _, err := os.Stat("/sys/fs/cgroup/systemd/cgroup.procs"); err != nil {
+		t.Fatalf("a SystemdHost needs the hybrid cgroup layout of CI's machines (a name=systemd hierarchy at /sys/fs/cgroup/systemd): %v", err)
+	}
 	suffix := filepath.Base(h.dir)
 	for _, root := range []string{"/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"} {
 		cg := filepath.Join(root, "understudy-test", suffix)
