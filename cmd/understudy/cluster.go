@@ -224,10 +224,53 @@ type statusReport struct {
 	LastFailover *cluster.Event `json:"last_failover,omitempty"`
 	// EventsError is why the history could not be read.
 	EventsError string `json:"events_error,omitempty"`
+	// Quorum is how many nodes Consul needs up (every node runs one of
+	// its servers); Tolerance is how many more of them may go down, -1
+	// when fewer than Quorum are up.
+	Quorum    int `json:"quorum"`
+	Tolerance int `json:"tolerance"`
+}
+
+// quorum is what Consul's Raft needs of the servers, one per node: a
+// majority, and how many more than that are up now (-1: not enough).
+// Without a majority no write reaches the leader key: the active steps down
+// at the end of its lease and none is elected until enough are back. A node
+// counts as up while its member record is fresh, since it is written
+// through the node's own Consul agent (its API may still not answer the
+// CLI).
+func quorum(rows []nodeRow, now time.Time) (need, more int) {
+	up := 0
+	for _, r := range rows {
+		if !r.Heartbeat.IsZero() && now.Sub(r.Heartbeat) <= offlineAfter {
+			up++
+		}
+	}
+	need = len(rows)/2 + 1
+	return need, max(up-need, -1)
+}
+
+// toleranceWords says what the cluster can lose, in the words of status.
+func toleranceWords(s statusReport) string {
+	total := len(s.Nodes)
+	up := s.Quorum + s.Tolerance
+	switch {
+	case total == 0:
+		return "unknown: no member records"
+	case s.Tolerance < 0:
+		return fmt.Sprintf("none: fewer than %d of %d nodes up, no node can be active until enough are back", s.Quorum, total)
+	case s.Tolerance == 0 && total <= 2:
+		return fmt.Sprintf("none: %d of %d nodes up, Consul needs %d; add a third node to survive the loss of one", up, total, s.Quorum)
+	case s.Tolerance == 0:
+		return fmt.Sprintf("none: %d of %d nodes up, Consul needs %d; one more lost and no node can be active", up, total, s.Quorum)
+	case s.Tolerance == 1:
+		return fmt.Sprintf("1 node (%d of %d up, Consul needs %d)", up, total, s.Quorum)
+	}
+	return fmt.Sprintf("%d nodes (%d of %d up, Consul needs %d)", s.Tolerance, up, total, s.Quorum)
 }
 
 func newStatusReport(v clusterView, events []cluster.Event, now time.Time) statusReport {
 	s := statusReport{Cluster: v.status.Cluster, Leader: v.status.Leader, Nodes: nodeRows(v, now)}
+	s.Quorum, s.Tolerance = quorum(s.Nodes, now)
 	if nm := v.status.NextMaster; nm != nil && nm.Node != s.Leader {
 		s.NextMaster = nm
 	}
@@ -268,6 +311,7 @@ func renderStatus(w io.Writer, s statusReport, now time.Time) error {
 	default:
 		fmt.Fprintf(tw, "last failover:\tnone recorded\n")
 	}
+	fmt.Fprintf(tw, "can lose:\t%s\n", toleranceWords(s))
 	if err := tw.Flush(); err != nil {
 		return err
 	}

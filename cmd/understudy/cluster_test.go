@@ -94,6 +94,7 @@ func TestRenderStatus(t *testing.T) {
 	want := `cluster:        prod
 leader:         mgr-1, active since 2024-05-01 08:55:00Z (3h5m ago)
 last failover:  2024-05-01 08:55:00Z mgr-2→mgr-1 (3h5m ago): leader key free: session invalidated
+can lose:       none: 3 of 4 nodes up, Consul needs 3; one more lost and no node can be active
 members (4):
   mgr-1  leader   primary  lag 0 B      6/6 passing                               heartbeat 3s ago
   mgr-2  replica  standby  lag 1.2 MiB  postgres-role critical, services warning  heartbeat 4s ago
@@ -102,6 +103,33 @@ members (4):
 `
 	if b.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+// TestCanLose: what status says the cluster can lose follows Consul's
+// majority of one server per node, counting a node up while its member
+// record is fresh.
+func TestCanLose(t *testing.T) {
+	fresh, stale := now.Add(-time.Second), now.Add(-time.Hour)
+	for _, c := range []struct {
+		heartbeats []time.Time
+		want       string
+	}{
+		{[]time.Time{fresh, fresh, fresh}, "1 node (3 of 3 up, Consul needs 2)"},
+		{[]time.Time{fresh, fresh, fresh, fresh, fresh}, "2 nodes (5 of 5 up, Consul needs 3)"},
+		{[]time.Time{fresh, fresh}, "none: 2 of 2 nodes up, Consul needs 2; add a third node to survive the loss of one"},
+		{[]time.Time{fresh, fresh, stale}, "none: 2 of 3 nodes up, Consul needs 2; one more lost and no node can be active"},
+		{[]time.Time{fresh, stale, {}}, "none: fewer than 2 of 3 nodes up, no node can be active until enough are back"},
+		{nil, "unknown: no member records"},
+	} {
+		var s statusReport
+		for _, hb := range c.heartbeats {
+			s.Nodes = append(s.Nodes, nodeRow{Heartbeat: hb})
+		}
+		s.Quorum, s.Tolerance = quorum(s.Nodes, now)
+		if got := toleranceWords(s); got != c.want {
+			t.Errorf("%d nodes: %q, want %q", len(c.heartbeats), got, c.want)
+		}
 	}
 }
 
@@ -117,6 +145,7 @@ func TestRenderStatusNoLeader(t *testing.T) {
 leader:         none: no node holds the lock (an election may be in progress)
 next master:    mgr-2, chosen by mgr-2 2s ago: highest LSN
 last failover:  none recorded
+can lose:       none: 3 of 4 nodes up, Consul needs 3; one more lost and no node can be active
 members (4):
 `
 	if !strings.HasPrefix(b.String(), want) {
