@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/consul"
 )
 
 // maxBody bounds what a request may send: the API takes small JSON only.
@@ -133,6 +134,9 @@ type ClusterStatus struct {
 	Leader     string              `json:"leader"`
 	NextMaster *cluster.NextMaster `json:"next_master,omitempty"`
 	Members    []cluster.Member    `json:"members"`
+	// Consul is how the Consul servers stand, as autopilot sees them
+	// (absent when it did not answer): what the cluster can lose.
+	Consul *consul.ServersHealth `json:"consul,omitempty"`
 }
 
 func (r *Runner) handleCluster(w http.ResponseWriter, req *http.Request) {
@@ -153,6 +157,9 @@ func (r *Runner) handleCluster(w http.ResponseWriter, req *http.Request) {
 		if m.Address != "" || m.Name != r.name {
 			out.Members = append(out.Members, m)
 		}
+	}
+	if h, err := r.cc.ServersHealth(ctx); err == nil {
+		out.Consul = &h
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -120,6 +120,10 @@ func TestThreeNodesThenTheCAMovesWithTheCluster(t *testing.T) {
 		if cs.Leader != "a" || len(cs.Members) != 3 {
 			return fmt.Errorf("leader %q, %d members", cs.Leader, len(cs.Members))
 		}
+		// Three Consul servers that vote: the cluster can lose one.
+		if h := cs.Consul; h == nil || h.Voters != 3 || h.HealthyVoters != 3 || h.FailureTolerance != 1 {
+			return fmt.Errorf("consul servers %+v, want 3 healthy voters tolerating 1 failure", h)
+		}
 		for _, m := range cs.Members {
 			if m.Name != "a" && (m.Role != "standby" || m.LagBytes != 0) {
 				return fmt.Errorf("%s: role %s lag %d", m.Name, m.Role, m.LagBytes)

@@ -16,6 +16,7 @@ import (
 	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/apiclient"
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/consul"
 )
 
 // offlineAfter is how old a member record's heartbeat may be before the
@@ -224,53 +225,35 @@ type statusReport struct {
 	LastFailover *cluster.Event `json:"last_failover,omitempty"`
 	// EventsError is why the history could not be read.
 	EventsError string `json:"events_error,omitempty"`
-	// Quorum is how many nodes Consul needs up (every node runs one of
-	// its servers); Tolerance is how many more of them may go down, -1
-	// when fewer than Quorum are up.
-	Quorum    int `json:"quorum"`
-	Tolerance int `json:"tolerance"`
+	// Consul is how the Consul servers stand (autopilot, through the node
+	// asked), absent when it did not say.
+	Consul *consul.ServersHealth `json:"consul,omitempty"`
 }
 
-// quorum is what Consul's Raft needs of the servers, one per node: a
-// majority, and how many more than that are up now (-1: not enough).
-// Without a majority no write reaches the leader key: the active steps down
-// at the end of its lease and none is elected until enough are back. A node
-// counts as up while its member record is fresh, since it is written
-// through the node's own Consul agent (its API may still not answer the
-// CLI).
-func quorum(rows []nodeRow, now time.Time) (need, more int) {
-	up := 0
-	for _, r := range rows {
-		if !r.Heartbeat.IsZero() && now.Sub(r.Heartbeat) <= offlineAfter {
-			up++
-		}
+// toleranceWords says what a cluster of nodes can lose: Consul needs a
+// majority of its voting servers, one per node; without one no write
+// reaches the leader key, so the active steps down at the end of its lease
+// and none is elected until enough are back. Autopilot prunes a dead
+// server within seconds, so the voters may be fewer than the nodes.
+func toleranceWords(h *consul.ServersHealth, nodes int) string {
+	if h == nil {
+		return "unknown: Consul's autopilot did not answer"
 	}
-	need = len(rows)/2 + 1
-	return need, max(up-need, -1)
-}
-
-// toleranceWords says what the cluster can lose, in the words of status.
-func toleranceWords(s statusReport) string {
-	total := len(s.Nodes)
-	up := s.Quorum + s.Tolerance
+	state := fmt.Sprintf("%d healthy voting Consul servers, %d needed, %d nodes", h.HealthyVoters, h.Voters/2+1, nodes)
 	switch {
-	case total == 0:
-		return "unknown: no member records"
-	case s.Tolerance < 0:
-		return fmt.Sprintf("none: fewer than %d of %d nodes up, no node can be active until enough are back", s.Quorum, total)
-	case s.Tolerance == 0 && total <= 2:
-		return fmt.Sprintf("none: %d of %d nodes up, Consul needs %d; add a third node to survive the loss of one", up, total, s.Quorum)
-	case s.Tolerance == 0:
-		return fmt.Sprintf("none: %d of %d nodes up, Consul needs %d; one more lost and no node can be active", up, total, s.Quorum)
-	case s.Tolerance == 1:
-		return fmt.Sprintf("1 node (%d of %d up, Consul needs %d)", up, total, s.Quorum)
+	case h.FailureTolerance == 1:
+		return "1 node (" + state + ")"
+	case h.FailureTolerance > 1:
+		return fmt.Sprintf("%d nodes (%s)", h.FailureTolerance, state)
+	case nodes <= 2:
+		return "none: " + state + "; add a third node to survive the loss of one"
 	}
-	return fmt.Sprintf("%d nodes (%d of %d up, Consul needs %d)", s.Tolerance, up, total, s.Quorum)
+	return "none: " + state + "; one more lost and no node can be active"
 }
 
 func newStatusReport(v clusterView, events []cluster.Event, now time.Time) statusReport {
 	s := statusReport{Cluster: v.status.Cluster, Leader: v.status.Leader, Nodes: nodeRows(v, now)}
-	s.Quorum, s.Tolerance = quorum(s.Nodes, now)
+	s.Consul = v.status.Consul
 	if nm := v.status.NextMaster; nm != nil && nm.Node != s.Leader {
 		s.NextMaster = nm
 	}
@@ -311,7 +294,7 @@ func renderStatus(w io.Writer, s statusReport, now time.Time) error {
 	default:
 		fmt.Fprintf(tw, "last failover:\tnone recorded\n")
 	}
-	fmt.Fprintf(tw, "can lose:\t%s\n", toleranceWords(s))
+	fmt.Fprintf(tw, "can lose:\t%s\n", toleranceWords(s.Consul, len(s.Nodes)))
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/apiclient"
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/services"
 )
 
@@ -39,7 +40,7 @@ func fixture() clusterView {
 				Files: map[string]cluster.FolderState{"resources": {State: "idle", Type: "sendonly"}, "plugins": {State: "idle", Type: "sendonly"}}},
 			{Name: "mgr-3", Address: "10.0.0.7", Role: cluster.RoleUnknown, LagBytes: -1, Checks: stale, Heartbeat: now.Add(-2 * time.Minute)},
 			{Name: "mgr-4", Address: "10.0.0.8", APIURL: "http://10.0.0.8:8008", Role: cluster.RoleStandby, LagBytes: 0, Checks: allPassing(), Heartbeat: now.Add(-1 * time.Second)},
-		}},
+		}, Consul: &consul.ServersHealth{Voters: 4, HealthyVoters: 3, FailureTolerance: 0}},
 		live: map[string]apiclient.NodeResult{
 			"mgr-1": {Status: handlerrunner.NodeStatus{Name: "mgr-1", Role: handlerrunner.RoleActive, Since: now.Add(-3*time.Hour - 5*time.Minute)}},
 			"mgr-2": {Status: handlerrunner.NodeStatus{Name: "mgr-2", Role: handlerrunner.RoleStandby}},
@@ -94,7 +95,7 @@ func TestRenderStatus(t *testing.T) {
 	want := `cluster:        prod
 leader:         mgr-1, active since 2024-05-01 08:55:00Z (3h5m ago)
 last failover:  2024-05-01 08:55:00Z mgr-2→mgr-1 (3h5m ago): leader key free: session invalidated
-can lose:       none: 3 of 4 nodes up, Consul needs 3; one more lost and no node can be active
+can lose:       none: 3 healthy voting Consul servers, 3 needed, 4 nodes; one more lost and no node can be active
 members (4):
   mgr-1  leader   primary  lag 0 B      6/6 passing                               heartbeat 3s ago
   mgr-2  replica  standby  lag 1.2 MiB  postgres-role critical, services warning  heartbeat 4s ago
@@ -106,29 +107,24 @@ members (4):
 	}
 }
 
-// TestCanLose: what status says the cluster can lose follows Consul's
-// majority of one server per node, counting a node up while its member
-// record is fresh.
+// TestCanLose: what status says the cluster can lose, from autopilot's
+// view of the Consul servers (which drops a dead one within seconds) and
+// the number of nodes.
 func TestCanLose(t *testing.T) {
-	fresh, stale := now.Add(-time.Second), now.Add(-time.Hour)
 	for _, c := range []struct {
-		heartbeats []time.Time
-		want       string
+		h     *consul.ServersHealth
+		nodes int
+		want  string
 	}{
-		{[]time.Time{fresh, fresh, fresh}, "1 node (3 of 3 up, Consul needs 2)"},
-		{[]time.Time{fresh, fresh, fresh, fresh, fresh}, "2 nodes (5 of 5 up, Consul needs 3)"},
-		{[]time.Time{fresh, fresh}, "none: 2 of 2 nodes up, Consul needs 2; add a third node to survive the loss of one"},
-		{[]time.Time{fresh, fresh, stale}, "none: 2 of 3 nodes up, Consul needs 2; one more lost and no node can be active"},
-		{[]time.Time{fresh, stale, {}}, "none: fewer than 2 of 3 nodes up, no node can be active until enough are back"},
-		{nil, "unknown: no member records"},
+		{&consul.ServersHealth{Voters: 3, HealthyVoters: 3, FailureTolerance: 1}, 3, "1 node (3 healthy voting Consul servers, 2 needed, 3 nodes)"},
+		{&consul.ServersHealth{Voters: 5, HealthyVoters: 5, FailureTolerance: 2}, 5, "2 nodes (5 healthy voting Consul servers, 3 needed, 5 nodes)"},
+		{&consul.ServersHealth{Voters: 2, HealthyVoters: 2}, 2, "none: 2 healthy voting Consul servers, 2 needed, 2 nodes; add a third node to survive the loss of one"},
+		{&consul.ServersHealth{Voters: 2, HealthyVoters: 2}, 3, "none: 2 healthy voting Consul servers, 2 needed, 3 nodes; one more lost and no node can be active"},
+		{&consul.ServersHealth{Voters: 3, HealthyVoters: 2}, 3, "none: 2 healthy voting Consul servers, 2 needed, 3 nodes; one more lost and no node can be active"},
+		{nil, 3, "unknown: Consul's autopilot did not answer"},
 	} {
-		var s statusReport
-		for _, hb := range c.heartbeats {
-			s.Nodes = append(s.Nodes, nodeRow{Heartbeat: hb})
-		}
-		s.Quorum, s.Tolerance = quorum(s.Nodes, now)
-		if got := toleranceWords(s); got != c.want {
-			t.Errorf("%d nodes: %q, want %q", len(c.heartbeats), got, c.want)
+		if got := toleranceWords(c.h, c.nodes); got != c.want {
+			t.Errorf("%+v, %d nodes: %q, want %q", c.h, c.nodes, got, c.want)
 		}
 	}
 }
@@ -145,7 +141,7 @@ func TestRenderStatusNoLeader(t *testing.T) {
 leader:         none: no node holds the lock (an election may be in progress)
 next master:    mgr-2, chosen by mgr-2 2s ago: highest LSN
 last failover:  none recorded
-can lose:       none: 3 of 4 nodes up, Consul needs 3; one more lost and no node can be active
+can lose:       none: 3 healthy voting Consul servers, 3 needed, 4 nodes; one more lost and no node can be active
 members (4):
 `
 	if !strings.HasPrefix(b.String(), want) {

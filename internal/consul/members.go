@@ -119,10 +119,9 @@ func (c *Client) Leave(ctx context.Context) error {
 // autopilot sees it: a server that joined counts for the quorum only once
 // autopilot has promoted it, after its stabilization time.
 func (c *Client) Voter(ctx context.Context, node string) (bool, error) {
-	q := (&api.QueryOptions{}).WithContext(ctx)
-	h, err := c.api.Operator().AutopilotServerHealth(q)
+	h, err := c.autopilotHealth(ctx)
 	if err != nil {
-		return false, fmt.Errorf("read autopilot's server health: %w", err)
+		return false, err
 	}
 	for _, s := range h.Servers {
 		if s.Name == node {
@@ -130,4 +129,41 @@ func (c *Client) Voter(ctx context.Context, node string) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// ServersHealth is autopilot's view of the cluster's Consul servers, one per
+// node: the Raft voters, how many of them are healthy, and how many of those
+// may fail before no write (no leader key, no election) can be made.
+type ServersHealth struct {
+	Voters           int `json:"voters"`
+	HealthyVoters    int `json:"healthy_voters"`
+	FailureTolerance int `json:"failure_tolerance"`
+}
+
+// ServersHealth asks autopilot, through the local agent, how the servers
+// stand.
+func (c *Client) ServersHealth(ctx context.Context) (ServersHealth, error) {
+	h, err := c.autopilotHealth(ctx)
+	if err != nil {
+		return ServersHealth{}, err
+	}
+	out := ServersHealth{FailureTolerance: h.FailureTolerance}
+	for _, s := range h.Servers {
+		if s.Voter {
+			out.Voters++
+			if s.Healthy {
+				out.HealthyVoters++
+			}
+		}
+	}
+	return out, nil
+}
+
+func (c *Client) autopilotHealth(ctx context.Context) (*api.OperatorHealthReply, error) {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	h, err := c.api.Operator().AutopilotServerHealth(q)
+	if err != nil {
+		return nil, fmt.Errorf("read autopilot's server health: %w", err)
+	}
+	return h, nil
 }
