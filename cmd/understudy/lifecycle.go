@@ -123,11 +123,8 @@ func lifecycleSetup(cmd *cobra.Command, path, consulBin, processes string, o *li
 	default:
 		return nil, fmt.Errorf("--processes %q: want auto, systemd or supervised", processes)
 	}
-	cfg, err := config.Load(path)
+	cfg, err := nodeSetup(cmd, path, o)
 	if err != nil {
-		return nil, err
-	}
-	if o.Understudy, err = os.Executable(); err != nil {
 		return nil, err
 	}
 	if o.Consul = consulBin; o.Consul == "" {
@@ -135,8 +132,22 @@ func lifecycleSetup(cmd *cobra.Command, path, consulBin, processes string, o *li
 			return nil, err
 		}
 	}
-	o.Services = newServices(cfg, logging.New(cmd.ErrOrStderr(), os.Getenv("UNDERSTUDY_LOG_LEVEL")))
 	o.Out, o.Version = cmd.OutOrStdout(), version
+	return cfg, nil
+}
+
+// nodeSetup loads the node's configuration and fills what every command
+// that acts on the node's processes needs: this understudy binary and the
+// services manager, logging to the command's stderr.
+func nodeSetup(cmd *cobra.Command, path string, o *lifecycle.Options) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if o.Understudy, err = os.Executable(); err != nil {
+		return nil, err
+	}
+	o.Services = newServices(cfg, logging.New(cmd.ErrOrStderr(), os.Getenv("UNDERSTUDY_LOG_LEVEL")))
 	return cfg, nil
 }
 

@@ -2,12 +2,9 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/understudy-ha/understudy/internal/config"
-	"github.com/understudy-ha/understudy/internal/logging"
 	"github.com/understudy-ha/understudy/lifecycle"
 )
 
@@ -42,17 +39,13 @@ how they come back after a reboot; like cluster start, it leaves them
 running when it exits, and nothing restarts them after that.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
+			cfg, err := nodeSetup(cmd, path, &o)
 			if err != nil {
-				return err
-			}
-			if o.Understudy, err = os.Executable(); err != nil {
 				return err
 			}
 			// Only supervised processes need it (a unit names its own);
 			// StartProcesses finds it then.
 			o.Consul = consulBin
-			o.Services = newServices(cfg, logging.New(cmd.ErrOrStderr(), os.Getenv("UNDERSTUDY_LOG_LEVEL")))
 			defer o.Services.Close()
 			ctx, cancel := signalContext()
 			defer cancel()
@@ -83,11 +76,10 @@ comes back at the next boot. To take a node out of the cluster, stop it, then
 run cluster nodes remove NAME from another node.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
+			cfg, err := nodeSetup(cmd, path, &o)
 			if err != nil {
 				return err
 			}
-			o.Services = newServices(cfg, logging.New(cmd.ErrOrStderr(), os.Getenv("UNDERSTUDY_LOG_LEVEL")))
 			defer o.Services.Close()
 			ctx, cancel := signalContext()
 			defer cancel()

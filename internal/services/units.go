@@ -37,11 +37,13 @@ func (m *Manager) InstallUnit(ctx context.Context, dir, name string, content []b
 		os.Remove(tmp)
 		return fmt.Errorf("install unit %s: %w", name, err)
 	}
-	if err := c.ReloadContext(ctx); err != nil {
-		return fmt.Errorf("install unit %s: systemd daemon-reload: %w", name, err)
-	}
+	// Enabled, then reloaded, as systemctl enable does: the reload reads
+	// the new file and the links enabling made in one go.
 	if _, _, err := c.EnableUnitFilesContext(ctx, []string{name}, false, true); err != nil {
 		return fmt.Errorf("install unit %s: enable: %w", name, err)
+	}
+	if err := c.ReloadContext(ctx); err != nil {
+		return fmt.Errorf("install unit %s: systemd daemon-reload: %w", name, err)
 	}
 	return nil
 }
