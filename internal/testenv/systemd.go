@@ -155,8 +155,7 @@ func (h *SystemdHost) boot(t testing.TB) {
 			return // rebooted since: this boot was powered off then
 		}
 		if t.Failed() && h.pid != 0 {
-			out, err := h.Command(context.Background(), "journalctl", "--no-pager", "-o", "short-precise", "-n", "150").CombinedOutput()
-			t.Logf("last lines of the journal of %s as the test ended (%v):\n%s", h.Name, err, out)
+			t.Logf("last lines of the journal of %s as the test ended:\n%s", h.Name, h.Journal("", 150))
 		}
 		if err := h.powerOff(); err != nil {
 			t.Errorf("cleanup: %v", err)
@@ -246,7 +245,7 @@ func (h *SystemdHost) Property(unit, prop string) (string, error) {
 }
 
 // MainPID is the PID of a unit's main process as the test sees it (systemd
-// gives it in the host's PID namespace): 0 when the unit has none, or
+// gives it as seen in its own PID namespace): 0 when the unit has none, or
 // while systemd still names one that has just died.
 func (h *SystemdHost) MainPID(t testing.TB, unit string) int {
 	t.Helper()
@@ -285,11 +284,16 @@ func (h *SystemdHost) outerPID(inner int) (int, error) {
 	return 0, fmt.Errorf("no process %d in the PID namespace of %s", inner, h.Name)
 }
 
-// Journal is the last lines of a unit's journal, for a failure message.
+// Journal is the last lines of a unit's journal ("" for the whole
+// journal), for a failure message.
 func (h *SystemdHost) Journal(unit string, lines int) string {
-	out, err := h.Command(context.Background(), "journalctl", "--no-pager", "-o", "short-precise", "-n", strconv.Itoa(lines), "-u", unit).CombinedOutput()
+	args := []string{"--no-pager", "-o", "short-precise", "-n", strconv.Itoa(lines)}
+	if unit != "" {
+		args = append(args, "-u", unit)
+	}
+	out, err := h.Command(context.Background(), "journalctl", args...).CombinedOutput()
 	if err != nil {
-		return fmt.Sprintf("journalctl -u %s: %v: %s", unit, err, out)
+		return fmt.Sprintf("journalctl %s: %v: %s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
 }
