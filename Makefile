@@ -10,8 +10,10 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS       := -X main.version=$(VERSION)
 # Debian packages the tests and the dev cluster run for real (systemd is the
-# init of the tests' SystemdHosts, entered with unshare and nsenter of util-linux).
-APT_PACKAGES  := postgresql-15 postgresql-client-15 iproute2 procps haproxy rsync systemd util-linux
+# init of the tests' SystemdHosts, entered with unshare and nsenter of util-linux;
+# iproute2 and nftables make the tests' hosts with network stacks of their own
+# and their partitions).
+APT_PACKAGES  := postgresql-15 postgresql-client-15 iproute2 nftables procps haproxy rsync systemd util-linux
 
 export PATH := $(CURDIR)/bin:$(PATH)
 

@@ -14,7 +14,10 @@ import (
 )
 
 // guard stops PostgreSQL on the active node when the node's handler-runner
-// has been gone for the lease (half the session TTL). The handler-runner is
+// has been gone for the lease (consul.leader_lease). It is the third line:
+// the handler-runner fences itself, and its watchdog stops PostgreSQL when
+// the lease runs out; the guard records what happened (and stops
+// PostgreSQL should the watchdog be gone too). The handler-runner is
 // what fences the active node; dead (SIGKILL, a crash, an OOM kill, a
 // supervisor that gave up) it fences nothing: its /status no longer answers,
 // so HAProxy sends no new traffic, but PostgreSQL still takes writes from
@@ -56,7 +59,7 @@ func newGuard(cfg *config.Config, log *slog.Logger) *guard {
 			return nil
 		}
 	}
-	return &guard{cfg: cfg, log: log, hc: hc, after: cfg.Consul.SessionTTL / 2,
+	return &guard{cfg: cfg, log: log, hc: hc, after: cfg.Fencing().Lease,
 		pg: postgres.NewInstance(cfg.Postgres, cfg.Node.Name, log)}
 }
 
@@ -102,6 +105,14 @@ func (g *guard) check(ctx context.Context, active bool, handlerErr error, now ti
 	}
 	g.fenced = true
 	gone := now.Sub(g.downSince).Round(time.Millisecond)
+	if _, running, err := g.pg.Running(ctx); err == nil && !running {
+		// The watchdog got there first: the lease ran out with nobody to
+		// renew it.
+		g.log.Warn("the handler-runner of the active node is gone and postgres is already stopped (the watchdog's lease ran out)", "gone_for", gone)
+		return &cluster.Event{Kind: cluster.EventFence, From: g.cfg.Node.Name,
+			Reason:  fmt.Sprintf("handler-runner gone for %s on the active node: postgres stopped when its lease ran out", gone),
+			Details: map[string]string{"by": "watchdog", "stop_mode": "immediate"}}
+	}
 	g.log.Error("the handler-runner of the active node has been gone for the lease; stopping postgres so that no write is taken without it",
 		"gone_for", gone, "lease", g.after, "err", handlerErr)
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -49,7 +49,7 @@ func TestGuardFencesOnceAfterTheLease(t *testing.T) {
 		if (ev != nil) != s.fence {
 			t.Fatalf("step %d (%+v): fenced %v, want %v", i, s, ev != nil, s.fence)
 		}
-		if ev != nil && (ev.Kind != "fence" || ev.Details["by"] != "check-runner") {
+		if ev != nil && (ev.Kind != "fence" || (ev.Details["by"] != "check-runner" && ev.Details["by"] != "watchdog")) {
 			t.Fatalf("step %d: event %+v", i, ev)
 		}
 	}

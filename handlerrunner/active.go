@@ -6,26 +6,36 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/fence"
 )
 
 // runActive holds the active role from the acquired lock until it ends:
-// promote, reconcile once (slots, services, hooks), then confirm the lease
-// every holdTick. It returns why it ended; the deferred teardown fences the
-// node (demoting) before anyone else can take writes.
+// the lease held beside it from the acquisition on, the old active's lease
+// waited out, PostgreSQL promoted, once-mode (slots, services, hooks), then
+// a look at PostgreSQL and next-master every holdTick. It returns why it
+// ended; the deferred teardown fences the node (demoting), PostgreSQL
+// first.
 func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
-	sessID, nm := r.heldWith, r.switchingTo
+	sessID, nm, prev := r.heldWith, r.switchingTo, r.takenFromValue
 	r.switchingTo = nil
+	h := r.hold(ctx, sessID, r.acquiredAt, r.leaderValue(sessID))
+	h.setMembers(r.members(ctx))
 	stopMode := "immediate"
 	var handover *handover
 	defer func() {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fenceTimeout)
 		defer cancel()
 		r.enter(fctx, RoleActive, RoleDemoting, reason)
-		r.demote(fctx, sessID, stopMode, handover, reason)
+		r.demote(fctx, h, stopMode, handover, reason)
 		next = RoleRejoining
 	}()
 
 	start := time.Now()
+	how, err := r.waitOldLease(ctx, h, prev)
+	if err != nil {
+		return RoleRejoining, "gave up the takeover: " + err.Error()
+	}
+	waited := time.Since(start).Round(time.Millisecond)
 	if err := r.promote(ctx); err != nil {
 		r.st.setGrace(time.Now().Add(stepDownGrace))
 		return RoleRejoining, "promotion failed: " + err.Error()
@@ -34,22 +44,25 @@ func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
 	r.upstream = ""
 	r.st.serve(time.Now())
 	st, _ := r.pgState(ctx)
-	r.log.Info("active: postgres promoted", "took", time.Since(start).Round(time.Millisecond), "timeline", st.Timeline, "lsn", st.WriteLSN)
+	h.setLSN(st.WriteLSN)
+	r.log.Info("active: postgres promoted", "took", time.Since(start).Round(time.Millisecond), "waited_for_old_active", waited,
+		"because", how, "timeline", st.Timeline, "lsn", st.WriteLSN)
 	kind := cluster.EventFailover
 	if nm != nil && nm.Switchover {
 		kind = cluster.EventSwitchover
 	}
 	r.metrics.promoted(kind)
 	r.record(ctx, cluster.Event{Kind: kind, From: r.takenFrom, To: r.name, LSN: st.WriteLSN, Reason: r.st.get().Reason,
-		Details: map[string]string{"promote_took": time.Since(start).Round(time.Millisecond).String()}})
+		Details: map[string]string{"promote_took": time.Since(start).Round(time.Millisecond).String(),
+			"waited_for_old_active": waited.String(), "old_active_fenced": how}})
 
-	// Once-mode, then upkeep, beside the lease loop: a slow hook or a
+	// Once-mode, then upkeep, beside the lease: a slow hook or a
 	// synchronous standby that takes its time must never delay fencing.
 	mctx, stopUpkeep := context.WithCancel(ctx)
 	upkeep := make(chan struct{})
 	go func() {
 		defer close(upkeep)
-		r.upkeep(mctx, sessID)
+		r.upkeep(mctx, h)
 	}()
 	// Runs before the teardown above (deferred calls run last-in, first-out):
 	// /status turns 400 at once, then upkeep stops.
@@ -62,17 +75,20 @@ func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
 		case <-ctx.Done():
 			stopMode = "fast"
 			return RoleRejoining, "handler-runner stopping"
+		case <-h.Lost():
+			r.st.setGrace(time.Now().Add(stepDownGrace))
+			return RoleRejoining, h.Why()
 		case <-t.C:
 		}
-		why, h, fenceNow := r.holdLease(ctx, sessID)
+		why, ho, fenceNow := r.checkActive(ctx, h)
 		if why == "" {
 			continue
 		}
-		handover = h
+		handover = ho
 		if !fenceNow {
 			stopMode = "fast"
 		}
-		if h == nil {
+		if ho == nil {
 			r.st.setGrace(time.Now().Add(stepDownGrace))
 		}
 		return RoleRejoining, why
@@ -81,9 +97,10 @@ func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
 
 // upkeep is what the active does besides holding the lease: once-mode on
 // entry (everything, once: slots, sync set, services, hooks; failures are
-// logged and recorded and the node stays active), then slots and the sync
-// set every five intervals, until ctx ends.
-func (r *Runner) upkeep(ctx context.Context, sessID string) {
+// logged and recorded and the node stays active), then the write position
+// for the lease's renewals every interval, and slots and the sync set every
+// five intervals, until ctx ends.
+func (r *Runner) upkeep(ctx context.Context, h *holder) {
 	r.reconcileActive(ctx)
 	slots := time.NewTicker(5 * r.cfg.Checks.Interval)
 	defer slots.Stop()
@@ -94,28 +111,18 @@ func (r *Runner) upkeep(ctx context.Context, sessID string) {
 		case <-ctx.Done():
 			return
 		case <-lsn.C:
-			r.publishWriteLSN(ctx, sessID)
+			// The renewals write it into the leader key, where the next
+			// election finds it.
+			sctx, cancel := context.WithTimeout(ctx, r.cfg.Checks.Interval)
+			if st, err := r.pgc.State(sctx); err == nil && !st.InRecovery {
+				h.setLSN(st.WriteLSN)
+			}
+			cancel()
 		case <-slots.C:
 			r.ensureSlots(ctx)
 			r.ensureSync(ctx)
+			h.setMembers(r.members(ctx))
 		}
-	}
-}
-
-// publishWriteLSN writes the active's write position into the leader key
-// (acquiring again with the session that holds it updates the value and
-// keeps the lock and its LockIndex), where the next election finds it.
-func (r *Runner) publishWriteLSN(ctx context.Context, sessID string) {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.Checks.Interval)
-	defer cancel()
-	st, err := r.pgc.State(ctx)
-	if err != nil || st.InRecovery {
-		return
-	}
-	value := cluster.Leader{Node: r.name, Since: r.st.get().Since.UTC(), Address: r.cfg.Node.Address,
-		PostgresPort: r.cfg.Postgres.Port, APIURL: r.cfg.APIURL(), WriteLSN: st.WriteLSN}
-	if _, err := r.cc.Acquire(ctx, r.keys.Leader(), value, sessID); err != nil {
-		r.warnEvery("publish-lsn", "cannot publish the write position in the leader key", "err", err)
 	}
 }
 
@@ -126,28 +133,22 @@ type handover struct {
 	index uint64
 }
 
-// holdLease confirms, with a consistent read, that this node's session still
-// holds the leader key, and that PostgreSQL still runs. It returns why the
-// active role must end ("" to keep it), a handover for a switchover, and
-// whether to fence at once (stop PostgreSQL immediately) rather than
-// cleanly.
-func (r *Runner) holdLease(ctx context.Context, sessID string) (string, *handover, bool) {
+// checkActive looks at what the lease does not: that PostgreSQL still
+// runs, and that next-master does not name another node for this term. It
+// returns why the active role must end ("" to keep it), a handover for a
+// switchover, and whether to fence at once (stop PostgreSQL immediately)
+// rather than cleanly.
+func (r *Runner) checkActive(ctx context.Context, h *holder) (string, *handover, bool) {
 	if _, running, err := r.pg.Running(ctx); err == nil && !running {
 		return "postgres is not running on the active node (crashed or killed); stepping down so a standby takes over", nil, true
 	}
 	cctx, cancel := context.WithTimeout(ctx, 2*holdTick)
-	ks, err := r.cc.GetKey(cctx, r.keys.Leader(), true)
+	ks, err := r.cc.GetKey(cctx, r.keys.Leader(), false)
 	cancel()
-	if err != nil {
-		if since := time.Since(r.st.confirmedAt()); since > r.lease {
-			return fmt.Sprintf("cannot confirm the leader lock for %v (lease %v): %v", since.Round(time.Millisecond), r.lease, err), nil, true
-		}
+	if err != nil || ks.Session != h.sessID {
+		// The renewals decide whether the lock is held.
 		return "", nil, false
 	}
-	if ks.Session != sessID {
-		return "lost the leader lock (session invalidated or lock released)", nil, true
-	}
-	r.st.confirm(time.Now())
 	nm, found, index, err := r.readNextMaster(ctx)
 	if err == nil && found && nm.Term == ks.LockIndex && nm.Node != r.name {
 		if nm.Switchover {
@@ -175,34 +176,74 @@ func (r *Runner) promote(ctx context.Context) error {
 	return r.pg.Promote(pctx)
 }
 
-// demote fences the node: /status stops answering 200 at once, the
-// active-only services stop, PostgreSQL stops (immediately when the lock is
-// in doubt, cleanly in a switchover so the standbys receive every WAL
-// record), and the lock is released. In a switchover the next-master record
-// gets the old primary's last LSN before the lock is released, so the
-// target knows how much to wait for.
-func (r *Runner) demote(ctx context.Context, sessID, mode string, h *handover, reason string) {
+// demote fences the node, PostgreSQL first: /status stops answering 200
+// at once; PostgreSQL stops taking writes (immediately, within the fencing
+// stop budget, when the lock is in doubt; cleanly in a switchover or a
+// shutdown, so the standbys receive every WAL record, with the lease still
+// renewed meanwhile so the watchdog leaves the checkpoint alone); only then
+// the active-only services and Syncthing, on their own budget; and last the
+// lock, released with the word that PostgreSQL stopped, or, when it was lost
+// already, that word in fenced/<node>. The lease is disarmed once
+// PostgreSQL is known stopped; while it is not, the watchdog stops it when
+// the lease runs out. In a switchover the next-master record gets the old
+// primary's last LSN before the lock is released, so the target knows how
+// much to wait for.
+func (r *Runner) demote(ctx context.Context, h *holder, mode string, ho *handover, reason string) {
 	r.st.unserve()
+	start := time.Now()
+	if mode == "immediate" {
+		h.stop()
+		qctx, cancel := context.WithTimeout(ctx, r.fencing.Stop)
+		if _, err := fence.Quit(qctx, r.pg.DataDir()); err != nil {
+			r.log.Error("postgres did not stop within the fencing budget", "budget", r.fencing.Stop, "err", err)
+		}
+		cancel()
+	}
+	if err := r.pg.Stop(ctx, mode); err != nil {
+		r.log.Error("cannot stop postgres while demoting; stopping it immediately", "mode", mode, "err", err)
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if _, err := fence.Quit(qctx, r.pg.DataDir()); err != nil {
+			r.log.Error("cannot stop postgres while demoting; the watchdog stops it when the lease runs out", "err", err)
+		}
+		cancel()
+	}
+	h.stop()
+	stopped := false
+	if _, running, err := r.pg.Running(ctx); err == nil && !running {
+		stopped = true
+		r.lease.Disarm()
+	}
+	refused := time.Since(start).Round(time.Millisecond)
 	r.stopActiveOnly(ctx)
 	r.flipFiles(ctx, false)
-	if err := r.pg.Stop(ctx, mode); err != nil {
-		r.log.Error("cannot stop postgres while demoting; it may still take writes", "err", err)
-	}
 	var lastLSN cluster.LSN
 	if cd, err := r.pg.ControlData(ctx); err == nil {
 		lastLSN = cd.CheckpointLSN
 	}
-	if h != nil {
-		h.nm.FromLSN = lastLSN
-		if ok, err := r.cc.CASJSON(ctx, r.keys.NextMaster(), h.nm, h.index); err != nil || !ok {
+	if ho != nil {
+		ho.nm.FromLSN = lastLSN
+		if ok, err := r.cc.CASJSON(ctx, r.keys.NextMaster(), ho.nm, ho.index); err != nil || !ok {
 			r.log.Warn("cannot record the last LSN for the switchover target; it will not wait for it", "err", err)
 		}
 	}
-	if _, err := r.cc.Release(ctx, r.keys.Leader(), sessID); err != nil {
-		r.log.Warn("cannot release the leader key; it is freed when the session ends", "err", err)
+	switch {
+	case h.Why() == "":
+		// The last write position published stays unless the stop's
+		// checkpoint is further: the election measures lag against it.
+		v := h.last()
+		v.WriteLSN, v.Fenced = max(v.WriteLSN, lastLSN), stopped
+		if _, err := r.cc.Release(ctx, r.keys.Leader(), h.sessID, v); err != nil {
+			r.log.Warn("cannot release the leader key; it is freed when the session ends", "err", err)
+		}
+	case stopped:
+		f := cluster.Fenced{Session: h.sessID, At: time.Now().UTC(), Reason: reason, LSN: lastLSN}
+		if err := r.cc.PutJSON(ctx, r.keys.Fenced(r.name), f); err != nil {
+			r.log.Warn("cannot record that this node fenced; the new active waits out the lease", "err", err)
+		}
 	}
 	r.wasPrimary = true
 	r.record(ctx, cluster.Event{Kind: cluster.EventFence, From: r.name, Reason: reason, LSN: lastLSN,
-		Details: map[string]string{"stop_mode": mode}})
-	r.log.Info("demoted: postgres stopped, leader key released", "stop_mode", mode, "last_lsn", lastLSN)
+		Details: map[string]string{"stop_mode": mode, "writes_refused_after": refused.String(), "postgres_stopped": fmt.Sprint(stopped)}})
+	r.log.Info("demoted: postgres stopped, leader key released", "stop_mode", mode, "writes_refused_after", refused,
+		"postgres_stopped", stopped, "last_lsn", lastLSN)
 }

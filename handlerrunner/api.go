@@ -42,6 +42,7 @@ func (r *Runner) handler() http.Handler {
 	route(http.MethodPost, "/v1/cluster/switchover", r.handleSwitchover)
 	mux.HandleFunc("/v1/cluster/nodes/", r.handleNodes)
 	route(http.MethodPost, "/v1/cluster/join", r.handleJoin)
+	route(http.MethodPost, "/v1/lease/grant", r.handleGrant)
 	route(http.MethodGet, "/metrics", promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP)
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint %s %s; see /v1/status/cluster, /status, /health, /replica, /metrics", req.Method, req.URL.Path)
@@ -84,7 +85,7 @@ func recoverer(next http.Handler, r *Runner) http.Handler {
 func (r *Runner) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	st := r.st.get()
 	body := map[string]any{"node": r.name, "role": st.Role}
-	if r.st.serving(time.Now(), r.lease) {
+	if r.st.serving(time.Now(), r.fencing.Lease) {
 		writeJSON(w, http.StatusOK, body)
 		return
 	}

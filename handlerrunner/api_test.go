@@ -76,7 +76,7 @@ func TestStatusIs200OnlyOnAServingActive(t *testing.T) {
 		{"candidate", RoleCandidate, false, 0, http.StatusBadRequest},
 		{"active before promotion", RoleActive, false, 0, http.StatusBadRequest},
 		{"active, promoted, lock confirmed", RoleActive, true, 0, http.StatusOK},
-		{"active, lock unconfirmed beyond the lease", RoleActive, true, r.lease + time.Second, http.StatusBadRequest},
+		{"active, lock unconfirmed beyond the lease", RoleActive, true, r.fencing.Lease + time.Second, http.StatusBadRequest},
 		{"demoting", RoleDemoting, true, 0, http.StatusBadRequest},
 	}
 	for _, tc := range tests {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/understudy-ha/understudy/internal/testenv"
 )
 
 // phases of one failover, each measured from the failure (or the request).
@@ -27,19 +29,23 @@ type phases struct {
 // BenchmarkFailover runs UNDERSTUDY_BENCH_RUNS (default 3) failovers of each
 // kind on a three-node loopback cluster with the default configuration and
 // prints min/median/max of every phase. `make bench-failover` runs it.
+// node-cut is node-kill on hosts with network stacks of their own, the
+// node's network cut as well: a dead host answers nothing, where a killed
+// process on a live host answers "connection refused".
 func BenchmarkFailover(b *testing.B) {
 	runs := 3
 	if n, err := strconv.Atoi(os.Getenv("UNDERSTUDY_BENCH_RUNS")); err == nil && n > 0 {
 		runs = n
 	}
 	report := map[string][]phases{}
-	for _, kind := range []string{"postgres-kill", "node-kill", "switchover"} {
+	kinds := []string{"postgres-kill", "node-kill", "node-cut", "switchover"}
+	for _, kind := range kinds {
 		b.Run(kind, func(b *testing.B) { report[kind] = benchKind(b, kind, runs) })
 	}
 	var out strings.Builder
 	fmt.Fprintf(&out, "\nfailover phases over %d runs each (min / median / max), measured from the failure:\n", runs)
 	fmt.Fprintf(&out, "%-14s %-24s %-24s %-24s %-24s\n", "kind", "detection", "election", "promotion", "first write")
-	for _, kind := range []string{"postgres-kill", "node-kill", "switchover"} {
+	for _, kind := range kinds {
 		ps := report[kind]
 		col := func(f func(phases) time.Duration) string {
 			var ds []time.Duration
@@ -62,6 +68,7 @@ func BenchmarkFailover(b *testing.B) {
 
 func benchKind(b *testing.B, kind string, runs int) []phases {
 	var c *tcluster
+	var net *testenv.Net
 	var act *tnode
 	var out []phases
 	for run := range runs {
@@ -69,8 +76,12 @@ func benchKind(b *testing.B, kind string, runs int) []phases {
 		// with it until autopilot has made it a voter again after its
 		// return; a fresh cluster per node kill keeps that out of the
 		// figures.
-		if c == nil || kind == "node-kill" {
-			c = newCluster(b, nil)
+		if c == nil || kind == "node-kill" || kind == "node-cut" {
+			if kind == "node-cut" {
+				c, net = newHostCluster(b, nil)
+			} else {
+				c = newCluster(b, nil)
+			}
 			act = c.waitHealthy(startTimeout)
 			act.exec(c.t, "create table rows (id int primary key)")
 		}
@@ -87,6 +98,9 @@ func benchKind(b *testing.B, kind string, runs int) []phases {
 		case "postgres-kill":
 			_ = syscall.Kill(act.postmasterPID(c.t), syscall.SIGKILL)
 		case "node-kill":
+			c.killNode(act)
+		case "node-cut":
+			net.Isolate(act.host)
 			c.killNode(act)
 		case "switchover":
 			body := strings.NewReader(`{"target": "` + others[0].name + `"}`)

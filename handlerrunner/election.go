@@ -11,6 +11,7 @@ import (
 
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/fence"
 )
 
 // runCandidate takes part in the election that a free leader key starts.
@@ -42,7 +43,7 @@ func (r *Runner) runCandidate(ctx context.Context) (Role, string) {
 			continue
 		}
 		if nm.Node == r.name {
-			if ok, why := r.takeOver(ctx, nm); ok {
+			if ok, why := r.takeOver(ctx, nm, l); ok {
 				r.takenFrom = l.Node
 				return RoleActive, why
 			} else if ctx.Err() == nil {
@@ -246,16 +247,18 @@ func (r *Runner) syncSet(ctx context.Context, l cluster.Leader) []string {
 
 // takeOver acquires the leader key for the chosen node: in a switchover,
 // once it has the old primary's last WAL; through the lock delay after a
-// failover.
-func (r *Runner) takeOver(ctx context.Context, nm cluster.NextMaster) (bool, string) {
+// failover. prev is the leader key as last read, free: its holder's lease
+// is what runActive waits out.
+func (r *Runner) takeOver(ctx context.Context, nm cluster.NextMaster, prev cluster.Leader) (bool, string) {
+	if !r.watchdogAlive() {
+		return false, "chosen, but this node's fencing watchdog is not running (" + r.lease.Snapshot() + ")"
+	}
 	deadline := time.Now().Add(r.takeoverTimeout())
 	if nm.Switchover && nm.FromLSN != 0 {
 		if err := r.waitForWAL(ctx, nm.FromLSN, deadline); err != nil {
 			return false, err.Error()
 		}
 	}
-	value := cluster.Leader{Node: r.name, Since: time.Now().UTC(), Address: r.cfg.Node.Address,
-		PostgresPort: r.cfg.Postgres.Port, APIURL: r.cfg.APIURL()}
 	for time.Now().Before(deadline) {
 		// Asked each time: a session invalidated meanwhile cannot acquire,
 		// and waiting out the takeover with it would hold up the election.
@@ -264,10 +267,12 @@ func (r *Runner) takeOver(ctx context.Context, nm cluster.NextMaster) (bool, str
 			return false, "chosen, but this node has no consul session (a bound check failed)"
 		}
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		ok, err := r.cc.Acquire(actx, r.keys.Leader(), value, sessID)
+		sent := fence.Now()
+		ok, err := r.cc.Acquire(actx, r.keys.Leader(), r.leaderValue(sessID), sessID)
 		cancel()
 		if ok {
 			r.heldWith, r.switchingTo = sessID, &nm
+			r.takenFromValue, r.acquiredAt = prev, sent
 			return true, "chosen as next active (" + nm.Reason + ") and acquired the leader key"
 		}
 		if errors.Is(err, consul.ErrSessionGone) {
@@ -281,6 +286,9 @@ func (r *Runner) takeOver(ctx context.Context, nm cluster.NextMaster) (bool, str
 		ks, l, err := r.readLeader(ctx, true)
 		if err == nil && ks.Session != "" && l.Node != r.name {
 			return false, l.Node + " took the leader key"
+		}
+		if err == nil && ks.Session == "" {
+			prev = l
 		}
 		if !sleep(ctx, 100*time.Millisecond) {
 			return false, errStopping.Error()
@@ -319,11 +327,13 @@ func (r *Runner) waitForTakeover(ctx context.Context, nm cluster.NextMaster) boo
 			return false
 		}
 		if err != nil {
+			r.seen.blind()
 			index = 0
 			sleep(ctx, 200*time.Millisecond)
 			continue
 		}
 		index = next
+		r.seen.observe(decodeLeader(ks))
 		if ks.Session != "" {
 			return true // whoever took it; the caller follows
 		}

@@ -287,9 +287,9 @@ func TestActiveFencesWhenItsSessionIsInvalidated(t *testing.T) {
 }
 
 // TestActiveWhoseHandlerRunnerDiesIsFenced: the active node's
-// handler-runner is SIGKILLed, PostgreSQL left running. The check-runner
-// stops PostgreSQL once the handler-runner has been gone for the lease, so
-// the old primary takes no write beside the new one; another node takes
+// handler-runner is SIGKILLed, PostgreSQL left running. Its watchdog (or,
+// were that gone too, the check-runner's guard) stops PostgreSQL when the
+// lease runs out, so the old primary takes no write beside the new one; another node takes
 // over, and the handler-runner, started again, brings the node back as a
 // standby.
 func TestActiveWhoseHandlerRunnerDiesIsFenced(t *testing.T) {
@@ -317,11 +317,11 @@ func TestActiveWhoseHandlerRunnerDiesIsFenced(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() error {
 		evs := act.events(t)
 		for _, e := range evs {
-			if e.Kind == "fence" && e.Node == old.name && e.Details["by"] == "check-runner" {
+			if e.Kind == "fence" && e.Node == old.name && (e.Details["by"] == "check-runner" || e.Details["by"] == "watchdog") {
 				return nil
 			}
 		}
-		return fmt.Errorf("no fence event by %s's check-runner in %d events", old.name, len(evs))
+		return fmt.Errorf("no fence event by %s's check-runner or watchdog in %d events", old.name, len(evs))
 	})
 
 	old.handler = testenv.StartProcess(t, old.name+" handler-runner", exec.Command(c.bin, "handler-runner", "--config", old.cfgPath))

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,6 +42,9 @@ type tnode struct {
 	// syncthing runs on a node with files blocks, as cluster start or join
 	// would run it.
 	syncthing *testenv.Process
+	// host is the node's network namespace in a cluster of hosts
+	// (newHostCluster); nil on loopback.
+	host *testenv.Host
 }
 
 // tcluster is three nodes on loopback: a three-server Consul cluster, one
@@ -61,12 +65,44 @@ type extraHCL struct {
 func newCluster(t testing.TB, extra func(i int) extraHCL) *tcluster {
 	t.Helper()
 	testenv.RequireIntegration(t)
+	return startCluster(t, nil, extra)
+}
+
+// newHostCluster is newCluster on three hosts with network stacks of their
+// own (testenv.Net), for partitions: PostgreSQL and the API on their
+// default ports, trusting the hosts' subnet (the test writes from the
+// bridge's address).
+func newHostCluster(t testing.TB, extra func(i int) extraHCL) (*tcluster, *testenv.Net) {
+	t.Helper()
+	testenv.RequireNetns(t)
+	net := testenv.NewNet(t, "n1", "n2", "n3")
+	return startCluster(t, net, func(i int) extraHCL {
+		var x extraHCL
+		if extra != nil {
+			x = extra(i)
+		}
+		subnet := net.Gate[:strings.LastIndexByte(net.Gate, '.')] + ".0/24"
+		x.postgres += fmt.Sprintf("\n  pg_hba = [\"host all all %s trust\", \"host replication all %s trust\"]", subnet, subnet)
+		return x
+	}), net
+}
+
+func startCluster(t testing.TB, net *testenv.Net, extra func(i int) extraHCL) *tcluster {
+	t.Helper()
 	c := &tcluster{t: t, bin: testenv.Understudy(t)}
-	servers := testenv.StartConsulCluster(t, 3)
+	var servers []*testenv.Consul
+	if net != nil {
+		servers = testenv.StartConsulClusterOn(t, net.Hosts)
+	} else {
+		servers = testenv.StartConsulCluster(t, 3)
+	}
 	for i, s := range servers {
 		name := fmt.Sprintf("n%d", i+1)
 		dir := testenv.TempDir(t, name)
-		pgPort, apiPort := testenv.FreePortOn(t, s.Addr), testenv.FreePortOn(t, s.Addr)
+		pgPort, apiPort := 5432, 8008
+		if net == nil {
+			pgPort, apiPort = testenv.FreePortOn(t, s.Addr), testenv.FreePortOn(t, s.Addr)
+		}
 		var x extraHCL
 		if extra != nil {
 			x = extra(i)
@@ -99,11 +135,14 @@ api    { listen = "%s:%d" }
 		}
 		n := &tnode{name: name, consul: s, addr: s.Addr, cfg: cfg, cfgPath: path,
 			inst: postgres.NewInstance(cfg.Postgres, name, slog.New(slog.DiscardHandler))}
+		if net != nil {
+			n.host = net.Hosts[i]
+		}
 		c.nodes = append(c.nodes, n)
 		// Registered before the daemons start, so it runs after they
 		// stopped: a standby's PostgreSQL outlives its handler-runner by
 		// design, and the test must leave nothing running.
-		t.Cleanup(func() { n.stopPostgres(t) })
+		t.Cleanup(func() { n.stopPostgres(t); n.killWatchdog() })
 	}
 	// n1 is the seed: the only node with data; the others clone from it.
 	if err := c.nodes[0].inst.Init(context.Background()); err != nil {
@@ -125,8 +164,17 @@ func (c *tcluster) startDaemons(n *tnode) {
 		argv := files.Command(testenv.SyncthingBinary(c.t), home)
 		n.syncthing = testenv.StartProcess(c.t, n.name+" syncthing", exec.Command(argv[0], argv[1:]...))
 	}
-	n.checks = testenv.StartProcess(c.t, n.name+" check-runner", exec.Command(c.bin, "check-runner", "--config", n.cfgPath))
-	n.handler = testenv.StartProcess(c.t, n.name+" handler-runner", exec.Command(c.bin, "handler-runner", "--config", n.cfgPath))
+	n.checks = testenv.StartProcess(c.t, n.name+" check-runner", n.command(c.bin, "check-runner", "--config", n.cfgPath))
+	n.handler = testenv.StartProcess(c.t, n.name+" handler-runner", n.command(c.bin, "handler-runner", "--config", n.cfgPath))
+}
+
+// command runs a program on the node: in its host's namespace, if it has
+// one.
+func (n *tnode) command(name string, args ...string) *exec.Cmd {
+	if n.host != nil {
+		return n.host.Command(context.Background(), name, args...)
+	}
+	return exec.Command(name, args...)
 }
 
 // stopPostgres stops the node's postmaster by its PID, whatever state the
@@ -140,6 +188,31 @@ func (n *tnode) stopPostgres(t testing.TB) {
 	}
 	if err := n.inst.Stop(ctx, "immediate"); err != nil {
 		t.Logf("cleanup: stop postgres of %s: %v; killing pid %d", n.name, err, pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// watchdogPID is the PID of the node's fencing watchdog, 0 when none runs.
+func (n *tnode) watchdogPID() int {
+	b, err := os.ReadFile(filepath.Join(handlerrunner.FenceDir(n.cfg), "watchdog.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !strings.Contains(string(cmd), "watchdog") {
+		return 0
+	}
+	return pid
+}
+
+// killWatchdog kills the node's watchdog: the handler-runner leaves it
+// running when it dies or exits with the lease armed.
+func (n *tnode) killWatchdog() {
+	if pid := n.watchdogPID(); pid != 0 {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
@@ -162,6 +235,7 @@ func (c *tcluster) killNode(n *tnode) {
 	n.consul.Kill(c.t)
 	_ = n.handler.Kill()
 	_ = n.checks.Kill()
+	n.killWatchdog()
 	if n.syncthing != nil {
 		_ = n.syncthing.Kill()
 	}

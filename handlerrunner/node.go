@@ -16,7 +16,7 @@ import (
 func (r *Runner) nodeStatus(ctx context.Context) NodeStatus {
 	st := r.st.get()
 	st.HasSession = r.sess.ID() != ""
-	st.Serving = r.st.serving(time.Now(), r.lease)
+	st.Serving = r.st.serving(time.Now(), r.fencing.Lease)
 	st.NoFailover = r.noFailover() || time.Now().Before(r.st.graceUntil())
 	st.Priority = cluster.Or(r.st.options().Priority, r.cfg.Node.Priority)
 	r.metrics.session.Set(b2f(st.HasSession))

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/fence"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
@@ -17,6 +21,7 @@ var errNoData = errors.New("postgres has no data directory and no node holds the
 // the leader key, a read-only standby of nobody that waits for an election.
 // It never starts a writable primary: only the active role promotes.
 func (r *Runner) runRejoining(ctx context.Context) (Role, string) {
+	r.fenceStray(ctx)
 	r.stopActiveOnly(ctx)
 	r.flipFiles(ctx, false)
 	r.startEverywhere(ctx)
@@ -58,6 +63,40 @@ func (r *Runner) runRejoining(ctx context.Context) (Role, string) {
 			return RoleStandby, "following " + l.Node
 		}
 	}
+}
+
+// fenceStray stops a PostgreSQL that runs as a primary on this node, which
+// is not active (it is rejoining), before anything else and whether or not
+// Consul answers: a primary the handler-runner does not hold the lock for
+// must not take one more write. A server that does not answer counts as a
+// primary unless it was started as a standby (standby.signal). Once no
+// primary runs, the lease is disarmed.
+func (r *Runner) fenceStray(ctx context.Context) {
+	pid, err := fence.Postmaster(r.pg.DataDir())
+	if err != nil {
+		r.warnEvery("stray-primary", "cannot tell whether postgres runs", "err", err)
+		return
+	}
+	if pid != 0 {
+		primary := false
+		if st, err := r.pgState(ctx); err == nil {
+			primary = !st.InRecovery
+		} else if _, err := os.Stat(filepath.Join(r.pg.DataDir(), "standby.signal")); errors.Is(err, fs.ErrNotExist) {
+			primary = true
+		}
+		if primary {
+			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := fence.Quit(qctx, r.pg.DataDir())
+			cancel()
+			if err != nil {
+				r.log.Error("postgres runs as a primary on a node that is not active and cannot be stopped; the watchdog stops it when the lease runs out", "err", err)
+				return
+			}
+			r.wasPrimary = true
+			r.log.Warn("postgres ran as a primary on a node that is not active: stopped it (immediate)", "postmaster", pid)
+		}
+	}
+	r.lease.Disarm()
 }
 
 // startDetached makes sure PostgreSQL runs read-only when no node is active:

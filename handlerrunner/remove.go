@@ -35,7 +35,7 @@ func (r *Runner) removeNode(ctx context.Context, name string, force bool) (map[s
 	if err != nil {
 		return nil, http.StatusServiceUnavailable, fmt.Errorf("cannot read the leader key: %w", err)
 	}
-	if ks.Session == "" || l.Node != r.name || !r.st.serving(time.Now(), r.lease) {
+	if ks.Session == "" || l.Node != r.name || !r.st.serving(time.Now(), r.fencing.Lease) {
 		return map[string]any{"active": l.Node, "active_api": l.APIURL}, http.StatusConflict,
 			fmt.Errorf("this node (%s) is not the active node; send the removal to the active node %s", r.name, l.Node)
 	}

@@ -111,12 +111,6 @@ func (s *state) confirm(now time.Time) {
 	s.confirmed = now
 }
 
-func (s *state) confirmedAt() time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.confirmed
-}
-
 // serving is the /status 200 condition: active, promoted, and the lock
 // confirmed within the lease. A hung Consul agent therefore turns /status to
 // 400 on its own, before the session can expire.

@@ -18,6 +18,7 @@ import (
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/fence"
 	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
@@ -25,10 +26,9 @@ import (
 // Timing of the role loop, decided here (the README states the resulting
 // failover bounds).
 const (
-	// holdTick is how often the active confirms the lock and looks at its
-	// PostgreSQL: a quarter of the default lock delay, so the old active
-	// sees a lost lock and stops taking writes well before another node may
-	// acquire it.
+	// holdTick is how often the active looks at its PostgreSQL and at
+	// next-master. The lease is renewed and watched on its own timing
+	// (config.Fencing), never held up by these looks.
 	holdTick = 250 * time.Millisecond
 	// fenceTimeout bounds the teardown of the active role.
 	fenceTimeout = 30 * time.Second
@@ -39,6 +39,10 @@ const (
 	// rewindAfter is how long a standby may fail to stream from the active
 	// before it is stopped and rewound (a timeline it cannot follow).
 	rewindAfter = 15 * time.Second
+	// slowRead is how much longer than usual a read of the leader key may
+	// take before this node takes it for one Consul held while it had no
+	// leader, and forgets when it saw the holder's last renewal.
+	slowRead = 500 * time.Millisecond
 	// peerTimeout bounds one question to a peer's API during an election.
 	peerTimeout = time.Second
 )
@@ -65,17 +69,27 @@ type Runner struct {
 	st        state
 	// files drives the node's Syncthing; nil without files blocks.
 	files *mirror
-	// lease is how long the active trusts its last confirmation of the lock:
-	// half the session TTL, so it fences itself before Consul can expire
-	// the session of a partitioned node.
-	lease time.Duration
+	// fencing is the timing the one-writer guarantee rests on; lease is the
+	// file the watchdog reads it from; watchdog is the watchdog as a
+	// supervised program; seen is when this node first saw the holder's
+	// latest renewal.
+	fencing  config.Fencing
+	lease    *fence.Lease
+	watchdog config.Service
+	fenceSvc *services.Manager
+	seen     leaseSeen
 
 	// Touched only by the role loop's goroutine.
-	upstream    string // the node this standby follows, "" for none
-	wasPrimary  bool   // PostgreSQL ran as a primary since it last followed: rewind before following
-	heldWith    string // the session the leader key was acquired with
-	takenFrom   string // the node that held the leader key before this one
-	switchingTo *cluster.NextMaster
+	upstream   string // the node this standby follows, "" for none
+	wasPrimary bool   // PostgreSQL ran as a primary since it last followed: rewind before following
+	heldWith   string // the session the leader key was acquired with
+	takenFrom  string // the node that held the leader key before this one
+	// takenFromValue is the leader key as it was when this node acquired it,
+	// and acquiredAt when the acquiring request was sent: the old lease to
+	// wait out, and the start of this node's own.
+	takenFromValue cluster.Leader
+	acquiredAt     fence.Mono
+	switchingTo    *cluster.NextMaster
 
 	warnMu   sync.Mutex
 	lastWarn map[string]time.Time
@@ -106,9 +120,12 @@ func New(cfg *config.Config, cc *consul.Client, pg *postgres.Instance, svcs *ser
 		peers: peers, serverTLS: serverTLS,
 		auth:     auth,
 		metrics:  newMetrics(),
-		lease:    cfg.Consul.SessionTTL / 2,
+		fencing:  cfg.Fencing(),
 		lastWarn: map[string]time.Time{},
 		files:    newMirror(cfg, log),
+	}
+	if err := r.openFence(log); err != nil {
+		return nil, err
 	}
 	r.metrics.reg.MustRegister(newMemberCollector(r))
 	r.sess = &session{
@@ -139,8 +156,13 @@ func (r *Runner) Run(ctx context.Context) error {
 		ln = tls.NewListener(ln, r.serverTLS)
 	}
 	r.log.Info("starting", "api", ln.Addr().String(), "session_ttl", r.cfg.Consul.SessionTTL,
-		"lock_delay", r.cfg.Consul.LockDelay, "lease", r.lease)
+		"lock_delay", r.cfg.Consul.LockDelay, "lease", r.fencing.Lease, "takeover_wait", r.fencing.Takeover())
 	defer r.pgc.Close()
+	if err := r.startWatchdog(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	defer r.stopWatchdog()
 
 	loopCtx, stopLoop := context.WithCancel(ctx)
 	defer stopLoop()
@@ -148,6 +170,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	var serveErr error
 	wg.Go(func() { r.sess.run(bg) })
+	wg.Go(func() { r.beat(bg) })
 	wg.Go(func() { r.runFiles(bg) })
 	wg.Go(func() {
 		if serveErr = r.serve(bg, ln); serveErr != nil {
@@ -246,11 +269,17 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (r *Runner) readLeader(ctx context.Context, consistent bool) (consul.KeyState, cluster.Leader, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	asked := time.Now()
 	ks, err := r.cc.GetKey(ctx, r.keys.Leader(), consistent)
+	if err != nil || time.Since(asked) > slowRead {
+		r.seen.blind()
+	}
 	if err != nil {
 		return ks, cluster.Leader{}, err
 	}
-	return ks, decodeLeader(ks), nil
+	l := decodeLeader(ks)
+	r.seen.observe(l)
+	return ks, l, nil
 }
 
 func decodeLeader(ks consul.KeyState) cluster.Leader {

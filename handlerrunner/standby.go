@@ -15,13 +15,16 @@ import (
 // another node took it (follow it), or when the standby cannot stream.
 func (r *Runner) runStandby(ctx context.Context) (Role, string) {
 	var index uint64
-	var notStreamingSince time.Time
+	var notStreamingSince, lastLook time.Time
+	var lastHolder string
 	for {
+		asked := time.Now()
 		ks, next, err := r.cc.WatchKey(ctx, r.keys.Leader(), index, r.cfg.Checks.Interval)
 		if ctx.Err() != nil {
 			return RoleStandby, errStopping.Error()
 		}
 		if err != nil {
+			r.seen.blind()
 			r.warnEvery("standby-watch", "cannot watch the leader key; retrying", "err", err)
 			index = 0
 			if !sleep(ctx, r.cfg.Checks.Interval) {
@@ -30,8 +33,21 @@ func (r *Runner) runStandby(ctx context.Context) (Role, string) {
 			continue
 		}
 		index = next
-		r.refreshOptions(ctx)
 		l := decodeLeader(ks)
+		if time.Since(asked) > r.cfg.Checks.Interval+slowRead {
+			// Held by a Consul without a leader: the holder may have
+			// renewed unseen meanwhile (grants).
+			r.seen.blind()
+		}
+		r.seen.observe(l)
+		// The active rewrites the key every lease renewal: the rest of
+		// this look is needed once an interval, or at once when the
+		// holder changed.
+		if ks.Session != "" && l.Node == lastHolder && time.Since(lastLook) < r.cfg.Checks.Interval {
+			continue
+		}
+		lastHolder, lastLook = l.Node, time.Now()
+		r.refreshOptions(ctx)
 		r.log.Debug("leader key", "holder", l.Node, "session", ks.Session, "index", index)
 		if why := r.keepStandbyRunning(ctx, l); why != "" {
 			return RoleRejoining, why
@@ -49,6 +65,9 @@ func (r *Runner) runStandby(ctx context.Context) (Role, string) {
 			return RoleRejoining, "new active node " + l.Node
 		}
 		st, err := r.pgState(ctx)
+		if err == nil && !st.InRecovery {
+			return RoleRejoining, "postgres runs as a primary on a standby"
+		}
 		if err == nil && streamingFrom(st, l) {
 			notStreamingSince = time.Time{}
 			continue
@@ -92,6 +111,8 @@ func (r *Runner) notCandidate() string {
 		return "this node stepped down moments ago"
 	case r.sess.ID() == "":
 		return "no consul session (a bound check is critical)"
+	case !r.watchdogAlive():
+		return "its fencing watchdog is not running (" + r.lease.Snapshot() + ")"
 	}
 	return ""
 }

@@ -139,6 +139,28 @@ type Leader struct {
 	// maximum_lag_on_failover against it, not against the former active's
 	// member record, which its restart rewrites.
 	WriteLSN LSN `json:"write_lsn,omitempty"`
+	// Session, Renewal and LeaseMS are the holder's lease (config.Fencing):
+	// the holder rewrites the key every renewal with Renewal one higher, and
+	// may take writes for LeaseMS after sending the last renewal Consul
+	// committed. A node that acquires the key after it waits out that lease,
+	// measured from when it first saw the last Renewal, unless Fenced.
+	Session string `json:"session,omitempty"`
+	Renewal uint64 `json:"renewal,omitempty"`
+	LeaseMS int64  `json:"lease_ms,omitempty"`
+	// Fenced is written by the holder as it releases the key after its
+	// PostgreSQL stopped taking writes: the next holder need not wait.
+	Fenced bool `json:"fenced,omitempty"`
+}
+
+// Fenced is what a node writes at fenced/<node> once its PostgreSQL has
+// stopped taking writes after it lost the leader key without releasing it
+// (its session invalidated, its lease run out): the new active, waiting out
+// this node's lease, may stop waiting when Session is the one it waits for.
+type Fenced struct {
+	Session string    `json:"session"`
+	At      time.Time `json:"at"`
+	Reason  string    `json:"reason"`
+	LSN     LSN       `json:"lsn,omitempty"`
 }
 
 // Lag is how many bytes replay trails the primary's write position, or -1 when

@@ -91,12 +91,17 @@ type Consul struct {
 	CAFile   string // TLS material for the agent's HTTPS API; "" = none
 	CertFile string
 	KeyFile  string
-	// SessionTTL bounds how long a partitioned active keeps the leader lock:
-	// between SessionTTL and 2 x SessionTTL.
+	// SessionTTL is the TTL of each handler-runner's Consul session: a
+	// handler-runner that cannot renew it for this long loses it (and the
+	// lock with it). It must be longer than LeaderLease.
 	SessionTTL time.Duration // default 10s, Consul accepts 10s..24h
-	// LockDelay is how long Consul refuses the lock after it was freed, the
-	// window in which the old active fences itself.
+	// LockDelay is how long Consul refuses the lock after a session that
+	// held it was invalidated. Safety does not rest on it (see Fencing).
 	LockDelay time.Duration // default 1s, 0..60s
+	// LeaderLease is how long the active may take writes after the last
+	// renewal of its lock that Consul committed (Fencing: the invariant and
+	// why the default is what it is).
+	LeaderLease time.Duration // default 3s, at least 2s, under SessionTTL
 }
 
 // Postgres is the `postgres` block: the PostgreSQL instance understudy owns
@@ -248,10 +253,11 @@ func base() *Config {
 		Cluster: Cluster{KVPrefix: "understudy", PartitionMode: PartitionActiveMinority},
 		Node:    Node{DataDir: "/var/lib/understudy", Priority: 100},
 		Consul: Consul{
-			Address:    "127.0.0.1:8500",
-			Scheme:     "http",
-			SessionTTL: 10 * time.Second,
-			LockDelay:  time.Second,
+			Address:     "127.0.0.1:8500",
+			Scheme:      "http",
+			SessionTTL:  10 * time.Second,
+			LockDelay:   time.Second,
+			LeaderLease: DefaultLeaderLease,
 		},
 		Postgres: Postgres{
 			BinDir:               "/usr/lib/postgresql/15/bin",

@@ -82,6 +82,7 @@ func (b *Consul) bindings() []binding {
 		{"key_file", &b.KeyFile, `"/etc/understudy/tls/node-key.pem"`},
 		{"session_ttl", &b.SessionTTL, `"10s"`},
 		{"lock_delay", &b.LockDelay, `"1s"`},
+		{"leader_lease", &b.LeaderLease, `"3s"`},
 	}
 }
 

@@ -37,6 +37,7 @@ func (c *Config) validate() []Problem {
 	v.cluster(&c.Cluster)
 	v.node(&c.Node)
 	v.consul(&c.Consul)
+	v.fencing(c)
 	v.postgres(c)
 	v.checks(&c.Checks)
 	v.api(c)
@@ -146,6 +147,19 @@ func (v *validator) consul(c *Consul) {
 	if c.LockDelay < 0 || c.LockDelay > maxLockDelay {
 		v.add("consul.lock_delay", `consul.lock_delay = %s is outside Consul's bounds; write a value from "0s" to "60s"`,
 			quote(formatDuration(c.LockDelay)))
+	}
+}
+
+// fencing checks the rules between the timings fencing rests on, once each
+// of them is valid by itself.
+func (v *validator) fencing(c *Config) {
+	for _, p := range v.problems {
+		if strings.Contains(p.Msg, "consul.session_ttl") || strings.Contains(p.Msg, "consul.lock_delay") {
+			return
+		}
+	}
+	for _, p := range c.Fencing().check() {
+		v.addAt(strings.Fields(p[0]), "%s", p[1])
 	}
 }
 

@@ -70,6 +70,19 @@ func (c *Client) Agent(ctx context.Context) (AgentInfo, error) {
 	return info, nil
 }
 
+// Leader asks the local agent, a server, whom its Raft state follows: the
+// leader's address, or "" when it knows none (an election is on, or the
+// server is cut off from a majority). It answers from its own state,
+// without asking any other server.
+func (c *Client) Leader(ctx context.Context) (string, error) {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	leader, err := c.api.Status().LeaderWithQueryOptions(q)
+	if err != nil {
+		return "", fmt.Errorf("ask consul agent %s for the raft leader: %w", c.addr, err)
+	}
+	return leader, nil
+}
+
 func isNotFound(err error) bool {
 	var se api.StatusError
 	return errors.As(err, &se) && se.Code == http.StatusNotFound

@@ -66,25 +66,35 @@ func (c *Client) Acquire(ctx context.Context, key string, value any, session str
 	return ok, nil
 }
 
-// Release gives up the lock on key if session holds it, keeping the value.
-// It returns false when session does not hold it. An explicit release
-// starts no lock delay: the next holder may acquire at once.
-func (c *Client) Release(ctx context.Context, key string, session string) (bool, error) {
-	// A release writes the value it is given: read the current one first so
-	// that the key keeps saying who held it last (the election measures lag
-	// against that node). Only the holder can release, so the value read is
-	// its own and does not change in between.
-	q := (&api.QueryOptions{}).WithContext(ctx)
-	cur, _, err := c.api.KV().Get(key, q)
-	if err != nil {
-		return false, fmt.Errorf("release %s on consul agent %s: %w", key, c.addr, err)
-	}
-	var value []byte
-	if cur != nil && cur.Session == session {
-		value = cur.Value
+// Release gives up the lock on key if session holds it. With value nil it
+// keeps the key's value; otherwise it writes value as JSON in the same
+// request, as the holder's last word. It returns false when session does
+// not hold it. An explicit release starts no lock delay: the next holder
+// may acquire at once.
+func (c *Client) Release(ctx context.Context, key string, session string, value any) (bool, error) {
+	var b []byte
+	if value != nil {
+		var err error
+		if b, err = json.Marshal(value); err != nil {
+			return false, fmt.Errorf("release %s: %w", key, err)
+		}
+	} else {
+		// A release writes the value it is given: read the current one
+		// first so that the key keeps saying who held it last (the
+		// election measures lag against that node). Only the holder can
+		// release, so the value read is its own and does not change in
+		// between.
+		q := (&api.QueryOptions{}).WithContext(ctx)
+		cur, _, err := c.api.KV().Get(key, q)
+		if err != nil {
+			return false, fmt.Errorf("release %s on consul agent %s: %w", key, c.addr, err)
+		}
+		if cur != nil && cur.Session == session {
+			b = cur.Value
+		}
 	}
 	w := (&api.WriteOptions{}).WithContext(ctx)
-	ok, _, err := c.api.KV().Release(&api.KVPair{Key: key, Session: session, Value: value}, w)
+	ok, _, err := c.api.KV().Release(&api.KVPair{Key: key, Session: session, Value: b}, w)
 	if err != nil {
 		return false, fmt.Errorf("release %s on consul agent %s: %w", key, c.addr, err)
 	}

@@ -139,10 +139,10 @@ func TestReleaseHasNoLockDelay(t *testing.T) {
 	if ok, err := c.Acquire(ctxT(t), key, "a", a); err != nil || !ok {
 		t.Fatalf("Acquire = %v, %v", ok, err)
 	}
-	if ok, err := c.Release(ctxT(t), key, b); err != nil || ok {
+	if ok, err := c.Release(ctxT(t), key, b, nil); err != nil || ok {
 		t.Fatalf("Release by a session that does not hold it = %v, %v, want false", ok, err)
 	}
-	if ok, err := c.Release(ctxT(t), key, a); err != nil || !ok {
+	if ok, err := c.Release(ctxT(t), key, a, nil); err != nil || !ok {
 		t.Fatalf("Release by the holder = %v, %v, want true", ok, err)
 	}
 	// The value still says who held the key last.

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -33,6 +34,7 @@ type Consul struct {
 	bin      string
 	args     []string
 	serfPort int
+	host     *Host // the network namespace it runs in; nil on loopback
 }
 
 // ConsulOption changes how StartConsulDev starts its agent.
@@ -101,12 +103,40 @@ func StartConsulCluster(t testing.TB, n int) []*Consul {
 	return servers
 }
 
+// StartConsulClusterOn starts one Consul server on each host, Consul's
+// default ports on the host's address (each host has ports of its own),
+// and returns once they form one cluster as StartConsulCluster's do.
+func StartConsulClusterOn(t testing.TB, hosts []*Host) []*Consul {
+	t.Helper()
+	servers := make([]*Consul, len(hosts))
+	for i, h := range hosts {
+		servers[i] = newConsulAt(t, h.Name, h.IP, []int{8500, 8301, 8300}, h,
+			"-server", "-bootstrap-expect="+strconv.Itoa(len(hosts)))
+	}
+	for i, c := range servers {
+		for j, other := range servers {
+			if j != i {
+				c.args = append(c.args, "-retry-join="+addr(other.Addr, other.serfPort))
+			}
+		}
+	}
+	StartServers(t, servers...)
+	waitRunning(t, consulStartTimeout, procsOf(servers), func() error { return ClusterConverged(servers) })
+	return servers
+}
+
 // newConsul prepares an agent on ip with free ports; nothing runs yet.
 func newConsul(t testing.TB, node, ip string, mode ...string) *Consul {
 	t.Helper()
+	return newConsulAt(t, node, ip, FreePortsOn(t, ip, 3), nil, mode...)
+}
+
+// newConsulAt prepares an agent on ip with ports (http, serf_lan, server:
+// Raft and RPC), inside host when it is not nil.
+func newConsulAt(t testing.TB, node, ip string, ports []int, host *Host, mode ...string) *Consul {
+	t.Helper()
 	bin := consulBinary(t)
-	ports := FreePortsOn(t, ip, 3) // http, serf_lan, server (Raft and RPC)
-	c := &Consul{NodeName: node, Addr: ip, HTTPAddr: addr(ip, ports[0]), bin: bin, serfPort: ports[1]}
+	c := &Consul{NodeName: node, Addr: ip, HTTPAddr: addr(ip, ports[0]), bin: bin, serfPort: ports[1], host: host}
 	c.args = append([]string{"agent"}, mode...)
 	c.args = append(c.args,
 		"-node="+node,
@@ -155,7 +185,11 @@ func (c *Consul) launch(t testing.TB) {
 	// SIGTERM makes a server exit without leaving the cluster (its
 	// leave_on_terminate is false), as a crash or a restart would; SIGINT
 	// would leave gracefully and change the membership the test set up.
-	p, err := startProcess(t, "consul "+c.NodeName, exec.Command(c.bin, c.args...), syscall.SIGTERM)
+	cmd := exec.Command(c.bin, c.args...)
+	if c.host != nil {
+		cmd = c.host.Command(context.Background(), c.bin, c.args...)
+	}
+	p, err := startProcess(t, "consul "+c.NodeName, cmd, syscall.SIGTERM)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,445 @@
+package handlerrunner_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/understudy-ha/understudy/internal/testenv"
+)
+
+// ack is one row a node's PostgreSQL acknowledged to the writers.
+type ack struct {
+	node string
+	seq  int
+	at   time.Time
+}
+
+// writers write a numbered row every 20 ms straight to every node's
+// PostgreSQL, as clients that bypass HAProxy would, and log each row a node
+// acknowledged with the node and the time. They are how the fencing tests
+// check the promise where the data is: /status answering 400 proves nothing
+// about a PostgreSQL that still takes writes.
+type writers struct {
+	mu   sync.Mutex
+	acks []ack
+	stop context.CancelFunc
+	done sync.WaitGroup
+}
+
+// startWriters creates the acks table on act (replicated to the standbys)
+// and starts one writer per node.
+func (c *tcluster) startWriters(act *tnode) *writers {
+	c.t.Helper()
+	act.exec(c.t, "create table if not exists acks (node text, seq int, primary key (node, seq))")
+	act.exec(c.t, "create table if not exists rows (id int primary key)")
+	c.waitHealthy(30 * time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &writers{stop: cancel}
+	for _, n := range c.nodes {
+		w.done.Go(func() { w.write(ctx, n) })
+	}
+	c.t.Cleanup(w.halt)
+	return w
+}
+
+func (w *writers) write(ctx context.Context, n *tnode) {
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	for seq := 1; ctx.Err() == nil; seq++ {
+		if conn == nil {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			conn, _ = n.conn(cctx)
+			cancel()
+		}
+		if conn != nil {
+			ectx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err := conn.Exec(ectx, "insert into acks (node, seq) values ($1, $2)", n.name, seq)
+			cancel()
+			if err == nil {
+				w.mu.Lock()
+				w.acks = append(w.acks, ack{node: n.name, seq: seq, at: time.Now()})
+				w.mu.Unlock()
+			} else if conn.IsClosed() || !strings.Contains(err.Error(), "read-only") {
+				conn.Close(context.Background())
+				conn = nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (w *writers) halt() {
+	w.stop()
+	w.done.Wait()
+}
+
+// byNode returns the acknowledged rows of each node, in time order.
+func (w *writers) byNode() map[string][]ack {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string][]ack{}
+	for _, a := range w.acks {
+		out[a.node] = append(out[a.node], a)
+	}
+	for _, as := range out {
+		sort.Slice(as, func(i, j int) bool { return as[i].at.Before(as[j].at) })
+	}
+	return out
+}
+
+// handedOver checks, after the writers stopped, that old acknowledged no
+// write after act's first, and that no two nodes ever took writes at once
+// (overlaps). It returns a line for the log.
+func (w *writers) handedOver(t testing.TB, old, act *tnode) string {
+	t.Helper()
+	w.halt()
+	for _, o := range w.overlaps() {
+		t.Errorf("two writers: %s", o)
+	}
+	by := w.byNode()
+	o, a := by[old.name], by[act.name]
+	if len(o) == 0 || len(a) == 0 {
+		t.Fatalf("writers saw %d acknowledged rows on %s and %d on %s; want both", len(o), old.name, len(a), act.name)
+	}
+	lastOld, firstNew := o[len(o)-1], a[0]
+	if !lastOld.at.Before(firstNew.at) {
+		var late []string
+		for _, x := range o {
+			if !x.at.Before(firstNew.at) {
+				late = append(late, fmt.Sprintf("%d at %s", x.seq, x.at.Format("15:04:05.000")))
+			}
+		}
+		t.Fatalf("two writers: %s acknowledged %d rows after %s's first at %s: %s", old.name, len(late), act.name,
+			firstNew.at.Format("15:04:05.000"), strings.Join(late, ", "))
+	}
+	return fmt.Sprintf("%s's last acknowledged row at %s, %s's first at %s: %v with no writer",
+		old.name, lastOld.at.Format("15:04:05.000"), act.name, firstNew.at.Format("15:04:05.000"),
+		firstNew.at.Sub(lastOld.at).Round(time.Millisecond))
+}
+
+// writerGap splits a node's acknowledged rows into windows of
+// writability: a node that takes writes acknowledges one every 20 ms, so a
+// pause this long is the end of a window (a failover takes longer).
+const writerGap = 500 * time.Millisecond
+
+// overlaps says where two nodes' windows of writability overlapped: never
+// two writers, over the whole run and however many failovers it saw.
+func (w *writers) overlaps() []string {
+	type window struct {
+		node        string
+		first, last time.Time
+		rows        int
+	}
+	var ws []window
+	for name, as := range w.byNode() {
+		cur := window{node: name, first: as[0].at, last: as[0].at, rows: 1}
+		for _, a := range as[1:] {
+			if a.at.Sub(cur.last) > writerGap {
+				ws = append(ws, cur)
+				cur = window{node: name, first: a.at, last: a.at}
+			}
+			cur.last = a.at
+			cur.rows++
+		}
+		ws = append(ws, cur)
+	}
+	var out []string
+	for i, x := range ws {
+		for _, y := range ws[i+1:] {
+			if x.node != y.node && !x.last.Before(y.first) && !y.last.Before(x.first) {
+				out = append(out, fmt.Sprintf("%s took %d writes from %s to %s and %s %d from %s to %s",
+					x.node, x.rows, x.first.Format("15:04:05.000"), x.last.Format("15:04:05.000"),
+					y.node, y.rows, y.first.Format("15:04:05.000"), y.last.Format("15:04:05.000")))
+			}
+		}
+	}
+	return out
+}
+
+// lost counts the rows old acknowledged that act does not have.
+func (w *writers) lost(t testing.TB, old, act *tnode) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := act.conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	have := map[int]bool{}
+	rows, err := conn.Query(ctx, "select seq from acks where node = $1", old.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var s int
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		have[s] = true
+	}
+	n := 0
+	for _, a := range w.byNode()[old.name] {
+		if !have[a.seq] {
+			n++
+		}
+	}
+	return n
+}
+
+func signal(t testing.TB, what string, pid int, sig syscall.Signal) {
+	t.Helper()
+	if err := syscall.Kill(pid, sig); err != nil {
+		t.Fatalf("%s %s (pid %d): %v", sig, what, pid, err)
+	}
+}
+
+// TestHungDaemonsOnTheActive: both daemons of the active node SIGSTOPped,
+// its Consul agent and PostgreSQL left running. Its check TTLs run out,
+// Consul frees the lock, and another node is promoted; the old active's
+// watchdog must have stopped its PostgreSQL first: it acknowledges no write
+// after the new active's first. Thawed, it comes back as a standby.
+func TestHungDaemonsOnTheActive(t *testing.T) {
+	c := newCluster(t, nil)
+	old := c.waitHealthy(startTimeout)
+	w := c.startWriters(old)
+
+	frozen := time.Now()
+	signal(t, "handler-runner", old.handler.PID(), syscall.SIGSTOP)
+	signal(t, "check-runner", old.checks.PID(), syscall.SIGSTOP)
+	thaw := func() {
+		_ = syscall.Kill(old.handler.PID(), syscall.SIGCONT)
+		_ = syscall.Kill(old.checks.PID(), syscall.SIGCONT)
+	}
+	t.Cleanup(thaw)
+	act, took := c.waitWritable(old, frozen, nodeKillBound)
+	t.Logf("daemons of %s frozen: %s active and took a write after %v", old.name, act.name, took.Round(time.Millisecond))
+	// Hold the freeze while the new active takes writes.
+	time.Sleep(2 * time.Second)
+	t.Log(w.handedOver(t, old, act))
+	t.Logf("rows %s acknowledged that %s lacks (asynchronous replication): %d", old.name, act.name, w.lost(t, old, act))
+	thaw()
+	if got := c.waitHealthy(rejoinTimeout); got != act {
+		t.Fatalf("active changed again: %s", got.name)
+	}
+}
+
+// TestHungConsulAgentOnTheActive: the active node's Consul agent SIGSTOPped
+// (what a hung agent, or the active cut off from Consul, looks like to its
+// daemons). Its lease renewals stop committing; it must stop taking writes
+// before the node the others promote takes its first.
+func TestHungConsulAgentOnTheActive(t *testing.T) {
+	c := newCluster(t, nil)
+	old := c.waitHealthy(startTimeout)
+	w := c.startWriters(old)
+
+	frozen := time.Now()
+	pid := old.consul.Process.PID()
+	signal(t, "consul agent", pid, syscall.SIGSTOP)
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	act, took := c.waitWritable(old, frozen, nodeKillBound)
+	t.Logf("consul agent of %s frozen: %s active and took a write after %v", old.name, act.name, took.Round(time.Millisecond))
+	time.Sleep(2 * time.Second)
+	t.Log(w.handedOver(t, old, act))
+	signal(t, "consul agent", pid, syscall.SIGCONT)
+	if got := c.waitHealthy(rejoinTimeout); got != act {
+		t.Fatalf("active changed again: %s", got.name)
+	}
+}
+
+// TestLosingTheConsulLeadersStandbyKeepsTheActive: the standby whose
+// Consul server is the Raft leader is killed whole. Consul elects another
+// leader (seconds, during which no write commits); the active's lease must
+// outlast that: it stays active, and its PostgreSQL takes writes
+// throughout.
+func TestLosingTheConsulLeadersStandbyKeepsTheActive(t *testing.T) {
+	c := newCluster(t, nil)
+	act := c.waitHealthy(startTimeout)
+	cc := act.consul.Client(t)
+	var victim *tnode
+	for _, n := range c.nodes {
+		if n != act {
+			victim = n
+			break
+		}
+	}
+	makeConsulLeader(t, cc, victim)
+	lockIndex := leaderLockIndex(t, cc)
+	w := c.startWriters(act)
+	s := c.sample()
+
+	c.killNode(victim)
+	killed := time.Now()
+	// Wait for Consul to have a leader again, then for a few renewals.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		l, err := cc.Status().Leader()
+		if host, _, _ := net.SplitHostPort(l); err != nil || l == "" || host == victim.addr {
+			return fmt.Errorf("no new consul leader yet (%q, %v)", l, err)
+		}
+		return nil
+	})
+	t.Logf("consul had a leader again %v after the kill", time.Since(killed).Round(time.Millisecond))
+	time.Sleep(3 * time.Second)
+	w.halt()
+	if got := leaderLockIndex(t, cc); got != lockIndex {
+		t.Fatalf("the leader key changed hands (lock index %d, was %d): the active fenced itself", got, lockIndex)
+	}
+	if s.everActive(victim.name) {
+		t.Fatalf("%s answered /status 200", victim.name)
+	}
+	// The active's writer never went without an acknowledged row for
+	// longer than a slow commit.
+	as := w.byNode()[act.name]
+	var gap time.Duration
+	for i := 1; i < len(as); i++ {
+		gap = max(gap, as[i].at.Sub(as[i-1].at))
+	}
+	if gap > time.Second {
+		t.Fatalf("the active's PostgreSQL took no write for %v after the Consul leader's node was lost", gap.Round(time.Millisecond))
+	}
+	t.Logf("%s stayed active: %d rows acknowledged, longest gap %v", act.name, len(as), gap.Round(time.Millisecond))
+}
+
+// makeConsulLeader moves Consul's Raft leadership to n's server.
+func makeConsulLeader(t testing.TB, cc *api.Client, n *tnode) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		leader, err := cc.Status().Leader()
+		if err != nil {
+			return err
+		}
+		if host, _, _ := net.SplitHostPort(leader); host == n.addr {
+			return nil
+		}
+		cfg, err := cc.Operator().RaftGetConfiguration(nil)
+		if err != nil {
+			return err
+		}
+		for _, s := range cfg.Servers {
+			if s.Node == n.consul.NodeName {
+				if _, err := cc.Operator().RaftLeaderTransfer(s.ID, nil); err != nil {
+					return fmt.Errorf("transfer leadership to %s: %v", n.name, err)
+				}
+			}
+		}
+		return fmt.Errorf("consul leader is %s, want %s's server", leader, n.name)
+	})
+}
+
+func leaderLockIndex(t testing.TB, cc *api.Client) uint64 {
+	t.Helper()
+	pair, _, err := cc.KV().Get("understudy/t/leader", &api.QueryOptions{RequireConsistent: true})
+	if err != nil || pair == nil {
+		t.Fatalf("read the leader key: %v", err)
+	}
+	return pair.LockIndex
+}
+
+// TestPartitionedActive: the active cut off from both standbys, both ways
+// (hosts with network stacks of their own; the test and its writers still
+// reach every node). The majority promotes a standby; the old active never
+// acknowledges a write after the new one's first, and after the heal it is
+// a standby again.
+func TestPartitionedActive(t *testing.T) {
+	c, net := newHostCluster(t, nil)
+	old := c.waitHealthy(startTimeout)
+	w := c.startWriters(old)
+
+	cut := time.Now()
+	net.Isolate(old.host)
+	act, took := c.waitWritable(old, cut, nodeKillBound)
+	t.Logf("%s partitioned: %s active and took a write after %v", old.name, act.name, took.Round(time.Millisecond))
+	time.Sleep(2 * time.Second)
+	net.Heal()
+	c.waitHealedAfter(act)
+	t.Log(w.handedOver(t, old, act))
+}
+
+// TestDeafenedActive: a one-way partition: the active receives nothing from
+// the standbys while they still receive what it sends (its gossip, its WAL
+// stream's packets). Same promise as a full partition.
+func TestDeafenedActive(t *testing.T) {
+	c, net := newHostCluster(t, nil)
+	old := c.waitHealthy(startTimeout)
+	w := c.startWriters(old)
+
+	cut := time.Now()
+	net.Deafen(old.host)
+	act, took := c.waitWritable(old, cut, nodeKillBound)
+	t.Logf("%s deafened: %s active and took a write after %v", old.name, act.name, took.Round(time.Millisecond))
+	time.Sleep(2 * time.Second)
+	net.Heal()
+	c.waitHealedAfter(act)
+	t.Log(w.handedOver(t, old, act))
+}
+
+// waitHealedAfter waits, after a partition healed, for one active and every
+// other node a streaming standby. The active may have moved once more: the
+// cut-off node's Consul had marked the others failed, and when its gossip
+// meets theirs again Consul's leader can take that stale word for a moment
+// and end the new active's session before the node refutes it (memberlist
+// accepts a "dead" of the same incarnation). The new active then fences as
+// it must and another is elected; the writers, still running, check that
+// no two nodes took writes at once then too.
+func (c *tcluster) waitHealedAfter(act *tnode) {
+	c.t.Helper()
+	if got := c.waitHealthy(rejoinTimeout); got != act {
+		c.t.Logf("after the heal the active moved from %s to %s (a stale failure report of the cut-off side)", act.name, got.name)
+	}
+}
+
+// TestPartitionedStandby: a standby cut off both ways, the one that runs
+// Consul's Raft leader. Nothing changes for the active, which keeps its
+// lock and takes writes throughout; after the heal the standby streams
+// again.
+func TestPartitionedStandby(t *testing.T) {
+	c, net := newHostCluster(t, nil)
+	act := c.waitHealthy(startTimeout)
+	var standby *tnode
+	for _, n := range c.nodes {
+		if n != act {
+			standby = n
+			break
+		}
+	}
+	cc := act.consul.Client(t)
+	makeConsulLeader(t, cc, standby)
+	lockIndex := leaderLockIndex(t, cc)
+	w := c.startWriters(act)
+	net.Isolate(standby.host)
+	time.Sleep(8 * time.Second) // past failure detection, a lease and a lock delay
+	w.halt()
+	if got := leaderLockIndex(t, cc); got != lockIndex {
+		t.Fatalf("the leader key changed hands (lock index %d, was %d) when a standby was cut off", got, lockIndex)
+	}
+	as := w.byNode()[act.name]
+	var gap time.Duration
+	for i := 1; i < len(as); i++ {
+		gap = max(gap, as[i].at.Sub(as[i-1].at))
+	}
+	if len(as) == 0 || gap > time.Second {
+		t.Fatalf("the active took %d writes, longest pause %v, while a standby was cut off", len(as), gap)
+	}
+	net.Heal()
+	if got := c.waitHealthy(rejoinTimeout); got != act {
+		t.Fatalf("active changed after the heal: %s", got.name)
+	}
+	t.Logf("%s stayed active while %s was cut off: %d rows, longest pause %v", act.name, standby.name, len(as), gap.Round(time.Millisecond))
+}

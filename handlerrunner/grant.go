@@ -1,0 +1,193 @@
+package handlerrunner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/fence"
+)
+
+// Peer grants carry the active's lease over a Consul leader election, the
+// seconds in which no renewal commits because Consul has no leader: when
+// the node that runs Consul's leader, a standby, is lost, the election
+// (1-2 s at raft_multiplier 1, measured up to 3.4 s with pre-vote rounds)
+// must not make the active fence itself.
+//
+// The active asks once its renewals have failed for a while and its own
+// Consul agent still answers. A peer grants only if its own Consul agent
+// answers but cannot serve a consistent read (which needs a leader with a
+// majority behind it), it is a standby, and the leader key it last read
+// names the asking session. (A server keeps naming a dead leader until its
+// own heartbeat timeout, so "which leader do you know" is not the question.) Granting makes the peer forget
+// when it saw the active's last renewal (leaseSeen.blind): should it
+// acquire the lock later, it waits out a whole Takeover from its next read,
+// after the grant, so it cannot start writing before the extended lease is
+// over. The active extends its lease, from the moment it sent the round,
+// only when it and the peers that granted are a majority of the cluster:
+// every Consul leader needs the vote of one of their servers, so none had a
+// working majority while they granted. A node that did not grant can acquire
+// the lock only after a new leader invalidated the active's session; if the
+// active's server is with that leader, the active learns it from its next
+// renewal and stops within Renew + Stop, inside the lock delay the
+// invalidation starts (Validate checks lock_delay against that); if it is
+// not, the granting peers now know a leader and grant no more, so the
+// active's lease ends one Lease after a round sent before that leader
+// existed, and the node that acquires reads the key, as every read after a
+// failed or slow one, as a fresh sighting.
+
+// grantRequest is what the active sends to POST /v1/lease/grant.
+type grantRequest struct {
+	Holder  string `json:"holder"`
+	Session string `json:"session"`
+}
+
+// grantReply is the peer's answer.
+type grantReply struct {
+	Granted bool   `json:"granted"`
+	Why     string `json:"why,omitempty"`
+}
+
+// handleGrant is POST /v1/lease/grant.
+func (r *Runner) handleGrant(w http.ResponseWriter, req *http.Request) {
+	var g grantRequest
+	if err := json.NewDecoder(io.LimitReader(req.Body, maxBody)).Decode(&g); err != nil || g.Holder == "" || g.Session == "" {
+		writeError(w, http.StatusBadRequest, "the body must be JSON {\"holder\": NODE, \"session\": ID}")
+		return
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), 300*time.Millisecond)
+	defer cancel()
+	ok, why := r.grant(ctx, g)
+	if ok {
+		r.log.Info("granted the active's lease while Consul has no leader", "holder", g.Holder)
+	}
+	writeJSON(w, http.StatusOK, grantReply{Granted: ok, Why: why})
+}
+
+func (r *Runner) grant(ctx context.Context, g grantRequest) (bool, string) {
+	if role := r.st.get().Role; role != RoleStandby {
+		return false, "this node is " + string(role) + ", not a standby"
+	}
+	if _, err := r.cc.Leader(ctx); err != nil {
+		return false, "the local consul agent does not answer: " + err.Error()
+	}
+	// A consistent read needs a leader that still has a majority behind
+	// it: if one answers, the active must renew through it, not through
+	// this node.
+	if _, err := r.cc.GetKey(ctx, r.keys.Leader(), true); err == nil {
+		return false, "consul has a working leader here: renew through it"
+	}
+	r.seen.mu.Lock()
+	defer r.seen.mu.Unlock()
+	if r.seen.session != g.Session {
+		return false, "the leader key this node last read is not held by that session"
+	}
+	r.seen.at = 0
+	return true, ""
+}
+
+// grantAfter is how long without a committed renewal before the active asks
+// its peers.
+func (h *holder) grantAfter() time.Duration { return 4 * h.f.Renew }
+
+// askGrants runs one round when the lease has gone grantAfter without a
+// committed renewal and the local Consul agent still answers (a hung agent
+// is a node cut off from Consul: no grant then).
+func (h *holder) askGrants(ctx context.Context) {
+	if h.f.Lease-h.Remaining() < h.grantAfter() {
+		return
+	}
+	sent := fence.Now()
+	lctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, err := h.r.cc.Leader(lctx)
+	cancel()
+	if err != nil {
+		return
+	}
+	members := h.members()
+	if len(members) < 2 {
+		return
+	}
+	var mu sync.Mutex
+	granted := []string{}
+	var refused []string
+	var wg sync.WaitGroup
+	for _, m := range members {
+		if m.Name == h.r.name {
+			continue
+		}
+		wg.Go(func() {
+			rep, err := h.r.askGrant(ctx, m, grantRequest{Holder: h.r.name, Session: h.sessID})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				refused = append(refused, m.Name+": "+err.Error())
+			case !rep.Granted:
+				refused = append(refused, m.Name+": "+rep.Why)
+			default:
+				granted = append(granted, m.Name)
+			}
+		})
+	}
+	wg.Wait()
+	if h.f.Lease-h.Remaining() < h.grantAfter() {
+		return // a renewal committed meanwhile
+	}
+	if 1+len(granted) >= len(members)/2+1 {
+		h.extend(sent)
+		h.r.warnEvery("lease-granted", "consul has no leader; the lease is carried by the peers' grants",
+			"granted_by", strings.Join(granted, ","), "refused", strings.Join(refused, "; "))
+		return
+	}
+	h.r.warnEvery("lease-refused", "consul has no leader and the peers do not carry the lease; the node stops taking writes when it runs out",
+		"remaining", h.Remaining().Round(time.Millisecond), "granted_by", strings.Join(granted, ","), "refused", strings.Join(refused, "; "))
+}
+
+// members is the membership as last read, for grants while Consul cannot
+// be read.
+func (h *holder) members() []cluster.Member {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.peers
+}
+
+func (h *holder) setMembers(ms []cluster.Member) {
+	if len(ms) == 0 {
+		return
+	}
+	h.mu.Lock()
+	h.peers = ms
+	h.mu.Unlock()
+}
+
+func (r *Runner) askGrant(ctx context.Context, m cluster.Member, g grantRequest) (grantReply, error) {
+	var rep grantReply
+	if m.APIURL == "" {
+		return rep, fmt.Errorf("publishes no API URL")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	body, _ := json.Marshal(g)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.APIURL+"/v1/lease/grant", strings.NewReader(string(body)))
+	if err != nil {
+		return rep, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	r.auth.set(req)
+	resp, err := r.peers.Do(req)
+	if err != nil {
+		return rep, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return rep, fmt.Errorf("%s", resp.Status)
+	}
+	return rep, json.NewDecoder(resp.Body).Decode(&rep)
+}

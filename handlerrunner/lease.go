@@ -1,0 +1,297 @@
+package handlerrunner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/fence"
+)
+
+// holder keeps the active's lease on the leader lock (config.Fencing has
+// the invariant and the timing): it renews the lock every Renew by
+// acquiring the leader key again with the node's session and a renewal
+// number one higher, extends the lease (and the watchdog's copy) by Lease
+// from the send time of each renewal Consul commits, and fences the node
+// itself, PostgreSQL first, the moment the lease runs out or a renewal says
+// the lock is gone. It runs beside the role loop, so nothing the loop waits
+// on delays fencing.
+type holder struct {
+	r      *Runner
+	sessID string
+	f      config.Fencing
+	lease  *fence.Lease
+	base   cluster.Leader // the value, without its renewal fields
+
+	mu       sync.Mutex
+	until    fence.Mono
+	renewal  uint64
+	inflight int
+	lsn      cluster.LSN
+	peers    []cluster.Member // the membership as last read
+	grants   bool             // a grant round is in flight
+	why      string           // why the lock is lost, "" while held
+	lost     chan struct{}    // closed with why set
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// hold starts holding the lock acquired with sessID by a request sent at
+// sent, as value.
+func (r *Runner) hold(ctx context.Context, sessID string, sent fence.Mono, value cluster.Leader) *holder {
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	h := &holder{r: r, sessID: sessID, f: r.fencing, lease: r.lease, base: value,
+		renewal: value.Renewal, lost: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
+	h.extend(sent)
+	go h.run(hctx)
+	return h
+}
+
+// leaderValue is what this node writes into the leader key while it holds
+// it with sessID.
+func (r *Runner) leaderValue(sessID string) cluster.Leader {
+	return cluster.Leader{Node: r.name, Since: time.Now().UTC(), Address: r.cfg.Node.Address,
+		PostgresPort: r.cfg.Postgres.Port, APIURL: r.cfg.APIURL(),
+		Session: sessID, Renewal: 1, LeaseMS: r.fencing.Lease.Milliseconds()}
+}
+
+// Lost is closed once the lock is lost for certain or the lease ran out.
+func (h *holder) Lost() <-chan struct{} { return h.lost }
+
+// Why says why the lock was lost, "" while it is held.
+func (h *holder) Why() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.why
+}
+
+// Remaining is how long the lease has left.
+func (h *holder) Remaining() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.until.Sub(fence.Now())
+}
+
+// last is the value of a last write of the key, numbered after every
+// renewal sent.
+func (h *holder) last() cluster.Leader {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	v := h.base
+	v.Renewal, v.WriteLSN = h.renewal+1, h.lsn
+	return v
+}
+
+// setLSN is the write position the next renewals publish.
+func (h *holder) setLSN(lsn cluster.LSN) {
+	h.mu.Lock()
+	h.lsn = lsn
+	h.mu.Unlock()
+}
+
+// stop ends the renewals and waits for the loop; renewals in flight finish
+// on their own. The lease stays as it is: the caller disarms it once
+// PostgreSQL is stopped.
+func (h *holder) stop() {
+	h.cancel()
+	<-h.done
+}
+
+func (h *holder) extend(sent fence.Mono) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.why != "" {
+		return
+	}
+	if until := sent.Add(h.f.Lease); until > h.until {
+		h.until = until
+		h.lease.Arm(until)
+		h.r.st.confirm(time.Now().Add(-fence.Now().Sub(sent)))
+	}
+}
+
+// lose records why the lock is gone, once.
+func (h *holder) lose(why string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.why == "" {
+		h.why = why
+		close(h.lost)
+	}
+}
+
+func (h *holder) run(ctx context.Context) {
+	defer close(h.done)
+	renew := time.NewTicker(h.f.Renew)
+	defer renew.Stop()
+	expiry := time.NewTicker(h.f.WatchdogPoll)
+	defer expiry.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.lost:
+			return
+		case <-expiry.C:
+			h.lease.HandlerBeat()
+			if h.Remaining() < 0 {
+				h.expire(ctx)
+				return
+			}
+		case <-renew.C:
+			h.mu.Lock()
+			renew := h.inflight < h.f.RenewInFlight
+			if renew {
+				h.inflight++
+				h.renewal++
+			}
+			v := h.base
+			v.Renewal, v.WriteLSN = h.renewal, h.lsn
+			asking := h.grants
+			h.grants = true
+			h.mu.Unlock()
+			if renew {
+				wg.Go(func() { h.renew(ctx, v) })
+			}
+			if !asking {
+				wg.Go(func() {
+					h.askGrants(ctx)
+					h.mu.Lock()
+					h.grants = false
+					h.mu.Unlock()
+				})
+			}
+		}
+	}
+}
+
+// renew sends one renewal. Only a committed renewal extends the lease, from
+// the moment it was sent: Consul may have applied it any time after.
+func (h *holder) renew(ctx context.Context, v cluster.Leader) {
+	defer func() {
+		h.mu.Lock()
+		h.inflight--
+		h.mu.Unlock()
+	}()
+	rctx, cancel := context.WithTimeout(ctx, h.f.RenewTimeout)
+	defer cancel()
+	sent := fence.Now()
+	ok, err := h.r.cc.Acquire(rctx, h.r.keys.Leader(), v, h.sessID)
+	switch {
+	case ok:
+		h.extend(sent)
+	case err == nil || errors.Is(err, consul.ErrSessionGone):
+		h.lose("lost the leader lock (session invalidated or lock taken)")
+	case ctx.Err() == nil:
+		h.r.warnEvery("renew-lease", "cannot renew the leader lease; the node stops taking writes when it runs out",
+			"remaining", h.Remaining().Round(time.Millisecond), "err", err)
+	}
+}
+
+// expire fences at once: no renewal was committed within the lease, so
+// another node may soon be promoted. PostgreSQL first, within the stop
+// budget; the teardown does the rest.
+func (h *holder) expire(ctx context.Context) {
+	h.lose(fmt.Sprintf("the leader lease (%v) ran out: no renewal committed (Consul unreachable or without a leader)", h.f.Lease))
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	start := fence.Now()
+	if pid, err := fence.Quit(qctx, h.r.pg.DataDir()); err != nil {
+		h.r.log.Error("lease ran out and postgres could not be stopped; it may still take writes", "err", err)
+	} else if pid != 0 {
+		h.r.log.Warn("lease ran out: stopped postgres (immediate)", "postmaster", pid, "took", fence.Now().Sub(start).Round(time.Millisecond))
+	}
+}
+
+// leaseSeen remembers when this node first saw the latest renewal of the
+// leader key's holder, and forgets it whenever Consul could not be read:
+// across such a gap the holder may have renewed unseen. A node that takes
+// over measures the old holder's lease from that moment (waitOldLease).
+type leaseSeen struct {
+	mu      sync.Mutex
+	session string
+	renewal uint64
+	at      fence.Mono
+}
+
+// observe notes the leader key as just read.
+func (s *leaseSeen) observe(l cluster.Leader) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l.Session != s.session || l.Renewal != s.renewal || s.at == 0 {
+		s.session, s.renewal, s.at = l.Session, l.Renewal, fence.Now()
+	}
+}
+
+// blind records a failed read of the leader key.
+func (s *leaseSeen) blind() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.at = 0
+}
+
+// since is when this node first saw l's renewal, read without a gap since;
+// now when it had not (then it starts counting).
+func (s *leaseSeen) since(l cluster.Leader) fence.Mono {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l.Session != s.session || l.Renewal != s.renewal || s.at == 0 {
+		s.session, s.renewal, s.at = l.Session, l.Renewal, fence.Now()
+	}
+	return s.at
+}
+
+// waitOldLease holds a new active back until the node that held the leader
+// key before, prev, cannot be taking writes any more: at once when it said
+// it fenced (it released the key so, or wrote its fenced record), otherwise
+// once Takeover has passed since this node first saw prev's last renewal.
+// A refused connection to prev's PostgreSQL port is not taken as proof: a
+// firewall that rejects rather than drops, between the nodes, answers the
+// same while the postmaster behind it still takes writes. It returns how it decided, or an error when the lock was lost
+// meanwhile or ctx ended.
+func (r *Runner) waitOldLease(ctx context.Context, h *holder, prev cluster.Leader) (string, error) {
+	switch {
+	case prev.Node == "":
+		return "no node held the leader key before", nil
+	case prev.Fenced:
+		return prev.Node + " released the leader key after fencing", nil
+	case prev.Session == "" && prev.Node == r.name:
+		return "", nil
+	}
+	lease := max(r.fencing.Lease, time.Duration(prev.LeaseMS)*time.Millisecond)
+	wait := r.fencing.Takeover() - r.fencing.Lease + lease
+	until := r.seen.since(prev).Add(wait)
+	r.log.Info("waiting out the old active's lease before promoting", "old_active", prev.Node,
+		"at_most", until.Sub(fence.Now()).Round(time.Millisecond), "lease", lease)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for fence.Now() < until {
+		if r.oldFenced(ctx, prev) {
+			return prev.Node + " said it fenced", nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", errStopping
+		case <-h.Lost():
+			return "", errors.New(h.Why())
+		case <-t.C:
+		}
+	}
+	return fmt.Sprintf("waited out %s's lease (%v since its last renewal was seen)", prev.Node, wait), nil
+}
+
+// oldFenced reads prev's fenced record.
+func (r *Runner) oldFenced(ctx context.Context, prev cluster.Leader) bool {
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	var f cluster.Fenced
+	_, found, err := r.cc.GetJSON(ctx, r.keys.Fenced(prev.Node), &f)
+	return err == nil && found && f.Session == prev.Session && prev.Session != ""
+}
