@@ -107,9 +107,10 @@ test-short:
 bench-checkrunner: deps
 	$(GO) test -run '^$$' -bench BenchmarkCheckRunner -benchtime 1x -count 1 -timeout 10m ./checkrunner/
 
-# Failovers of each kind (PostgreSQL kill, node kill, switchover) on a
-# three-node loopback cluster with the default configuration; prints
-# min/median/max of detection, election, promotion and first write.
+# Failovers of each kind (PostgreSQL kill, node kill, node kill with the
+# node's network cut on network-namespace hosts, switchover) on three-node
+# clusters with the default configuration; prints min/median/max of
+# detection, election, promotion and first write.
 # UNDERSTUDY_BENCH_RUNS sets the runs of each kind (default 3).
 bench-failover: deps
 	$(GO) test -run '^$$' -bench BenchmarkFailover -benchtime 1x -count 1 -timeout 30m ./handlerrunner/

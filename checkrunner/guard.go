@@ -63,6 +63,20 @@ func newGuard(cfg *config.Config, log *slog.Logger) *guard {
 		pg: postgres.NewInstance(cfg.Postgres, cfg.Node.Name, log)}
 }
 
+// stoppedByWatchdog returns the fence event of an outage in which
+// PostgreSQL was found stopped (the watchdog got there first: the lease ran
+// out with nobody to renew it), nil while it runs.
+func (g *guard) stoppedByWatchdog(ctx context.Context, now time.Time) *cluster.Event {
+	if _, running, err := g.pg.Running(ctx); err != nil || running {
+		return nil
+	}
+	gone := now.Sub(g.downSince).Round(time.Millisecond)
+	g.log.Warn("the handler-runner of the active node is gone and postgres is already stopped (the watchdog's lease ran out)", "gone_for", gone)
+	return &cluster.Event{Kind: cluster.EventFence, From: g.cfg.Node.Name,
+		Reason:  fmt.Sprintf("handler-runner gone for %s on the active node: postgres stopped when its lease ran out", gone),
+		Details: map[string]string{"by": "watchdog", "stop_mode": "immediate"}}
+}
+
 // probe asks the handler-runner's API whether it lives; any HTTP answer
 // counts (a 401 of basic auth too).
 func (g *guard) probe(ctx context.Context) error {
@@ -92,8 +106,15 @@ func (g *guard) check(ctx context.Context, active bool, handlerErr error, now ti
 		if g.fenced && handlerErr == nil {
 			g.log.Info("handler-runner answers again; it takes the node back")
 		}
+		var ev *cluster.Event
+		if !active && handlerErr != nil && !g.downSince.IsZero() && !g.fenced {
+			// The lock moved on while the handler-runner was gone: say
+			// whether PostgreSQL had stopped (the watchdog, at the end
+			// of the lease) before the count starts over.
+			ev = g.stoppedByWatchdog(ctx, now)
+		}
 		g.downSince, g.fenced = time.Time{}, false
-		return nil
+		return ev
 	}
 	if g.downSince.IsZero() {
 		g.downSince = now
@@ -105,13 +126,8 @@ func (g *guard) check(ctx context.Context, active bool, handlerErr error, now ti
 	}
 	g.fenced = true
 	gone := now.Sub(g.downSince).Round(time.Millisecond)
-	if _, running, err := g.pg.Running(ctx); err == nil && !running {
-		// The watchdog got there first: the lease ran out with nobody to
-		// renew it.
-		g.log.Warn("the handler-runner of the active node is gone and postgres is already stopped (the watchdog's lease ran out)", "gone_for", gone)
-		return &cluster.Event{Kind: cluster.EventFence, From: g.cfg.Node.Name,
-			Reason:  fmt.Sprintf("handler-runner gone for %s on the active node: postgres stopped when its lease ran out", gone),
-			Details: map[string]string{"by": "watchdog", "stop_mode": "immediate"}}
+	if ev := g.stoppedByWatchdog(ctx, now); ev != nil {
+		return ev
 	}
 	g.log.Error("the handler-runner of the active node has been gone for the lease; stopping postgres so that no write is taken without it",
 		"gone_for", gone, "lease", g.after, "err", handlerErr)

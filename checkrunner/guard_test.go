@@ -43,6 +43,10 @@ func TestGuardFencesOnceAfterTheLease(t *testing.T) {
 		{false, gone, 16 * time.Second, false}, // another node took the leader key
 		{true, gone, 30 * time.Second, false},  // ... and this one holds it again: a fresh count
 		{true, gone, 34900 * time.Millisecond, false},
+		// The lock moves on within the lease, PostgreSQL found stopped
+		// (the watchdog's doing): that fencing is recorded.
+		{false, gone, 35500 * time.Millisecond, true},
+		{false, gone, 36 * time.Second, false},
 	}
 	for i, s := range steps {
 		ev := g.check(ctx, s.active, s.err, t0.Add(s.at))

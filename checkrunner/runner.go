@@ -332,6 +332,7 @@ func (r *Runner) publish(ctx context.Context, o *observation, now time.Time) err
 		Checks:   map[string]string{}, ConsulNode: o.agent.NodeName,
 		Heartbeat: now.UTC(),
 		Files:     o.folderStates(),
+		Diverged:  postgres.KeptAside(r.cfg.Postgres.DataDir),
 	}
 	if r.files != nil {
 		m.SyncthingDeviceID, m.SyncthingAddress = r.files.deviceID, "tcp://"+r.cfg.SyncthingListen()

@@ -43,6 +43,7 @@ func (r *Runner) handler() http.Handler {
 	mux.HandleFunc("/v1/cluster/nodes/", r.handleNodes)
 	route(http.MethodPost, "/v1/cluster/join", r.handleJoin)
 	route(http.MethodPost, "/v1/lease/grant", r.handleGrant)
+	route(http.MethodGet, "/v1/lease/grants", r.handleGrants)
 	route(http.MethodGet, "/metrics", promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP)
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint %s %s; see /v1/status/cluster, /status, /health, /replica, /metrics", req.Method, req.URL.Path)

@@ -4,7 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,6 +18,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/testenv"
 )
 
@@ -134,6 +139,17 @@ func (w *writers) handedOver(t testing.TB, old, act *tnode) string {
 		firstNew.at.Sub(lastOld.at).Round(time.Millisecond))
 }
 
+// longestPause returns n's acknowledged rows and the longest time between
+// two of them.
+func (w *writers) longestPause(n *tnode) ([]ack, time.Duration) {
+	as := w.byNode()[n.name]
+	var gap time.Duration
+	for i := 1; i < len(as); i++ {
+		gap = max(gap, as[i].at.Sub(as[i-1].at))
+	}
+	return as, gap
+}
+
 // writerGap splits a node's acknowledged rows into windows of
 // writability: a node that takes writes acknowledges one every 20 ms, so a
 // pause this long is the end of a window (a failover takes longer).
@@ -204,6 +220,30 @@ func (w *writers) lost(t testing.TB, old, act *tnode) int {
 	return n
 }
 
+// killPostgres SIGKILLs a postmaster and every process it started.
+func killPostgres(t testing.TB, pid int) {
+	t.Helper()
+	pids := []int{pid}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The parent's PID is the second field after the command's ")".
+		if f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:])); len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			pids = append(pids, child)
+		}
+	}
+	for _, p := range pids {
+		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
+}
+
 func signal(t testing.TB, what string, pid int, sig syscall.Signal) {
 	t.Helper()
 	if err := syscall.Kill(pid, sig); err != nil {
@@ -257,11 +297,9 @@ func TestHungConsulAgentOnTheActive(t *testing.T) {
 	act, took := c.waitWritable(old, frozen, nodeKillBound)
 	t.Logf("consul agent of %s frozen: %s active and took a write after %v", old.name, act.name, took.Round(time.Millisecond))
 	time.Sleep(2 * time.Second)
-	t.Log(w.handedOver(t, old, act))
 	signal(t, "consul agent", pid, syscall.SIGCONT)
-	if got := c.waitHealthy(rejoinTimeout); got != act {
-		t.Fatalf("active changed again: %s", got.name)
-	}
+	c.waitHealedAfter(act)
+	t.Log(w.handedOver(t, old, act))
 }
 
 // TestLosingTheConsulLeadersStandbyKeepsTheActive: the standby whose
@@ -306,11 +344,7 @@ func TestLosingTheConsulLeadersStandbyKeepsTheActive(t *testing.T) {
 	}
 	// The active's writer never went without an acknowledged row for
 	// longer than a slow commit.
-	as := w.byNode()[act.name]
-	var gap time.Duration
-	for i := 1; i < len(as); i++ {
-		gap = max(gap, as[i].at.Sub(as[i-1].at))
-	}
+	as, gap := w.longestPause(act)
 	if gap > time.Second {
 		t.Fatalf("the active's PostgreSQL took no write for %v after the Consul leader's node was lost", gap.Round(time.Millisecond))
 	}
@@ -358,44 +392,37 @@ func leaderLockIndex(t testing.TB, cc *api.Client) uint64 {
 // acknowledges a write after the new one's first, and after the heal it is
 // a standby again.
 func TestPartitionedActive(t *testing.T) {
-	c, net := newHostCluster(t, nil)
-	old := c.waitHealthy(startTimeout)
-	w := c.startWriters(old)
-
-	cut := time.Now()
-	net.Isolate(old.host)
-	act, took := c.waitWritable(old, cut, nodeKillBound)
-	t.Logf("%s partitioned: %s active and took a write after %v", old.name, act.name, took.Round(time.Millisecond))
-	time.Sleep(2 * time.Second)
-	net.Heal()
-	c.waitHealedAfter(act)
-	t.Log(w.handedOver(t, old, act))
+	testActiveCutOff(t, "partitioned", (*testenv.Net).Isolate)
 }
 
 // TestDeafenedActive: a one-way partition: the active receives nothing from
 // the standbys while they still receive what it sends (its gossip, its WAL
 // stream's packets). Same promise as a full partition.
 func TestDeafenedActive(t *testing.T) {
+	testActiveCutOff(t, "deafened", (*testenv.Net).Deafen)
+}
+
+func testActiveCutOff(t *testing.T, how string, cut func(*testenv.Net, *testenv.Host)) {
 	c, net := newHostCluster(t, nil)
 	old := c.waitHealthy(startTimeout)
 	w := c.startWriters(old)
 
-	cut := time.Now()
-	net.Deafen(old.host)
-	act, took := c.waitWritable(old, cut, nodeKillBound)
-	t.Logf("%s deafened: %s active and took a write after %v", old.name, act.name, took.Round(time.Millisecond))
+	at := time.Now()
+	cut(net, old.host)
+	act, took := c.waitWritable(old, at, nodeKillBound)
+	t.Logf("%s %s: %s active and took a write after %v", old.name, how, act.name, took.Round(time.Millisecond))
 	time.Sleep(2 * time.Second)
 	net.Heal()
 	c.waitHealedAfter(act)
 	t.Log(w.handedOver(t, old, act))
 }
 
-// waitHealedAfter waits, after a partition healed, for one active and every
-// other node a streaming standby. The active may have moved once more: the
-// cut-off node's Consul had marked the others failed, and when its gossip
-// meets theirs again Consul's leader can take that stale word for a moment
-// and end the new active's session before the node refutes it (memberlist
-// accepts a "dead" of the same incarnation). The new active then fences as
+// waitHealedAfter waits, after a partition healed (or a frozen agent was
+// thawed), for one active and every other node a streaming standby. The
+// active may have moved once more: the cut-off node's Consul had marked the
+// others failed, and when its gossip meets theirs again Consul's leader can
+// take that stale word for a moment and end the active's session before the
+// node refutes it (memberlist accepts a "dead" of the same incarnation). The new active then fences as
 // it must and another is elected; the writers, still running, check that
 // no two nodes took writes at once then too.
 func (c *tcluster) waitHealedAfter(act *tnode) {
@@ -429,17 +456,95 @@ func TestPartitionedStandby(t *testing.T) {
 	if got := leaderLockIndex(t, cc); got != lockIndex {
 		t.Fatalf("the leader key changed hands (lock index %d, was %d) when a standby was cut off", got, lockIndex)
 	}
-	as := w.byNode()[act.name]
-	var gap time.Duration
-	for i := 1; i < len(as); i++ {
-		gap = max(gap, as[i].at.Sub(as[i-1].at))
-	}
+	as, gap := w.longestPause(act)
 	if len(as) == 0 || gap > time.Second {
 		t.Fatalf("the active took %d writes, longest pause %v, while a standby was cut off", len(as), gap)
 	}
 	net.Heal()
-	if got := c.waitHealthy(rejoinTimeout); got != act {
-		t.Fatalf("active changed after the heal: %s", got.name)
-	}
+	c.waitHealedAfter(act)
 	t.Logf("%s stayed active while %s was cut off: %d rows, longest pause %v", act.name, standby.name, len(as), gap.Round(time.Millisecond))
+}
+
+// TestRewindKeepsWhatItDiscards: the active acknowledges rows its standbys
+// never receive (its WAL senders frozen), then its PostgreSQL dies. A
+// standby takes over without them; the old active is rewound to follow it,
+// and the rows it acknowledged alone are kept aside first: a diverged event
+// says where and how many, its member record lists the directory until an
+// operator removes it, and pg_waldump reads the inserts there.
+func TestRewindKeepsWhatItDiscards(t *testing.T) {
+	c := newCluster(t, nil)
+	old := c.waitHealthy(startTimeout)
+	c.seedRow(old)
+	func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, err := old.conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		rows, err := conn.Query(ctx, "select pid from pg_stat_replication")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			var pid int
+			if err := rows.Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			// Frozen, a sender sends nothing more; SIGKILL still ends it.
+			signal(t, "WAL sender", pid, syscall.SIGSTOP)
+			n++
+		}
+		if n != 2 {
+			t.Fatalf("%s has %d WAL senders, want 2", old.name, n)
+		}
+	}()
+	const lost = 5
+	for i := range lost {
+		old.exec(t, "insert into rows values ($1)", 100+i)
+	}
+	// The whole server at once, its frozen senders with it.
+	killed := time.Now()
+	killPostgres(t, old.postmasterPID(t))
+	act, took := c.waitWritable(old, killed, postgresKillBound)
+	t.Logf("postgres of %s killed with %d rows its standbys never had: %s active after %v", old.name, lost, act.name, took.Round(time.Millisecond))
+
+	var ev cluster.Event
+	testenv.Eventually(t, rejoinTimeout, func() error {
+		for _, e := range act.events(t) {
+			if e.Kind == cluster.EventDiverged && e.Node == old.name {
+				ev = e
+				return nil
+			}
+		}
+		return fmt.Errorf("no diverged event of %s yet", old.name)
+	})
+	commits, _ := strconv.Atoi(ev.Details["commits"])
+	if commits < lost || ev.Details["dir"] == "" {
+		t.Fatalf("diverged event %+v: want at least %d commits and a directory", ev, lost)
+	}
+	// pg_waldump ends with an error at the end of the WAL it is given.
+	dump, _ := exec.Command(filepath.Join(old.cfg.Postgres.BinDir, "pg_waldump"), "-p", ev.Details["dir"], "-t", ev.Details["timeline"], "-s", ev.Details["from"]).CombinedOutput()
+	if n := strings.Count(string(dump), "desc: INSERT"); n < lost {
+		t.Fatalf("%s shows %d inserts, want at least %d:\n%s", ev.Details["inspect"], n, lost, dump)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if d := c.member(t, old.name).Diverged; len(d) != 1 || d[0].Dir != ev.Details["dir"] {
+			return fmt.Errorf("%s's member record lists %+v, want %s", old.name, d, ev.Details["dir"])
+		}
+		return nil
+	})
+	t.Logf("kept: %s", ev.Reason)
+	if err := os.RemoveAll(ev.Details["dir"]); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if d := c.member(t, old.name).Diverged; len(d) != 0 {
+			return fmt.Errorf("%s's member record still lists %+v after the directory was removed", old.name, d)
+		}
+		return nil
+	})
 }

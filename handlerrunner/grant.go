@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -88,8 +89,99 @@ func (r *Runner) grant(ctx context.Context, g grantRequest) (bool, string) {
 	if r.seen.session != g.Session {
 		return false, "the leader key this node last read is not held by that session"
 	}
-	r.seen.at = 0
+	r.seen.fresh, r.seen.blinded = 0, true
+	r.granted.Lock()
+	defer r.granted.Unlock()
+	if r.granted.at == nil {
+		r.granted.at = map[string]fence.Mono{}
+	}
+	r.granted.at[g.Session] = fence.Now()
 	return true, ""
+}
+
+// grantRecord is what GET /v1/lease/grants?session=ID answers: whether this
+// node granted that session's lease, and how long ago it last did.
+type grantRecord struct {
+	Granted bool  `json:"granted"`
+	AgoMS   int64 `json:"ago_ms,omitempty"`
+}
+
+// handleGrants is GET /v1/lease/grants?session=ID.
+func (r *Runner) handleGrants(w http.ResponseWriter, req *http.Request) {
+	sess := req.URL.Query().Get("session")
+	if sess == "" {
+		writeError(w, http.StatusBadRequest, "name the session: ?session=ID")
+		return
+	}
+	at, ok := r.lastGrant(sess)
+	rec := grantRecord{Granted: ok}
+	if ok {
+		rec.AgoMS = fence.Now().Sub(at).Milliseconds()
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (r *Runner) lastGrant(sess string) (fence.Mono, bool) {
+	r.granted.Lock()
+	defer r.granted.Unlock()
+	at, ok := r.granted.at[sess]
+	return at, ok
+}
+
+// grantsFor asks every member but this node and prev's holder when it last
+// granted prev's session (this node's own grants it knows): the latest such
+// moment on this node's clock, 0 when none did. ok is false when a member
+// does not answer: then nobody can say the lease was not carried.
+func (r *Runner) grantsFor(ctx context.Context, prev cluster.Leader) (latest fence.Mono, ok bool) {
+	if at, mine := r.lastGrant(prev.Session); mine {
+		latest = at
+	}
+	var mu sync.Mutex
+	ok = true
+	var wg sync.WaitGroup
+	for _, m := range r.members(ctx) {
+		if m.Name == r.name || m.Name == prev.Node {
+			continue
+		}
+		wg.Go(func() {
+			rec, err := r.askGrants(ctx, m, prev.Session)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				ok = false
+			case rec.Granted:
+				// At most ago_ms ago, on this node's clock: the answer
+				// took some time to arrive, so count from now.
+				latest = max(latest, fence.Now().Add(-time.Duration(rec.AgoMS)*time.Millisecond))
+			}
+		})
+	}
+	wg.Wait()
+	return latest, ok
+}
+
+func (r *Runner) askGrants(ctx context.Context, m cluster.Member, sess string) (grantRecord, error) {
+	var rec grantRecord
+	if m.APIURL == "" {
+		return rec, fmt.Errorf("%s publishes no API URL", m.Name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.APIURL+"/v1/lease/grants?session="+url.QueryEscape(sess), nil)
+	if err != nil {
+		return rec, err
+	}
+	r.auth.set(req)
+	resp, err := r.peers.Do(req)
+	if err != nil {
+		return rec, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return rec, fmt.Errorf("%s: %s", m.Name, resp.Status)
+	}
+	return rec, json.NewDecoder(resp.Body).Decode(&rec)
 }
 
 // grantAfter is how long without a committed renewal before the active asks

@@ -211,41 +211,55 @@ func (h *holder) expire(ctx context.Context) {
 }
 
 // leaseSeen remembers when this node first saw the latest renewal of the
-// leader key's holder, and forgets it whenever Consul could not be read:
-// across such a gap the holder may have renewed unseen. A node that takes
-// over measures the old holder's lease from that moment (waitOldLease).
+// leader key's holder (first), and whether Consul could not be read since
+// (blinded): across such a gap the holder may have had its lease carried by
+// peer grants, unseen. fresh is the first good read after the last gap. A
+// node that takes over measures the old holder's lease from first when it
+// saw no gap, or when the peers that could have granted say they did not;
+// from fresh otherwise (waitOldLease).
 type leaseSeen struct {
 	mu      sync.Mutex
 	session string
 	renewal uint64
-	at      fence.Mono
+	first   fence.Mono
+	fresh   fence.Mono
+	blinded bool
 }
 
 // observe notes the leader key as just read.
 func (s *leaseSeen) observe(l cluster.Leader) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l.Session != s.session || l.Renewal != s.renewal || s.at == 0 {
-		s.session, s.renewal, s.at = l.Session, l.Renewal, fence.Now()
+	s.note(l)
+}
+
+func (s *leaseSeen) note(l cluster.Leader) {
+	now := fence.Now()
+	if l.Session != s.session || l.Renewal != s.renewal || s.first == 0 {
+		// A renewal committed after any gap: nothing unseen can
+		// outlast it.
+		s.session, s.renewal, s.first, s.fresh, s.blinded = l.Session, l.Renewal, now, now, false
+		return
+	}
+	if s.fresh == 0 {
+		s.fresh = now
 	}
 }
 
-// blind records a failed read of the leader key.
+// blind records a failed or held read of the leader key, or a grant.
 func (s *leaseSeen) blind() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.at = 0
+	s.fresh, s.blinded = 0, true
 }
 
-// since is when this node first saw l's renewal, read without a gap since;
-// now when it had not (then it starts counting).
-func (s *leaseSeen) since(l cluster.Leader) fence.Mono {
+// get returns, for l's renewal, when this node first saw it, when it first
+// read it again after the last gap, and whether there was a gap.
+func (s *leaseSeen) get(l cluster.Leader) (first, fresh fence.Mono, blinded bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l.Session != s.session || l.Renewal != s.renewal || s.at == 0 {
-		s.session, s.renewal, s.at = l.Session, l.Renewal, fence.Now()
-	}
-	return s.at
+	s.note(l)
+	return s.first, s.fresh, s.blinded
 }
 
 // waitOldLease holds a new active back until the node that held the leader
@@ -267,9 +281,22 @@ func (r *Runner) waitOldLease(ctx context.Context, h *holder, prev cluster.Leade
 	}
 	lease := max(r.fencing.Lease, time.Duration(prev.LeaseMS)*time.Millisecond)
 	wait := r.fencing.Takeover() - r.fencing.Lease + lease
-	until := r.seen.since(prev).Add(wait)
+	first, fresh, blinded := r.seen.get(prev)
+	from := first
+	if blinded {
+		// Consul could not be read for a while: the old active may have
+		// had its lease carried by grants. The peers that could have
+		// granted say when they last did; without every answer, count
+		// from the first read after the gap.
+		if granted, ok := r.grantsFor(ctx, prev); ok {
+			from = max(first, granted)
+		} else {
+			from = fresh
+		}
+	}
+	until := from.Add(wait)
 	r.log.Info("waiting out the old active's lease before promoting", "old_active", prev.Node,
-		"at_most", until.Sub(fence.Now()).Round(time.Millisecond), "lease", lease)
+		"at_most", until.Sub(fence.Now()).Round(time.Millisecond), "lease", lease, "consul_gap_seen", blinded)
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for fence.Now() < until {

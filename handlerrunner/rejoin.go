@@ -166,7 +166,17 @@ func (r *Runner) follow(ctx context.Context, l cluster.Leader) error {
 	}
 	if r.wasPrimary {
 		start := time.Now()
-		if err := r.pg.Rewind(ctx, up); err != nil {
+		kept, err := r.pg.Rewind(ctx, up)
+		if kept.Dir != "" {
+			r.log.Warn("this node's writes after its history left the active's were kept aside before the rewind discarded them",
+				"dir", kept.Dir, "timeline", kept.Timeline, "from", kept.From, "to", kept.To, "commits", kept.Commits, "inspect", kept.Inspect())
+			r.record(ctx, cluster.Event{Kind: cluster.EventDiverged, LSN: kept.From,
+				Reason: fmt.Sprintf("%d transactions committed here after the history left %s's (timeline %d, %s to %s) kept in %s; read them with %s, remove the directory when done",
+					kept.Commits, l.Node, kept.Timeline, kept.From, kept.To, kept.Dir, kept.Inspect()),
+				Details: map[string]string{"dir": kept.Dir, "timeline": fmt.Sprint(kept.Timeline), "from": kept.From.String(),
+					"to": kept.To.String(), "commits": fmt.Sprint(kept.Commits), "inspect": kept.Inspect()}})
+		}
+		if err != nil {
 			r.log.Warn("pg_rewind failed; cloning afresh from the active node (the old data directory is kept aside)", "active", l.Node, "err", err)
 			return r.clone(ctx, l.Node, up)
 		}

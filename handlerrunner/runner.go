@@ -78,6 +78,11 @@ type Runner struct {
 	watchdog config.Service
 	fenceSvc *services.Manager
 	seen     leaseSeen
+	// granted is when this node last granted each session's lease.
+	granted struct {
+		sync.Mutex
+		at map[string]fence.Mono
+	}
 
 	// Touched only by the role loop's goroutine.
 	upstream   string // the node this standby follows, "" for none

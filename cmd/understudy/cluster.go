@@ -228,6 +228,14 @@ type statusReport struct {
 	// Consul is how the Consul servers stand (autopilot, through the node
 	// asked), absent when it did not say.
 	Consul *consul.ServersHealth `json:"consul,omitempty"`
+	// KeptAside is what rewinds kept of former primaries' writes, on each
+	// node, until an operator removes it.
+	KeptAside []keptAside `json:"kept_aside,omitempty"`
+}
+
+type keptAside struct {
+	Node string `json:"node"`
+	cluster.Diverged
 }
 
 // toleranceWords says what a cluster of nodes can lose: Consul needs a
@@ -254,6 +262,11 @@ func toleranceWords(h *consul.ServersHealth, nodes int) string {
 func newStatusReport(v clusterView, events []cluster.Event, now time.Time) statusReport {
 	s := statusReport{Cluster: v.status.Cluster, Leader: v.status.Leader, Nodes: nodeRows(v, now)}
 	s.Consul = v.status.Consul
+	for _, m := range v.status.Members {
+		for _, d := range m.Diverged {
+			s.KeptAside = append(s.KeptAside, keptAside{Node: m.Name, Diverged: d})
+		}
+	}
 	if nm := v.status.NextMaster; nm != nil && nm.Node != s.Leader {
 		s.NextMaster = nm
 	}
@@ -295,6 +308,10 @@ func renderStatus(w io.Writer, s statusReport, now time.Time) error {
 		fmt.Fprintf(tw, "last failover:\tnone recorded\n")
 	}
 	fmt.Fprintf(tw, "can lose:\t%s\n", toleranceWords(s.Consul, len(s.Nodes)))
+	for _, k := range s.KeptAside {
+		fmt.Fprintf(tw, "kept aside:\ton %s, %d transactions a former primary committed after the fork (timeline %d, %s to %s), in %s since %s; read them with %s, remove the directory when done\n",
+			k.Node, k.Commits, k.Timeline, k.From, k.To, k.Dir, fmtTime(k.At), k.Inspect())
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -107,6 +107,22 @@ members (4):
 	}
 }
 
+// TestRenderStatusKeptAside: status names what a rewind kept aside, where,
+// and how to read it, until an operator removes it.
+func TestRenderStatusKeptAside(t *testing.T) {
+	v := fixture()
+	v.status.Members[2].Diverged = []cluster.Diverged{{Dir: "/var/lib/understudy/understudy-diverged-20240501T110000Z",
+		Timeline: 3, From: 0x3000060, To: 0x3000148, Commits: 2, At: now.Add(-time.Hour)}}
+	var b bytes.Buffer
+	if err := renderStatus(&b, newStatusReport(v, events(), now), now); err != nil {
+		t.Fatal(err)
+	}
+	want := "kept aside:     on mgr-3, 2 transactions a former primary committed after the fork (timeline 3, 0/3000060 to 0/3000148), in /var/lib/understudy/understudy-diverged-20240501T110000Z since 2024-05-01 11:00:00Z; read them with pg_waldump -p /var/lib/understudy/understudy-diverged-20240501T110000Z -t 3 -s 0/3000060, remove the directory when done\n"
+	if !strings.Contains(b.String(), want) {
+		t.Fatalf("got\n%s\nwant a line\n%s", b.String(), want)
+	}
+}
+
 // TestCanLose: what status says the cluster can lose, from autopilot's
 // view of the Consul servers (which drops a dead one within seconds) and
 // the number of nodes.

@@ -14,6 +14,7 @@ const (
 	EventRemove      = "remove"       // a member was removed
 	EventPartition   = "partition"    // a node entered or left the minority
 	EventFiles       = "files"        // a standby's local file changes were reverted (Details: folder, files)
+	EventDiverged    = "diverged"     // a former primary's writes after the fork kept aside before a rewind (Details: dir, timeline, from, to, commits, inspect)
 )
 
 // Event is one entry of the cluster's history at events/<seq>: what happened,

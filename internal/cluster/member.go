@@ -97,6 +97,9 @@ type Member struct {
 	SyncthingAddress  string `json:"syncthing_address,omitempty"`
 	// Files is each mirrored folder as the node's Syncthing last reported it.
 	Files map[string]FolderState `json:"files,omitempty"`
+	// Diverged is what rewinds of this node kept aside and an operator has
+	// not removed yet.
+	Diverged []Diverged `json:"diverged,omitempty"`
 	// Checks maps each health check to its last state ("passing", "warning",
 	// "critical"), for `nodes list` without a second query.
 	Checks    map[string]string `json:"checks,omitempty"`
@@ -150,6 +153,26 @@ type Leader struct {
 	// Fenced is written by the holder as it releases the key after its
 	// PostgreSQL stopped taking writes: the next holder need not wait.
 	Fenced bool `json:"fenced,omitempty"`
+}
+
+// Diverged is what a rewind throws away, kept aside before it runs: a former
+// primary's WAL from the point where its history left the new primary's to
+// its last record. Those are writes it acknowledged (in asynchronous mode)
+// that the cluster no longer has. They stay in Dir until an operator
+// removes it.
+type Diverged struct {
+	Dir      string `json:"dir"`
+	Timeline uint32 `json:"timeline"`
+	From     LSN    `json:"from"` // where the histories diverged
+	To       LSN    `json:"to"`   // where the last record kept starts
+	// Commits counts the transactions committed after From: what was lost.
+	Commits int       `json:"commits"`
+	At      time.Time `json:"at"`
+}
+
+// Inspect is the command that shows the kept records.
+func (d Diverged) Inspect() string {
+	return fmt.Sprintf("pg_waldump -p %s -t %d -s %s", d.Dir, d.Timeline, d.From)
 }
 
 // Fenced is what a node writes at fenced/<node> once its PostgreSQL has

@@ -91,6 +91,13 @@ func StartConsulCluster(t testing.TB, n int) []*Consul {
 		servers[i] = newConsul(t, fmt.Sprintf("node-%d", i), fmt.Sprintf("127.0.0.%d", 10+i),
 			"-server", "-bootstrap-expect="+strconv.Itoa(n))
 	}
+	return startCluster(t, servers)
+}
+
+// startCluster starts servers as one cluster, each joining the others, and
+// waits until they agree.
+func startCluster(t testing.TB, servers []*Consul) []*Consul {
+	t.Helper()
 	for i, c := range servers {
 		for j, other := range servers {
 			if j != i {
@@ -113,16 +120,7 @@ func StartConsulClusterOn(t testing.TB, hosts []*Host) []*Consul {
 		servers[i] = newConsulAt(t, h.Name, h.IP, []int{8500, 8301, 8300}, h,
 			"-server", "-bootstrap-expect="+strconv.Itoa(len(hosts)))
 	}
-	for i, c := range servers {
-		for j, other := range servers {
-			if j != i {
-				c.args = append(c.args, "-retry-join="+addr(other.Addr, other.serfPort))
-			}
-		}
-	}
-	StartServers(t, servers...)
-	waitRunning(t, consulStartTimeout, procsOf(servers), func() error { return ClusterConverged(servers) })
-	return servers
+	return startCluster(t, servers)
 }
 
 // newConsul prepares an agent on ip with free ports; nothing runs yet.

@@ -34,6 +34,9 @@ type ControlData struct {
 	// DataChecksums and WALLogHints: either lets pg_rewind work.
 	DataChecksums bool
 	WALLogHints   bool
+	// WALSegmentSize is the size of a WAL segment file (16 MB unless
+	// initdb was told otherwise); 0 when pg_controldata did not say.
+	WALSegmentSize uint64
 }
 
 // Clean says whether the last stop wrote a shutdown checkpoint.
@@ -73,6 +76,7 @@ const (
 	cdMinRecTLI   = "Min recovery ending loc's timeline"
 	cdChecksums   = "Data page checksum version"
 	cdWALLogHints = "wal_log_hints setting"
+	cdSegmentSize = "Bytes per WAL segment"
 )
 
 // parseControlData reads pg_controldata's "key: value" lines. The system
@@ -127,6 +131,11 @@ func parseControlData(out string) (ControlData, error) {
 	}
 	cd.DataChecksums = fields[cdChecksums] != "" && fields[cdChecksums] != "0"
 	cd.WALLogHints = fields[cdWALLogHints] == "on"
+	if v, ok := fields[cdSegmentSize]; ok {
+		if cd.WALSegmentSize, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return ControlData{}, fmt.Errorf("%s: %w", cdSegmentSize, err)
+		}
+	}
 	return cd, nil
 }
 

@@ -149,7 +149,20 @@ func TestFailoverRewind(t *testing.T) {
 	if cd.Clean() {
 		t.Fatalf("control data after an immediate stop: %+v, want an unclean state", cd)
 	}
-	must(t, a.Rewind(ctx, upstream(b)))
+	kept, err := a.Rewind(ctx, upstream(b))
+	must(t, err)
+	// The write b never had is kept aside, readable, before pg_rewind
+	// discarded it.
+	if kept.Dir == "" || kept.Commits < 1 || kept.To <= kept.From || kept.Timeline != 1 {
+		t.Fatalf("kept %+v; want the diverged WAL of timeline 1 with the lost commit", kept)
+	}
+	if got := KeptAside(a.DataDir()); len(got) != 1 || got[0].Dir != kept.Dir {
+		t.Fatalf("KeptAside = %+v, want the one kept", got)
+	}
+	dump, _ := exec.Command(filepath.Join(a.cfg.BinDir, "pg_waldump"), "-p", kept.Dir, "-t", "1", "-s", kept.From.String()).CombinedOutput()
+	if !strings.Contains(string(dump), "INSERT") || !strings.Contains(string(dump), "COMMIT") {
+		t.Fatalf("%s does not show the lost insert:\n%s", kept.Inspect(), dump)
+	}
 	up := upstream(b)
 	must(t, a.StartStandby(ctx, &up))
 	waitStreaming(t, a, b)

@@ -21,11 +21,15 @@ import (
 // recovery first), wal_log_hints or data checksums (Init sets both), and the
 // source up as a primary with the WAL since the fork. When it fails, the
 // directory may be half rewound: Clone from the source instead.
-func (i *Instance) Rewind(ctx context.Context, source Upstream) error {
+//
+// What pg_rewind discards, the WAL this directory wrote after its history
+// left the source's, is copied aside first (Kept, empty when nothing
+// diverged); a rewind whose diverged WAL cannot be kept does not run.
+func (i *Instance) Rewind(ctx context.Context, source Upstream) (Kept, error) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	fail := func(err error) error {
-		return fmt.Errorf("rewind %s to the history of %s: %w; see %s", i.dataDir, source.Addr(), err, i.LogFile())
+	fail := func(err error) (Kept, error) {
+		return Kept{}, fmt.Errorf("rewind %s to the history of %s: %w; see %s", i.dataDir, source.Addr(), err, i.LogFile())
 	}
 	u, err := lookupOSUser(i.cfg.OSUser)
 	if err != nil {
@@ -60,21 +64,27 @@ func (i *Instance) Rewind(ctx context.Context, source Upstream) error {
 	if err := setStandbySignal(u, i.dataDir, false); err != nil {
 		return fail(err)
 	}
+	kept, err := i.keepDiverged(ctx, u, args)
+	if err != nil {
+		return fail(errors.Join(fmt.Errorf("keep the diverged WAL aside: %w", err), setStandbySignal(u, i.dataDir, true)))
+	}
 	out, runErr := i.run(ctx, u, "pg_rewind", args...)
 	confErr := errors.Join(i.ensureConfig(u, i.dataDir, nil), setStandbySignal(u, i.dataDir, true))
 	if runErr != nil {
-		return fail(fmt.Errorf("%w; if pg_rewind cannot rewind (WAL since the fork gone from the source, another cluster), Clone from the source instead",
+		_, err := fail(fmt.Errorf("%w; if pg_rewind cannot rewind (WAL since the fork gone from the source, another cluster), Clone from the source instead",
 			errors.Join(runErr, confErr)))
+		return kept, err
 	}
 	if confErr != nil {
-		return fail(confErr)
+		_, err := fail(confErr)
+		return kept, err
 	}
 	if strings.Contains(out, "no rewind required") {
 		i.log.Info("rewind not required", "source", source.Addr())
 	} else {
 		i.log.Info("rewound data directory", "source", source.Addr())
 	}
-	return nil
+	return kept, nil
 }
 
 // checkpointSource makes the source write a checkpoint when its control file
