@@ -1,10 +1,12 @@
 package handlerrunner
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -180,31 +182,49 @@ func (r *Runner) members(ctx context.Context) []cluster.Member {
 
 func (r *Runner) askPeer(ctx context.Context, m cluster.Member) (NodeStatus, error) {
 	var st NodeStatus
-	if m.APIURL == "" {
-		return st, fmt.Errorf("member %s publishes no API URL", m.Name)
-	}
-	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.APIURL+"/v1/status/node", nil)
-	if err != nil {
-		return st, err
-	}
-	r.auth.set(req)
-	resp, err := r.peers.Do(req)
-	if err != nil {
-		return st, fmt.Errorf("ask %s for its state: %w", m.Name, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("ask %s for its state: %s", m.Name, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	if err := r.callPeer(ctx, m, http.MethodGet, "/v1/status/node", nil, &st, peerTimeout); err != nil {
 		return st, fmt.Errorf("ask %s for its state: %w", m.Name, err)
 	}
 	if st.Name != m.Name {
 		return st, fmt.Errorf("ask %s for its state: %s answered", m.Name, st.Name)
 	}
 	return st, nil
+}
+
+// callPeer sends one request to member m's API under timeout, with the
+// cluster's TLS and basic auth, body (when not nil) as JSON, and decodes a
+// 200 answer into out.
+func (r *Runner) callPeer(ctx context.Context, m cluster.Member, method, path string, body, out any, timeout time.Duration) error {
+	if m.APIURL == "" {
+		return fmt.Errorf("member %s publishes no API URL", m.Name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, m.APIURL+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	r.auth.set(req)
+	resp, err := r.peers.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 // lastPrimaryLSN is the former active's last published write position, the
@@ -326,14 +346,13 @@ func (r *Runner) waitForTakeover(ctx context.Context, nm cluster.NextMaster) boo
 		if ctx.Err() != nil {
 			return false
 		}
+		r.seen.read(decodeLeader(ks), err, false)
 		if err != nil {
-			r.seen.blind()
 			index = 0
 			sleep(ctx, 200*time.Millisecond)
 			continue
 		}
 		index = next
-		r.seen.observe(decodeLeader(ks))
 		if ks.Session != "" {
 			return true // whoever took it; the caller follows
 		}

@@ -2,6 +2,7 @@ package handlerrunner_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -334,7 +335,16 @@ func TestLosingTheConsulLeadersStandbyKeepsTheActive(t *testing.T) {
 		return nil
 	})
 	t.Logf("consul had a leader again %v after the kill", time.Since(killed).Round(time.Millisecond))
-	time.Sleep(3 * time.Second)
+	// Past the lease of any renewal sent before the election: renewals
+	// commit again, a whole lease's worth of them (or the lock moved,
+	// which the check below reports).
+	renewed, _ := leaderKey(t, cc)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if l, index := leaderKey(t, cc); l.Renewal < renewed.Renewal+12 && index == lockIndex {
+			return fmt.Errorf("renewal %d of the leader key, want %d", l.Renewal, renewed.Renewal+12)
+		}
+		return nil
+	})
 	w.halt()
 	if got := leaderLockIndex(t, cc); got != lockIndex {
 		t.Fatalf("the leader key changed hands (lock index %d, was %d): the active fenced itself", got, lockIndex)
@@ -379,11 +389,22 @@ func makeConsulLeader(t testing.TB, cc *api.Client, n *tnode) {
 
 func leaderLockIndex(t testing.TB, cc *api.Client) uint64 {
 	t.Helper()
+	_, index := leaderKey(t, cc)
+	return index
+}
+
+// leaderKey reads the leader key through cc: its value and lock index.
+func leaderKey(t testing.TB, cc *api.Client) (cluster.Leader, uint64) {
+	t.Helper()
 	pair, _, err := cc.KV().Get("understudy/t/leader", &api.QueryOptions{RequireConsistent: true})
 	if err != nil || pair == nil {
 		t.Fatalf("read the leader key: %v", err)
 	}
-	return pair.LockIndex
+	var l cluster.Leader
+	if err := json.Unmarshal(pair.Value, &l); err != nil {
+		t.Fatalf("read the leader key: %v", err)
+	}
+	return l, pair.LockIndex
 }
 
 // TestPartitionedActive: the active cut off from both standbys, both ways

@@ -3,7 +3,6 @@ package handlerrunner
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -26,8 +25,9 @@ import (
 // answers but cannot serve a consistent read (which needs a leader with a
 // majority behind it), it is a standby, and the leader key it last read
 // names the asking session. (A server keeps naming a dead leader until its
-// own heartbeat timeout, so "which leader do you know" is not the question.) Granting makes the peer forget
-// when it saw the active's last renewal (leaseSeen.blind): should it
+// own heartbeat timeout, so "which leader do you know" is not the
+// question.) Granting makes the peer forget when it saw the active's last
+// renewal (leaseSeen.grant): should it
 // acquire the lock later, it waits out a whole Takeover from its next read,
 // after the grant, so it cannot start writing before the extended lease is
 // over. The active extends its lease, from the moment it sent the round,
@@ -42,6 +42,10 @@ import (
 // active's lease ends one Lease after a round sent before that leader
 // existed, and the node that acquires reads the key, as every read after a
 // failed or slow one, as a fresh sighting.
+
+// grantTimeout bounds one grant question to a peer: the round must end
+// well within the lease it would extend.
+const grantTimeout = 500 * time.Millisecond
 
 // grantRequest is what the active sends to POST /v1/lease/grant.
 type grantRequest struct {
@@ -84,12 +88,9 @@ func (r *Runner) grant(ctx context.Context, g grantRequest) (bool, string) {
 	if _, err := r.cc.GetKey(ctx, r.keys.Leader(), true); err == nil {
 		return false, "consul has a working leader here: renew through it"
 	}
-	r.seen.mu.Lock()
-	defer r.seen.mu.Unlock()
-	if r.seen.session != g.Session {
+	if !r.seen.grant(g.Session) {
 		return false, "the leader key this node last read is not held by that session"
 	}
-	r.seen.fresh, r.seen.blinded = 0, true
 	r.granted.Lock()
 	defer r.granted.Unlock()
 	if r.granted.at == nil {
@@ -163,38 +164,24 @@ func (r *Runner) grantsFor(ctx context.Context, prev cluster.Leader) (latest fen
 
 func (r *Runner) askGrants(ctx context.Context, m cluster.Member, sess string) (grantRecord, error) {
 	var rec grantRecord
-	if m.APIURL == "" {
-		return rec, fmt.Errorf("%s publishes no API URL", m.Name)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.APIURL+"/v1/lease/grants?session="+url.QueryEscape(sess), nil)
-	if err != nil {
-		return rec, err
-	}
-	r.auth.set(req)
-	resp, err := r.peers.Do(req)
-	if err != nil {
-		return rec, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return rec, fmt.Errorf("%s: %s", m.Name, resp.Status)
-	}
-	return rec, json.NewDecoder(resp.Body).Decode(&rec)
+	err := r.callPeer(ctx, m, http.MethodGet, "/v1/lease/grants?session="+url.QueryEscape(sess), nil, &rec, grantTimeout)
+	return rec, err
 }
 
-// grantAfter is how long without a committed renewal before the active asks
-// its peers.
-func (h *holder) grantAfter() time.Duration { return 4 * h.f.Renew }
+// grantDue says whether the lease has gone 4 renewals without a commit: time
+// to ask the peers.
+func (h *holder) grantDue() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.grantDueLocked()
+}
+
+func (h *holder) grantDueLocked() bool { return h.f.Lease-h.until.Sub(fence.Now()) >= 4*h.f.Renew }
 
 // askGrants runs one round when the lease has gone grantAfter without a
 // committed renewal and the local Consul agent still answers (a hung agent
 // is a node cut off from Consul: no grant then).
 func (h *holder) askGrants(ctx context.Context) {
-	if h.f.Lease-h.Remaining() < h.grantAfter() {
-		return
-	}
 	sent := fence.Now()
 	lctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	_, err := h.r.cc.Leader(lctx)
@@ -229,7 +216,7 @@ func (h *holder) askGrants(ctx context.Context) {
 		})
 	}
 	wg.Wait()
-	if h.f.Lease-h.Remaining() < h.grantAfter() {
+	if !h.grantDue() {
 		return // a renewal committed meanwhile
 	}
 	if 1+len(granted) >= len(members)/2+1 {
@@ -261,25 +248,6 @@ func (h *holder) setMembers(ms []cluster.Member) {
 
 func (r *Runner) askGrant(ctx context.Context, m cluster.Member, g grantRequest) (grantReply, error) {
 	var rep grantReply
-	if m.APIURL == "" {
-		return rep, fmt.Errorf("publishes no API URL")
-	}
-	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	defer cancel()
-	body, _ := json.Marshal(g)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.APIURL+"/v1/lease/grant", strings.NewReader(string(body)))
-	if err != nil {
-		return rep, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	r.auth.set(req)
-	resp, err := r.peers.Do(req)
-	if err != nil {
-		return rep, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return rep, fmt.Errorf("%s", resp.Status)
-	}
-	return rep, json.NewDecoder(resp.Body).Decode(&rep)
+	err := r.callPeer(ctx, m, http.MethodPost, "/v1/lease/grant", g, &rep, grantTimeout)
+	return rep, err
 }

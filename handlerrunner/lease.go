@@ -140,7 +140,6 @@ func (h *holder) run(ctx context.Context) {
 		case <-h.lost:
 			return
 		case <-expiry.C:
-			h.lease.HandlerBeat()
 			if h.Remaining() < 0 {
 				h.expire(ctx)
 				return
@@ -154,13 +153,13 @@ func (h *holder) run(ctx context.Context) {
 			}
 			v := h.base
 			v.Renewal, v.WriteLSN = h.renewal, h.lsn
-			asking := h.grants
-			h.grants = true
+			ask := !h.grants && h.grantDueLocked()
+			h.grants = h.grants || ask
 			h.mu.Unlock()
 			if renew {
 				wg.Go(func() { h.renew(ctx, v) })
 			}
-			if !asking {
+			if ask {
 				wg.Go(func() {
 					h.askGrants(ctx)
 					h.mu.Lock()
@@ -246,11 +245,35 @@ func (s *leaseSeen) note(l cluster.Leader) {
 	}
 }
 
-// blind records a failed or held read of the leader key, or a grant.
+// blind records a failed or held read of the leader key.
 func (s *leaseSeen) blind() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fresh, s.blinded = 0, true
+}
+
+// read records a read of the leader key: failed (err), held by a Consul
+// without a leader (slow: the holder may have renewed unseen meanwhile,
+// through grants), or good.
+func (s *leaseSeen) read(l cluster.Leader, err error, slow bool) {
+	if err != nil || slow {
+		s.blind()
+	}
+	if err == nil {
+		s.observe(l)
+	}
+}
+
+// grant records this node's grant of session's lease, if the key it last
+// read names that session: it no longer knows when the holder last renewed.
+func (s *leaseSeen) grant(session string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.session != session {
+		return false
+	}
+	s.fresh, s.blinded = 0, true
+	return true
 }
 
 // get returns, for l's renewal, when this node first saw it, when it first
@@ -268,8 +291,8 @@ func (s *leaseSeen) get(l cluster.Leader) (first, fresh fence.Mono, blinded bool
 // once Takeover has passed since this node first saw prev's last renewal.
 // A refused connection to prev's PostgreSQL port is not taken as proof: a
 // firewall that rejects rather than drops, between the nodes, answers the
-// same while the postmaster behind it still takes writes. It returns how it decided, or an error when the lock was lost
-// meanwhile or ctx ended.
+// same while the postmaster behind it still takes writes. It returns how
+// it decided, or an error when the lock was lost meanwhile or ctx ended.
 func (r *Runner) waitOldLease(ctx context.Context, h *holder, prev cluster.Leader) (string, error) {
 	switch {
 	case prev.Node == "":
@@ -277,7 +300,7 @@ func (r *Runner) waitOldLease(ctx context.Context, h *holder, prev cluster.Leade
 	case prev.Fenced:
 		return prev.Node + " released the leader key after fencing", nil
 	case prev.Session == "" && prev.Node == r.name:
-		return "", nil
+		return "this node held the leader key before, under a version without a lease", nil
 	}
 	lease := max(r.fencing.Lease, time.Duration(prev.LeaseMS)*time.Millisecond)
 	wait := r.fencing.Takeover() - r.fencing.Lease + lease

@@ -276,15 +276,9 @@ func (r *Runner) readLeader(ctx context.Context, consistent bool) (consul.KeySta
 	defer cancel()
 	asked := time.Now()
 	ks, err := r.cc.GetKey(ctx, r.keys.Leader(), consistent)
-	if err != nil || time.Since(asked) > slowRead {
-		r.seen.blind()
-	}
-	if err != nil {
-		return ks, cluster.Leader{}, err
-	}
 	l := decodeLeader(ks)
-	r.seen.observe(l)
-	return ks, l, nil
+	r.seen.read(l, err, time.Since(asked) > slowRead)
+	return ks, l, err
 }
 
 func decodeLeader(ks consul.KeyState) cluster.Leader {

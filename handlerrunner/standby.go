@@ -23,8 +23,9 @@ func (r *Runner) runStandby(ctx context.Context) (Role, string) {
 		if ctx.Err() != nil {
 			return RoleStandby, errStopping.Error()
 		}
+		l := decodeLeader(ks)
+		r.seen.read(l, err, time.Since(asked) > r.cfg.Checks.Interval+slowRead)
 		if err != nil {
-			r.seen.blind()
 			r.warnEvery("standby-watch", "cannot watch the leader key; retrying", "err", err)
 			index = 0
 			if !sleep(ctx, r.cfg.Checks.Interval) {
@@ -33,13 +34,6 @@ func (r *Runner) runStandby(ctx context.Context) (Role, string) {
 			continue
 		}
 		index = next
-		l := decodeLeader(ks)
-		if time.Since(asked) > r.cfg.Checks.Interval+slowRead {
-			// Held by a Consul without a leader: the holder may have
-			// renewed unseen meanwhile (grants).
-			r.seen.blind()
-		}
-		r.seen.observe(l)
 		// The active rewrites the key every lease renewal: the rest of
 		// this look is needed once an interval, or at once when the
 		// holder changed.

@@ -135,9 +135,6 @@ func (f Fencing) check() [][2]string {
 		add("consul.leader_lease", "consul.leader_lease = %s leaves room for fewer than two renewal timeouts (%s each); lengthen it",
 			quote(formatDuration(f.Lease)), f.RenewTimeout)
 	}
-	if f.Margin < 2*f.WatchdogPoll {
-		add("consul.leader_lease", "the fencing margin %s is under two watchdog polls (%s each); this is a build defect, report it", f.Margin, f.WatchdogPoll)
-	}
 	if f.LockDelay < f.Renew+f.Stop+f.Margin {
 		add("consul.lock_delay", `consul.lock_delay = %s is shorter than an active needs to learn from its next renewal that a Consul leader just ended its session, and stop (%s); write at least "%s"`,
 			quote(formatDuration(f.LockDelay)), f.Renew+f.Stop+f.Margin, formatDuration((f.Renew+f.Stop+f.Margin).Round(100*time.Millisecond)+100*time.Millisecond))

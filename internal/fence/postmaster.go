@@ -11,46 +11,49 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/understudy-ha/understudy/internal/services"
 )
 
 // Postmaster is the PID of the postmaster running in dataDir, 0 when none
-// runs: no postmaster.pid, a PID that is gone, or a PID reused by a process
-// working elsewhere (a postmaster's working directory is its data
-// directory).
+// runs.
 func Postmaster(dataDir string) (int, error) {
-	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read postmaster.pid of %s: %w", dataDir, err)
-	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("postmaster.pid of %s starts with %q, not a PID", dataDir, first)
-	}
-	if !alive(pid) {
-		return 0, nil
-	}
-	if cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd"); err == nil {
-		if want, err := filepath.EvalSymlinks(dataDir); err == nil && cwd != want {
-			return 0, nil
-		}
+	pid, running, err := PostmasterPID(dataDir)
+	if !running {
+		return 0, err
 	}
 	return pid, nil
 }
 
-// alive says whether pid is a process that has not exited (a zombie has).
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
+// PostmasterPID reads postmaster.pid and says whether that process lives.
+// A pid file left by a crash is "not running", and so is one whose PID now
+// belongs to a process working elsewhere than in the data directory (a
+// postmaster's working directory is its data directory). pid is the file's,
+// running or not; 0 without a file.
+func PostmasterPID(dataDir string) (pid int, running bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
 	}
-	// The state follows the command name's closing parenthesis.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+	if err != nil {
+		return 0, false, fmt.Errorf("read postmaster.pid of %s: %w", dataDir, err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err = strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 {
+		// The postmaster writes the file in one go; a torn read is a
+		// postmaster starting this very moment.
+		return 0, false, fmt.Errorf("postmaster.pid of %s starts with %q, not a PID; is a postmaster starting?", dataDir, first)
+	}
+	if !services.PIDAlive(pid) {
+		return pid, false, nil
+	}
+	if cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd"); err == nil {
+		if want, err := filepath.EvalSymlinks(dataDir); err == nil && cwd != want {
+			return pid, false, nil
+		}
+	}
+	return pid, true, nil
 }
 
 // Quit makes the postmaster in dataDir refuse writes as fast as PostgreSQL
@@ -71,7 +74,7 @@ func Quit(ctx context.Context, dataDir string) (int, error) {
 	_ = syscall.Kill(pid, syscall.SIGCONT)
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
-	for alive(pid) {
+	for services.PIDAlive(pid) {
 		select {
 		case <-ctx.Done():
 			_ = syscall.Kill(pid, syscall.SIGKILL)

@@ -10,11 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/fence"
 )
 
 // ErrRunning is returned (wrapped) by the operations that need the server
@@ -193,35 +193,10 @@ func makeParent(u osUser, dir string) error {
 	return u.chown(parent)
 }
 
-// Running reads postmaster.pid and says whether that process lives. A pid
-// file left by a crash is "not running", and so is one whose PID now belongs
-// to a process working elsewhere than in the data directory.
+// Running reads postmaster.pid and says whether that process lives
+// (fence.PostmasterPID: a stale file or a reused PID is "not running").
 func (i *Instance) Running(ctx context.Context) (pid int, running bool, err error) {
-	b, err := os.ReadFile(filepath.Join(i.dataDir, "postmaster.pid"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("read postmaster.pid of %s: %w", i.dataDir, err)
-	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err = strconv.Atoi(strings.TrimSpace(first))
-	if err != nil || pid <= 0 {
-		// The postmaster writes the file in one go; a torn read is a
-		// postmaster starting this very moment.
-		return 0, false, fmt.Errorf("postmaster.pid of %s starts with %q, not a PID; is a postmaster starting?", i.dataDir, first)
-	}
-	if !processAlive(pid) {
-		return pid, false, nil
-	}
-	// The postmaster's working directory is its data directory: a PID
-	// reused by another process after a crash shows elsewhere.
-	if cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd"); err == nil {
-		if want, err := filepath.EvalSymlinks(i.dataDir); err == nil && cwd != want {
-			return pid, false, nil
-		}
-	}
-	return pid, true, nil
+	return fence.PostmasterPID(i.dataDir)
 }
 
 // StartPrimary starts the server as a primary: standby.signal removed, pg_ctl
