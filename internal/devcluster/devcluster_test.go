@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/understudy-ha/understudy/internal/devcluster"
 	"github.com/understudy-ha/understudy/internal/services"
@@ -17,15 +21,25 @@ import (
 
 // TestDevUpStatusDemoDown is what a new user does: `dev up`, `dev status -o
 // json`, `dev demo` (a node killed, the failover, rows intact, the node
-// back), `dev down`, with nothing left running.
+// back), `dev down`, with nothing left running; on loopback, and with the
+// nodes in network namespaces, where partitions and frozen daemons are
+// tried too.
 func TestDevUpStatusDemoDown(t *testing.T) {
+	t.Run("loopback", func(t *testing.T) { testDev(t, "off") })
+	t.Run("netns", func(t *testing.T) {
+		testenv.RequireNetns(t)
+		testDev(t, "on")
+	})
+}
+
+func testDev(t *testing.T, netns string) {
 	testenv.RequireIntegration(t)
 	if _, err := exec.LookPath("haproxy"); err != nil {
 		t.Fatal("haproxy not found; install it with: apt-get install -y haproxy (make deps does)")
 	}
 	bin := testenv.Understudy(t)
 	dir := filepath.Join(testenv.TempDir(t, "dev"), "cluster")
-	o := devcluster.Options{Understudy: bin, Consul: testenv.ConsulBinary(t), Syncthing: testenv.SyncthingBinary(t), Nodes: 3, Dir: dir}
+	o := devcluster.Options{Understudy: bin, Consul: testenv.ConsulBinary(t), Syncthing: testenv.SyncthingBinary(t), Nodes: 3, Dir: dir, Netns: netns}
 	ctx := context.Background()
 	s, err := devcluster.Up(ctx, o)
 	if err != nil {
@@ -73,6 +87,13 @@ func TestDevUpStatusDemoDown(t *testing.T) {
 		t.Fatalf("dev demo output: %s", demo.String())
 	}
 
+	if netns == "on" {
+		if st.Net == nil || len(st.Net.Hosts) != 3 || st.Nodes[0].Netns == "" {
+			t.Fatalf("dev status -o json shows no network namespaces: %s", out)
+		}
+		testFaults(t, bin, dir)
+	}
+
 	final, err := devcluster.Load(dir) // the PIDs after the demo restarted a node
 	if err != nil {
 		t.Fatal(err)
@@ -89,5 +110,80 @@ func TestDevUpStatusDemoDown(t *testing.T) {
 	}
 	if _, err := devcluster.Load(dir); err == nil {
 		t.Errorf("dev down left %s", dir)
+	}
+	if final.Net != nil {
+		list, _ := exec.Command("ip", "netns", "list").Output()
+		for _, h := range final.Net.Hosts {
+			if strings.Contains(string(list), h.NS) {
+				t.Errorf("dev down left the network namespace %s", h.NS)
+			}
+		}
+	}
+}
+
+// testFaults drives a dev cluster in network namespaces as an operator
+// would, through the CLI: the active partitioned off (another node takes
+// over, the old one's PostgreSQL takes no write once it has), healed; the
+// active's daemons frozen (the same), thawed. Each time the cluster is
+// whole again afterwards.
+func testFaults(t *testing.T, bin, dir string) {
+	ctx := context.Background()
+	cli := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(bin, append(args, "--dir", dir)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("understudy %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	for _, fault := range [][]string{{"partition"}, {"freeze", "--what", "daemons"}} {
+		s, err := devcluster.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := devcluster.Active(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := s.Nodes[a]
+		cli(append([]string{"dev", fault[0], old.Name}, fault[1:]...)...)
+		if fault[0] == "partition" {
+			if st := cli("dev", "status"); !strings.Contains(st, "partition: "+old.Name+" receives nothing from") {
+				t.Fatalf("dev status after dev partition %s:\n%s", old.Name, st)
+			}
+		}
+		var next int
+		testenv.Eventually(t, 30*time.Second, func() error {
+			b, err := devcluster.Active(ctx, s)
+			if err != nil {
+				return err
+			}
+			if b == a {
+				return fmt.Errorf("%s is still active", old.Name)
+			}
+			next = b
+			return nil
+		})
+		// Checked where the data is: once the new active answers, the
+		// old one's PostgreSQL takes no write.
+		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		conn, err := pgx.Connect(wctx, fmt.Sprintf("postgres://postgres@%s:%d/postgres?sslmode=disable&connect_timeout=2", old.PostgresHost, old.PostgresPort))
+		if err == nil {
+			_, err = conn.Exec(wctx, "create table if not exists fenced (id int)")
+			conn.Close(wctx)
+		}
+		cancel()
+		if err == nil {
+			t.Fatalf("%s (%s) took a write after %s took over", old.Name, fault[0], s.Nodes[next].Name)
+		}
+		t.Logf("%s %s: %s took over; %s refuses writes (%v)", fault[0], old.Name, s.Nodes[next].Name, old.Name, err)
+		if fault[0] == "partition" {
+			cli("dev", "heal")
+		} else {
+			cli("dev", "thaw", old.Name)
+		}
+		if err := devcluster.WaitHealthy(ctx, s, 2*time.Minute); err != nil {
+			t.Fatalf("after %s of %s was undone: %v", fault[0], old.Name, err)
+		}
 	}
 }

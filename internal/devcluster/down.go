@@ -49,6 +49,11 @@ func Down(s *State, keep bool) error {
 	if s.running() {
 		return errors.New("some processes of the dev cluster did not stop; see `understudy dev status`")
 	}
+	if s.Net != nil {
+		if err := s.Net.Remove(); err != nil {
+			return fmt.Errorf("remove the nodes' network namespaces: %w", err)
+		}
+	}
 	if keep {
 		return s.save()
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/understudy-ha/understudy/internal/netns"
 	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/lifecycle"
 )
@@ -25,12 +26,18 @@ type State struct {
 	CAFile  string  `json:"ca_file"`
 	Nodes   []Node  `json:"nodes"`
 	HAProxy HAProxy `json:"haproxy"`
+	// Net is the nodes' network namespaces and the bridge between them;
+	// nil for a cluster on loopback.
+	Net *netns.Net `json:"network,omitempty"`
 }
 
 // Node is one node of the dev cluster.
 type Node struct {
-	Name         string `json:"name"`
-	Address      string `json:"address"`
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	// Netns is the node's network namespace (`ip netns exec NETNS ...`
+	// runs a command on the node); "" on loopback.
+	Netns        string `json:"netns,omitempty"`
 	Dir          string `json:"dir"`
 	Config       string `json:"config"`
 	APIURL       string `json:"api_url"`
@@ -56,6 +63,9 @@ type PIDs struct {
 	CheckRunner   int `json:"check_runner"`
 	HandlerRunner int `json:"handler_runner"`
 	Syncthing     int `json:"syncthing"`
+	// Watchdog is the fencing watchdog the handler-runner supervises
+	// (handlerrunner.FenceDir under the node's directory).
+	Watchdog int `json:"watchdog"`
 }
 
 // HAProxy is the frontend that follows the active node.
@@ -109,6 +119,7 @@ func (s *State) refresh() {
 			HandlerRunner: pidFile(lifecycle.PIDFile(n.Dir, lifecycle.HandlerRunnerProcess)),
 			Syncthing:     pidFile(lifecycle.PIDFile(n.Dir, lifecycle.SyncthingProcess)),
 			Postgres:      postmasterPID(n.PostgresData),
+			Watchdog:      pidFile(filepath.Join(n.Dir, "fence", "watchdog.pid")),
 		}
 	}
 	if !services.PIDAlive(s.HAProxy.PID) {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/freeport"
+	"github.com/understudy-ha/understudy/internal/netns"
 	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/lifecycle"
 )
@@ -33,6 +35,11 @@ type Options struct {
 	Understudy, Consul, Syncthing, HAProxy string
 	// Out receives progress lines for the operator.
 	Out io.Writer
+	// Netns is where the nodes run: "on", each in a network namespace of
+	// its own (needs root, iproute2 and nftables; `dev partition` works),
+	// "off" on loopback addresses, "auto" (or "") on where the machine
+	// allows it.
+	Netns string
 }
 
 // Defaults fills in the programs: this binary, bin/consul and
@@ -73,7 +80,33 @@ func (o *Options) Defaults() error {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
+	switch o.Netns {
+	case "", "auto":
+		o.Netns = "off"
+		if netns.Available() == nil {
+			o.Netns = "on"
+		}
+	case "on":
+		if err := netns.Available(); err != nil {
+			return fmt.Errorf("--netns on: %w; use --netns off for a cluster on loopback", err)
+		}
+	case "off":
+	default:
+		return fmt.Errorf("--netns %q: write on, off or auto", o.Netns)
+	}
 	return nil
+}
+
+// devNet makes the dev cluster's hosts: names and a /24 of their own,
+// derived from the directory, so that two dev clusters in two directories
+// do not meet.
+func devNet(dir string, names []string) (*netns.Net, error) {
+	h := fnv.New32a()
+	h.Write([]byte(dir))
+	sum := h.Sum32()
+	tag := fmt.Sprintf("%05x", sum&0xfffff)
+	return netns.Create(netns.Spec{Bridge: "usdev" + tag, Subnet: fmt.Sprintf("10.214.%d", 20+sum%200),
+		NSPrefix: "usdev-" + tag + "-", Veth: "usdv" + tag + "-", Names: names})
 }
 
 // Timeouts of `dev up`.
@@ -99,6 +132,11 @@ func Up(ctx context.Context, o Options) (_ *State, err error) {
 		if s.running() {
 			return nil, fmt.Errorf("a dev cluster already runs in %s; see `understudy dev status --dir %s`, or stop it with `understudy dev down --dir %s`", dir, dir, dir)
 		}
+		if s.Net != nil {
+			if err := s.Net.Remove(); err != nil {
+				return nil, fmt.Errorf("remove the network namespaces of the last dev cluster in %s: %w", dir, err)
+			}
+		}
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, err
 		}
@@ -122,8 +160,23 @@ func Up(ctx context.Context, o Options) (_ *State, err error) {
 			err = fmt.Errorf("%w (the processes are stopped; their logs stay in %s until `understudy dev down --dir %s`)", err, dir, dir)
 		}
 	}()
+	var hosts []netns.Host
+	if o.Netns == "on" {
+		var names []string
+		for i := range o.Nodes {
+			names = append(names, nodeName(i))
+		}
+		if s.Net, err = devNet(dir, names); err != nil {
+			return nil, fmt.Errorf("network namespaces for the nodes: %w (--netns off runs them on loopback)", err)
+		}
+		hosts = s.Net.Hosts
+	}
 	for i := range o.Nodes {
-		n, err := layoutNode(dir, i)
+		var h *netns.Host
+		if hosts != nil {
+			h = &hosts[i]
+		}
+		n, err := layoutNode(dir, i, h)
 		if err != nil {
 			return nil, err
 		}
@@ -143,7 +196,11 @@ func Up(ctx context.Context, o Options) (_ *State, err error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := lifecycle.Start(ctx, cfg, lo)
+	var res lifecycle.Result
+	err = inNode(first, func() (err error) {
+		res, err = lifecycle.Start(ctx, cfg, lo)
+		return err
+	})
 	lo.Services.Close()
 	if err != nil {
 		return nil, fmt.Errorf("cluster start on %s: %w", first.Name, err)
@@ -156,7 +213,7 @@ func Up(ctx context.Context, o Options) (_ *State, err error) {
 			return nil, err
 		}
 		j := lifecycle.JoinOptions{Active: strings.TrimPrefix(first.APIURL, "https://"), Token: res.Token, CAFingerprint: res.CAFingerprint}
-		err = lifecycle.Join(ctx, cfg, lo, j)
+		err = inNode(n, func() error { return lifecycle.Join(ctx, cfg, lo, j) })
 		lo.Services.Close()
 		if err != nil {
 			return nil, fmt.Errorf("cluster join on %s: %w", n.Name, err)
@@ -187,23 +244,47 @@ func nodeOptions(n Node, o Options) (*config.Config, lifecycle.Options, error) {
 	if err != nil {
 		return nil, lifecycle.Options{}, err
 	}
-	m := services.NewManager(services.WithStateDir(filepath.Join(n.Dir, "services")), services.WithLogger(slog.New(slog.DiscardHandler)))
+	opts := []services.Option{services.WithStateDir(filepath.Join(n.Dir, "services")), services.WithLogger(slog.New(slog.DiscardHandler))}
+	if n.Netns != "" {
+		opts = append(opts, services.WithNetns(netns.Host{NS: n.Netns}.Path()))
+	}
+	m := services.NewManager(opts...)
 	return cfg, lifecycle.Options{Consul: o.Consul, Understudy: o.Understudy, Syncthing: o.Syncthing, SerfPort: n.SerfPort, ServerPort: n.ServerPort,
 		Services: m, Out: o.Out}, nil
 }
 
-// layoutNode chooses node i's address, ports and directories.
-func layoutNode(dir string, i int) (Node, error) {
-	name := "n" + strconv.Itoa(i+1)
-	addr := "127.0.0." + strconv.Itoa(11+i)
-	ports, err := freeport.Pick(addr, 6) // consul https, serf, server; postgres; api; syncthing
-	if err != nil {
-		return Node{}, err
+// inNode runs f, which starts the node's processes (PostgreSQL with
+// pg_ctl among them), inside the node's network namespace if it has one.
+func inNode(n Node, f func() error) error {
+	if n.Netns == "" {
+		return f()
 	}
-	// Syncthing's REST API listens on 127.0.0.1, whatever the node's address.
-	stAPI, err := freeport.Pick("127.0.0.1", 1)
-	if err != nil {
-		return Node{}, err
+	return netns.Do(netns.Host{NS: n.Netns}.Path(), f)
+}
+
+func nodeName(i int) string { return "n" + strconv.Itoa(i+1) }
+
+// layoutNode chooses node i's address, ports and directories: on host, the
+// default ports at the host's address (a host has ports of its own), else
+// free ports on a loopback address of its own.
+func layoutNode(dir string, i int, host *netns.Host) (Node, error) {
+	name := nodeName(i)
+	addr := "127.0.0." + strconv.Itoa(11+i)
+	// consul https, serf, server; postgres; api; syncthing; and Syncthing's
+	// REST API, which listens on 127.0.0.1 whatever the node's address.
+	ports := []int{8501, 8301, 8300, 5432, 8008, 22000}
+	stAPI := []int{8384}
+	ns := ""
+	if host != nil {
+		addr, ns = host.IP, host.NS
+	} else {
+		var err error
+		if ports, err = freeport.Pick(addr, 6); err != nil {
+			return Node{}, err
+		}
+		if stAPI, err = freeport.Pick("127.0.0.1", 1); err != nil {
+			return Node{}, err
+		}
 	}
 	ndir := filepath.Join(dir, name)
 	shared := filepath.Join(dir, name+"-shared")
@@ -213,7 +294,7 @@ func layoutNode(dir string, i int) (Node, error) {
 		}
 	}
 	return Node{
-		Name: name, Address: addr, Dir: ndir, Config: filepath.Join(ndir, "understudy.hcl"),
+		Name: name, Address: addr, Netns: ns, Dir: ndir, Config: filepath.Join(ndir, "understudy.hcl"),
 		ConsulAPI: "https://" + net.JoinHostPort(addr, strconv.Itoa(ports[0])), SerfPort: ports[1], ServerPort: ports[2],
 		PostgresHost: addr, PostgresPort: ports[3], PostgresData: filepath.Join(ndir, "postgres"),
 		APIURL: "https://" + net.JoinHostPort(addr, strconv.Itoa(ports[4])),
@@ -243,7 +324,7 @@ postgres {
   port     = %d
   data_dir = %q
   # Dev only: clients without a certificate (the demo, through HAProxy).
-  pg_hba   = ["host all all 127.0.0.0/8 trust"]
+  pg_hba   = [%s]
 }
 checks { interval = "1s" }
 api    { listen = %q }
@@ -252,7 +333,7 @@ syncthing {
   api_port = %s
 }
 files "shared" { path = %q }
-`, n.Name, s.Cluster, n.Name, n.Address, n.Dir, strings.TrimPrefix(n.ConsulAPI, "https://"), n.PostgresPort, n.PostgresData,
+`, n.Name, s.Cluster, n.Name, n.Address, n.Dir, strings.TrimPrefix(n.ConsulAPI, "https://"), n.PostgresPort, n.PostgresData, trusted(s),
 		strings.TrimPrefix(n.APIURL, "https://"), n.SyncthingPort, strings.TrimPrefix(n.SyncthingAPI, "127.0.0.1:"), n.Files["shared"])
 	if err := os.WriteFile(n.Config, []byte(hcl), 0o644); err != nil {
 		return err
@@ -261,6 +342,17 @@ files "shared" { path = %q }
 		return fmt.Errorf("generated configuration of %s: %w", n.Name, err)
 	}
 	return nil
+}
+
+// trusted is the dev cluster's pg_hba lines for clients without a
+// certificate: loopback, and in network namespaces the bridge's address,
+// where HAProxy's and psql's connections come from.
+func trusted(s *State) string {
+	lines := []string{`"host all all 127.0.0.0/8 trust"`}
+	if s.Net != nil {
+		lines = append(lines, fmt.Sprintf(`"host all all %s/32 trust"`, s.Net.Gate))
+	}
+	return strings.Join(lines, ", ")
 }
 
 // client is an HTTPS client of the dev cluster's APIs, trusting its CA.

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/understudy-ha/understudy/internal/netns"
 )
 
 const (
@@ -42,8 +44,9 @@ type process struct {
 }
 
 // spawn starts argv in a process group of its own, with output appended to
-// logPath. Not through a shell: argv is what the operator wrote.
-func spawn(argv []string, logPath string) (*process, error) {
+// logPath, in the network namespace at netnsPath unless it is "". Not
+// through a shell: argv is what the operator wrote.
+func spawn(argv []string, logPath, netnsPath string) (*process, error) {
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
@@ -57,7 +60,11 @@ func spawn(argv []string, logPath string) (*process, error) {
 	// Own group: Stop signals everything the program started, and a
 	// Ctrl-C or signal aimed at the daemon's group does not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if netnsPath != "" {
+		start = func() error { return netns.Do(netnsPath, cmd.Start) }
+	}
+	if err := start(); err != nil {
 		return nil, err
 	}
 	p := &process{pid: cmd.Process.Pid, pgid: cmd.Process.Pid, started: time.Now(), exited: make(chan struct{})}
@@ -264,6 +271,7 @@ func runs(cmdline []string, argv0 string) bool {
 // procInfo is what /proc/PID/stat says about a process.
 type procInfo struct {
 	state byte   // 'R', 'S', ..., 'Z' for a zombie
+	ppid  int    // parent
 	pgid  int    // process group
 	start uint64 // clock ticks after boot
 }
@@ -287,12 +295,33 @@ func procStat(pid int) (procInfo, error) {
 	if len(f) < 20 || len(f[0]) != 1 {
 		return procInfo{}, bad
 	}
-	pgid, err1 := strconv.Atoi(f[2])                // field 5 of proc(5)
+	ppid, err0 := strconv.Atoi(f[1])                // field 4 of proc(5)
+	pgid, err1 := strconv.Atoi(f[2])                // field 5
 	start, err2 := strconv.ParseUint(f[19], 10, 64) // field 22
-	if err1 != nil || err2 != nil {
+	if err0 != nil || err1 != nil || err2 != nil {
 		return procInfo{}, bad
 	}
-	return procInfo{state: f[0][0], pgid: pgid, start: start}, nil
+	return procInfo{state: f[0][0], ppid: ppid, pgid: pgid, start: start}, nil
+}
+
+// WithChildren is pid and the live processes whose parent it is (a
+// postmaster and its backends, to signal them all); nil when pid is 0.
+func WithChildren(pid int) []int {
+	if pid == 0 {
+		return nil
+	}
+	out := []int{pid}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := procStat(child); err == nil && st.ppid == pid && st.live() {
+			out = append(out, child)
+		}
+	}
+	return out
 }
 
 // groupAlive says whether a live process is in group pgid. kill(-pgid, 0)

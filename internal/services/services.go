@@ -33,6 +33,7 @@ type Status struct {
 type Manager struct {
 	log      *slog.Logger
 	stateDir string // "" = supervised services are an error
+	netns    string // the network namespace supervised processes start in; "" = ours
 
 	mu      sync.Mutex
 	systemd *dbus.Conn
@@ -60,6 +61,11 @@ func WithLogger(l *slog.Logger) Option {
 // directory: it is how the check-runner sees what the handler-runner runs.
 // It is created on the first Start or Stop.
 func WithStateDir(dir string) Option { return func(m *Manager) { m.stateDir = dir } }
+
+// WithNetns starts supervised processes in the network namespace at path
+// (/run/netns/NAME) rather than the caller's: the dev cluster's nodes are
+// hosts of their own. What they start in turn stays in it.
+func WithNetns(path string) Option { return func(m *Manager) { m.netns = path } }
 
 // NewManager returns a Manager; Close releases what it holds.
 func NewManager(opts ...Option) *Manager {

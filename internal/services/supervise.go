@@ -271,7 +271,7 @@ func (s *supervisor) spawn() (*process, error) {
 	s.mu.Unlock()
 	rec.Argv = argv
 	s.m.note(name, "starting %s (restarts %d)", strings.Join(argv, " "), rec.Restarts)
-	p, err := spawn(argv, s.m.path(name, logExt))
+	p, err := spawn(argv, s.m.path(name, logExt), s.m.netns)
 	if err != nil {
 		rec.PID, rec.StartTime, rec.BootID = 0, 0, ""
 		rec.Exit, rec.ExitAt = "could not start: "+err.Error(), time.Now()
