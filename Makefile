@@ -17,7 +17,7 @@ APT_PACKAGES  := postgresql-15 postgresql-client-15 iproute2 nftables procps hap
 
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: all demo build deps apt consul syncthing staticcheck test test-short lint vet fmt bench-checkrunner bench-failover bench-files clean
+.PHONY: all demo build deps apt consul syncthing staticcheck test test-short lint vet fmt bench-checkrunner bench-failover bench-files chaos clean
 
 all: build
 
@@ -121,6 +121,24 @@ bench-failover: deps
 # Needs about 8 GiB of free space under $TMPDIR.
 bench-files: deps
 	$(GO) test -run '^$$' -bench BenchmarkFilesSync -benchtime 1x -count 1 -timeout 30m ./replication/files/
+
+# The chaos suite: random faults (kills, SIGSTOPs, partitions both ways,
+# Consul restarts, a full disk) on a three-node cluster of network-namespace
+# hosts with a writer on every node's PostgreSQL; prints a table, a row per
+# kind of fault. Not part of `make test`. CHAOS_FAULTS faults (default 30;
+# each takes about half a minute), CHAOS_MODE sync (default) or async,
+# CHAOS_SEED repeats a draw. The daemons' logs go to CHAOS_LOG.
+CHAOS_FAULTS ?= 30
+CHAOS_MODE   ?= sync
+CHAOS_LOG    ?= /tmp/understudy-chaos.log
+chaos: deps
+	@echo "chaos: $(CHAOS_FAULTS) faults in $(CHAOS_MODE) mode; the whole log goes to $(CHAOS_LOG)"
+	@rm -f $(CHAOS_LOG).table
+	@CHAOS_FAULTS=$(CHAOS_FAULTS) CHAOS_MODE=$(CHAOS_MODE) CHAOS_SEED=$(CHAOS_SEED) CHAOS_TABLE=$(CHAOS_LOG).table \
+		$(GO) test -tags chaos -run '^TestChaos$$' -count 1 -v -timeout 12h ./handlerrunner/ >$(CHAOS_LOG) 2>&1; rc=$$?; \
+		grep -E '^ +chaos_test.go:[0-9]+: (fault|chaos:)|two writers|lost in synchronous|: not whole' $(CHAOS_LOG) | sed 's/^ *//'; \
+		echo; cat $(CHAOS_LOG).table 2>/dev/null; \
+		[ $$rc = 0 ] || { echo "chaos: FAILED (exit $$rc); see $(CHAOS_LOG)"; tail -n 20 $(CHAOS_LOG); }; exit $$rc
 
 clean:
 	rm -rf bin

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -37,8 +38,10 @@ type Runner struct {
 	retryAt       time.Time     // no registration attempt before this
 	backoff       time.Duration // grows while the agent is unreachable
 	lastHeartbeat time.Time
-	last          map[string]Result // last reported result of each check
-	consulDown    bool              // log the outage once, and its end
+	// catalogChecked is when checkCatalog last read the catalog.
+	catalogChecked time.Time
+	last           map[string]Result // last reported result of each check
+	consulDown     bool              // log the outage once, and its end
 	// opts are the node's runtime options (options/<node>) as last read;
 	// they override the file's checks.ttl_multiplier, checks.fail_fast,
 	// node.priority and node.no_failover without a restart.
@@ -48,6 +51,10 @@ type Runner struct {
 	// guard stops PostgreSQL on the active node when its handler-runner
 	// is gone.
 	guard *guard
+	// publishing is set while a write of the member record is in flight;
+	// bg waits for it when the runner stops.
+	publishing atomic.Bool
+	bg         sync.WaitGroup
 }
 
 // New returns the check-runner of the node cfg describes. version is
@@ -87,6 +94,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		"fail_fast", r.cfg.Checks.FailFast, "consul", r.consul.Address(), "postgres", r.pg.Addr())
 	defer r.pg.Close()
 	defer r.shutdown(ctx)
+	defer r.bg.Wait() // before shutdown: the last record first, then every check critical
 
 	watchdog, _ := daemon.SdWatchdogEnabled(false)
 	if watchdog > 0 && watchdog < 2*r.cfg.Checks.Interval {
@@ -127,9 +135,23 @@ func (r *Runner) runOnce(ctx context.Context) string {
 		}
 		cancel()
 	}
+	r.checkCatalog(ctx, o, now)
 	reported := r.report(ctx, results, now, false)
-	if err := r.publish(ctx, o, now); err != nil && reported {
-		r.log.Warn("publish member record", "err", err)
+	// The member record is a Raft write: without a Consul leader it waits
+	// out its timeout. In the background, one at a time, so that it never
+	// delays the next round's check reports: a check TTL that ran out
+	// while Consul elected a leader would end the session, and an active
+	// node's hold, once the new leader syncs it.
+	m := r.member(o, now)
+	if r.publishing.CompareAndSwap(false, true) {
+		r.bg.Go(func() {
+			defer r.publishing.Store(false)
+			pctx, cancel := context.WithTimeout(ctx, ProbeTimeout(r.cfg.Checks.Interval))
+			defer cancel()
+			if err := r.consul.PutJSON(pctx, r.keys.Member(r.cfg.Node.Name), m); err != nil && reported {
+				r.log.Warn("publish member record", "err", err)
+			}
+		})
 	}
 	return r.summary(o, results)
 }
@@ -323,7 +345,31 @@ func (r *Runner) shutdown(ctx context.Context) {
 	r.log.Info("stopped; every check marked critical")
 }
 
-func (r *Runner) publish(ctx context.Context, o *observation, now time.Time) error {
+// catalogEvery is how often the check-runner makes sure Consul's catalog
+// still has its checks.
+const catalogEvery = 5 * time.Second
+
+// checkCatalog registers the checks again when the catalog lost them: a
+// node Consul reaped while it was cut off or frozen comes back with no
+// checks in the catalog, and no session can be bound to them until the
+// agent's next full sync. Registering again syncs them at once.
+func (r *Runner) checkCatalog(ctx context.Context, o *observation, now time.Time) {
+	if !r.registered || o.agentErr != nil || now.Sub(r.catalogChecked) < catalogEvery {
+		return
+	}
+	r.catalogChecked = now
+	cctx, cancel := context.WithTimeout(ctx, ProbeTimeout(r.cfg.Checks.Interval))
+	defer cancel()
+	ok, err := r.consul.CatalogHasCheck(cctx, o.agent.NodeName, CheckID(CheckListening))
+	if err != nil || ok {
+		return
+	}
+	r.log.Warn("consul's catalog lost this node's checks (the node was reaped as failed while away); registering them again")
+	r.registered = false
+}
+
+// member is the node's member record as this round observed it.
+func (r *Runner) member(o *observation, now time.Time) cluster.Member {
 	m := cluster.Member{
 		Name: r.cfg.Node.Name, Address: r.cfg.Node.Address, APIURL: r.cfg.APIURL(),
 		Role: cluster.RoleUnknown, Tags: r.cfg.Node.Tags, Priority: cluster.Or(r.opts.Priority, r.cfg.Node.Priority),
@@ -355,9 +401,7 @@ func (r *Runner) publish(ctx context.Context, o *observation, now time.Time) err
 			m.Role, m.WriteLSN, m.LagBytes = cluster.RolePrimary, st.WriteLSN, 0
 		}
 	}
-	pctx, cancel := context.WithTimeout(ctx, ProbeTimeout(r.cfg.Checks.Interval))
-	defer cancel()
-	return r.consul.PutJSON(pctx, r.keys.Member(r.cfg.Node.Name), m)
+	return m
 }
 
 func (r *Runner) summary(o *observation, results map[string]Result) string {

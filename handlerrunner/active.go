@@ -3,6 +3,7 @@ package handlerrunner
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
@@ -60,9 +61,11 @@ func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
 	// synchronous standby that takes its time must never delay fencing.
 	mctx, stopUpkeep := context.WithCancel(ctx)
 	upkeep := make(chan struct{})
+	var cur atomic.Pointer[holder] // h, after a regain the new one
+	cur.Store(h)
 	go func() {
 		defer close(upkeep)
-		r.upkeep(mctx, h)
+		r.upkeep(mctx, cur.Load)
 	}()
 	// Runs before the teardown above (deferred calls run last-in, first-out):
 	// /status turns 400 at once, then upkeep stops.
@@ -76,6 +79,15 @@ func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
 			stopMode = "fast"
 			return RoleRejoining, "handler-runner stopping"
 		case <-h.Lost():
+			if h.SessionGone() {
+				h2, err := r.regain(ctx, h)
+				if err == nil {
+					h = h2
+					cur.Store(h)
+					continue
+				}
+				r.log.Warn("cannot take the leader lock back; fencing", "err", err)
+			}
 			r.st.setGrace(time.Now().Add(stepDownGrace))
 			return RoleRejoining, h.Why()
 		case <-t.C:
@@ -100,7 +112,7 @@ func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
 // logged and recorded and the node stays active), then the write position
 // for the lease's renewals every interval, and slots and the sync set every
 // five intervals, until ctx ends.
-func (r *Runner) upkeep(ctx context.Context, h *holder) {
+func (r *Runner) upkeep(ctx context.Context, holding func() *holder) {
 	r.reconcileActive(ctx)
 	slots := time.NewTicker(5 * r.cfg.Checks.Interval)
 	defer slots.Stop()
@@ -115,13 +127,13 @@ func (r *Runner) upkeep(ctx context.Context, h *holder) {
 			// election finds it.
 			sctx, cancel := context.WithTimeout(ctx, r.cfg.Checks.Interval)
 			if st, err := r.pgc.State(sctx); err == nil && !st.InRecovery {
-				h.setLSN(st.WriteLSN)
+				holding().setLSN(st.WriteLSN)
 			}
 			cancel()
 		case <-slots.C:
 			r.ensureSlots(ctx)
 			r.ensureSync(ctx)
-			h.setMembers(r.members(ctx))
+			holding().setMembers(r.members(ctx))
 		}
 	}
 }

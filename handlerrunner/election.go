@@ -37,6 +37,13 @@ func (r *Runner) runCandidate(ctx context.Context) (Role, string) {
 			return RoleRejoining, "the election ended: " + l.Node + " holds the leader key"
 		}
 		nm, err := r.agreeOnNextMaster(ctx, ks, l, passedOver)
+		if errors.As(err, new(errFormerHolding)) {
+			r.warnEvery("election-former", "not choosing yet", "why", err)
+			if !sleep(ctx, 100*time.Millisecond) {
+				return RoleCandidate, errStopping.Error()
+			}
+			continue
+		}
 		if err != nil {
 			r.warnEvery("election-choose", "no node can be chosen as the next active; waiting", "err", err)
 			if !sleep(ctx, r.cfg.Checks.Interval) {
@@ -63,6 +70,12 @@ func (r *Runner) runCandidate(ctx context.Context) (Role, string) {
 	return RoleStandby, "the election timed out"
 }
 
+// errFormerHolding: no choice yet, the former active still runs its
+// primary under its lease (candidates).
+type errFormerHolding struct{ why string }
+
+func (e errFormerHolding) Error() string { return e.why }
+
 // electionTimeout bounds one candidacy: time for two takeovers.
 func (r *Runner) electionTimeout() time.Duration { return 2*r.takeoverTimeout() + 5*time.Second }
 
@@ -85,7 +98,10 @@ func (r *Runner) agreeOnNextMaster(ctx context.Context, ks consul.KeyState, l cl
 		if found && cur.Node != "" && cur.Term == ks.LockIndex && !passedOver[cur.Node] {
 			return cur, nil
 		}
-		cands := r.candidates(ctx, passedOver)
+		cands, holding := r.candidates(ctx, passedOver, l.Node)
+		if holding != "" {
+			return cluster.NextMaster{}, errFormerHolding{holding}
+		}
 		name, why, err := cluster.ChooseNextMaster(cands, r.lastPrimaryLSN(ctx, l), r.cfg.Postgres.MaximumLagOnFailover, r.syncSet(ctx, l))
 		if err != nil {
 			return cluster.NextMaster{}, err
@@ -124,36 +140,50 @@ func (r *Runner) readNextMaster(ctx context.Context) (cluster.NextMaster, bool, 
 
 // candidates asks every member, this node included, for its live state, in
 // parallel and each under peerTimeout. A member that does not answer is not
-// healthy.
-func (r *Runner) candidates(ctx context.Context, passedOver map[string]bool) []cluster.Candidate {
+// healthy. holding is, when not "", why no choice may be made yet: the
+// former active (former) answers that its PostgreSQL is still its primary
+// and it is still active or taking its lock back without a session yet
+// (regain.go). It either takes the lock back or fences when its lease runs
+// out, which a new active would have to wait for anyway; a former active
+// that does not answer is not waited for.
+func (r *Runner) candidates(ctx context.Context, passedOver map[string]bool, former string) (cands []cluster.Candidate, holding string) {
 	members := r.members(ctx)
 	out := make([]cluster.Candidate, len(members))
+	sts := make([]NodeStatus, len(members))
+	errs := make([]error, len(members))
 	var wg sync.WaitGroup
 	for i, m := range members {
 		wg.Go(func() {
-			var st NodeStatus
-			var err error
 			if m.Name == r.name {
-				st = r.nodeStatus(ctx)
+				sts[i] = r.nodeStatus(ctx)
 			} else {
-				st, err = r.askPeer(ctx, m)
+				sts[i], errs[i] = r.askPeer(ctx, m)
 			}
-			out[i] = candidate(m.Name, st, err, passedOver[m.Name])
+			out[i] = candidate(m.Name, sts[i], errs[i], passedOver[m.Name])
 		})
 	}
 	wg.Wait()
-	return out
+	for i, m := range members {
+		st := sts[i]
+		if m.Name == former && m.Name != r.name && errs[i] == nil && st.Postgres.Running && !st.Postgres.InRecovery &&
+			(st.Role == RoleActive && !st.Regaining || st.Regaining && !st.HasSession) {
+			holding = fmt.Sprintf("the former active %s still runs its primary under its lease (taking its lock back, or fencing when the lease ends); waiting", former)
+		}
+	}
+	return out, holding
 }
 
 // candidate turns a node's answer into what the choice compares. Only a
-// standby that streams or waits read-only, with a live session (its checks
-// pass), can be chosen.
+// standby that streams or waits read-only, or the former active taking
+// back its lock with its primary still running, with a live session (its
+// checks pass), can be chosen.
 func candidate(name string, st NodeStatus, err error, passedOver bool) cluster.Candidate {
-	healthy := err == nil && !passedOver && st.HasSession && st.Postgres.Running && st.Postgres.InRecovery &&
-		(st.Role == RoleStandby || st.Role == RoleCandidate)
+	standby := st.Postgres.InRecovery && (st.Role == RoleStandby || st.Role == RoleCandidate)
+	regaining := st.Regaining && !st.Postgres.InRecovery
+	healthy := err == nil && !passedOver && st.HasSession && st.Postgres.Running && (standby || regaining)
 	return cluster.Candidate{
 		Name: name, Healthy: healthy, NoFailover: st.NoFailover, Priority: st.Priority,
-		Timeline: st.Postgres.Timeline, LSN: st.Postgres.Position(),
+		Timeline: st.Postgres.Timeline, LSN: st.Postgres.Position(), Regaining: regaining,
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/internal/testenv"
 )
 
@@ -159,6 +160,22 @@ const writerGap = 500 * time.Millisecond
 // overlaps says where two nodes' windows of writability overlapped: never
 // two writers, over the whole run and however many failovers it saw.
 func (w *writers) overlaps() []string {
+	var out []string
+	for _, o := range w.overlapWindows() {
+		out = append(out, o.text)
+	}
+	return out
+}
+
+// overlap is two nodes' windows of writability that overlapped.
+type overlap struct {
+	at   time.Time
+	span time.Duration
+	text string
+}
+
+// overlapWindows is overlaps with the time and length of each.
+func (w *writers) overlapWindows() []overlap {
 	type window struct {
 		node        string
 		first, last time.Time
@@ -170,24 +187,40 @@ func (w *writers) overlaps() []string {
 		for _, a := range as[1:] {
 			if a.at.Sub(cur.last) > writerGap {
 				ws = append(ws, cur)
-				cur = window{node: name, first: a.at, last: a.at}
+				cur = window{node: name, first: a.at}
 			}
 			cur.last = a.at
 			cur.rows++
 		}
 		ws = append(ws, cur)
 	}
-	var out []string
+	var out []overlap
 	for i, x := range ws {
 		for _, y := range ws[i+1:] {
-			if x.node != y.node && !x.last.Before(y.first) && !y.last.Before(x.first) {
-				out = append(out, fmt.Sprintf("%s took %d writes from %s to %s and %s %d from %s to %s",
-					x.node, x.rows, x.first.Format("15:04:05.000"), x.last.Format("15:04:05.000"),
-					y.node, y.rows, y.first.Format("15:04:05.000"), y.last.Format("15:04:05.000")))
+			if x.node == y.node || x.last.Before(y.first) || y.last.Before(x.first) {
+				continue
 			}
+			from, to := later(x.first, y.first), earlier(x.last, y.last)
+			out = append(out, overlap{at: from, span: to.Sub(from), text: fmt.Sprintf("%s took %d writes from %s to %s and %s %d from %s to %s",
+				x.node, x.rows, x.first.Format("15:04:05.000"), x.last.Format("15:04:05.000"),
+				y.node, y.rows, y.first.Format("15:04:05.000"), y.last.Format("15:04:05.000"))})
 		}
 	}
 	return out
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // lost counts the rows old acknowledged that act does not have.
@@ -224,23 +257,7 @@ func (w *writers) lost(t testing.TB, old, act *tnode) int {
 // killPostgres SIGKILLs a postmaster and every process it started.
 func killPostgres(t testing.TB, pid int) {
 	t.Helper()
-	pids := []int{pid}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		child, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// The parent's PID is the second field after the command's ")".
-		if f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:])); len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			pids = append(pids, child)
-		}
-	}
-	for _, p := range pids {
+	for _, p := range services.WithChildren(pid) {
 		_ = syscall.Kill(p, syscall.SIGKILL)
 	}
 }
@@ -359,6 +376,82 @@ func TestLosingTheConsulLeadersStandbyKeepsTheActive(t *testing.T) {
 		t.Fatalf("the active's PostgreSQL took no write for %v after the Consul leader's node was lost", gap.Round(time.Millisecond))
 	}
 	t.Logf("%s stayed active: %d rows acknowledged, longest gap %v", act.name, len(as), gap.Round(time.Millisecond))
+}
+
+// TestActiveKeepsItsRoleThroughAFalseFailureReport: Consul ends the active's
+// session while the node is alive and healthy, what a stale failure report
+// does when a node that was cut off comes back (here the session is
+// destroyed through Consul's API). The active takes its lock back under its
+// lease: the key names it again, held by a new session; its PostgreSQL took
+// writes throughout, and no other node took one or answered /status 200.
+func TestActiveKeepsItsRoleThroughAFalseFailureReport(t *testing.T) {
+	c := newCluster(t, nil)
+	act := c.waitHealthy(startTimeout)
+	cc := act.consul.Client(t)
+	w := c.startWriters(act)
+	s := c.sample()
+	pair, _, err := cc.KV().Get("understudy/t/leader", &api.QueryOptions{RequireConsistent: true})
+	if err != nil || pair == nil || pair.Session == "" {
+		t.Fatalf("read the leader key: %+v, %v", pair, err)
+	}
+	lost := pair.Session
+	if _, err := cc.Session().Destroy(lost, nil); err != nil {
+		t.Fatal(err)
+	}
+	destroyed := time.Now()
+	var took time.Duration
+	testenv.Eventually(t, 15*time.Second, func() error {
+		p, _, err := cc.KV().Get("understudy/t/leader", &api.QueryOptions{RequireConsistent: true})
+		if err != nil || p == nil {
+			return fmt.Errorf("read the leader key: %v", err)
+		}
+		var l cluster.Leader
+		_ = json.Unmarshal(p.Value, &l)
+		if p.Session == "" || p.Session == lost {
+			return fmt.Errorf("leader key held by session %q (%s)", p.Session, l.Node)
+		}
+		if l.Node != act.name {
+			return fmt.Errorf("the leader key names %s, want %s", l.Node, act.name)
+		}
+		took = time.Since(destroyed)
+		return nil
+	})
+	// A lease's worth of renewals of the lock taken back.
+	renewed, _ := leaderKey(t, cc)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if l, _ := leaderKey(t, cc); l.Renewal < renewed.Renewal+12 {
+			return fmt.Errorf("renewal %d of the leader key, want %d", l.Renewal, renewed.Renewal+12)
+		}
+		return nil
+	})
+	w.halt()
+	for _, o := range w.overlaps() {
+		t.Errorf("two writers: %s", o)
+	}
+	as, gap := w.longestPause(act)
+	if gap > time.Second {
+		t.Errorf("%s's PostgreSQL took no write for %v while it took its lock back", act.name, gap.Round(time.Millisecond))
+	}
+	for _, n := range c.nodes {
+		if n == act {
+			continue
+		}
+		if got := len(w.byNode()[n.name]); got > 0 {
+			t.Errorf("%s acknowledged %d writes", n.name, got)
+		}
+		if s.everActive(n.name) {
+			t.Errorf("%s answered /status 200", n.name)
+		}
+	}
+	found := false
+	for _, e := range act.events(t) {
+		found = found || e.Kind == cluster.EventRegained && e.Node == act.name
+	}
+	if !found {
+		t.Errorf("no regained event of %s", act.name)
+	}
+	t.Logf("%s took its lock back %v after its session was destroyed; %d rows acknowledged, longest gap %v",
+		act.name, took.Round(time.Millisecond), len(as), gap.Round(time.Millisecond))
 }
 
 // makeConsulLeader moves Consul's Raft leadership to n's server.

@@ -291,29 +291,35 @@ func (c *tcluster) active() (*tnode, error) {
 func (c *tcluster) waitHealthy(timeout time.Duration, except ...*tnode) *tnode {
 	c.t.Helper()
 	var act *tnode
-	testenv.Eventually(c.t, timeout, func() error {
-		a, err := c.active()
-		if err != nil {
-			return err
-		}
-		want := fmt.Sprintf("%s:%d", a.addr, a.cfg.Postgres.Port)
-		for _, n := range c.nodes {
-			if n == a || contains(except, n) {
-				continue
-			}
-			st, err := n.nodeStatus()
-			if err != nil {
-				return fmt.Errorf("%s: %v", n.name, err)
-			}
-			if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming || st.Postgres.Upstream != want || !st.HasSession {
-				return fmt.Errorf("%s: role %s, streaming %v from %q, session %v; want a standby streaming from %s (%s) with a session",
-					n.name, st.Role, st.Postgres.Streaming, st.Postgres.Upstream, st.HasSession, a.name, want)
-			}
-		}
-		act = a
-		return nil
+	testenv.Eventually(c.t, timeout, func() (err error) {
+		act, err = c.healthy(except...)
+		return err
 	})
 	return act
+}
+
+// healthy returns the active node if the cluster is as waitHealthy waits
+// for it to be, else what is missing.
+func (c *tcluster) healthy(except ...*tnode) (*tnode, error) {
+	a, err := c.active()
+	if err != nil {
+		return nil, err
+	}
+	want := fmt.Sprintf("%s:%d", a.addr, a.cfg.Postgres.Port)
+	for _, n := range c.nodes {
+		if n == a || contains(except, n) {
+			continue
+		}
+		st, err := n.nodeStatus()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", n.name, err)
+		}
+		if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming || st.Postgres.Upstream != want || !st.HasSession {
+			return nil, fmt.Errorf("%s: role %s, streaming %v from %q, session %v; want a standby streaming from %s (%s) with a session",
+				n.name, st.Role, st.Postgres.Streaming, st.Postgres.Upstream, st.HasSession, a.name, want)
+		}
+	}
+	return a, nil
 }
 
 func contains(ns []*tnode, n *tnode) bool {

@@ -36,6 +36,7 @@ type holder struct {
 	peers    []cluster.Member // the membership as last read
 	grants   bool             // a grant round is in flight
 	why      string           // why the lock is lost, "" while held
+	gone     bool             // lost because Consul no longer knows the session
 	lost     chan struct{}    // closed with why set
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -68,6 +69,22 @@ func (h *holder) Why() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.why
+}
+
+// lostSession records that Consul ended the session that held the lock.
+func (h *holder) lostSession() {
+	h.mu.Lock()
+	h.gone = true
+	h.mu.Unlock()
+	h.lose("lost the leader lock (consul ended the session)")
+}
+
+// SessionGone says whether the lock was lost with the session (Consul
+// invalidated it), rather than taken.
+func (h *holder) SessionGone() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.gone
 }
 
 // Remaining is how long the lease has left.
@@ -186,8 +203,20 @@ func (h *holder) renew(ctx context.Context, v cluster.Leader) {
 	switch {
 	case ok:
 		h.extend(sent)
-	case err == nil || errors.Is(err, consul.ErrSessionGone):
-		h.lose("lost the leader lock (session invalidated or lock taken)")
+	case errors.Is(err, consul.ErrSessionGone):
+		h.lostSession()
+	case err == nil:
+		// Another session holds the key, or the lock delay that follows
+		// this session's invalidation runs: Consul answers false then
+		// before it looks at the session. A free key tells which.
+		kctx, cancel := context.WithTimeout(ctx, h.f.RenewTimeout)
+		ks, err := h.r.cc.GetKey(kctx, h.r.keys.Leader(), true)
+		cancel()
+		if err == nil && ks.Found && ks.Session == "" {
+			h.lostSession()
+			return
+		}
+		h.lose("lost the leader lock (taken by another session)")
 	case ctx.Err() == nil:
 		h.r.warnEvery("renew-lease", "cannot renew the leader lease; the node stops taking writes when it runs out",
 			"remaining", h.Remaining().Round(time.Millisecond), "err", err)

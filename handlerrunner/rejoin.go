@@ -167,6 +167,9 @@ func (r *Runner) follow(ctx context.Context, l cluster.Leader) error {
 	if r.wasPrimary {
 		start := time.Now()
 		kept, err := r.pg.Rewind(ctx, up)
+		if errors.Is(err, postgres.ErrSourceInRecovery) {
+			return err // the new active is still waiting to promote
+		}
 		if kept.Dir != "" {
 			r.log.Warn("this node's writes after its history left the active's were kept aside before the rewind discarded them",
 				"dir", kept.Dir, "timeline", kept.Timeline, "from", kept.From, "to", kept.To, "commits", kept.Commits, "inspect", kept.Inspect())
@@ -185,11 +188,25 @@ func (r *Runner) follow(ctx context.Context, l cluster.Leader) error {
 		r.wasPrimary = false
 	}
 	if err := r.pg.StartStandby(ctx, &up); err != nil {
+		// A data directory that will not start as a standby of the
+		// active (one rewound to a history the active then left) is
+		// cloned afresh rather than tried for ever.
+		if r.startFailures++; r.startFailures >= startFailuresBeforeClone {
+			r.log.Warn("postgres does not start as a standby of the active node; cloning afresh (the old data directory is kept aside)",
+				"active", l.Node, "attempts", r.startFailures, "err", err)
+			r.startFailures = 0
+			return r.clone(ctx, l.Node, up)
+		}
 		return err
 	}
+	r.startFailures = 0
 	r.upstream = l.Node
 	return nil
 }
+
+// startFailuresBeforeClone is how many times in a row PostgreSQL may fail
+// to start as a standby before its data directory is replaced by a clone.
+const startFailuresBeforeClone = 3
 
 func (r *Runner) clone(ctx context.Context, from string, up postgres.Upstream) error {
 	start := time.Now()

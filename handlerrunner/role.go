@@ -38,11 +38,14 @@ type NodeStatus struct {
 	HasSession bool      `json:"has_session"`
 	// Serving is true on the active once PostgreSQL is promoted and the lock
 	// confirmed within the lease: the /status 200 condition.
-	Serving    bool     `json:"serving"`
-	NoFailover bool     `json:"nofailover"`
-	Priority   int      `json:"priority"`
-	Leader     string   `json:"leader,omitempty"`
-	Postgres   PGStatus `json:"postgres"`
+	Serving    bool   `json:"serving"`
+	NoFailover bool   `json:"nofailover"`
+	Priority   int    `json:"priority"`
+	Leader     string `json:"leader,omitempty"`
+	// Regaining: the active lost its Consul session while alive and
+	// healthy and is taking its lock back under its lease (regain.go).
+	Regaining bool     `json:"regaining,omitempty"`
+	Postgres  PGStatus `json:"postgres"`
 }
 
 // PGStatus is the local PostgreSQL as last seen.

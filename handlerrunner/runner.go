@@ -87,8 +87,11 @@ type Runner struct {
 	// Touched only by the role loop's goroutine.
 	upstream   string // the node this standby follows, "" for none
 	wasPrimary bool   // PostgreSQL ran as a primary since it last followed: rewind before following
-	heldWith   string // the session the leader key was acquired with
-	takenFrom  string // the node that held the leader key before this one
+	// startFailures counts PostgreSQL's failed starts as a standby of the
+	// active in a row (follow).
+	startFailures int
+	heldWith      string // the session the leader key was acquired with
+	takenFrom     string // the node that held the leader key before this one
 	// takenFromValue is the leader key as it was when this node acquired it,
 	// and acquiredAt when the acquiring request was sent: the old lease to
 	// wait out, and the start of this node's own.
@@ -134,7 +137,7 @@ func New(cfg *config.Config, cc *consul.Client, pg *postgres.Instance, svcs *ser
 	}
 	r.metrics.reg.MustRegister(newMemberCollector(r))
 	r.sess = &session{
-		cc: cc, log: log,
+		cc: cc, log: log, kick: make(chan struct{}, 1),
 		every: min(cfg.Checks.Interval, cfg.Consul.SessionTTL/3),
 		opts: consul.SessionOptions{
 			Name:      "understudy-handler-runner " + cfg.Node.Name,

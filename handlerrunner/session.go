@@ -37,6 +37,17 @@ type session struct {
 	id      string
 	renewed time.Time // last successful create or renew
 	failing bool      // log the first failure of a streak only
+	kick    chan struct{}
+}
+
+// poke makes the session loop try now rather than at its next tick: the
+// active regaining its lock needs a new session as soon as Consul grants
+// one.
+func (s *session) poke() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 }
 
 // ID is the current session, "" while there is none.
@@ -77,6 +88,7 @@ func (s *session) run(ctx context.Context) {
 			s.destroy(ctx)
 			return
 		case <-t.C:
+		case <-s.kick:
 		}
 	}
 }

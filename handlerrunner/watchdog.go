@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/fence"
 	"github.com/understudy-ha/understudy/internal/services"
@@ -77,12 +79,17 @@ func (r *Runner) startWatchdog(ctx context.Context) error {
 
 // beat tells the watchdog, every second, that the handler-runner lives:
 // a watchdog with nothing to guard exits once it has not heard from the
-// handler-runner for a while.
+// handler-runner for a while. Under systemd it also pings the unit's
+// WatchdogSec=, so that a hung handler-runner is killed and restarted.
+// That is recovery, not fencing: PostgreSQL stops at the lease's end
+// whether or not systemd notices (the fencing watchdog above), and a
+// restart on the active node changes nothing until the rejoin decides.
 func (r *Runner) beat(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
 		r.lease.HandlerBeat()
+		_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
 		select {
 		case <-ctx.Done():
 			return

@@ -226,6 +226,19 @@ func TestClusterOnSystemdHosts(t *testing.T) {
 	if j := b.host.Journal(hr, 200); len(regexp.MustCompile(`(?m)understudy\[\d+\]: starting$`).FindAllString(j, -1)) < 2 {
 		t.Fatalf("the journal of %s on b does not show the daemon starting twice:\n%s", hr, j)
 	}
+	// A hung one (SIGSTOP) stops sending WATCHDOG=1: systemd kills it
+	// after WatchdogSec= and starts it again.
+	old = b.host.MainPID(t, hr)
+	if err := syscall.Kill(old, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	b.restarted(t, hr, old)
+	b.streamingStandby(t, 30*time.Second)
+	// SIGABRT makes the Go runtime print every goroutine's stack (what
+	// an operator wants of a real hang): look past it.
+	if j := b.host.Journal(hr, 5000); !strings.Contains(j, "Watchdog timeout") {
+		t.Fatalf("the journal of %s on b does not show systemd's watchdog at work:\n%s", hr, j[max(0, len(j)-4000):])
+	}
 
 	// Power loss on c: every process of the host dies at once. At boot
 	// systemd starts the enabled units, and c is a standby again, with the

@@ -21,6 +21,12 @@ type Candidate struct {
 	// serve once it has replayed what it already has.
 	LSN      LSN
 	Priority int
+	// Regaining: the former active, its PostgreSQL still the primary
+	// under its lease, taking back a lock it lost to a failure report
+	// while it is alive and healthy (a node that was cut off and came back
+	// can report it dead). Chosen before any standby: nothing to promote,
+	// nothing lost, no writer but the one there was.
+	Regaining bool
 }
 
 // Exclusion says why one candidate could not be chosen.
@@ -110,9 +116,13 @@ func exclusion(c Candidate, lastPrimaryLSN LSN, maxLag int64, syncSet []string) 
 	return ""
 }
 
-// better reports whether a ranks before b: higher (timeline, LSN), then
-// higher priority, then lower name.
+// better reports whether a ranks before b: the former active regaining its
+// lock first, then higher (timeline, LSN), then higher priority, then lower
+// name.
 func better(a, b Candidate) bool {
+	if a.Regaining != b.Regaining {
+		return a.Regaining
+	}
 	if a.Timeline != b.Timeline {
 		return a.Timeline > b.Timeline
 	}
@@ -134,6 +144,8 @@ func reason(ranked []Candidate) string {
 	}
 	r := ranked[1]
 	switch {
+	case w.Regaining:
+		return "the former active, taking back its lock with its PostgreSQL still the primary, at " + at
 	case w.Timeline != r.Timeline:
 		return fmt.Sprintf("highest timeline %d (at LSN %v)", w.Timeline, w.LSN)
 	case w.LSN != r.LSN:

@@ -16,6 +16,7 @@ func priority(p int) candOpt    { return func(c *Candidate) { c.Priority = p } }
 var (
 	noFailover candOpt = func(c *Candidate) { c.NoFailover = true }
 	unhealthy  candOpt = func(c *Candidate) { c.Healthy = false }
+	regaining  candOpt = func(c *Candidate) { c.Regaining = true }
 )
 
 // standby is a healthy candidate on timeline 1 at LSN 0/1000000 unless opts
@@ -56,6 +57,8 @@ func TestChooseNextMaster(t *testing.T) {
 		{"sync-only", cands(standby("a", at(300)), standby("b", at(200))), 0, 16 * mib, []string{"b"}, "b", "only eligible"},
 		{"sync set nil means any", cands(standby("a", at(300)), standby("b", at(200))), 0, 16 * mib, nil, "a", ""},
 		{"unknown LSN not chosen", cands(standby("a", at(0)), standby("b", at(5))), 0, 16 * mib, nil, "b", ""},
+		{"the former active regaining its lock first", cands(standby("a", at(300), priority(9)), standby("b", at(300), regaining)), 0, 16 * mib, nil, "b", "the former active, taking back its lock"},
+		{"regaining but unhealthy is not chosen", cands(standby("a", at(200)), standby("b", at(300), regaining, unhealthy)), 0, 16 * mib, nil, "a", "only eligible"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ const (
 	EventPartition   = "partition"    // a node entered or left the minority
 	EventFiles       = "files"        // a standby's local file changes were reverted (Details: folder, files)
 	EventDiverged    = "diverged"     // a former primary's writes after the fork kept aside before a rewind (Details: dir, timeline, from, to, commits, inspect)
+	EventRegained    = "regained"     // the active took back the lock it lost with its session while healthy, its PostgreSQL writable throughout (Details: took)
 )
 
 // Event is one entry of the cluster's history at events/<seq>: what happened,

@@ -92,3 +92,22 @@ func (c *Client) ServiceChecks(ctx context.Context, service string) ([]CheckStat
 	}
 	return out, nil
 }
+
+// CatalogHasCheck says whether the catalog lists checkID on node, read from
+// any server (stale): the local agent may believe its checks are synced
+// while the catalog lost them (a node reaped as failed while it was away
+// comes back with its node entry only, and the agent syncs the rest at its
+// next full sync, a minute or more later).
+func (c *Client) CatalogHasCheck(ctx context.Context, node, checkID string) (bool, error) {
+	q := (&api.QueryOptions{AllowStale: true}).WithContext(ctx)
+	hcs, _, err := c.api.Health().Node(node, q)
+	if err != nil {
+		return false, fmt.Errorf("read the checks of node %s from consul's catalog: %w", node, err)
+	}
+	for _, hc := range hcs {
+		if hc.CheckID == checkID {
+			return true, nil
+		}
+	}
+	return false, nil
+}

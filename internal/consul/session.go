@@ -202,3 +202,22 @@ func (c *Client) NodeChecks(ctx context.Context, serviceID string) (node string,
 	slices.Sort(checks)
 	return node, append([]string{SerfHealth}, checks...), nil
 }
+
+// LocalNotPassing describes the checks of ids that the local agent runs and
+// that are not passing there, or "" when they all pass. serfHealth and other
+// checks the servers keep are not the agent's and are skipped: this is the
+// node's own word on its health, which a failure report from another node
+// cannot change.
+func (c *Client) LocalNotPassing(ctx context.Context, ids []string) (string, error) {
+	local, err := c.api.Agent().ChecksWithFilterOpts("", (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return "", fmt.Errorf("list checks of consul agent %s: %w", c.addr, err)
+	}
+	var bad []string
+	for _, id := range ids {
+		if ch, ok := local[id]; ok && ch.Status != Passing {
+			bad = append(bad, fmt.Sprintf("check %q is %s (output: %q)", id, ch.Status, ch.Output))
+		}
+	}
+	return strings.Join(bad, ", "), nil
+}

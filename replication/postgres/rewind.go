@@ -87,7 +87,15 @@ func (i *Instance) Rewind(ctx context.Context, source Upstream) (Kept, error) {
 	return kept, nil
 }
 
-// checkpointSource makes the source write a checkpoint when its control file
+// ErrSourceInRecovery: the rewind source has not promoted yet (a node that
+// holds the leader key waits out the old active's lease first). Rewound
+// against a standby, the target would have to replay to the standby's
+// minimum recovery point on the old timeline, which the new timeline may
+// not contain: it would never start. Retry once the source is a primary.
+var ErrSourceInRecovery = errors.New("the rewind source is still in recovery (not promoted yet); retry once it is a primary")
+
+// checkpointSource refuses a source in recovery (ErrSourceInRecovery), and
+// makes the source write a checkpoint when its control file
 // is behind its timeline. pg_rewind learns the source's timeline from the
 // control file, which changes only at the first checkpoint after a promotion
 // (the one PostgreSQL requests then is spread out); until then pg_rewind sees
@@ -107,8 +115,11 @@ func (i *Instance) checkpointSource(ctx context.Context, source Upstream) error 
 		_ = conn.Close(cctx)
 	}()
 	rec, err := inRecovery(ctx, conn)
-	if err != nil || rec {
+	if err != nil {
 		return err
+	}
+	if rec {
+		return fmt.Errorf("%s: %w", source.Addr(), ErrSourceInRecovery)
 	}
 	var current, checkpoint int64
 	err = conn.QueryRow(ctx, `select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int,

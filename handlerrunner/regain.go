@@ -1,0 +1,97 @@
+package handlerrunner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/fence"
+)
+
+// regain takes back the leader lock that the active lost with its session
+// while it is alive and healthy, before its lease runs out, so that its
+// PostgreSQL never stops taking writes. Consul invalidates a session at
+// once on a failure report, and one can be false: a node that was cut off
+// or frozen marks the others failed on its own, and when it is back its
+// word reaches Consul's leader a moment before the node named refutes it.
+// Without this, every such heal would move the active role.
+//
+// Safety does not change. PostgreSQL stays writable only under the lease
+// already held (the watchdog stops it at its end); a node that acquires
+// the lock instead waits out that lease before promoting, as after any
+// loss. While the former active answers that it still runs its primary,
+// the others' election waits for it (candidates), and then chooses it first
+// (cluster.Candidate.Regaining); it acquires the lock with a new session
+// once the lock delay allows. It gives up, and the caller fences, when its
+// own checks do not pass (the loss was no false report), when the election
+// chose another node or another node holds the lock, or when too little of
+// the lease is left to renew it in time.
+func (r *Runner) regain(ctx context.Context, h *holder) (*holder, error) {
+	start := time.Now()
+	lost := h.sessID
+	checks := r.sess.opts.Checks
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	bad, err := r.cc.LocalNotPassing(cctx, checks)
+	cancel()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("cannot ask the local consul agent for this node's checks: %w", err)
+	case bad != "":
+		return nil, fmt.Errorf("this node's own checks do not pass: %s", bad)
+	}
+	r.log.Warn("lost the consul session while healthy (a failure report from another node?); taking the leader lock back under the lease",
+		"session", lost, "lease_left", h.Remaining().Round(time.Millisecond))
+	r.st.update(func(st *NodeStatus) { st.Regaining = true })
+	defer r.st.update(func(st *NodeStatus) { st.Regaining = false })
+	// Room for the first renewal of the lock taken back to commit.
+	margin := r.fencing.Renew + r.fencing.RenewTimeout
+	for h.Remaining() > margin {
+		if !sleep(ctx, 50*time.Millisecond) {
+			return nil, errStopping
+		}
+		sid := r.sess.ID()
+		if sid == "" || sid == lost {
+			r.sess.poke()
+			continue
+		}
+		ks, l, err := r.readLeader(ctx, true)
+		if err != nil {
+			continue
+		}
+		if ks.Session != "" {
+			return nil, fmt.Errorf("%s holds the leader key now", l.Node)
+		}
+		nm, err := r.agreeOnNextMaster(ctx, ks, l, nil)
+		if err != nil {
+			continue
+		}
+		if nm.Node != r.name {
+			return nil, fmt.Errorf("the election chose %s", nm.Node)
+		}
+		v := h.last()
+		v.Session, v.Renewal = sid, v.Renewal+1
+		actx, cancel := context.WithTimeout(ctx, r.fencing.RenewTimeout)
+		sent := fence.Now()
+		ok, err := r.cc.Acquire(actx, r.keys.Leader(), v, sid)
+		cancel()
+		switch {
+		case ok:
+			took := time.Since(start).Round(time.Millisecond)
+			h2 := r.hold(ctx, sid, sent, v)
+			h2.setMembers(r.members(ctx))
+			r.heldWith = sid
+			r.log.Info("took the leader lock back; postgres took writes throughout", "session", sid, "took", took)
+			r.record(ctx, cluster.Event{Kind: cluster.EventRegained, From: r.name, To: r.name,
+				Reason: "lost the consul session while healthy; took the leader lock back under the lease",
+				Details: map[string]string{"took": took.String(), "lost_session": lost, "session": sid}})
+			return h2, nil
+		case errors.Is(err, consul.ErrSessionGone):
+			// Invalidated again: wait for the next one.
+		}
+		// Not yet: the lock delay after the invalidation still runs.
+	}
+	return nil, fmt.Errorf("the lease ran out before the lock could be taken back (%v)", time.Since(start).Round(time.Millisecond))
+}
