@@ -146,7 +146,9 @@ func (r *Runner) runOnce(ctx context.Context) string {
 	if r.publishing.CompareAndSwap(false, true) {
 		r.bg.Go(func() {
 			defer r.publishing.Store(false)
-			pctx, cancel := context.WithTimeout(ctx, ProbeTimeout(r.cfg.Checks.Interval))
+			// Not cancelled with the run: the last record before a stop
+			// is written too (Run waits for it).
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ProbeTimeout(r.cfg.Checks.Interval))
 			defer cancel()
 			if err := r.consul.PutJSON(pctx, r.keys.Member(r.cfg.Node.Name), m); err != nil && reported {
 				r.log.Warn("publish member record", "err", err)

@@ -79,6 +79,7 @@ func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
 			stopMode = "fast"
 			return RoleRejoining, "handler-runner stopping"
 		case <-h.Lost():
+			why := h.Why()
 			if h.SessionGone() {
 				h2, err := r.regain(ctx, h)
 				if err == nil {
@@ -86,10 +87,10 @@ func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
 					cur.Store(h)
 					continue
 				}
-				r.log.Warn("cannot take the leader lock back; fencing", "err", err)
+				why += "; not taken back: " + err.Error()
 			}
 			r.st.setGrace(time.Now().Add(stepDownGrace))
-			return RoleRejoining, h.Why()
+			return RoleRejoining, why
 		case <-t.C:
 		}
 		why, ho, fenceNow := r.checkActive(ctx, h)

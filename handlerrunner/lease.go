@@ -47,7 +47,7 @@ type holder struct {
 func (r *Runner) hold(ctx context.Context, sessID string, sent fence.Mono, value cluster.Leader) *holder {
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h := &holder{r: r, sessID: sessID, f: r.fencing, lease: r.lease, base: value,
-		renewal: value.Renewal, lost: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
+		renewal: value.Renewal, lsn: value.WriteLSN, lost: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
 	h.extend(sent)
 	go h.run(hctx)
 	return h
@@ -212,11 +212,14 @@ func (h *holder) renew(ctx context.Context, v cluster.Leader) {
 		kctx, cancel := context.WithTimeout(ctx, h.f.RenewTimeout)
 		ks, err := h.r.cc.GetKey(kctx, h.r.keys.Leader(), true)
 		cancel()
-		if err == nil && ks.Found && ks.Session == "" {
+		switch {
+		case err == nil && ks.Found && ks.Session == "":
 			h.lostSession()
-			return
+		case err == nil:
+			h.lose("lost the leader lock (taken by another session)")
+		default:
+			h.lose(fmt.Sprintf("lost the leader lock (a renewal was refused; cannot tell why: %v)", err))
 		}
-		h.lose("lost the leader lock (taken by another session)")
 	case ctx.Err() == nil:
 		h.r.warnEvery("renew-lease", "cannot renew the leader lease; the node stops taking writes when it runs out",
 			"remaining", h.Remaining().Round(time.Millisecond), "err", err)

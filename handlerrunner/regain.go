@@ -32,6 +32,7 @@ import (
 func (r *Runner) regain(ctx context.Context, h *holder) (*holder, error) {
 	start := time.Now()
 	lost := h.sessID
+	h.stop() // its loop ended with the loss; the lease stays armed
 	checks := r.sess.opts.Checks
 	cctx, cancel := context.WithTimeout(ctx, time.Second)
 	bad, err := r.cc.LocalNotPassing(cctx, checks)
@@ -48,50 +49,87 @@ func (r *Runner) regain(ctx context.Context, h *holder) (*holder, error) {
 	defer r.st.update(func(st *NodeStatus) { st.Regaining = false })
 	// Room for the first renewal of the lock taken back to commit.
 	margin := r.fencing.Renew + r.fencing.RenewTimeout
-	for h.Remaining() > margin {
+	var chosen *cluster.NextMaster // next-master naming this node, once agreed
+	giveUp := func(err error) (*holder, error) {
+		if chosen != nil {
+			r.withdraw(context.WithoutCancel(ctx), *chosen, err.Error())
+		}
+		return nil, err
+	}
+	for {
+		left := h.Remaining() - margin
+		if left <= 0 {
+			return giveUp(fmt.Errorf("the lease ran out before the lock could be taken back (%v)", time.Since(start).Round(time.Millisecond)))
+		}
 		if !sleep(ctx, 50*time.Millisecond) {
 			return nil, errStopping
 		}
-		sid := r.sess.ID()
-		if sid == "" || sid == lost {
-			r.sess.poke()
-			continue
+		h2, err := r.regainOnce(ctx, h, lost, &chosen, left)
+		if h2 != nil {
+			took := time.Since(start).Round(time.Millisecond)
+			r.log.Info("took the leader lock back; postgres took writes throughout", "session", h2.sessID, "took", took)
+			r.record(ctx, cluster.Event{Kind: cluster.EventRegained, From: r.name, To: r.name,
+				Reason:  "lost the consul session while healthy; took the leader lock back under the lease",
+				Details: map[string]string{"took": took.String(), "lost_session": lost, "session": h2.sessID}})
+			return h2, nil
 		}
-		ks, l, err := r.readLeader(ctx, true)
 		if err != nil {
-			continue
+			return giveUp(err)
 		}
-		if ks.Session != "" {
-			return nil, fmt.Errorf("%s holds the leader key now", l.Node)
-		}
+	}
+}
+
+// regainOnce is one try of regain within left: nil, nil to try again. Every
+// read it acts on is made in the try, and the try ends before the lease
+// does, so the acquisition is never sent on a stale view or a spent lease.
+func (r *Runner) regainOnce(ctx context.Context, h *holder, lost string, chosen **cluster.NextMaster, left time.Duration) (*holder, error) {
+	ctx, cancel := context.WithTimeout(ctx, left)
+	defer cancel()
+	sid := r.sess.ID()
+	if sid == "" || sid == lost {
+		r.sess.poke()
+		return nil, nil
+	}
+	ks, l, err := r.readLeader(ctx, true)
+	if err != nil {
+		return nil, nil
+	}
+	switch {
+	case ks.Session == sid:
+		// An acquisition whose answer was lost did commit.
+	case ks.Session != "":
+		return nil, fmt.Errorf("%s holds the leader key now", l.Node)
+	case l.Node != r.name || l.Session != lost:
+		// Another node held the lock since: its lease would have to be
+		// waited out, which only a takeover does.
+		return nil, fmt.Errorf("%s held the leader key since this node lost it", l.Node)
+	default:
 		nm, err := r.agreeOnNextMaster(ctx, ks, l, nil)
 		if err != nil {
-			continue
+			return nil, nil
 		}
 		if nm.Node != r.name {
 			return nil, fmt.Errorf("the election chose %s", nm.Node)
 		}
-		v := h.last()
-		v.Session, v.Renewal = sid, v.Renewal+1
-		actx, cancel := context.WithTimeout(ctx, r.fencing.RenewTimeout)
-		sent := fence.Now()
-		ok, err := r.cc.Acquire(actx, r.keys.Leader(), v, sid)
-		cancel()
-		switch {
-		case ok:
-			took := time.Since(start).Round(time.Millisecond)
-			h2 := r.hold(ctx, sid, sent, v)
-			h2.setMembers(r.members(ctx))
-			r.heldWith = sid
-			r.log.Info("took the leader lock back; postgres took writes throughout", "session", sid, "took", took)
-			r.record(ctx, cluster.Event{Kind: cluster.EventRegained, From: r.name, To: r.name,
-				Reason: "lost the consul session while healthy; took the leader lock back under the lease",
-				Details: map[string]string{"took": took.String(), "lost_session": lost, "session": sid}})
-			return h2, nil
-		case errors.Is(err, consul.ErrSessionGone):
-			// Invalidated again: wait for the next one.
-		}
-		// Not yet: the lock delay after the invalidation still runs.
+		*chosen = &nm
 	}
-	return nil, fmt.Errorf("the lease ran out before the lock could be taken back (%v)", time.Since(start).Round(time.Millisecond))
+	v := h.last()
+	v.Session, v.Renewal = sid, v.Renewal+1
+	actx, acancel := context.WithTimeout(ctx, r.fencing.RenewTimeout)
+	defer acancel()
+	sent := fence.Now()
+	ok, err := r.cc.Acquire(actx, r.keys.Leader(), v, sid)
+	switch {
+	case ok:
+		h2 := r.hold(ctx, sid, sent, v)
+		h2.setMembers(r.members(ctx))
+		r.heldWith = sid
+		return h2, nil
+	case errors.Is(err, consul.ErrSessionGone):
+		// Invalidated again: wait for the next one.
+		r.sess.forget(sid)
+		r.sess.poke()
+	}
+	// Not yet: the lock delay after the invalidation still runs.
+	return nil, nil
 }

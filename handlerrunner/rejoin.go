@@ -188,18 +188,26 @@ func (r *Runner) follow(ctx context.Context, l cluster.Leader) error {
 		r.wasPrimary = false
 	}
 	if err := r.pg.StartStandby(ctx, &up); err != nil {
-		// A data directory that will not start as a standby of the
-		// active (one rewound to a history the active then left) is
-		// cloned afresh rather than tried for ever.
+		// A data directory whose server exits at every start as a standby
+		// of this active (one rewound to a history the active then left)
+		// is cloned afresh rather than tried for ever. A slow start, or
+		// one that fails before the server runs (a full disk, a bad
+		// setting), is not counted: a clone would not help.
+		if !errors.Is(err, postgres.ErrExitedAtStart) {
+			return err
+		}
+		if r.startFailedWith != l.Node {
+			r.startFailedWith, r.startFailures = l.Node, 0
+		}
 		if r.startFailures++; r.startFailures >= startFailuresBeforeClone {
-			r.log.Warn("postgres does not start as a standby of the active node; cloning afresh (the old data directory is kept aside)",
+			r.log.Warn("postgres exits at every start as a standby of the active node; cloning afresh (the old data directory is kept aside)",
 				"active", l.Node, "attempts", r.startFailures, "err", err)
 			r.startFailures = 0
 			return r.clone(ctx, l.Node, up)
 		}
 		return err
 	}
-	r.startFailures = 0
+	r.startFailures, r.startFailedWith = 0, ""
 	r.upstream = l.Node
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 //	candidate -> active       chosen as next-master and acquired the leader key
 //	candidate -> standby      another node was chosen and took the lock, or the election timed out
 //	active    -> demoting     lock lost or unconfirmed, PostgreSQL down, next-master names another node
+//	                          (a lock lost with the session while healthy is first taken back: regain.go)
 //	demoting  -> rejoining    active-only services stopped, PostgreSQL stopped, lock released
 type Role string
 

@@ -87,11 +87,12 @@ type Runner struct {
 	// Touched only by the role loop's goroutine.
 	upstream   string // the node this standby follows, "" for none
 	wasPrimary bool   // PostgreSQL ran as a primary since it last followed: rewind before following
-	// startFailures counts PostgreSQL's failed starts as a standby of the
-	// active in a row (follow).
-	startFailures int
-	heldWith      string // the session the leader key was acquired with
-	takenFrom     string // the node that held the leader key before this one
+	// startFailures counts PostgreSQL's exits at start as a standby of
+	// startFailedWith, the active, in a row (follow).
+	startFailures   int
+	startFailedWith string
+	heldWith        string // the session the leader key was acquired with
+	takenFrom       string // the node that held the leader key before this one
 	// takenFromValue is the leader key as it was when this node acquired it,
 	// and acquiredAt when the acquiring request was sent: the old lease to
 	// wait out, and the start of this node's own.

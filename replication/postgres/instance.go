@@ -274,12 +274,19 @@ func (i *Instance) start(ctx context.Context, up *Upstream, standby bool) error 
 	if err != nil {
 		// On a timeout the postmaster may still be starting (long crash
 		// recovery): Running tells, Stop ends it.
+		if _, running, rerr := i.Running(ctx); rerr == nil && !running {
+			err = errors.Join(ErrExitedAtStart, err)
+		}
 		return fail(fmt.Errorf("%w%s", err, fileTail(i.LogFile(), tailLines)))
 	}
 	pid, _, _ := i.Running(ctx)
 	i.log.Info("started postgres", "role", role, "pid", pid, "data_dir", i.dataDir)
 	return nil
 }
+
+// ErrExitedAtStart: the server started and exited on its own (its log says
+// why), rather than taking long to start.
+var ErrExitedAtStart = errors.New("the server exited while starting")
 
 func runningErr(pid int, running bool) error {
 	if !running {
