@@ -126,7 +126,7 @@ bench-files: deps
 # Consul restarts, a full disk) on a three-node cluster of network-namespace
 # hosts with a writer on every node's PostgreSQL; prints a table, a row per
 # kind of fault. Not part of `make test`. CHAOS_FAULTS faults (default 30;
-# each takes about half a minute), CHAOS_MODE sync (default) or async,
+# about 12 s each here), CHAOS_MODE sync (default) or async,
 # CHAOS_SEED repeats a draw. The daemons' logs go to CHAOS_LOG.
 CHAOS_FAULTS ?= 30
 CHAOS_MODE   ?= sync

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	ossignal "os/signal"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -257,7 +258,22 @@ func TestChaos(t *testing.T) {
 	kinds := faults()
 	var outs []outcome
 	lost := map[ack]bool{}
+	// Ctrl-C ends the run after healing the fault in progress, with the
+	// table so far and everything the run started stopped and removed (a
+	// test binary killed by the signal would leave them running).
+	stop, unnotify := ossignal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer unnotify()
+	pause := func(d time.Duration) {
+		select {
+		case <-stop.Done():
+		case <-time.After(d):
+		}
+	}
 	for i := range count {
+		if stop.Err() != nil {
+			t.Logf("interrupted after %d faults", i)
+			break
+		}
 		f := kinds[rng.IntN(len(kinds))]
 		var n *tnode
 		if f.target == "active" {
@@ -274,7 +290,7 @@ func TestChaos(t *testing.T) {
 		hold := chaosHoldMin + time.Duration(rng.Int64N(int64(chaosHoldMax-chaosHoldMin)))
 		o := outcome{fault: f, node: n.name, hold: hold, from: time.Now()}
 		heal := f.inject(c, net, n)
-		time.Sleep(hold)
+		pause(hold)
 		heal()
 		healed := time.Now()
 		got, err := c.whole(chaosRecovery)
@@ -292,7 +308,7 @@ func TestChaos(t *testing.T) {
 		outs = append(outs, o)
 		t.Logf("fault %d/%d: %s on %s held %v: whole %v after the heal, active %s, %d acknowledged rows lost",
 			i+1, count, f, n.name, hold.Round(time.Millisecond), o.recovery.Round(time.Millisecond), act.name, len(o.lost))
-		time.Sleep(chaosSettle)
+		pause(chaosSettle)
 	}
 	w.halt()
 	table, bad := chaosTable(outs, w.overlapWindows(), mode)
