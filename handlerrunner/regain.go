@@ -33,15 +33,8 @@ func (r *Runner) regain(ctx context.Context, h *holder) (*holder, error) {
 	start := time.Now()
 	lost := h.sessID
 	h.stop() // its loop ended with the loss; the lease stays armed
-	checks := r.sess.opts.Checks
-	cctx, cancel := context.WithTimeout(ctx, time.Second)
-	bad, err := r.cc.LocalNotPassing(cctx, checks)
-	cancel()
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("cannot ask the local consul agent for this node's checks: %w", err)
-	case bad != "":
-		return nil, fmt.Errorf("this node's own checks do not pass: %s", bad)
+	if err := r.ownChecks(ctx); err != nil {
+		return nil, err
 	}
 	r.log.Warn("lost the consul session while healthy (a failure report from another node?); taking the leader lock back under the lease",
 		"session", lost, "lease_left", h.Remaining().Round(time.Millisecond))
@@ -79,6 +72,24 @@ func (r *Runner) regain(ctx context.Context, h *holder) (*holder, error) {
 	}
 }
 
+// ownChecks says why this node's own checks rule out taking the lock back,
+// or nil. A check whose TTL ran out without a report is not held against
+// the node: the agent blocks TTL updates while it waits on the servers (a
+// Consul leader election), which is also when false failure reports come;
+// the session waits for the check-runner's next report instead.
+func (r *Runner) ownChecks(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	failing, _, err := r.cc.LocalNotPassing(cctx, r.sess.opts.Checks)
+	switch {
+	case err != nil:
+		return fmt.Errorf("cannot ask the local consul agent for this node's checks: %w", err)
+	case failing != "":
+		return fmt.Errorf("this node's own checks do not pass: %s", failing)
+	}
+	return nil
+}
+
 // regainOnce is one try of regain within left: nil, nil to try again. Every
 // read it acts on is made in the try, and the try ends before the lease
 // does, so the acquisition is never sent on a stale view or a spent lease.
@@ -87,6 +98,9 @@ func (r *Runner) regainOnce(ctx context.Context, h *holder, lost string, chosen 
 	defer cancel()
 	sid := r.sess.ID()
 	if sid == "" || sid == lost {
+		if err := r.ownChecks(ctx); err != nil {
+			return nil, err
+		}
 		r.sess.poke()
 		return nil, nil
 	}

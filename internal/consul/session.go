@@ -204,20 +204,28 @@ func (c *Client) NodeChecks(ctx context.Context, serviceID string) (node string,
 }
 
 // LocalNotPassing describes the checks of ids that the local agent runs and
-// that are not passing there, or "" when they all pass. serfHealth and other
-// checks the servers keep are not the agent's and are skipped: this is the
-// node's own word on its health, which a failure report from another node
-// cannot change.
-func (c *Client) LocalNotPassing(ctx context.Context, ids []string) (string, error) {
+// that are not passing there: failing, those reported so, and expired, those
+// whose TTL ran out without a report (the agent blocks TTL updates while it
+// waits on the servers, as during a Consul leader election, so an expired
+// check says little about the node). serfHealth and other checks the
+// servers keep are not the agent's and are skipped: this is the node's own
+// word on its health, which a failure report from another node cannot
+// change.
+func (c *Client) LocalNotPassing(ctx context.Context, ids []string) (failing, expired string, err error) {
 	local, err := c.api.Agent().ChecksWithFilterOpts("", (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return "", fmt.Errorf("list checks of consul agent %s: %w", c.addr, err)
+		return "", "", fmt.Errorf("list checks of consul agent %s: %w", c.addr, err)
 	}
-	var bad []string
+	var bad, old []string
 	for _, id := range ids {
-		if ch, ok := local[id]; ok && ch.Status != Passing {
+		ch, ok := local[id]
+		switch {
+		case !ok || ch.Status == Passing:
+		case strings.HasPrefix(ch.Output, "TTL expired"):
+			old = append(old, id)
+		default:
 			bad = append(bad, fmt.Sprintf("check %q is %s (output: %q)", id, ch.Status, ch.Output))
 		}
 	}
-	return strings.Join(bad, ", "), nil
+	return strings.Join(bad, ", "), strings.Join(old, ", "), nil
 }
