@@ -22,7 +22,14 @@ import (
 // Consul adds up to wait/16 of jitter and caps wait at 10 minutes. A return
 // does not mean the key changed: compare ModifyIndex (or the value). The
 // caller backs off on errors and bounds its rate; this is one request.
+//
+// The query is abandoned a second after Consul should have answered: a
+// server that forwards it to a Raft leader whose host went silent (cut off,
+// not refusing) holds it until its RPC deadline, seconds after a new leader
+// was elected, and the caller would see a freed lock that late.
 func (c *Client) WatchKey(ctx context.Context, key string, index uint64, wait time.Duration) (KeyState, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait+wait/16+watchMargin)
+	defer cancel()
 	q := (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx)
 	pair, meta, err := c.api.KV().Get(key, q)
 	if err != nil {
@@ -30,6 +37,10 @@ func (c *Client) WatchKey(ctx context.Context, key string, index uint64, wait ti
 	}
 	return keyState(pair), nextIndex(index, meta.LastIndex), nil
 }
+
+// watchMargin is how long past its wait (and Consul's jitter) a blocking
+// query may take before WatchKey gives up on it.
+const watchMargin = time.Second
 
 // nextIndex applies Consul's rules to the index a blocking query returned.
 func nextIndex(prev, got uint64) uint64 {
