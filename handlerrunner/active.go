@@ -239,15 +239,24 @@ func (r *Runner) demote(ctx context.Context, h *holder, mode string, ho *handove
 			r.log.Warn("cannot record the last LSN for the switchover target; it will not wait for it", "err", err)
 		}
 	}
-	switch {
-	case h.Why() == "":
+	released := false
+	if h.Why() == "" {
 		// The last write position published stays unless the stop's
 		// checkpoint is further: the election measures lag against it.
 		v := h.last()
 		v.WriteLSN, v.Fenced = max(v.WriteLSN, lastLSN), stopped
-		if _, err := r.cc.Release(ctx, r.keys.Leader(), h.sessID, v); err != nil {
+		ok, err := r.cc.Release(ctx, r.keys.Leader(), h.sessID, v)
+		if err != nil {
 			r.log.Warn("cannot release the leader key; it is freed when the session ends", "err", err)
 		}
+		// Not released: the session ended first (the check-runner saw
+		// PostgreSQL stop and failed its checks). The word that it
+		// stopped goes to fenced/<node> instead, so the next active
+		// does not wait out the lease.
+		released = ok
+	}
+	switch {
+	case released:
 	case stopped:
 		f := cluster.Fenced{Session: h.sessID, At: time.Now().UTC(), Reason: reason, LSN: lastLSN}
 		if err := r.cc.PutJSON(ctx, r.keys.Fenced(r.name), f); err != nil {

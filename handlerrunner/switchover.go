@@ -78,8 +78,16 @@ func (r *Runner) switchover(ctx context.Context, target string, timeout time.Dur
 			continue
 		}
 		idx = next
-		if l := decodeLeader(ks); ks.Session != "" && l.Node == target {
+		l := decodeLeader(ks)
+		switch {
+		case ks.Session != "" && l.Node == target:
 			return map[string]any{"active": target, "took": time.Since(start).Round(time.Millisecond).String()}, http.StatusOK, nil
+		case ks.Session != "" && l.Node != r.name:
+			// The target withdrew (its session went, say) and the
+			// election chose another node: the role moved, not where
+			// asked. Say so now rather than at the timeout.
+			return map[string]any{"active": l.Node, "target": target, "took": time.Since(start).Round(time.Millisecond).String()}, http.StatusConflict,
+				fmt.Errorf("%s could not take over and the election chose %s; see GET /v1/events for why", target, l.Node)
 		}
 	}
 	return map[string]any{"target": target}, http.StatusGatewayTimeout,
