@@ -82,11 +82,11 @@ func faults() []fault {
 	})
 	both("SIGKILL check-runner", func(c *tcluster, _ *testenv.Net, n *tnode) func() {
 		_ = n.checks.Kill()
-		return func() { n.checks = c.restart(n, "check-runner") }
+		return func() { n.checks = c.startDaemon(n, "check-runner") }
 	})
 	both("SIGKILL handler-runner", func(c *tcluster, _ *testenv.Net, n *tnode) func() {
 		_ = n.handler.Kill()
-		return func() { n.handler = c.restart(n, "handler-runner") }
+		return func() { n.handler = c.startDaemon(n, "handler-runner") }
 	})
 	both("SIGKILL watchdog", func(c *tcluster, _ *testenv.Net, n *tnode) func() {
 		if pid := n.watchdogPID(); pid != 0 {
@@ -132,12 +132,6 @@ func faults() []fault {
 		return fillDisk(c.t, filepath.Dir(n.cfg.Postgres.DataDir))
 	}})
 	return out
-}
-
-// restart starts one of n's daemons again after it was killed, as systemd
-// would.
-func (c *tcluster) restart(n *tnode, daemon string) *testenv.Process {
-	return testenv.StartProcess(c.t, n.name+" "+daemon, n.command(c.bin, daemon, "--config", n.cfgPath))
 }
 
 // freeze SIGSTOPs pids and returns what thaws them.
@@ -327,17 +321,12 @@ func TestChaos(t *testing.T) {
 // standbys streaming from it with sessions) and returns the active; an
 // error says what was seen at the deadline, where waitHealthy would end the
 // test.
-func (c *tcluster) whole(timeout time.Duration) (*tnode, error) {
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		var act *tnode
-		if act, err = c.healthy(); err == nil {
-			return act, nil
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return nil, err
+func (c *tcluster) whole(timeout time.Duration) (act *tnode, err error) {
+	err = testenv.WaitFor(context.Background(), timeout, func() (err error) {
+		act, err = c.healthy()
+		return err
+	})
+	return act, err
 }
 
 // missing returns the acknowledged rows act does not have that were not

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -280,7 +279,7 @@ func TestActiveFencesWhenItsSessionIsInvalidated(t *testing.T) {
 	if err := old.write(ctx, 42); err == nil {
 		t.Fatalf("%s still takes writes after losing the lock", old.name)
 	}
-	old.checks = testenv.StartProcess(t, old.name+" check-runner", exec.Command(c.bin, "check-runner", "--config", old.cfgPath))
+	old.checks = c.startDaemon(old, "check-runner")
 	if got := c.waitHealthy(rejoinTimeout); got != act {
 		t.Fatalf("active changed again: %s", got.name)
 	}
@@ -324,7 +323,7 @@ func TestActiveWhoseHandlerRunnerDiesIsFenced(t *testing.T) {
 		return fmt.Errorf("no fence event by %s's check-runner or watchdog in %d events", old.name, len(evs))
 	})
 
-	old.handler = testenv.StartProcess(t, old.name+" handler-runner", exec.Command(c.bin, "handler-runner", "--config", old.cfgPath))
+	old.handler = c.startDaemon(old, "handler-runner")
 	if got := c.waitHealthy(rejoinTimeout); got != act {
 		t.Fatalf("active changed again: %s", got.name)
 	}

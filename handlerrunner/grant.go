@@ -178,8 +178,8 @@ func (h *holder) grantDue() bool {
 
 func (h *holder) grantDueLocked() bool { return h.f.Lease-h.until.Sub(fence.Now()) >= 4*h.f.Renew }
 
-// askGrants runs one round when the lease has gone grantAfter without a
-// committed renewal and the local Consul agent still answers (a hung agent
+// askGrants runs one round (when grantDue) while the local Consul agent
+// still answers (a hung agent
 // is a node cut off from Consul: no grant then).
 func (h *holder) askGrants(ctx context.Context) {
 	sent := fence.Now()

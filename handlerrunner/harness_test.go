@@ -164,8 +164,14 @@ func (c *tcluster) startDaemons(n *tnode) {
 		argv := files.Command(testenv.SyncthingBinary(c.t), home)
 		n.syncthing = testenv.StartProcess(c.t, n.name+" syncthing", exec.Command(argv[0], argv[1:]...))
 	}
-	n.checks = testenv.StartProcess(c.t, n.name+" check-runner", n.command(c.bin, "check-runner", "--config", n.cfgPath))
-	n.handler = testenv.StartProcess(c.t, n.name+" handler-runner", n.command(c.bin, "handler-runner", "--config", n.cfgPath))
+	n.checks = c.startDaemon(n, "check-runner")
+	n.handler = c.startDaemon(n, "handler-runner")
+}
+
+// startDaemon starts one of n's daemons, the first time or again after it
+// was killed (as systemd would).
+func (c *tcluster) startDaemon(n *tnode, daemon string) *testenv.Process {
+	return testenv.StartProcess(c.t, n.name+" "+daemon, n.command(c.bin, daemon, "--config", n.cfgPath))
 }
 
 // command runs a program on the node: in its host's namespace, if it has
@@ -194,7 +200,7 @@ func (n *tnode) stopPostgres(t testing.TB) {
 
 // watchdogPID is the PID of the node's fencing watchdog, 0 when none runs.
 func (n *tnode) watchdogPID() int {
-	b, err := os.ReadFile(filepath.Join(handlerrunner.FenceDir(n.cfg), "watchdog.pid"))
+	b, err := os.ReadFile(handlerrunner.WatchdogPIDFile(n.cfg.Node.DataDir))
 	if err != nil {
 		return 0
 	}

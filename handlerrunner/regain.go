@@ -57,7 +57,10 @@ func (r *Runner) regain(ctx context.Context, h *holder) (*holder, error) {
 		if !sleep(ctx, 50*time.Millisecond) {
 			return nil, errStopping
 		}
-		h2, err := r.regainOnce(ctx, h, lost, &chosen, left)
+		h2, nm, err := r.regainOnce(ctx, h, lost, left)
+		if nm != nil {
+			chosen = nm
+		}
 		if h2 != nil {
 			took := time.Since(start).Round(time.Millisecond)
 			r.log.Info("took the leader lock back; postgres took writes throughout", "session", h2.sessID, "took", took)
@@ -74,13 +77,13 @@ func (r *Runner) regain(ctx context.Context, h *holder) (*holder, error) {
 
 // ownChecks says why this node's own checks rule out taking the lock back,
 // or nil. A check whose TTL ran out without a report is not held against
-// the node: the agent blocks TTL updates while it waits on the servers (a
-// Consul leader election), which is also when false failure reports come;
-// the session waits for the check-runner's next report instead.
+// the node (consul.Client.LocalFailing): false failure reports come during
+// Consul's own elections, when its agent blocks TTL updates; the session
+// waits for the check-runner's next report instead.
 func (r *Runner) ownChecks(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	failing, _, err := r.cc.LocalNotPassing(cctx, r.sess.opts.Checks)
+	failing, err := r.cc.LocalFailing(cctx, r.sess.opts.Checks)
 	switch {
 	case err != nil:
 		return fmt.Errorf("cannot ask the local consul agent for this node's checks: %w", err)
@@ -90,42 +93,44 @@ func (r *Runner) ownChecks(ctx context.Context) error {
 	return nil
 }
 
-// regainOnce is one try of regain within left: nil, nil to try again. Every
-// read it acts on is made in the try, and the try ends before the lease
-// does, so the acquisition is never sent on a stale view or a spent lease.
-func (r *Runner) regainOnce(ctx context.Context, h *holder, lost string, chosen **cluster.NextMaster, left time.Duration) (*holder, error) {
+// regainOnce is one try of regain within left: no holder and no error to
+// try again; chosen is the next-master naming this node when the try agreed
+// on one. Every read it acts on is made in the try, and the try ends before
+// the lease does, so the acquisition is never sent on a stale view or a
+// spent lease.
+func (r *Runner) regainOnce(ctx context.Context, h *holder, lost string, left time.Duration) (_ *holder, chosen *cluster.NextMaster, _ error) {
 	ctx, cancel := context.WithTimeout(ctx, left)
 	defer cancel()
 	sid := r.sess.ID()
 	if sid == "" || sid == lost {
 		if err := r.ownChecks(ctx); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		r.sess.poke()
-		return nil, nil
+		return nil, nil, nil
 	}
 	ks, l, err := r.readLeader(ctx, true)
 	if err != nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	switch {
 	case ks.Session == sid:
 		// An acquisition whose answer was lost did commit.
 	case ks.Session != "":
-		return nil, fmt.Errorf("%s holds the leader key now", l.Node)
+		return nil, nil, fmt.Errorf("%s holds the leader key now", l.Node)
 	case l.Node != r.name || l.Session != lost:
 		// Another node held the lock since: its lease would have to be
 		// waited out, which only a takeover does.
-		return nil, fmt.Errorf("%s held the leader key since this node lost it", l.Node)
+		return nil, nil, fmt.Errorf("%s held the leader key since this node lost it", l.Node)
 	default:
 		nm, err := r.agreeOnNextMaster(ctx, ks, l, nil)
 		if err != nil {
-			return nil, nil
+			return nil, nil, nil
 		}
 		if nm.Node != r.name {
-			return nil, fmt.Errorf("the election chose %s", nm.Node)
+			return nil, nil, fmt.Errorf("the election chose %s", nm.Node)
 		}
-		*chosen = &nm
+		chosen = &nm
 	}
 	v := h.last()
 	v.Session, v.Renewal = sid, v.Renewal+1
@@ -136,14 +141,14 @@ func (r *Runner) regainOnce(ctx context.Context, h *holder, lost string, chosen 
 	switch {
 	case ok:
 		h2 := r.hold(ctx, sid, sent, v)
-		h2.setMembers(r.members(ctx))
+		h2.setMembers(h.members())
 		r.heldWith = sid
-		return h2, nil
+		return h2, chosen, nil
 	case errors.Is(err, consul.ErrSessionGone):
 		// Invalidated again: wait for the next one.
 		r.sess.forget(sid)
 		r.sess.poke()
 	}
 	// Not yet: the lock delay after the invalidation still runs.
-	return nil, nil
+	return nil, chosen, nil
 }

@@ -20,13 +20,24 @@ const watchdogStart = 5 * time.Second
 
 // FenceDir is where a node keeps its lease file and its watchdog's pid,
 // state and log files.
-func FenceDir(cfg *config.Config) string { return filepath.Join(cfg.Node.DataDir, "fence") }
+func FenceDir(cfg *config.Config) string { return fenceDir(cfg.Node.DataDir) }
+
+func fenceDir(nodeDataDir string) string { return filepath.Join(nodeDataDir, "fence") }
+
+// WatchdogPIDFile is where the watchdog of the node whose node.data_dir is
+// nodeDataDir has its PID (its supervisor's pid file, named for the
+// service).
+func WatchdogPIDFile(nodeDataDir string) string {
+	return filepath.Join(fenceDir(nodeDataDir), watchdogName+".pid")
+}
+
+const watchdogName = "watchdog"
 
 // WatchdogService is the watchdog as the supervised program the
 // handler-runner runs: `understudy watchdog` on the node's lease file and
 // PostgreSQL data directory.
 func WatchdogService(cfg *config.Config, understudy string) config.Service {
-	return config.Service{Name: "watchdog", Command: []string{understudy, "watchdog",
+	return config.Service{Name: watchdogName, Command: []string{understudy, "watchdog",
 		"--lease", filepath.Join(FenceDir(cfg), "lease"), "--pgdata", cfg.Postgres.DataDir,
 		"--poll", cfg.Fencing().WatchdogPoll.String()}}
 }

@@ -203,29 +203,24 @@ func (c *Client) NodeChecks(ctx context.Context, serviceID string) (node string,
 	return node, append([]string{SerfHealth}, checks...), nil
 }
 
-// LocalNotPassing describes the checks of ids that the local agent runs and
-// that are not passing there: failing, those reported so, and expired, those
-// whose TTL ran out without a report (the agent blocks TTL updates while it
-// waits on the servers, as during a Consul leader election, so an expired
-// check says little about the node). serfHealth and other checks the
+// LocalFailing describes the checks of ids that the local agent runs and
+// that were reported failing there, or "" when none was. A check whose TTL
+// ran out without a report does not count: the agent blocks TTL updates
+// while it waits on the servers (a Consul leader election), so an expired
+// check says little about the node. serfHealth and other checks the
 // servers keep are not the agent's and are skipped: this is the node's own
 // word on its health, which a failure report from another node cannot
 // change.
-func (c *Client) LocalNotPassing(ctx context.Context, ids []string) (failing, expired string, err error) {
+func (c *Client) LocalFailing(ctx context.Context, ids []string) (string, error) {
 	local, err := c.api.Agent().ChecksWithFilterOpts("", (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return "", "", fmt.Errorf("list checks of consul agent %s: %w", c.addr, err)
+		return "", fmt.Errorf("list checks of consul agent %s: %w", c.addr, err)
 	}
-	var bad, old []string
+	var bad []string
 	for _, id := range ids {
-		ch, ok := local[id]
-		switch {
-		case !ok || ch.Status == Passing:
-		case strings.HasPrefix(ch.Output, "TTL expired"):
-			old = append(old, id)
-		default:
+		if ch, ok := local[id]; ok && ch.Status != Passing && !strings.HasPrefix(ch.Output, "TTL expired") {
 			bad = append(bad, fmt.Sprintf("check %q is %s (output: %q)", id, ch.Status, ch.Output))
 		}
 	}
-	return strings.Join(bad, ", "), strings.Join(old, ", "), nil
+	return strings.Join(bad, ", "), nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/netns"
 	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/lifecycle"
@@ -63,8 +64,7 @@ type PIDs struct {
 	CheckRunner   int `json:"check_runner"`
 	HandlerRunner int `json:"handler_runner"`
 	Syncthing     int `json:"syncthing"`
-	// Watchdog is the fencing watchdog the handler-runner supervises
-	// (handlerrunner.FenceDir under the node's directory).
+	// Watchdog is the fencing watchdog the handler-runner supervises.
 	Watchdog int `json:"watchdog"`
 }
 
@@ -119,7 +119,7 @@ func (s *State) refresh() {
 			HandlerRunner: pidFile(lifecycle.PIDFile(n.Dir, lifecycle.HandlerRunnerProcess)),
 			Syncthing:     pidFile(lifecycle.PIDFile(n.Dir, lifecycle.SyncthingProcess)),
 			Postgres:      postmasterPID(n.PostgresData),
-			Watchdog:      pidFile(filepath.Join(n.Dir, "fence", "watchdog.pid")),
+			Watchdog:      pidFile(handlerrunner.WatchdogPIDFile(n.Dir)),
 		}
 	}
 	if !services.PIDAlive(s.HAProxy.PID) {
