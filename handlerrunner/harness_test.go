@@ -311,6 +311,16 @@ func (c *tcluster) healthy(except ...*tnode) (*tnode, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The active's own view too: a /status 200 and standbys still streaming
+	// from it are what a node whose session just ended shows for a moment
+	// before it fences.
+	st, err := a.nodeStatus()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", a.name, err)
+	}
+	if st.Role != handlerrunner.RoleActive || !st.HasSession {
+		return nil, fmt.Errorf("%s: answers /status 200 but its role is %s, session %v; want active with a session", a.name, st.Role, st.HasSession)
+	}
 	want := fmt.Sprintf("%s:%d", a.addr, a.cfg.Postgres.Port)
 	for _, n := range c.nodes {
 		if n == a || contains(except, n) {
