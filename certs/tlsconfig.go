@@ -14,15 +14,16 @@ import (
 // ServerTLS is the TLS configuration of the join API (and the handler-runner's
 // HTTP API): it serves the node certificate followed by the CA certificate,
 // so a joiner that has only the CA's fingerprint (PinnedClientTLS) can check
-// the chain. It requires nothing from the client, because the join API
-// authenticates by token and the joiner has no certificate yet; a client
-// certificate that is presented must chain to the CA, and then handlers find
-// it in r.TLS.VerifiedChains to tell cluster nodes from the rest.
+// the chain. It asks for a client certificate but checks none in the
+// handshake: the join call authenticates by token and the joiner has no
+// certificate yet, the load balancer's checks need none, and for the rest
+// the API checks the certificate itself (VerifyClient against ClientCAs) so
+// that a client with an expired or foreign one is told so in a JSON answer
+// rather than by a TLS alert.
+//
+// The certificate and key are read again when they change (KeyPair): a
+// renewed node certificate is served from the next handshake on.
 func ServerTLS(p Paths) (*tls.Config, error) {
-	pair, err := tls.LoadX509KeyPair(p.Cert, p.Key)
-	if err != nil {
-		return nil, fmt.Errorf("server tls: %w", err)
-	}
 	caPEM, err := os.ReadFile(p.CA)
 	if err != nil {
 		return nil, fmt.Errorf("server tls: %w", err)
@@ -31,15 +32,19 @@ func ServerTLS(p Paths) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server tls: %s: %w", p.CA, err)
 	}
-	pair.Certificate = append(pair.Certificate[:1:1], caCert.Raw)
+	kp, err := NewKeyPair(p.Cert, p.Key, caCert)
+	if err != nil {
+		return nil, fmt.Errorf("server tls: %w", err)
+	}
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{pair},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    pool,
-	}, nil
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		ClientAuth: tls.RequestClientCert,
+		ClientCAs:  pool,
+	}
+	kp.ServeWith(cfg)
+	return cfg, nil
 }
 
 // ClientTLS is the TLS configuration of a client of the join API, of another
@@ -125,7 +130,8 @@ func verifyPinned(chain []*x509.Certificate, fingerprint string) error {
 
 // NodeTLS reads a node's TLS files and returns the configuration of its
 // servers (ServerTLS) and of its clients of other nodes (ClientTLS with the
-// node certificate as client certificate).
+// node certificate as client certificate). Both follow a renewal of the
+// node certificate (KeyPair).
 func NodeTLS(p Paths) (server, client *tls.Config, err error) {
 	if server, err = ServerTLS(p); err != nil {
 		return nil, nil, err
@@ -134,20 +140,13 @@ func NodeTLS(p Paths) (server, client *tls.Config, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	certPEM, err := os.ReadFile(p.Cert)
+	kp, err := NewKeyPair(p.Cert, p.Key)
 	if err != nil {
 		return nil, nil, err
 	}
-	keyPEM, err := os.ReadFile(p.Key)
-	if err != nil {
+	if client, err = ClientTLS(caPEM, nil); err != nil {
 		return nil, nil, err
 	}
-	nc, err := LoadNodeCert(certPEM, keyPEM)
-	if err != nil {
-		return nil, nil, err
-	}
-	if client, err = ClientTLS(caPEM, nc); err != nil {
-		return nil, nil, err
-	}
+	kp.PresentWith(client)
 	return server, client, nil
 }

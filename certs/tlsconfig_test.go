@@ -100,15 +100,24 @@ func serve(t *testing.T, p Paths) *httptest.Server {
 		t.Fatalf("ServerTLS: %v", err)
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(r.TLS.VerifiedChains) > 0 {
-			fmt.Fprint(w, r.TLS.VerifiedChains[0][0].Subject.CommonName)
+		if len(r.TLS.PeerCertificates) == 0 {
+			fmt.Fprint(w, "anonymous")
 			return
 		}
-		fmt.Fprint(w, "anonymous")
+		c, err := VerifyClient(cfg.ClientCAs, r.TLS.PeerCertificates, time.Now())
+		if err != nil {
+			fmt.Fprint(w, "refused: ", err)
+			return
+		}
+		fmt.Fprint(w, c)
 	}))
-	srv.TLS = cfg
+	// Served as the handler-runner serves it, through tls.NewListener:
+	// StartTLS would add a certificate of its own, which wins over
+	// GetCertificate for a client that sends no server name.
+	srv.Listener = tls.NewListener(srv.Listener, cfg)
 	srv.Config.ErrorLog = log.New(testLog{t}, "[server] ", 0)
-	srv.StartTLS()
+	srv.Start()
+	srv.URL = strings.Replace(srv.URL, "http://", "https://", 1)
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -139,6 +148,14 @@ func TestTLSHandshake(t *testing.T) {
 	srv := serve(t, server.p)
 	foreignCA := newTestCA(t, "prod", time.Now())
 	foreign := newTLSNode(t, foreignCA, "intruder")
+	operator, err := ca.IssueOperator("alice", 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := ca.IssueOperator("bob", time.Hour, time.Now().Add(-2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name    string
@@ -148,8 +165,10 @@ func TestTLSHandshake(t *testing.T) {
 		wantErr string
 	}{
 		{"joiner without a certificate", ca.CertPEM, nil, "anonymous", ""},
-		{"node presents its certificate", ca.CertPEM, client.n, "n2", ""},
-		{"client certificate from another CA", ca.CertPEM, foreign.n, "", "remote error"},
+		{"node presents its certificate", ca.CertPEM, client.n, "node n2", ""},
+		{"operator presents hers", ca.CertPEM, operator, "operator alice", ""},
+		{"client certificate from another CA", ca.CertPEM, foreign.n, `refused: client certificate "intruder" is not signed by this cluster's CA`, ""},
+		{"expired operator certificate", ca.CertPEM, expired, `refused: client certificate "bob" is not valid now`, ""},
 		{"client trusts another CA", foreignCA.CertPEM, nil, "", "certificate signed by unknown authority"},
 	}
 	for _, tc := range tests {
@@ -165,7 +184,7 @@ func TestTLSHandshake(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tc.want {
+			if err != nil || !strings.HasPrefix(got, tc.want) {
 				t.Fatalf("GET = %q, %v; want %q", got, err, tc.want)
 			}
 		})

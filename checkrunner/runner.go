@@ -55,6 +55,9 @@ type Runner struct {
 	// bg waits for it when the runner stops.
 	publishing atomic.Bool
 	bg         sync.WaitGroup
+	// renewAt is when the node certificate may be renewed again after a
+	// failure (maybeRenew).
+	renewAt time.Time
 }
 
 // New returns the check-runner of the node cfg describes. version is
@@ -137,6 +140,7 @@ func (r *Runner) runOnce(ctx context.Context) string {
 	}
 	r.checkCatalog(ctx, o, now)
 	reported := r.report(ctx, results, now, false)
+	r.maybeRenew(ctx, o, now)
 	// The member record is a Raft write: without a Consul leader it waits
 	// out its timeout. In the background, one at a time, so that it never
 	// delays the next round's check reports: a check TTL that ran out

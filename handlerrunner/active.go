@@ -48,14 +48,14 @@ func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
 	h.setLSN(st.WriteLSN)
 	r.log.Info("active: postgres promoted", "took", time.Since(start).Round(time.Millisecond), "waited_for_old_active", waited,
 		"because", how, "timeline", st.Timeline, "lsn", st.WriteLSN)
-	kind := cluster.EventFailover
+	kind, by := cluster.EventFailover, ""
 	if nm != nil && nm.Switchover {
-		kind = cluster.EventSwitchover
+		kind, by = cluster.EventSwitchover, nm.RequestedBy
 	}
 	r.metrics.promoted(kind)
 	r.record(ctx, cluster.Event{Kind: kind, From: r.takenFrom, To: r.name, LSN: st.WriteLSN, Reason: r.st.get().Reason,
 		Details: map[string]string{"promote_took": time.Since(start).Round(time.Millisecond).String(),
-			"waited_for_old_active": waited.String(), "old_active_fenced": how}})
+			"waited_for_old_active": waited.String(), "old_active_fenced": how}, By: by})
 
 	// Once-mode, then upkeep, beside the lease: a slow hook or a
 	// synchronous standby that takes its time must never delay fencing.

@@ -23,37 +23,49 @@ const maxBody = 64 << 10
 // to do; a panic in a handler is turned into a 500, never a dead daemon.
 func (r *Runner) handler() http.Handler {
 	mux := http.NewServeMux()
-	route := func(method, path string, h http.HandlerFunc) {
-		mux.HandleFunc(path, func(w http.ResponseWriter, req *http.Request) {
-			if req.Method != method {
+	sem := make(chan struct{}, maxInFlight)
+	route := func(need access, method, path string, h http.HandlerFunc) {
+		serve := r.authorize(need, path, func(w http.ResponseWriter, req *http.Request) {
+			if method != "" && req.Method != method {
 				w.Header().Set("Allow", method)
 				writeError(w, http.StatusMethodNotAllowed, "%s takes %s, not %s", path, method, req.Method)
 				return
 			}
 			h(w, req)
 		})
+		if need != accessOpen {
+			serve = limit(sem, serve)
+		}
+		mux.HandleFunc(path, serve)
 	}
-	route(http.MethodGet, "/status", r.handleStatus)
-	route(http.MethodGet, "/health", r.handleHealth)
-	route(http.MethodGet, "/replica", r.handleReplica)
-	route(http.MethodGet, "/v1/status/node", r.handleNode)
-	route(http.MethodGet, "/v1/status/cluster", r.handleCluster)
-	route(http.MethodGet, "/v1/events", r.handleEvents)
-	route(http.MethodPost, "/v1/cluster/switchover", r.handleSwitchover)
-	mux.HandleFunc("/v1/cluster/nodes/", r.handleNodes)
-	route(http.MethodPost, "/v1/cluster/join", r.handleJoin)
-	route(http.MethodPost, "/v1/lease/grant", r.handleGrant)
-	route(http.MethodGet, "/v1/lease/grants", r.handleGrants)
-	route(http.MethodGet, "/metrics", promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP)
-	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
+	route(accessOpen, http.MethodGet, "/status", r.handleStatus)
+	route(accessOpen, http.MethodGet, "/health", r.handleHealth)
+	route(accessOpen, http.MethodGet, "/replica", r.handleReplica)
+	route(accessOpen, http.MethodGet, "/metrics", promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP)
+	route(accessNode, http.MethodGet, "/v1/status/node", r.handleNode)
+	route(accessNode, http.MethodGet, "/v1/status/cluster", r.handleCluster)
+	route(accessNode, http.MethodGet, "/v1/events", r.handleEvents)
+	route(accessOperator, http.MethodPost, "/v1/cluster/switchover", r.handleSwitchover)
+	route(accessOperator, "", "/v1/cluster/nodes/", r.handleNodes)
+	route(accessToken, http.MethodPost, "/v1/cluster/join", r.handleJoin)
+	route(accessNode, http.MethodPost, "/v1/lease/grant", r.handleGrant)
+	route(accessNode, http.MethodGet, "/v1/lease/grants", r.handleGrants)
+	route(accessNode, "", "/", func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint %s %s; see /v1/status/cluster, /status, /health, /replica, /metrics", req.Method, req.URL.Path)
 	})
-	return recoverer(r.auth.wrap(mux), r)
+	return recoverer(mux, r)
 }
 
 // serve runs the API until ctx ends.
 func (r *Runner) serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: r.handler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{
+		Handler:           r.handler(),
+		ReadHeaderTimeout: apiReadHeaderTimeout,
+		ReadTimeout:       apiReadTimeout,
+		WriteTimeout:      apiWriteTimeout,
+		IdleTimeout:       apiIdleTimeout,
+		MaxHeaderBytes:    apiMaxHeaderBytes,
+	}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
@@ -212,6 +224,9 @@ func (r *Runner) handleSwitchover(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusBadRequest, `no target; send {"target": "NODE"} with the name of a standby`)
 		return
 	}
+	// The answer comes when the target holds the lock: past the server's
+	// write timeout when the switchover's own is longer.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + 10*time.Second))
 	res, code, err := r.switchover(req.Context(), body.Target, timeout)
 	if err != nil {
 		writeErrorBody(w, code, err.Error(), res)

@@ -2,6 +2,7 @@ package handlerrunner
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/replication/postgres"
@@ -128,15 +130,102 @@ func TestBasicAuth(t *testing.T) {
 	if err := os.WriteFile(file, []byte("haproxy:s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := testRunner(t, file).handler()
-	if code, _ := do(t, h, "GET", "/status", "", nil); code != http.StatusUnauthorized {
+	r := testRunner(t, file)
+	h := r.handler()
+	if code, _ := do(t, h, "GET", "/status", "", nil); code != http.StatusBadRequest {
+		t.Fatalf("/status, open by default, without credentials on a standby: %d, want 400", code)
+	}
+	if code, _ := do(t, h, "GET", "/v1/events", "", nil); code != http.StatusUnauthorized {
 		t.Fatalf("no credentials: %d, want 401", code)
 	}
-	if code, _ := do(t, h, "GET", "/status", "", func(r *http.Request) { r.SetBasicAuth("haproxy", "wrong") }); code != http.StatusUnauthorized {
+	if code, _ := do(t, h, "GET", "/v1/events", "", func(r *http.Request) { r.SetBasicAuth("haproxy", "wrong") }); code != http.StatusUnauthorized {
 		t.Fatalf("wrong password: %d, want 401", code)
 	}
+	if code, _ := do(t, h, "GET", "/v1/events", "", func(r *http.Request) { r.SetBasicAuth("haproxy", "s3cret") }); code != http.StatusServiceUnavailable {
+		t.Fatalf("right credentials, no consul: %d, want 503", code)
+	}
+	r.cfg.API.Open = nil
+	h = r.handler()
+	if code, _ := do(t, h, "GET", "/status", "", nil); code != http.StatusUnauthorized {
+		t.Fatalf("/status with api.open = [] and no credentials: %d, want 401", code)
+	}
 	if code, _ := do(t, h, "GET", "/status", "", func(r *http.Request) { r.SetBasicAuth("haproxy", "s3cret") }); code != http.StatusBadRequest {
-		t.Fatalf("right credentials on a standby: %d, want 400", code)
+		t.Fatalf("/status with api.open = [] and the right credentials on a standby: %d, want 400", code)
+	}
+}
+
+// TestClientCertificates: on a TLS node the API tells each kind of caller
+// what it may do before it reads anything (the runner has no Consul: a call
+// let through answers 503, or 400 for a bad body).
+func TestClientCertificates(t *testing.T) {
+	now := time.Now()
+	ca, err := certs.NewCA("t", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := certs.NewCA("t", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(ca *certs.CA, node bool, name string, at time.Time) []*x509.Certificate {
+		var c *certs.NodeCert
+		var err error
+		if node {
+			c, err = ca.IssueNode(name, "dc1", nil, at)
+		} else {
+			c, err = ca.IssueOperator(name, time.Hour, at)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []*x509.Certificate{c.Cert}
+	}
+	callers := []struct {
+		name  string
+		chain []*x509.Certificate
+	}{
+		{"none", nil},
+		{"other CA", issue(other, false, "mallory", now)},
+		{"expired", issue(ca, false, "bob", now.Add(-3*time.Hour))},
+		{"node", issue(ca, true, "n2", now)},
+		{"operator", issue(ca, false, "alice", now)},
+	}
+	r := testRunner(t, "")
+	r.clientCAs = x509.NewCertPool()
+	r.clientCAs.AddCert(ca.Cert)
+	h := r.handler()
+	endpoints := []struct {
+		method, path, body string
+		// want is the status for each caller, in the order of callers.
+		want [5]int
+	}{
+		{"GET", "/status", "", [5]int{400, 400, 400, 400, 400}},
+		{"GET", "/health", "", [5]int{503, 503, 503, 503, 503}},
+		{"GET", "/metrics", "", [5]int{401, 401, 401, 200, 200}},
+		{"GET", "/v1/status/cluster", "", [5]int{401, 401, 401, 503, 503}},
+		{"GET", "/v1/events", "", [5]int{401, 401, 401, 503, 503}},
+		{"GET", "/v1/lease/grants", "", [5]int{401, 401, 401, 400, 400}},
+		{"POST", "/v1/cluster/switchover", `{"target":"b"}`, [5]int{401, 401, 401, 403, 503}},
+		{"DELETE", "/v1/cluster/nodes/b", "", [5]int{401, 401, 401, 403, 503}},
+		{"PUT", "/v1/cluster/nodes/b/options", `{"nofailover":true}`, [5]int{401, 401, 401, 403, 503}},
+		{"GET", "/nothing", "", [5]int{401, 401, 401, 404, 404}},
+	}
+	for _, e := range endpoints {
+		for i, c := range callers {
+			req := httptest.NewRequest(e.method, e.path, strings.NewReader(e.body))
+			req.TLS = &tls.ConnectionState{PeerCertificates: c.chain}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != e.want[i] {
+				t.Errorf("%s %s as %s: %d %s, want %d", e.method, e.path, c.name, w.Code, strings.TrimSpace(w.Body.String()), e.want[i])
+			}
+			if w.Code == 401 || w.Code == 403 {
+				var body map[string]string
+				if json.Unmarshal(w.Body.Bytes(), &body) != nil || !strings.Contains(body["error"], "understudy certs operator") {
+					t.Errorf("%s %s as %s: %d %s; want a JSON error naming understudy certs operator", e.method, e.path, c.name, w.Code, w.Body)
+				}
+			}
+		}
 	}
 }
 
@@ -182,16 +271,36 @@ func TestCandidateNeedsALiveStreamingStandby(t *testing.T) {
 
 var errTest = &json.SyntaxError{}
 
-// FuzzAPI sends arbitrary requests to the API: it must answer every one
+// FuzzAPI sends arbitrary requests to the API of a TLS node, as a caller
+// with no certificate, a node's or an operator's: it must answer every one
 // with a status and JSON, never panic or hang.
 func FuzzAPI(f *testing.F) {
-	f.Add("POST", "/v1/cluster/switchover", `{"target":"b","timeout":"1s"}`)
-	f.Add("GET", "/replica?lag=10", "")
-	f.Add("GET", "/v1/events?limit=5", "")
-	f.Add("PUT", "/status", "x")
+	f.Add("POST", "/v1/cluster/switchover", `{"target":"b","timeout":"1s"}`, uint8(2))
+	f.Add("GET", "/replica?lag=10", "", uint8(0))
+	f.Add("GET", "/v1/events?limit=5", "", uint8(1))
+	f.Add("PUT", "/status", "x", uint8(0))
+	f.Add("POST", "/v1/cluster/join", `{"token":"ust1.x","node":"b","address":"10.0.0.6","version":"test"}`, uint8(0))
+	f.Add("PUT", "/v1/cluster/nodes/b/options", `{"nofailover":true}`, uint8(2))
+	f.Add("POST", "/v1/lease/grant", `{"session":"s","holder":"a"}`, uint8(1))
 	r := testRunner(f, "")
+	r.cfg.Consul.Scheme = "https" // a TLS node: the join call is served
+	ca, err := certs.NewCA("t", time.Now())
+	if err != nil {
+		f.Fatal(err)
+	}
+	node, err := ca.IssueNode("b", "dc1", nil, time.Now())
+	if err != nil {
+		f.Fatal(err)
+	}
+	operator, err := ca.IssueOperator("alice", 0, time.Now())
+	if err != nil {
+		f.Fatal(err)
+	}
+	r.clientCAs = x509.NewCertPool()
+	r.clientCAs.AddCert(ca.Cert)
+	chains := [][]*x509.Certificate{nil, {node.Cert}, {operator.Cert}}
 	h := r.handler()
-	f.Fuzz(func(t *testing.T, method, path, body string) {
+	f.Fuzz(func(t *testing.T, method, path, body string, who uint8) {
 		if _, err := url.ParseRequestURI(path); err != nil || !strings.HasPrefix(path, "/") || len(path) > 200 || strings.HasPrefix(path, "/metrics") {
 			return // not a request a client could send, or not JSON by design
 		}
@@ -203,10 +312,11 @@ func FuzzAPI(f *testing.F) {
 		if path == "/health" || path == "/v1/status/node" || strings.HasPrefix(path, "/health?") || strings.HasPrefix(path, "/v1/status/node?") {
 			return // these ask PostgreSQL, which does not exist here
 		}
-		req, err := http.NewRequest(method, "http://node"+path, strings.NewReader(body))
+		req, err := http.NewRequest(method, "https://node"+path, strings.NewReader(body))
 		if err != nil {
 			return
 		}
+		req.TLS = &tls.ConnectionState{PeerCertificates: chains[int(who)%len(chains)]}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		if w.Code == http.StatusMovedPermanently || w.Code == http.StatusTemporaryRedirect || w.Code == http.StatusPermanentRedirect {
@@ -229,5 +339,25 @@ func TestJoinRefusesAnotherVersion(t *testing.T) {
 	_ = json.Unmarshal(w.Body.Bytes(), &body)
 	if w.Code != http.StatusConflict || !strings.Contains(body["error"], "version mismatch: this cluster runs understudy test and the joining node 0.9.0") {
 		t.Fatalf("join from another version: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestLimitAnswers503WhenFull: past maxInFlight requests the API answers at
+// once with 503 and Retry-After, and serves again when one ends.
+func TestLimitAnswers503WhenFull(t *testing.T) {
+	sem := make(chan struct{}, 2)
+	h := limit(sem, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, map[string]any{}) })
+	sem <- struct{}{}
+	sem <- struct{}{}
+	w := httptest.NewRecorder()
+	h(w, httptest.NewRequest("GET", "/v1/events", nil))
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" {
+		t.Fatalf("full: %d %v %s, want 503 with Retry-After: 1", w.Code, w.Header(), w.Body)
+	}
+	<-sem
+	w = httptest.NewRecorder()
+	h(w, httptest.NewRequest("GET", "/v1/events", nil))
+	if w.Code != http.StatusOK || len(sem) != 1 {
+		t.Fatalf("after one ended: %d, %d in flight; want 200 and the slot given back", w.Code, len(sem))
 	}
 }

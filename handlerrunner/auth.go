@@ -32,22 +32,6 @@ func loadBasicAuth(path string) (*basicAuth, error) {
 	return &basicAuth{user: user, password: password}, nil
 }
 
-// wrap refuses requests without the credentials; nil means no auth.
-func (a *basicAuth) wrap(next http.Handler) http.Handler {
-	if a == nil {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		u, p, ok := req.BasicAuth()
-		if !ok || !equal(u, a.user) || !equal(p, a.password) {
-			w.Header().Set("WWW-Authenticate", `Basic realm="understudy"`)
-			writeError(w, http.StatusUnauthorized, "basic auth required; use the user and password of api.basic_auth_file")
-			return
-		}
-		next.ServeHTTP(w, req)
-	})
-}
-
 // set adds the credentials to a request to a peer.
 func (a *basicAuth) set(req *http.Request) {
 	if a != nil {

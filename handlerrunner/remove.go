@@ -73,7 +73,7 @@ func (r *Runner) removeNode(ctx context.Context, name string, force bool) (map[s
 	// non-members.
 	r.ensureSlots(rctx)
 	r.log.Info("removed node", "removed", name, "consul_node", consulNode)
-	r.record(ctx, cluster.Event{Kind: cluster.EventRemove, From: name, Reason: "removed through the API"})
+	r.record(ctx, cluster.Event{Kind: cluster.EventRemove, From: name, Reason: "removed through the API", By: caller(ctx)})
 	return map[string]any{"removed": name}, http.StatusOK, nil
 }
 
@@ -139,8 +139,8 @@ func (r *Runner) handleNodeOptions(w http.ResponseWriter, req *http.Request, nam
 			return
 		}
 		if ok {
-			r.log.Info("runtime options set", "target", name, "options", string(mustJSON(merged)))
-			r.record(req.Context(), cluster.Event{Kind: "options", To: name, Reason: "runtime options " + string(mustJSON(merged))})
+			r.log.Info("runtime options set", "target", name, "options", string(mustJSON(merged)), "by", caller(req.Context()))
+			r.record(req.Context(), cluster.Event{Kind: "options", To: name, Reason: "runtime options " + string(mustJSON(merged)), By: caller(req.Context())})
 			writeJSON(w, http.StatusOK, map[string]any{"node": name, "options": merged})
 			return
 		}

@@ -3,6 +3,7 @@ package handlerrunner
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,6 +65,9 @@ type Runner struct {
 	// the peers client then trusts the cluster CA and presents the node
 	// certificate.
 	serverTLS *tls.Config
+	// clientCAs is the cluster CA that client certificates must chain to
+	// (nil without TLS).
+	clientCAs *x509.CertPool
 	metrics   *metrics
 	sess      *session
 	st        state
@@ -122,11 +126,15 @@ func New(cfg *config.Config, cc *consul.Client, pg *postgres.Instance, svcs *ser
 		}
 		peers.Transport = &http.Transport{TLSClientConfig: clientTLS}
 	}
+	var clientCAs *x509.CertPool
+	if serverTLS != nil {
+		clientCAs = serverTLS.ClientCAs
+	}
 	r := &Runner{
 		cfg: cfg, cc: cc, pg: pg, pgc: pg.Client(), svcs: svcs, log: log, version: version,
 		keys:  cluster.NewKeys(cfg.Cluster.KVPrefix, cfg.Cluster.Name),
 		name:  cfg.Node.Name,
-		peers: peers, serverTLS: serverTLS,
+		peers: peers, serverTLS: serverTLS, clientCAs: clientCAs,
 		auth:     auth,
 		metrics:  newMetrics(),
 		fencing:  cfg.Fencing(),

@@ -54,8 +54,12 @@ func (r *Runner) switchover(ctx context.Context, target string, timeout time.Dur
 	if !found {
 		index = 0
 	}
-	nm := cluster.NextMaster{Node: target, By: r.name, Reason: "switchover requested through the API",
-		At: time.Now().UTC(), Switchover: true, Term: ks.LockIndex}
+	reason := "switchover requested through the API"
+	if who := caller(ctx); who != "" {
+		reason = "switchover requested by " + who + " through the API"
+	}
+	nm := cluster.NextMaster{Node: target, By: r.name, Reason: reason,
+		At: time.Now().UTC(), Switchover: true, Term: ks.LockIndex, RequestedBy: caller(ctx)}
 	ok, err := r.cc.CASJSON(ctx, r.keys.NextMaster(), nm, index)
 	if err != nil {
 		return nil, http.StatusServiceUnavailable, err
@@ -63,7 +67,7 @@ func (r *Runner) switchover(ctx context.Context, target string, timeout time.Dur
 	if !ok {
 		return nil, http.StatusConflict, fmt.Errorf("next-master changed meanwhile (another switchover?); retry")
 	}
-	r.log.Info("switchover requested", "target", target)
+	r.log.Info("switchover requested", "target", target, "by", caller(ctx))
 	start := time.Now()
 	deadline := start.Add(timeout)
 	var idx uint64

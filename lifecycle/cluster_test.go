@@ -2,8 +2,10 @@ package lifecycle_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/understudy-ha/understudy/certs"
+	"github.com/understudy-ha/understudy/checkrunner"
 	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
@@ -132,6 +136,22 @@ func TestThreeNodesThenTheCAMovesWithTheCluster(t *testing.T) {
 		return nil
 	})
 
+	// Every node's certificate renewed while the cluster runs: each
+	// serves the new one on its API, its Consul agent and its PostgreSQL
+	// without a restart, and the failover below runs on them.
+	for _, n := range []*tnode{a, b, c} {
+		renewed, err := checkrunner.RenewCertificate(ctx, n.cfg, mustConsul(t, n.cfg), slog.New(slog.DiscardHandler), "test")
+		if err != nil {
+			t.Fatalf("renew %s: %v", n.cfg.Node.Name, err)
+		}
+		if len(renewed.Reloaded) != 2 {
+			t.Fatalf("renew %s: reloaded %v, want consul and postgres", n.cfg.Node.Name, renewed.Reloaded)
+		}
+		testenv.Eventually(t, 10*time.Second, func() error {
+			return servesSerial(ctx, n.cfg, renewed.Serial)
+		})
+	}
+
 	a.kill(t)
 	var active *tnode
 	testenv.Eventually(t, 60*time.Second, func() error {
@@ -171,4 +191,48 @@ func TestThreeNodesThenTheCAMovesWithTheCluster(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func mustConsul(t *testing.T, cfg *config.Config) *consul.Client {
+	t.Helper()
+	cc, err := consul.New(cfg.Consul)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cc
+}
+
+// servesSerial checks that the node's API, Consul agent and PostgreSQL all
+// present the certificate with serial (hex).
+func servesSerial(ctx context.Context, cfg *config.Config, serial string) error {
+	caFile, certFile, keyFile := cfg.TLSFiles()
+	// As the node: Consul's HTTPS asks for a client certificate.
+	_, tc, err := certs.NodeTLS(certs.Paths{CA: caFile, Cert: certFile, Key: keyFile})
+	if err != nil {
+		return err
+	}
+	for what, addr := range map[string]string{"the API": strings.TrimPrefix(cfg.APIURL(), "https://"), "consul": cfg.Consul.Address} {
+		conn, err := tls.Dial("tcp", addr, tc)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		got := conn.ConnectionState().PeerCertificates[0].SerialNumber.Text(16)
+		conn.Close()
+		if got != serial {
+			return fmt.Errorf("%s serves serial %s, want %s", what, got, serial)
+		}
+	}
+	conn, err := pgx.Connect(ctx, postgres.ConnString(cfg.Postgres))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	tlsConn, ok := conn.PgConn().Conn().(*tls.Conn)
+	if !ok {
+		return fmt.Errorf("postgres: the connection is not TLS")
+	}
+	if got := tlsConn.ConnectionState().PeerCertificates[0].SerialNumber.Text(16); got != serial {
+		return fmt.Errorf("postgres serves serial %s, want %s", got, serial)
+	}
+	return nil
 }

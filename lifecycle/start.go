@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/certs"
+	"github.com/understudy-ha/understudy/internal/apiclient"
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
@@ -248,12 +249,33 @@ func waitActive(ctx context.Context, cfg *config.Config, timeout time.Duration) 
 }
 
 // NodeClient is an HTTP client of the cluster's APIs as this node: it
-// trusts only the cluster CA and presents the node certificate.
+// trusts only the cluster CA, presents the node certificate, and sends the
+// user and password of api.basic_auth_file when one is set.
 func NodeClient(cfg *config.Config) (*http.Client, error) {
 	ca, cert, key := cfg.TLSFiles()
 	_, client, err := certs.NodeTLS(certs.Paths{CA: ca, Cert: cert, Key: key})
 	if err != nil {
 		return nil, err
 	}
-	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: client}}, nil
+	var rt http.RoundTripper = &http.Transport{TLSClientConfig: client}
+	if f := cfg.API.BasicAuthFile; f != "" {
+		user, password, err := apiclient.ReadBasicAuth(f)
+		if err != nil {
+			return nil, fmt.Errorf("api.basic_auth_file: %w", err)
+		}
+		rt = basicAuth{user: user, password: password, next: rt}
+	}
+	return &http.Client{Timeout: 2 * time.Second, Transport: rt}, nil
+}
+
+// basicAuth adds the API's basic auth to every request.
+type basicAuth struct {
+	user, password string
+	next           http.RoundTripper
+}
+
+func (b basicAuth) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.SetBasicAuth(b.user, b.password)
+	return b.next.RoundTrip(req)
 }

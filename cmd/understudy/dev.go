@@ -315,7 +315,7 @@ func printDev(out io.Writer, ctx context.Context, s *devcluster.State) {
 
 // devProfile is the CLI profile of a dev cluster: its nodes' API URLs.
 func devProfile(s *devcluster.State) apiclient.Profile {
-	p := apiclient.Profile{Name: "dev", CAFile: s.CAFile}
+	p := apiclient.Profile{Name: "dev", CAFile: s.CAFile, CertFile: s.OperatorCert, KeyFile: s.OperatorKey}
 	for _, n := range s.Nodes {
 		p.Nodes = append(p.Nodes, n.APIURL)
 	}

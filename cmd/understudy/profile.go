@@ -36,8 +36,12 @@ func newProfileAddCmd() *cobra.Command {
 		Short: "Add a profile, or replace the one of the same name",
 		Long: `add stores a profile. --nodes takes the nodes' API addresses (api.listen):
 http://HOST:PORT, https://HOST:PORT, or HOST:PORT (http://, or https:// with
---ca; port 8008 when none is given). --basic-auth-file is the nodes'
-api.basic_auth_file (user:password); its path is stored, not its content.`,
+--ca; port 8008 when none is given). --cert and --key are a client
+certificate of the cluster's CA, which every call but the load balancer's
+checks needs on a TLS cluster: an operator's (understudy certs operator NAME,
+on a node) to change the cluster, a node's to read it. --basic-auth-file is
+the nodes' api.basic_auth_file (user:password). The files' paths are stored,
+not their content.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p.Name = args[0]
@@ -46,6 +50,12 @@ api.basic_auth_file (user:password); its path is stored, not its content.`,
 				return err
 			}
 			if p.BasicAuthFile, err = absFile("basic-auth-file", p.BasicAuthFile); err != nil {
+				return err
+			}
+			if p.CertFile, err = absFile("cert", p.CertFile); err != nil {
+				return err
+			}
+			if p.KeyFile, err = absFile("key", p.KeyFile); err != nil {
 				return err
 			}
 			// New reads both files as every later command will: a wrong
@@ -73,6 +83,8 @@ api.basic_auth_file (user:password); its path is stored, not its content.`,
 	cmd.Flags().StringSliceVar(&p.Nodes, "nodes", nil, "the nodes' API addresses, comma-separated: HOST:PORT or http://HOST:PORT")
 	cmd.Flags().StringVar(&p.CAFile, "ca", "", "PEM file of the CA of the nodes' API certificates (https)")
 	cmd.Flags().StringVar(&p.BasicAuthFile, "basic-auth-file", "", "file holding the API's user:password (the nodes' api.basic_auth_file)")
+	cmd.Flags().StringVar(&p.CertFile, "cert", "", "client certificate of the cluster's CA (understudy certs operator NAME writes NAME.pem)")
+	cmd.Flags().StringVar(&p.KeyFile, "key", "", "the client certificate's key (NAME-key.pem)")
 	_ = cmd.MarkFlagRequired("nodes")
 	return cmd
 }
@@ -110,14 +122,14 @@ func newProfileListCmd() *cobra.Command {
 func renderProfiles(w io.Writer, ps []apiclient.Profile, path string, def apiclient.Profile, defErr error) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if len(ps) > 0 {
-		fmt.Fprintln(tw, "\tNAME\tNODES\tCA\tBASIC AUTH")
+		fmt.Fprintln(tw, "\tNAME\tNODES\tCA\tCLIENT CERT\tBASIC AUTH")
 	}
 	for _, p := range ps {
 		mark := ""
 		if defErr == nil && p.Name == def.Name {
 			mark = "*"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", mark, p.Name, strings.Join(p.Nodes, ","), orDash(p.CAFile), orDash(p.BasicAuthFile))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", mark, p.Name, strings.Join(p.Nodes, ","), orDash(p.CAFile), orDash(p.CertFile), orDash(p.BasicAuthFile))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -127,10 +139,10 @@ func renderProfiles(w io.Writer, ps []apiclient.Profile, path string, def apicli
 		_, err := fmt.Fprintf(w, "without --profile: %v\n", defErr)
 		return err
 	case len(ps) == 0:
-		_, err := fmt.Fprintf(w, "no profiles in %s; without --profile the CLI talks to the local node (%s); add one with: understudy profile add NAME --nodes HOST:PORT,HOST:PORT\n", path, apiclient.LocalURL)
+		_, err := fmt.Fprintf(w, "no profiles in %s; without --profile the CLI talks to the local node (%s); add one with: understudy profile add NAME --nodes HOST:PORT,HOST:PORT\n", path, def.Nodes[0])
 		return err
-	case def.Name == apiclient.Local().Name && def.Nodes[0] == apiclient.LocalURL:
-		_, err := fmt.Fprintf(w, "without --profile the CLI talks to the local node (%s)\n", apiclient.LocalURL)
+	case def.Name == apiclient.Local().Name:
+		_, err := fmt.Fprintf(w, "without --profile the CLI talks to the local node (%s)\n", def.Nodes[0])
 		return err
 	}
 	return nil

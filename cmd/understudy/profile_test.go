@@ -33,9 +33,9 @@ func TestProfileCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err = run(t, "profile", "list")
-	want := "   NAME  NODES                                      CA  BASIC AUTH\n" +
-		"*  dev   http://127.0.0.1:18008                     -   -\n" +
-		"   prod  http://10.0.0.5:8008,http://10.0.0.6:8008  -   " + filepath.Join(dir, "auth") + "\n"
+	want := "   NAME  NODES                                      CA  CLIENT CERT  BASIC AUTH\n" +
+		"*  dev   http://127.0.0.1:18008                     -   -            -\n" +
+		"   prod  http://10.0.0.5:8008,http://10.0.0.6:8008  -   -            " + filepath.Join(dir, "auth") + "\n"
 	if err != nil || out != want {
 		t.Fatalf("list:\n%s\nwant\n%s(%v)", out, want, err)
 	}

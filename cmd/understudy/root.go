@@ -26,7 +26,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(newVersionCmd(), newConfigCmd(), newCheckRunnerCmd(), newHandlerRunnerCmd(), newWatchdogCmd(), newDevCmd(),
+	root.AddCommand(newVersionCmd(), newConfigCmd(), newCertsCmd(), newCheckRunnerCmd(), newHandlerRunnerCmd(), newWatchdogCmd(), newDevCmd(),
 		newClusterCmd(), newNodeCmd(), newProfileCmd())
 	return root
 }

@@ -52,7 +52,7 @@ func New(p Profile, opts ...Option) *Client {
 		o(c)
 	}
 	if c.http == nil {
-		c.http, c.err = httpClient(p.CAFile)
+		c.http, c.err = httpClient(p)
 	}
 	if p.BasicAuthFile != "" && c.err == nil {
 		c.user, c.pass, c.err = ReadBasicAuth(p.BasicAuthFile)
@@ -70,19 +70,34 @@ func (c *Client) Err() error { return c.err }
 // Profile is the profile the client talks to.
 func (c *Client) Profile() Profile { return c.profile }
 
-func httpClient(caFile string) (*http.Client, error) {
+func httpClient(p Profile) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if p.CAFile != "" {
+		pem, err := os.ReadFile(p.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("read the CA file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", p.CAFile)
 		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		tc.RootCAs = pool
 	}
+	switch {
+	case p.CertFile != "" || p.KeyFile != "":
+		if p.CertFile == "" || p.KeyFile == "" {
+			return nil, errors.New("a client certificate needs both its files: --cert and --key")
+		}
+		pair, err := tls.LoadX509KeyPair(p.CertFile, p.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("read the client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	case p.cert != nil:
+		tc.Certificates = []tls.Certificate{*p.cert}
+	}
+	tr.TLSClientConfig = tc
 	// No client-wide timeout: every call sets its own through its context
 	// (2 s for a read, the switchover's own timeout for a switchover).
 	return &http.Client{Transport: tr}, nil
@@ -157,7 +172,9 @@ func (c *Client) apiError(base string, status int, raw []byte) *APIError {
 			e.Message += ": " + s
 		}
 	}
-	if status == http.StatusUnauthorized && c.profile.BasicAuthFile == "" {
+	if (status == http.StatusUnauthorized || status == http.StatusForbidden) && c.profile.CertFile == "" && strings.Contains(e.Message, "certificate") {
+		e.Message += fmt.Sprintf("; then: understudy profile add %s --nodes ... --ca ca.pem --cert NAME.pem --key NAME-key.pem", profileName(c.profile))
+	} else if status == http.StatusUnauthorized && c.profile.BasicAuthFile == "" {
 		e.Message += fmt.Sprintf("; give the profile the API's user:password file: understudy profile add %s --nodes ... --basic-auth-file FILE", profileName(c.profile))
 	}
 	return e

@@ -1,6 +1,7 @@
 package apiclient
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,10 +9,15 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/understudy-ha/understudy/certs"
+	"github.com/understudy-ha/understudy/internal/config"
 )
 
 // Profile is a named cluster: the API base URLs of its nodes, and how to
@@ -26,6 +32,14 @@ type Profile struct {
 	// BasicAuthFile holds user:password on its first line: the nodes'
 	// api.basic_auth_file.
 	BasicAuthFile string `json:"basic_auth_file,omitempty"`
+	// CertFile and KeyFile are a client certificate of the cluster's CA and
+	// its key (understudy certs operator), presented to https:// nodes.
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+
+	// cert is a client certificate held in memory (the local node's
+	// profile, see Local); CertFile and KeyFile win over it.
+	cert *tls.Certificate
 }
 
 // LocalURL is the API of the node the CLI runs on, with the default
@@ -36,8 +50,44 @@ const LocalURL = "http://127.0.0.1:8008"
 const DefaultPort = "8008"
 
 // Local is the profile used when none is named and none is called "dev":
-// the handler-runner of this machine.
-func Local() Profile { return Profile{Name: "local", Nodes: []string{LocalURL}} }
+// the handler-runner of this machine. On a node that cluster start or join
+// set up (config.DefaultPath, with TLS) it is the node's API over HTTPS,
+// trusting the cluster's CA, with a client certificate: an operator
+// certificate for the user signed here for an hour when the CA's key is
+// readable (root on a node may sign any certificate anyway: see package
+// certs), else the node's own certificate when readable (reads only).
+// Elsewhere it is LocalURL.
+func Local() Profile {
+	p := Profile{Name: "local", Nodes: []string{LocalURL}}
+	cfg, err := config.Load(config.DefaultPath)
+	if err != nil || !cfg.TLS() {
+		return p
+	}
+	caFile, certFile, keyFile := cfg.TLSFiles()
+	p.Nodes, p.CAFile = []string{cfg.APIURL()}, caFile
+	if ca, err := certs.ReadCA(certs.ReadPaths(filepath.Dir(caFile))); err == nil {
+		if c, err := ca.IssueOperator(localOperator(cfg.Node.Name), time.Hour, time.Now()); err == nil {
+			if pair, err := tls.X509KeyPair(c.CertPEM, c.KeyPEM); err == nil {
+				p.cert = &pair
+				return p
+			}
+		}
+	}
+	if pair, err := tls.LoadX509KeyPair(certFile, keyFile); err == nil {
+		p.cert = &pair
+	}
+	return p
+}
+
+// localOperator names the operator certificate Local signs: the user and
+// the node, as events then record it ("operator root@n1").
+func localOperator(node string) string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	return name + "@" + node
+}
 
 // ErrUnknownProfile is returned for a profile name the store does not hold.
 var ErrUnknownProfile = errors.New("unknown profile")

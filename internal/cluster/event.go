@@ -15,6 +15,7 @@ const (
 	EventPartition   = "partition"    // a node entered or left the minority
 	EventFiles       = "files"        // a standby's local file changes were reverted (Details: folder, files)
 	EventDiverged    = "diverged"     // a former primary's writes after the fork kept aside before a rewind (Details: dir, timeline, from, to, commits, inspect)
+	EventCertificate = "certificate"  // a node certificate was renewed (Details: serial, not_after, by)
 	EventRegained    = "regained"     // the active took back the lock it lost with its session while healthy, its PostgreSQL writable throughout (Details: took)
 )
 
@@ -38,6 +39,10 @@ type Event struct {
 	// the fenced node's last write position); 0 when it does not apply.
 	LSN     LSN               `json:"lsn,omitempty"`
 	Details map[string]string `json:"details,omitempty"`
+	// By is who asked for what the event records, for a change made
+	// through the API: "operator alice", "node n2", "basic auth user
+	// admin" (its client certificate's name, else its basic auth user).
+	By string `json:"by,omitempty"`
 }
 
 // NextMaster is the value of the next-master key: the node that is to be
@@ -52,6 +57,9 @@ type NextMaster struct {
 	// Switchover is true for a planned move: the old active demotes first
 	// and the target waits until it has replayed FromLSN.
 	Switchover bool `json:"switchover,omitempty"`
+	// RequestedBy is who asked for the switchover through the API (see
+	// Event.By).
+	RequestedBy string `json:"requested_by,omitempty"`
 	// FromLSN is the last primary LSN known when the choice was made; the
 	// chosen node must have at least this much before it takes writes in a
 	// switchover.

@@ -167,7 +167,19 @@ type Checks struct {
 type API struct {
 	Listen        string // default ":8008"; host:port, host may be empty
 	BasicAuthFile string // default ""
+	// Open are the paths a TLS node answers without a client certificate
+	// or basic auth: the load balancer's checks. Any of OpenPaths.
+	Open []string // default DefaultOpen
 }
+
+// OpenPaths are the paths api.open may name: read-only answers that give
+// away no more than a load balancer needs (and /metrics, for a scraper
+// that cannot present a certificate).
+var OpenPaths = []string{"/status", "/health", "/replica", "/metrics"}
+
+// DefaultOpen is api.open when the file does not set it: what HAProxy's
+// httpchk calls.
+func DefaultOpen() []string { return []string{"/status", "/health", "/replica"} }
 
 // Service is one `service "NAME"` block, run by exactly one of three
 // backends: a systemd unit (SystemdUnit), three commands that manage it
@@ -274,7 +286,7 @@ func base() *Config {
 			TTLMultiplier:     1,
 			FailFast:          true,
 		},
-		API:       API{Listen: ":8008"},
+		API:       API{Listen: ":8008", Open: DefaultOpen()},
 		Syncthing: Syncthing{Port: 22000, APIPort: 8384},
 	}
 }

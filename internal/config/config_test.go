@@ -303,7 +303,7 @@ func TestParseMinimalHasDefaults(t *testing.T) {
 			Host: "10.0.0.5", Port: 5432, User: "postgres", Database: "postgres", OSUser: "postgres",
 			MaximumLagOnFailover: 16 << 20, ConnectTimeout: 2 * time.Second},
 		Checks:    Checks{Interval: time.Second, HeartbeatInterval: 15 * time.Second, TTLMultiplier: 1, FailFast: true},
-		API:       API{Listen: ":8008"},
+		API:       API{Listen: ":8008", Open: DefaultOpen()},
 		Syncthing: Syncthing{Port: 22000, APIPort: 8384},
 	}
 	assertEqual(t, cfg, want)

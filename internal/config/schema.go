@@ -117,6 +117,7 @@ func (b *API) bindings() []binding {
 	return []binding{
 		{"listen", &b.Listen, `":8008"`},
 		{"basic_auth_file", &b.BasicAuthFile, `"/etc/understudy/api-users"`},
+		{"open", &b.Open, `["/status", "/health", "/replica"]`},
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -246,4 +247,10 @@ func (v *validator) api(c *Config) {
 			`api.listen = %s uses postgres.port %d; write another port, like ":8008"`, quote(a.Listen), n)
 	}
 	v.absPath("api.basic_auth_file", a.BasicAuthFile, `"/etc/understudy/api-users"`, false)
+	for i, p := range a.Open {
+		if !slices.Contains(OpenPaths, p) {
+			v.add("api.open", "api.open[%d] = %s is not one of %s; the other endpoints change the cluster or show more of it than a load balancer needs",
+				i, quote(p), strings.Join(OpenPaths, ", "))
+		}
+	}
 }

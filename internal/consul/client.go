@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/config"
 )
 
@@ -32,6 +33,22 @@ func New(cfg config.Consul) (*Client, error) {
 	}
 	ac.Token = cfg.Token
 	ac.TLSConfig = api.TLSConfig{CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}
+	if cfg.CertFile != "" {
+		// The client certificate follows a renewal of the files
+		// (certs.KeyPair): a daemon that runs for years must not present
+		// the certificate it started with after it expired.
+		tc, err := api.SetupTLSConfig(&api.TLSConfig{CAFile: cfg.CAFile})
+		if err != nil {
+			return nil, fmt.Errorf("consul client for %s: %w", cfg.Address, err)
+		}
+		kp, err := certs.NewKeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("consul client for %s: %w", cfg.Address, err)
+		}
+		kp.PresentWith(tc)
+		ac.Transport.TLSClientConfig = tc
+		ac.HttpClient = &http.Client{Transport: ac.Transport}
+	}
 	c, err := api.NewClient(ac)
 	if err != nil {
 		return nil, fmt.Errorf("consul client for %s: %w", cfg.Address, err)
@@ -86,4 +103,14 @@ func (c *Client) Leader(ctx context.Context) (string, error) {
 func isNotFound(err error) bool {
 	var se api.StatusError
 	return errors.As(err, &se) && se.Code == http.StatusNotFound
+}
+
+// ReloadAgent has the local agent read its configuration and TLS files
+// again (`consul reload`): how a renewed node certificate reaches it.
+func (c *Client) ReloadAgent(ctx context.Context) error {
+	w := (&api.WriteOptions{}).WithContext(ctx)
+	if _, err := c.api.Raw().Write("/v1/agent/reload", nil, nil, w); err != nil {
+		return fmt.Errorf("reload consul agent %s: %w", c.addr, err)
+	}
+	return nil
 }

@@ -24,9 +24,14 @@ type State struct {
 	Cluster string `json:"cluster"`
 	// CAFile is the cluster CA's certificate: clients of the nodes' HTTPS
 	// APIs trust it (the CLI's dev profile does).
-	CAFile  string  `json:"ca_file"`
-	Nodes   []Node  `json:"nodes"`
-	HAProxy HAProxy `json:"haproxy"`
+	CAFile string `json:"ca_file"`
+	// OperatorCert and OperatorKey are an operator certificate of the
+	// cluster's CA ("dev"): the dev profile's, and what the dev tooling
+	// presents to the nodes' APIs.
+	OperatorCert string  `json:"operator_cert,omitempty"`
+	OperatorKey  string  `json:"operator_key,omitempty"`
+	Nodes        []Node  `json:"nodes"`
+	HAProxy      HAProxy `json:"haproxy"`
 	// Net is the nodes' network namespaces and the bridge between them;
 	// nil for a cluster on loopback.
 	Net *netns.Net `json:"network,omitempty"`

@@ -206,6 +206,9 @@ func Up(ctx context.Context, o Options) (_ *State, err error) {
 		return nil, fmt.Errorf("cluster start on %s: %w", first.Name, err)
 	}
 	s.CAFile = filepath.Join(first.Dir, "tls", certs.CAFile)
+	if s.OperatorCert, s.OperatorKey, err = issueOperator(s, filepath.Join(first.Dir, "tls")); err != nil {
+		return nil, err
+	}
 	for _, n := range s.Nodes[1:] {
 		fmt.Fprintf(o.Out, "%s: cluster join\n", n.Name)
 		cfg, lo, err := nodeOptions(n, o)
@@ -355,13 +358,32 @@ func trusted(s *State) string {
 	return strings.Join(lines, ", ")
 }
 
-// client is an HTTPS client of the dev cluster's APIs, trusting its CA.
+// issueOperator signs the dev cluster's operator certificate with the CA
+// cluster start made, into the cluster's directory.
+func issueOperator(s *State, tlsDir string) (certPath, keyPath string, err error) {
+	ca, err := certs.ReadCA(certs.ReadPaths(tlsDir))
+	if err != nil {
+		return "", "", err
+	}
+	c, err := ca.IssueOperator("dev", 0, time.Now())
+	if err != nil {
+		return "", "", err
+	}
+	return certs.WriteOperator(s.Dir, "operator", c, true)
+}
+
+// client is an HTTPS client of the dev cluster's APIs, trusting its CA and
+// presenting its operator certificate.
 func (s *State) client() *http.Client {
 	pool := x509.NewCertPool()
 	if ca, err := os.ReadFile(s.CAFile); err == nil {
 		pool.AppendCertsFromPEM(ca)
 	}
-	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	tc := &tls.Config{RootCAs: pool}
+	if pair, err := tls.LoadX509KeyPair(s.OperatorCert, s.OperatorKey); err == nil {
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
 }
 
 func get(ctx context.Context, hc *http.Client, url string) (string, error) {

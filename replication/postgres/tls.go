@@ -1,10 +1,13 @@
 package postgres
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/understudy-ha/understudy/internal/config"
 )
@@ -123,4 +126,34 @@ func (i *Instance) clientAuth(u osUser) ([][2]string, error) {
 		return nil, err
 	}
 	return authParams(pf, tf), nil
+}
+
+// ReloadTLS copies the node's TLS files to cfg.TLSDir again and, when the
+// server runs, has it reload them (PostgreSQL reads ssl_cert_file and
+// ssl_key_file again on a reload): after a renewal of the node certificate,
+// new connections see the new one, established ones keep theirs.
+func (i *Instance) ReloadTLS(ctx context.Context) error {
+	if tlsCopies(i.cfg).Cert == "" {
+		return nil
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	u, err := lookupOSUser(i.cfg.OSUser)
+	if err != nil {
+		return err
+	}
+	if _, err := i.copyTLS(u); err != nil {
+		return err
+	}
+	if _, running, err := i.Running(ctx); err != nil || !running {
+		return err
+	}
+	err = i.withConn(ctx, func(conn *pgx.Conn) error {
+		var ok bool
+		return conn.QueryRow(ctx, "select pg_reload_conf()").Scan(&ok)
+	})
+	if err != nil {
+		return fmt.Errorf("reload postgres at %s for its new certificate: %w", i.client.Addr(), err)
+	}
+	return nil
 }

@@ -1,0 +1,145 @@
+package certs
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+)
+
+// KeyPair is a certificate and key on disk that are read again when they
+// change, so that a renewed node certificate (RenewBefore) reaches every TLS
+// server and client of a running daemon without a restart. Files are
+// replaced key first, then certificate (WriteFiles): a look between the two
+// sees a pair that does not match, keeps the pair it had, and looks again.
+type KeyPair struct {
+	certFile, keyFile string
+	// chain is appended to the certificate: the CA for a server whose
+	// clients pin the CA's fingerprint (ServerTLS).
+	chain [][]byte
+
+	mu      sync.Mutex
+	pair    *tls.Certificate
+	stamp   [2]fileStamp
+	checked time.Time
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+// recheck is how often Get looks at the files: often enough that a renewal
+// is picked up at once, seldom enough to cost nothing per handshake.
+const recheck = time.Second
+
+// NewKeyPair reads the pair once, an error when it cannot be used.
+func NewKeyPair(certFile, keyFile string, chain ...*x509.Certificate) (*KeyPair, error) {
+	k := &KeyPair{certFile: certFile, keyFile: keyFile}
+	for _, c := range chain {
+		k.chain = append(k.chain, c.Raw)
+	}
+	st, err := k.stat()
+	if err != nil {
+		return nil, err
+	}
+	if err := k.load(st); err != nil {
+		return nil, err
+	}
+	k.checked = time.Now()
+	return k, nil
+}
+
+func (k *KeyPair) stat() ([2]fileStamp, error) {
+	var st [2]fileStamp
+	for i, f := range []string{k.certFile, k.keyFile} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return st, fmt.Errorf("tls key pair: %w", err)
+		}
+		st[i] = fileStamp{fi.ModTime(), fi.Size()}
+	}
+	return st, nil
+}
+
+func (k *KeyPair) load(st [2]fileStamp) error {
+	pair, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
+	if err != nil {
+		return fmt.Errorf("tls key pair %s, %s: %w", k.certFile, k.keyFile, err)
+	}
+	pair.Certificate = append(pair.Certificate[:1:1], k.chain...)
+	k.pair, k.stamp = &pair, st
+	return nil
+}
+
+// Get is the pair as the files hold it now, or the last good one while
+// they cannot be read or do not match.
+func (k *KeyPair) Get() *tls.Certificate {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if time.Since(k.checked) < recheck {
+		return k.pair
+	}
+	k.checked = time.Now()
+	if st, err := k.stat(); err == nil && st != k.stamp {
+		_ = k.load(st) // on error: the old pair, until the files match
+	}
+	return k.pair
+}
+
+// Leaf is the certificate Get returns, parsed.
+func (k *KeyPair) Leaf() *x509.Certificate {
+	p := k.Get()
+	if p.Leaf != nil {
+		return p.Leaf
+	}
+	c, _ := x509.ParseCertificate(p.Certificate[0])
+	return c
+}
+
+// ServeWith makes cfg serve k's current pair.
+func (k *KeyPair) ServeWith(cfg *tls.Config) {
+	cfg.Certificates = nil
+	cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return k.Get(), nil }
+}
+
+// PresentWith makes cfg present k's current pair as its client certificate.
+func (k *KeyPair) PresentWith(cfg *tls.Config) {
+	cfg.Certificates = nil
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return k.Get(), nil }
+}
+
+// RenewBefore is how long before its expiry the check-runner renews the node
+// certificate: well before ExpiryWarning, so that a renewal that fails
+// (the CA key unreadable, a full disk) is reported by the certificates
+// check for two months before anything stops working.
+const RenewBefore = 90 * 24 * time.Hour
+
+// Renew signs a new node certificate, with a new key, for the node and the
+// names and addresses old has, valid NodeValidity from now.
+func (ca *CA) Renew(old *x509.Certificate, now time.Time) (*NodeCert, error) {
+	var addrs []string
+	addrs = append(addrs, old.DNSNames...)
+	for _, ip := range old.IPAddresses {
+		addrs = append(addrs, ip.String())
+	}
+	dc := ""
+	for _, n := range old.DNSNames {
+		if rest, ok := cutAffixes(n, "server.", ".consul"); ok {
+			dc = rest
+		}
+	}
+	if dc == "" {
+		return nil, fmt.Errorf("renew %q: it names no server.<datacenter>.consul: not a node certificate of this cluster", old.Subject.CommonName)
+	}
+	return ca.IssueNode(old.Subject.CommonName, dc, addrs, now)
+}
+
+func cutAffixes(s, prefix, suffix string) (string, bool) {
+	if len(s) <= len(prefix)+len(suffix) || s[:len(prefix)] != prefix || s[len(s)-len(suffix):] != suffix {
+		return "", false
+	}
+	return s[len(prefix) : len(s)-len(suffix)], true
+}

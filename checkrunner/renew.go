@@ -1,0 +1,121 @@
+package checkrunner
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/understudy-ha/understudy/certs"
+	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/replication/postgres"
+)
+
+// renewRetry is how long after a failed renewal the check-runner tries
+// again; the certificates check reports the expiry meanwhile.
+const renewRetry = time.Hour
+
+// Renewed is what RenewCertificate did.
+type Renewed struct {
+	Serial   string
+	NotAfter time.Time
+	// Reloaded names what took the new certificate at once; the rest
+	// (an agent or PostgreSQL that is down) read it when they start.
+	Reloaded []string
+}
+
+// RenewCertificate signs a new node certificate with the cluster's CA (its
+// key is on every node), with the names and addresses of the old one,
+// replaces the node's TLS files, and has Consul's agent and PostgreSQL load
+// it. The daemons' own servers and clients follow the files by themselves
+// (certs.KeyPair). Syncthing keeps the identity it was given: its device ID
+// is the certificate's hash, which its peers know it by, and it does not
+// look at the validity of a peer's certificate. The check-runner calls it
+// RenewBefore the expiry; `understudy certs renew` any time.
+func RenewCertificate(ctx context.Context, cfg *config.Config, cc *consul.Client, log *slog.Logger, by string) (Renewed, error) {
+	var out Renewed
+	if !cfg.TLS() {
+		return out, errors.New("this node was not set up by cluster start or join (no TLS): it has no certificate to renew")
+	}
+	caFile, certFile, _ := cfg.TLSFiles()
+	dir := filepath.Dir(caFile)
+	paths := certs.ReadPaths(dir)
+	if filepath.Dir(certFile) != dir {
+		return out, fmt.Errorf("the node certificate %s is not beside the CA %s, where cluster start and join put it: renew it by hand", certFile, caFile)
+	}
+	ca, err := certs.ReadCA(paths)
+	if err != nil {
+		return out, fmt.Errorf("renew the node certificate: %w", err)
+	}
+	raw, err := os.ReadFile(certFile)
+	if err != nil {
+		return out, fmt.Errorf("renew the node certificate: %w", err)
+	}
+	block, _ := pem.Decode(raw)
+	if block == nil {
+		return out, fmt.Errorf("renew the node certificate: %s holds no PEM certificate", certFile)
+	}
+	old, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return out, fmt.Errorf("renew the node certificate %s: %w", certFile, err)
+	}
+	nc, err := ca.Renew(old, time.Now())
+	if err != nil {
+		return out, err
+	}
+	if _, err := certs.WriteFiles(dir, ca, false, nc, -1, -1); err != nil {
+		return out, fmt.Errorf("renew the node certificate: %w", err)
+	}
+	out.Serial, out.NotAfter = nc.Cert.SerialNumber.Text(16), nc.Cert.NotAfter
+	log.Info("node certificate renewed", "serial", out.Serial, "not_after", out.NotAfter, "previous_not_after", old.NotAfter, "by", by)
+
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := cc.ReloadAgent(rctx); err != nil {
+		log.Warn("the consul agent did not reload; it reads the new certificate when it restarts", "err", err)
+	} else {
+		out.Reloaded = append(out.Reloaded, "consul")
+	}
+	pg := postgres.NewInstance(cfg.Postgres, cfg.Node.Name, log)
+	if err := pg.ReloadTLS(rctx); err != nil {
+		log.Warn("postgres did not reload; it reads the new certificate when it restarts", "err", err)
+	} else {
+		out.Reloaded = append(out.Reloaded, "postgres")
+	}
+	ev := cluster.Event{Node: cfg.Node.Name, Time: time.Now().UTC(), Kind: cluster.EventCertificate,
+		Reason:  fmt.Sprintf("node certificate renewed, valid until %s", out.NotAfter.UTC().Format(time.DateOnly)),
+		Details: map[string]string{"serial": out.Serial, "not_after": out.NotAfter.UTC().Format(time.RFC3339), "by": by}}
+	keys := cluster.NewKeys(cfg.Cluster.KVPrefix, cfg.Cluster.Name)
+	if _, err := cc.AppendEvent(rctx, keys.Events(), cfg.Node.Name, ev); err != nil {
+		log.Warn("cannot record the renewal in the history", "err", err)
+	}
+	return out, nil
+}
+
+// maybeRenew renews the node certificate once it expires within
+// certs.RenewBefore, trying again renewRetry after a failure.
+func (r *Runner) maybeRenew(ctx context.Context, o *observation, now time.Time) {
+	if len(o.certs) == 0 || now.Before(r.renewAt) {
+		return
+	}
+	node := o.certs[0]
+	if node.err != nil || node.expiresIn >= certs.RenewBefore {
+		return
+	}
+	// In the background: the reloads must not hold up the check reports.
+	// Not before renewRetry again: a renewal that worked shows in the next
+	// observation, one that did not is retried then.
+	r.renewAt = now.Add(renewRetry)
+	r.bg.Go(func() {
+		if _, err := RenewCertificate(ctx, r.cfg, r.consul, r.log, "check-runner"); err != nil {
+			r.log.Warn("cannot renew the node certificate; trying again in an hour", "expires_in", node.expiresIn.Round(time.Hour), "err", err)
+		}
+	})
+}

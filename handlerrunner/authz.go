@@ -1,0 +1,120 @@
+package handlerrunner
+
+import (
+	"context"
+	"crypto/x509"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/understudy-ha/understudy/certs"
+)
+
+// access is who may call an endpoint.
+type access int
+
+const (
+	// accessOpen: the load balancer's checks, answered without credentials
+	// when api.open names them (else as accessNode).
+	accessOpen access = iota
+	// accessToken: the join call, which carries its own credential.
+	accessToken
+	// accessNode: a node certificate or an operator certificate: what
+	// peers call of each other, and the reads.
+	accessNode
+	// accessOperator: an operator certificate: what changes the cluster.
+	accessOperator
+)
+
+// maxInFlight caps the API's concurrent requests, but for the open ones:
+// a flood of calls must not starve the role loop of PostgreSQL connections
+// and Consul reads, and the load balancer's checks must still be answered
+// while it lasts.
+const maxInFlight = 32
+
+// Server limits. The write timeout is the budget of every answer but a
+// switchover's, which waits for the target to take over and sets its own
+// deadline (handleSwitchover).
+const (
+	apiReadHeaderTimeout = 5 * time.Second
+	apiReadTimeout       = 10 * time.Second
+	apiWriteTimeout      = 30 * time.Second
+	apiIdleTimeout       = 60 * time.Second
+	apiMaxHeaderBytes    = 64 << 10
+)
+
+type callerKey struct{}
+
+// caller is who made the request, as events record it: "operator alice",
+// "node n2", "basic auth user admin", "" when the API asks nobody (a node
+// without TLS or basic auth).
+func caller(ctx context.Context) string {
+	s, _ := ctx.Value(callerKey{}).(string)
+	return s
+}
+
+// authorize wraps h with the checks need asks for. On a TLS node every call
+// but the open and join ones needs a client certificate of the cluster's
+// CA, checked here rather than in the handshake (see certs.ServerTLS), and
+// basic auth, when configured, comes on top. A node without TLS (tests, a
+// dev cluster on loopback) asks for basic auth only, when configured.
+func (r *Runner) authorize(need access, path string, h http.HandlerFunc) http.HandlerFunc {
+	if need == accessOpen && !slices.Contains(r.cfg.API.Open, path) {
+		need = accessNode
+	}
+	if need == accessOpen || need == accessToken {
+		return h
+	}
+	return func(w http.ResponseWriter, req *http.Request) {
+		var who string
+		if r.clientCAs != nil {
+			var chain []*x509.Certificate
+			if req.TLS != nil {
+				chain = req.TLS.PeerCertificates
+			}
+			if len(chain) == 0 {
+				writeError(w, http.StatusUnauthorized, "%s needs a client certificate of this cluster's CA; on a node, issue one with: understudy certs operator NAME, then: understudy profile add PROFILE --nodes ... --ca ca.pem --cert NAME.pem --key NAME-key.pem", req.URL.Path)
+				return
+			}
+			c, err := certs.VerifyClient(r.clientCAs, chain, time.Now())
+			if err != nil {
+				writeError(w, http.StatusUnauthorized, "%v; on a node, issue an operator certificate with: understudy certs operator NAME", err)
+				return
+			}
+			if need == accessOperator && c.Role != certs.RoleOperator {
+				writeError(w, http.StatusForbidden, "%s %s needs an operator certificate; %s may only read; on a node, issue one with: understudy certs operator NAME", req.Method, req.URL.Path, c)
+				return
+			}
+			who = c.String()
+		}
+		if r.auth != nil {
+			u, p, ok := req.BasicAuth()
+			if !ok || !equal(u, r.auth.user) || !equal(p, r.auth.password) {
+				w.Header().Set("WWW-Authenticate", `Basic realm="understudy"`)
+				writeError(w, http.StatusUnauthorized, "basic auth required; use the user and password of api.basic_auth_file")
+				return
+			}
+			if who == "" {
+				who = "basic auth user " + u
+			}
+		}
+		if who != "" {
+			req = req.WithContext(context.WithValue(req.Context(), callerKey{}, who))
+		}
+		h(w, req)
+	}
+}
+
+// limit answers 503 while maxInFlight requests are being served.
+func limit(sem chan struct{}, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		select {
+		case sem <- struct{}{}:
+			defer func() { <-sem }()
+			h(w, req)
+		default:
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "the API is serving %d requests already; retry in a second", maxInFlight)
+		}
+	}
+}
