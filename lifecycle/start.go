@@ -101,7 +101,9 @@ type ClusterConfig struct {
 // initialised (or an existing data directory adopted), the cluster's config
 // and join token in Consul, the check-runner and handler-runner running. It
 // returns once the node is active. On failure everything it did is undone,
-// an adopted data directory excepted.
+// an adopted data directory excepted: only what it created is removed, and a
+// PostgreSQL data directory that holds files but no database is refused
+// before anything is done.
 func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err error) {
 	o.defaults()
 	if cfg.Consul.Scheme != "https" {
@@ -114,6 +116,11 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 		return Result{}, fmt.Errorf("%w: node %s has been in cluster %s since %s (%s); a node starts or joins one cluster once",
 			ErrInCluster, id.Node, id.Cluster, id.Since.Format(time.RFC3339), l.identity())
 	}
+	if err := checkPostgresDataDir(cfg.Postgres.DataDir); err != nil {
+		return Result{}, err
+	}
+	// node.data_dir stays on failure, even when this run made it: the
+	// processes' logs that the error points at are under it.
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o755); err != nil {
 		return Result{}, err
 	}
@@ -138,7 +145,9 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	if err != nil {
 		return Result{}, err
 	}
-	u.add("remove "+l.tls(), func() error { return os.RemoveAll(l.tls()) })
+	if err := u.addRemoveNew(l.tls(), nil); err != nil {
+		return Result{}, err
+	}
 	paths, err := certs.WriteFiles(l.tls(), ca, true, nc, -1, -1)
 	if err != nil {
 		return Result{}, err
@@ -146,7 +155,9 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	if err := os.WriteFile(l.gossipKey(), []byte(gossip+"\n"), 0o600); err != nil {
 		return Result{}, err
 	}
-	u.add("remove "+l.consul(), func() error { return os.RemoveAll(l.consul()) })
+	if err := u.addRemoveNew(l.consul(), nil); err != nil {
+		return Result{}, err
+	}
 	if err := writeConsulConfig(cfg, l, o, paths, gossip, true, nil); err != nil {
 		return Result{}, err
 	}
@@ -164,16 +175,18 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	}
 
 	pg := postgres.NewInstance(cfg.Postgres, cfg.Node.Name, slog.New(slog.DiscardHandler))
+	// PostgreSQL's copy of the node key goes there (initdb, or the
+	// handler-runner for an adopted directory).
+	if err := u.addRemoveNew(cfg.Postgres.TLSDir, nil); err != nil {
+		return Result{}, err
+	}
 	if pg.HasData() {
 		fmt.Fprintf(o.Out, "adopting the PostgreSQL data directory %s\n", cfg.Postgres.DataDir)
 	} else {
 		fmt.Fprintf(o.Out, "initialising PostgreSQL in %s\n", cfg.Postgres.DataDir)
-		u.add("remove "+cfg.Postgres.DataDir, func() error {
-			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			_ = pg.Stop(sctx, "immediate")
-			return os.RemoveAll(cfg.Postgres.DataDir)
-		})
+		if err := u.addRemoveNew(cfg.Postgres.DataDir, func() { stopPostgres(pg) }); err != nil {
+			return Result{}, err
+		}
 		if err := pg.Init(ctx); err != nil {
 			return Result{}, err
 		}
@@ -191,11 +204,13 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 		return Result{}, err
 	}
 
+	if err := u.addRemoveNew(cfg.SyncthingHome(), nil); err != nil {
+		return Result{}, err
+	}
 	daemons, err := daemonServices(ctx, cfg, o)
 	if err != nil {
 		return Result{}, err
 	}
-	u.add("remove "+cfg.SyncthingHome(), func() error { return os.RemoveAll(cfg.SyncthingHome()) })
 	fmt.Fprintln(o.Out, startingWords(daemons))
 	for _, svc := range daemons {
 		if err := u.startService(ctx, o, svc); err != nil {
@@ -256,4 +271,12 @@ func NodeClient(cfg *config.Config) (*http.Client, error) {
 		return nil, err
 	}
 	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: client}}, nil
+}
+
+// stopPostgres stops the PostgreSQL an undo step is about to remove the
+// data directory of.
+func stopPostgres(pg *postgres.Instance) {
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = pg.Stop(sctx, "immediate")
 }
