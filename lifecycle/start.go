@@ -48,7 +48,15 @@ type Options struct {
 	// Version is this understudy's version: a joining node must run the
 	// active node's.
 	Version string
+	// TokenTTL is how long the join token cluster start prints admits
+	// nodes (default 1h); `cluster token` issues another.
+	TokenTTL time.Duration
 }
+
+// DefaultTokenTTL is how long a join token admits nodes unless told
+// otherwise: long enough to set up the other nodes, short enough that a
+// token left in a shell history or a ticket is soon worth nothing.
+const DefaultTokenTTL = time.Hour
 
 func (o *Options) defaults() {
 	if o.SerfPort == 0 {
@@ -66,12 +74,17 @@ func (o *Options) defaults() {
 	if o.UnitDir == "" {
 		o.UnitDir = services.UnitDir
 	}
+	if o.TokenTTL == 0 {
+		o.TokenTTL = DefaultTokenTTL
+	}
 }
 
-// Result is what the operator gets from Start.
+// Result is what the operator gets from Start and IssueToken.
 type Result struct {
 	// Token is the join token, shown once: only its hash is kept.
 	Token string
+	// TokenExpires is when the token stops admitting nodes.
+	TokenExpires time.Time
 	// CAFingerprint lets a joining node check it talks to this cluster.
 	CAFingerprint string
 }
@@ -79,14 +92,6 @@ type Result struct {
 // ErrInCluster is returned by Start for a node that already belongs to a
 // cluster.
 var ErrInCluster = errors.New("this node is already in a cluster")
-
-// JoinToken is the value of the join-token key: the hash of the token that
-// `cluster join` must present, never the token itself.
-type JoinToken struct {
-	Hash    string    `json:"hash"`
-	Created time.Time `json:"created"`
-	By      string    `json:"by"`
-}
 
 // ClusterConfig is the value of the cluster's config key.
 type ClusterConfig struct {
@@ -99,11 +104,11 @@ type ClusterConfig struct {
 // Start makes a fresh node a one-node cluster and its active node: the CA
 // and the node certificate, Consul with TLS and a gossip key, PostgreSQL
 // initialised (or an existing data directory adopted), the cluster's config
-// and join token in Consul, the check-runner and handler-runner running. It
-// returns once the node is active. On failure everything it did is undone,
-// an adopted data directory excepted: only what it created is removed, and a
-// PostgreSQL data directory that holds files but no database is refused
-// before anything is done.
+// and a join token valid for o.TokenTTL in Consul, the check-runner and
+// handler-runner running. It returns once the node is active. On failure
+// everything it did is undone, an adopted data directory excepted: only
+// what it created is removed, and a PostgreSQL data directory that holds
+// files but no database is refused before anything is done.
 func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err error) {
 	o.defaults()
 	if cfg.Consul.Scheme != "https" {
@@ -193,14 +198,14 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	}
 
 	keys := cluster.NewKeys(cfg.Cluster.KVPrefix, cfg.Cluster.Name)
-	token, hash, err := certs.NewJoinToken()
+	token, rec, err := certs.IssueJoinToken(nil, cfg.Node.Name, now, o.TokenTTL)
 	if err != nil {
 		return Result{}, err
 	}
 	if err := cc.PutJSON(ctx, keys.Config(), ClusterConfig{Name: cfg.Cluster.Name, Created: now.UTC(), CreatedBy: cfg.Node.Name, CAFingerprint: ca.Fingerprint()}); err != nil {
 		return Result{}, err
 	}
-	if err := cc.PutJSON(ctx, keys.JoinToken(), JoinToken{Hash: hash, Created: now.UTC(), By: cfg.Node.Name}); err != nil {
+	if err := cc.PutJSON(ctx, keys.JoinToken(), rec); err != nil {
 		return Result{}, err
 	}
 
@@ -224,7 +229,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	if err := writeIdentity(cfg.Node.DataDir, id); err != nil {
 		return Result{}, err
 	}
-	return Result{Token: token, CAFingerprint: ca.Fingerprint()}, nil
+	return Result{Token: token, TokenExpires: rec.ExpiresAt, CAFingerprint: ca.Fingerprint()}, nil
 }
 
 // waitConsul waits until the agent answers over TLS and the cluster has a

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/services"
@@ -180,10 +181,13 @@ func TestClusterStartOnAFreshNode(t *testing.T) {
 		}
 	}
 
-	// The join token is kept only as a hash.
-	var jt lifecycle.JoinToken
+	// The join token is kept only as a hash, and expires in an hour.
+	var jt certs.JoinTokenRecord
 	if _, found, err := cc.GetJSON(ctx, "understudy/t/join-token", &jt); err != nil || !found || jt.Hash == "" || strings.Contains(jt.Hash, res.Token) {
 		t.Fatalf("join-token key: %+v found %v %v", jt, found, err)
+	}
+	if d := jt.ExpiresAt.Sub(jt.IssuedAt); d != lifecycle.DefaultTokenTTL || !jt.ExpiresAt.Equal(res.TokenExpires) {
+		t.Fatalf("join token valid for %v until %v; want %v, until %v as Start said", d, jt.ExpiresAt, lifecycle.DefaultTokenTTL, res.TokenExpires)
 	}
 
 	// The certificates check sees the node certificate and the CA.
