@@ -25,7 +25,7 @@ import (
 type JoinOptions struct {
 	// Active is the host:port of the active node's API.
 	Active string
-	// Token is the join token cluster start printed.
+	// Token is the join token cluster start or cluster token printed.
 	Token string
 	// CAFingerprint is the cluster CA's fingerprint cluster start printed:
 	// the joiner sends its token only to a server whose chain has that CA.
@@ -47,7 +47,7 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 		return fmt.Errorf("cluster join sets Consul up with TLS: write consul { scheme = \"https\" } in %s", cfg.Path)
 	}
 	if j.CAFingerprint == "" || j.Token == "" {
-		return errors.New("cluster join needs --token and --ca-fingerprint, both printed by `understudy cluster start`")
+		return errors.New("cluster join needs a join token (--token-file) and --ca-fingerprint, both printed by `understudy cluster start` or `understudy cluster token`")
 	}
 	l := layout{cfg.Node.DataDir}
 	pg := postgres.NewInstance(cfg.Postgres, cfg.Node.Name, slog.New(slog.DiscardHandler))

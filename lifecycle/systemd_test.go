@@ -200,7 +200,11 @@ func TestClusterOnSystemdHosts(t *testing.T) {
 
 	// --processes auto: systemd, since it is the hosts' init.
 	for _, n := range []*systemdNode{b, c} {
-		n.cli(t, "cluster", "join", strings.TrimPrefix(a.cfg.APIURL(), "https://"), "--token", token, "--ca-fingerprint", fp)
+		tokenFile := filepath.Join(filepath.Dir(n.cfg.Path), "join-token")
+		if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n.cli(t, "cluster", "join", strings.TrimPrefix(a.cfg.APIURL(), "https://"), "--token-file", tokenFile, "--ca-fingerprint", fp)
 		n.requireUnits(t)
 		n.streamingStandby(t, 30*time.Second)
 		n.appRuns(t, false)
