@@ -198,7 +198,9 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	}
 
 	keys := cluster.NewKeys(cfg.Cluster.KVPrefix, cfg.Cluster.Name)
-	token, rec, err := certs.IssueJoinToken(nil, cfg.Node.Name, now, o.TokenTTL)
+	// The token's lifetime starts now, not when the command did: initdb
+	// and the wait for Consul may have taken minutes.
+	token, rec, err := certs.IssueJoinToken(nil, cfg.Node.Name, time.Now(), o.TokenTTL)
 	if err != nil {
 		return Result{}, err
 	}
