@@ -66,7 +66,9 @@ func (r *Runner) handleJoin(w http.ResponseWriter, req *http.Request) {
 	if d := r.joinFails.wait(ip, time.Now()); d > 0 {
 		secs := int(math.Ceil(d.Seconds()))
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		r.warnEvery("join-limited "+ip, "join refused: too many failed joins", "from", req.RemoteAddr, "retry_after", secs)
+		// One key for every address: the warnings' map must not grow
+		// with the addresses of an attack.
+		r.warnEvery("join-limited", "join refused: too many failed joins", "from", req.RemoteAddr, "retry_after", secs)
 		writeError(w, http.StatusTooManyRequests, "too many failed joins from %s: try again in %d s, with the newest join token", ip, secs)
 		return
 	}
