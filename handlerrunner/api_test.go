@@ -279,7 +279,8 @@ func FuzzAPI(f *testing.F) {
 	f.Add("GET", "/replica?lag=10", "", uint8(0))
 	f.Add("GET", "/v1/events?limit=5", "", uint8(1))
 	f.Add("PUT", "/status", "x", uint8(0))
-	f.Add("POST", "/v1/cluster/join", `{"token":"ust1.x","node":"b","address":"10.0.0.6","version":"test"}`, uint8(0))
+	f.Add("POST", "/v1/cluster/join", `{"token":"ust1.x","node":"b","address":"10.0.0.6","version":"1"}`, uint8(0))
+	f.Add("POST", "/v1/cluster/join", `{"token":`, uint8(0))
 	f.Add("PUT", "/v1/cluster/nodes/b/options", `{"nofailover":true}`, uint8(2))
 	f.Add("POST", "/v1/lease/grant", `{"session":"s","holder":"a"}`, uint8(1))
 	r := testRunner(f, "")
@@ -328,17 +329,67 @@ func FuzzAPI(f *testing.F) {
 	})
 }
 
-func TestJoinRefusesAnotherVersion(t *testing.T) {
+// TestJoinSaysNothingBeforeTheToken: a join whose token cannot be checked
+// (this node's Consul agent does not answer) learns nothing of the cluster,
+// not even its version; one from an address that failed too often is held
+// off without a look at its token.
+func TestJoinSaysNothingBeforeTheToken(t *testing.T) {
 	r := testRunner(t, "")
-	r.cfg.Consul.Scheme = "https" // a TLS node; the check comes before any Consul read
-	req := httptest.NewRequest("POST", "/v1/cluster/join", strings.NewReader(`{"token":"ust1.x","node":"b","address":"10.0.0.6","version":"0.9.0"}`))
-	req.TLS = &tls.ConnectionState{}
-	w := httptest.NewRecorder()
-	r.handler().ServeHTTP(w, req)
-	var body map[string]string
-	_ = json.Unmarshal(w.Body.Bytes(), &body)
-	if w.Code != http.StatusConflict || !strings.Contains(body["error"], "version mismatch: this cluster runs understudy test and the joining node 0.9.0") {
-		t.Fatalf("join from another version: %d %s", w.Code, w.Body)
+	r.cfg.Consul.Scheme = "https" // a TLS node
+	join := func(body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", "/v1/cluster/join", strings.NewReader(body))
+		req.TLS = &tls.ConnectionState{}
+		w := httptest.NewRecorder()
+		r.handler().ServeHTTP(w, req)
+		return w
+	}
+	w := join(`{"token":"ust1.x","node":"b","address":"10.0.0.6","version":"0.9.0"}`)
+	if w.Code != http.StatusServiceUnavailable || strings.Contains(w.Body.String(), "test") || strings.Contains(w.Body.String(), "join-token") {
+		t.Fatalf("join from another version, token unchecked: %d %s", w.Code, w.Body)
+	}
+
+	for range joinFailMax {
+		r.joinFails.fail("192.0.2.1", time.Now()) // httptest's RemoteAddr
+	}
+	w = join(`{"token":"ust1.x","node":"b","address":"10.0.0.6"}`)
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "too many failed joins") {
+		t.Fatalf("join after %d failures: %d %v %s", joinFailMax, w.Code, w.Header(), w.Body)
+	}
+}
+
+func TestFailLimiter(t *testing.T) {
+	t0 := time.Now()
+	l := newFailLimiter(3, time.Minute, 2)
+	for i := range 3 {
+		if d := l.wait("a", t0); d != 0 {
+			t.Fatalf("after %d failures: wait %v", i, d)
+		}
+		l.fail("a", t0.Add(time.Duration(i)*time.Second))
+	}
+	if d := l.wait("a", t0.Add(10*time.Second)); d != 50*time.Second {
+		t.Fatalf("after 3 failures in 3 s: wait %v, want 50s (until the first leaves the window)", d)
+	}
+	if d := l.wait("b", t0.Add(10*time.Second)); d != 0 {
+		t.Fatalf("another address waits %v", d)
+	}
+	if d := l.wait("a", t0.Add(61*time.Second)); d != 0 {
+		t.Fatalf("a minute after the first failure: wait %v", d)
+	}
+	// Past maxKeys addresses, the newcomers share one count.
+	l.fail("b", t0)
+	for _, k := range []string{"c", "d", "e"} {
+		l.fail(k, t0)
+	}
+	if d := l.wait("f", t0); d == 0 {
+		t.Fatal("a new address past the key limit does not share the newcomers' count")
+	}
+	if len(l.fails) > 3 {
+		t.Fatalf("%d keys kept, want at most maxKeys and the shared one", len(l.fails))
+	}
+	// Old failures are forgotten, and with them the keys.
+	l.fail("g", t0.Add(2*time.Minute))
+	if _, ok := l.fails["a"]; ok {
+		t.Fatal("a's old failures are still kept")
 	}
 }
 

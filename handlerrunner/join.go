@@ -3,10 +3,13 @@ package handlerrunner
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,17 +41,35 @@ type JoinResponse struct {
 	PostgresPort int      `json:"postgres_port"`
 }
 
-// joinTokenRecord is the join-token key's value (written by cluster start).
-type joinTokenRecord struct {
-	Hash string `json:"hash"`
-}
+// Failed joins from one address: at most joinFailMax a joinFailWindow;
+// past that 429 until the oldest failure leaves the window. At most
+// joinEventMax refused joins a window are recorded as events (every one is
+// logged), so that many addresses cannot fill Consul with them.
+const (
+	joinFailMax    = 5
+	joinFailWindow = time.Minute
+	joinFailKeys   = 1024
+	joinEventMax   = 12
+)
 
 // handleJoin answers a joining node, on the active node of a TLS cluster
-// only. A wrong token gets 403 and leaves nothing in the cluster: the
-// attempt is only logged here.
+// only. Nothing about the cluster is said before the token is checked: a
+// caller without a good one learns only that (403), and one that keeps
+// failing is held off (429). A refused join leaves nothing in the cluster
+// but its event.
 func (r *Runner) handleJoin(w http.ResponseWriter, req *http.Request) {
 	if !r.cfg.TLS() || req.TLS == nil {
 		writeError(w, http.StatusNotFound, "this node was not set up by cluster start or join (no TLS): it cannot take joins")
+		return
+	}
+	ip := remoteIP(req.RemoteAddr)
+	if d := r.joinFails.wait(ip, time.Now()); d > 0 {
+		secs := int(math.Ceil(d.Seconds()))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		// One key for every address: the warnings' map must not grow
+		// with the addresses of an attack.
+		r.warnEvery("join-limited", "join refused: too many failed joins", "from", req.RemoteAddr, "retry_after", secs)
+		writeError(w, http.StatusTooManyRequests, "too many failed joins from %s: try again in %d s, with the newest join token", ip, secs)
 		return
 	}
 	var in JoinRequest
@@ -58,12 +79,25 @@ func (r *Runner) handleJoin(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusBadRequest, `request body: %v; send {"token": "...", "node": "NAME", "address": "IP"}`, err)
 		return
 	}
+	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
+	defer cancel()
+	var tok certs.JoinTokenRecord
+	if _, _, err := r.cc.GetJSON(ctx, r.keys.JoinToken(), &tok); err != nil {
+		// The error names keys and agents: the log has it, the caller
+		// (not yet known to hold a token) does not.
+		r.warnEvery("join-token-read", "cannot read the join token", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "this node cannot check join tokens now (its Consul agent does not answer); try again, or join through another node")
+		return
+	}
+	// A missing key leaves tok empty, which admits nobody.
+	if err := tok.Check(in.Token, time.Now()); err != nil {
+		r.refuseJoin(ctx, w, req, in.Node, err)
+		return
+	}
 	if in.Version != "" && in.Version != r.version {
 		writeError(w, http.StatusConflict, "version mismatch: this cluster runs understudy %s and the joining node %s; install %s on the joining node", r.version, in.Version, r.version)
 		return
 	}
-	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
-	defer cancel()
 	ks, l, err := r.readLeader(ctx, true)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "cannot read the leader key: %v", err)
@@ -72,15 +106,6 @@ func (r *Runner) handleJoin(w http.ResponseWriter, req *http.Request) {
 	if ks.Session == "" || l.Node != r.name || !r.st.serving(time.Now(), r.fencing.Lease) {
 		writeErrorBody(w, http.StatusConflict, fmt.Sprintf("this node (%s) is not the active node; join through the active node %s", r.name, l.Node),
 			map[string]any{"active": l.Node, "active_api": l.APIURL})
-		return
-	}
-	var tok joinTokenRecord
-	if _, found, err := r.cc.GetJSON(ctx, r.keys.JoinToken(), &tok); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "cannot read the join token: %v", err)
-		return
-	} else if !found || !certs.VerifyJoinToken(in.Token, tok.Hash) {
-		r.log.Warn("join refused: wrong token", "from", req.RemoteAddr, "joiner", in.Node)
-		writeError(w, http.StatusForbidden, "the join token is not this cluster's; use the token `understudy cluster start` printed")
 		return
 	}
 	if in.Node == "" || strings.ContainsAny(in.Node, "/ ") || in.Address == "" {
@@ -113,6 +138,30 @@ func (r *Runner) handleJoin(w http.ResponseWriter, req *http.Request) {
 		CACert: string(caCert), CAKey: string(caKey), GossipKey: strings.TrimSpace(string(gossip)),
 		ConsulJoin: addrs, Active: r.name, PostgresHost: r.cfg.Postgres.Host, PostgresPort: r.cfg.Postgres.Port,
 	})
+}
+
+// refuseJoin answers a join whose token was refused (why, a
+// *certs.TokenError), counts it against the caller's address, logs it and
+// records it as an event.
+func (r *Runner) refuseJoin(ctx context.Context, w http.ResponseWriter, req *http.Request, joiner string, why error) {
+	now := time.Now()
+	r.joinFails.fail(remoteIP(req.RemoteAddr), now)
+	r.log.Warn("join refused", "from", req.RemoteAddr, "joiner", joiner, "why", why)
+	if r.joinEvents.wait("", now) == 0 {
+		r.joinEvents.fail("", now)
+		r.record(ctx, cluster.Event{Kind: cluster.EventJoinRefused, To: joiner, Reason: why.Error(),
+			Details: map[string]string{"from": req.RemoteAddr}})
+	}
+	var msg string
+	switch {
+	case errors.Is(why, certs.ErrTokenExpired):
+		msg = fmt.Sprintf("%v: issue a new one with `understudy cluster token` on a node", why)
+	case errors.Is(why, certs.ErrTokenRevoked):
+		msg = fmt.Sprintf("%v (a newer one replaced it): use the newest token, or issue one with `understudy cluster token` on a node", why)
+	default:
+		msg = fmt.Sprintf("%v: use the newest token that `understudy cluster start` or `understudy cluster token` printed", why)
+	}
+	writeError(w, http.StatusForbidden, "%s", msg)
 }
 
 func joinErr(errs ...error) error {

@@ -106,6 +106,10 @@ type Runner struct {
 
 	warnMu   sync.Mutex
 	lastWarn map[string]time.Time
+
+	// joinFails counts refused joins by the caller's address, joinEvents
+	// the refused joins recorded as events (handleJoin).
+	joinFails, joinEvents *failLimiter
 }
 
 // New returns the handler-runner of the node cfg describes. It reads the
@@ -140,6 +144,9 @@ func New(cfg *config.Config, cc *consul.Client, pg *postgres.Instance, svcs *ser
 		fencing:  cfg.Fencing(),
 		lastWarn: map[string]time.Time{},
 		files:    newMirror(cfg, log),
+
+		joinFails:  newFailLimiter(joinFailMax, joinFailWindow, joinFailKeys),
+		joinEvents: newFailLimiter(joinEventMax, joinFailWindow, 1),
 	}
 	if err := r.openFence(log); err != nil {
 		return nil, err

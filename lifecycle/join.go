@@ -25,7 +25,7 @@ import (
 type JoinOptions struct {
 	// Active is the host:port of the active node's API.
 	Active string
-	// Token is the join token cluster start printed.
+	// Token is the join token cluster start or cluster token printed.
 	Token string
 	// CAFingerprint is the cluster CA's fingerprint cluster start printed:
 	// the joiner sends its token only to a server whose chain has that CA.
@@ -47,7 +47,7 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 		return fmt.Errorf("cluster join sets Consul up with TLS: write consul { scheme = \"https\" } in %s", cfg.Path)
 	}
 	if j.CAFingerprint == "" || j.Token == "" {
-		return errors.New("cluster join needs --token and --ca-fingerprint, both printed by `understudy cluster start`")
+		return errors.New("cluster join needs a join token (--token-file) and --ca-fingerprint, both printed by `understudy cluster start` or `understudy cluster token`")
 	}
 	l := layout{cfg.Node.DataDir}
 	pg := postgres.NewInstance(cfg.Postgres, cfg.Node.Name, slog.New(slog.DiscardHandler))
@@ -59,6 +59,9 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	}
 	if pg.HasData() && !j.Force {
 		return fmt.Errorf("%s holds a PostgreSQL data directory; joining replaces it with a clone of the active node's: pass --force (it is kept aside as %s.old-<time>)", cfg.Postgres.DataDir, cfg.Postgres.DataDir)
+	}
+	if err := checkPostgresDataDir(cfg.Postgres.DataDir); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o755); err != nil {
 		return err
@@ -87,7 +90,11 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	if err != nil {
 		return err
 	}
-	u.add("remove "+l.tls(), func() error { return os.RemoveAll(l.tls()) })
+	// A join run again after one that was killed finds that run's files:
+	// they are overwritten, and left on failure, as they were.
+	if err := u.addRemoveNew(l.tls(), nil); err != nil {
+		return err
+	}
 	paths, err := certs.WriteFiles(l.tls(), ca, true, nc, -1, -1)
 	if err != nil {
 		return err
@@ -95,7 +102,9 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	if err := os.WriteFile(l.gossipKey(), []byte(resp.GossipKey+"\n"), 0o600); err != nil {
 		return err
 	}
-	u.add("remove "+l.consul(), func() error { return os.RemoveAll(l.consul()) })
+	if err := u.addRemoveNew(l.consul(), nil); err != nil {
+		return err
+	}
 	if err := writeConsulConfig(cfg, l, o, paths, resp.GossipKey, false, resp.ConsulJoin); err != nil {
 		return err
 	}
@@ -120,14 +129,15 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	}
 
 	fmt.Fprintf(o.Out, "cloning PostgreSQL from %s (%s:%d)\n", resp.Active, resp.PostgresHost, resp.PostgresPort)
-	hadData := pg.HasData()
-	if !hadData {
-		u.add("remove "+cfg.Postgres.DataDir, func() error {
-			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			_ = pg.Stop(sctx, "immediate")
-			return os.RemoveAll(cfg.Postgres.DataDir)
-		})
+	// A database that was there (--force) is moved aside by the clone, not
+	// removed; the undo takes away only a clone put where nothing was.
+	if !pg.HasData() {
+		if err := u.addRemoveNew(cfg.Postgres.DataDir, func() { stopPostgres(pg) }); err != nil {
+			return err
+		}
+	}
+	if err := u.addRemoveNew(cfg.Postgres.TLSDir, nil); err != nil {
+		return err
 	}
 	bar := &progressBar{out: o.Out}
 	up := postgres.Upstream{Host: resp.PostgresHost, Port: resp.PostgresPort}
@@ -146,11 +156,13 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 		return pg.Stop(sctx, "fast")
 	})
 
+	if err := u.addRemoveNew(cfg.SyncthingHome(), nil); err != nil {
+		return err
+	}
 	daemons, err := daemonServices(ctx, cfg, o)
 	if err != nil {
 		return err
 	}
-	u.add("remove "+cfg.SyncthingHome(), func() error { return os.RemoveAll(cfg.SyncthingHome()) })
 	fmt.Fprintln(o.Out, startingWords(daemons))
 	for _, svc := range daemons {
 		if err := u.startService(ctx, o, svc); err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -70,20 +69,6 @@ func startingWords(svcs []config.Service) string {
 	return "starting the check-runner and the handler-runner"
 }
 
-// undo collects what a step did so that a failure takes the node back to
-// where it was, last step first.
-type undo struct {
-	log   io.Writer
-	steps []undoStep
-}
-
-type undoStep struct {
-	what string
-	do   func() error
-}
-
-func (u *undo) add(what string, do func() error) { u.steps = append(u.steps, undoStep{what, do}) }
-
 // startService starts one of the node's processes, given by its command,
 // the way o runs them; undone, it is stopped, and its unit removed.
 func (u *undo) startService(ctx context.Context, o Options, svc config.Service) error {
@@ -136,15 +121,6 @@ func (o Options) unitDir() string {
 		return o.UnitDir
 	}
 	return ""
-}
-
-func (u *undo) run() {
-	for i := len(u.steps) - 1; i >= 0; i-- {
-		s := u.steps[i]
-		if err := s.do(); err != nil {
-			fmt.Fprintf(u.log, "undo: %s: %v\n", s.what, err)
-		}
-	}
 }
 
 // FindConsul is the Consul agent to run beside the understudy binary at

@@ -42,9 +42,11 @@ func TestJoinKilledDuringTheCloneRunsAgain(t *testing.T) {
 
 	bcfg, bo := freshNode(t, "b", "127.0.0.49", `clone_max_rate = "4MB"`)
 	active := strings.TrimPrefix(acfg.APIURL(), "https://")
-	cmd := exec.Command(bo.Understudy, "cluster", "join", active, "--token", res.Token, "--ca-fingerprint", res.CAFingerprint,
+	// The token on standard input, as an operator keeps it out of ps.
+	cmd := exec.Command(bo.Understudy, "cluster", "join", active, "--token", "-", "--ca-fingerprint", res.CAFingerprint,
 		"--config", bcfg.Path, "--consul", bo.Consul, "--processes", "supervised",
 		"--consul-serf-port", strconv.Itoa(bo.SerfPort), "--consul-server-port", strconv.Itoa(bo.ServerPort))
+	cmd.Stdin = strings.NewReader(res.Token + "\n")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -49,7 +49,15 @@ type Options struct {
 	// Version is this understudy's version: a joining node must run the
 	// active node's.
 	Version string
+	// TokenTTL is how long the join token cluster start prints admits
+	// nodes (default 1h); `cluster token` issues another.
+	TokenTTL time.Duration
 }
+
+// DefaultTokenTTL is how long a join token admits nodes unless told
+// otherwise: long enough to set up the other nodes, short enough that a
+// token left in a shell history or a ticket is soon worth nothing.
+const DefaultTokenTTL = time.Hour
 
 func (o *Options) defaults() {
 	if o.SerfPort == 0 {
@@ -67,12 +75,17 @@ func (o *Options) defaults() {
 	if o.UnitDir == "" {
 		o.UnitDir = services.UnitDir
 	}
+	if o.TokenTTL == 0 {
+		o.TokenTTL = DefaultTokenTTL
+	}
 }
 
-// Result is what the operator gets from Start.
+// Result is what the operator gets from Start and IssueToken.
 type Result struct {
 	// Token is the join token, shown once: only its hash is kept.
 	Token string
+	// TokenExpires is when the token stops admitting nodes.
+	TokenExpires time.Time
 	// CAFingerprint lets a joining node check it talks to this cluster.
 	CAFingerprint string
 }
@@ -80,14 +93,6 @@ type Result struct {
 // ErrInCluster is returned by Start for a node that already belongs to a
 // cluster.
 var ErrInCluster = errors.New("this node is already in a cluster")
-
-// JoinToken is the value of the join-token key: the hash of the token that
-// `cluster join` must present, never the token itself.
-type JoinToken struct {
-	Hash    string    `json:"hash"`
-	Created time.Time `json:"created"`
-	By      string    `json:"by"`
-}
 
 // ClusterConfig is the value of the cluster's config key.
 type ClusterConfig struct {
@@ -100,9 +105,11 @@ type ClusterConfig struct {
 // Start makes a fresh node a one-node cluster and its active node: the CA
 // and the node certificate, Consul with TLS and a gossip key, PostgreSQL
 // initialised (or an existing data directory adopted), the cluster's config
-// and join token in Consul, the check-runner and handler-runner running. It
-// returns once the node is active. On failure everything it did is undone,
-// an adopted data directory excepted.
+// and a join token valid for o.TokenTTL in Consul, the check-runner and
+// handler-runner running. It returns once the node is active. On failure
+// everything it did is undone, an adopted data directory excepted: only
+// what it created is removed, and a PostgreSQL data directory that holds
+// files but no database is refused before anything is done.
 func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err error) {
 	o.defaults()
 	if cfg.Consul.Scheme != "https" {
@@ -115,6 +122,11 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 		return Result{}, fmt.Errorf("%w: node %s has been in cluster %s since %s (%s); a node starts or joins one cluster once",
 			ErrInCluster, id.Node, id.Cluster, id.Since.Format(time.RFC3339), l.identity())
 	}
+	if err := checkPostgresDataDir(cfg.Postgres.DataDir); err != nil {
+		return Result{}, err
+	}
+	// node.data_dir stays on failure, even when this run made it: the
+	// processes' logs that the error points at are under it.
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o755); err != nil {
 		return Result{}, err
 	}
@@ -139,7 +151,9 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	if err != nil {
 		return Result{}, err
 	}
-	u.add("remove "+l.tls(), func() error { return os.RemoveAll(l.tls()) })
+	if err := u.addRemoveNew(l.tls(), nil); err != nil {
+		return Result{}, err
+	}
 	paths, err := certs.WriteFiles(l.tls(), ca, true, nc, -1, -1)
 	if err != nil {
 		return Result{}, err
@@ -147,7 +161,9 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	if err := os.WriteFile(l.gossipKey(), []byte(gossip+"\n"), 0o600); err != nil {
 		return Result{}, err
 	}
-	u.add("remove "+l.consul(), func() error { return os.RemoveAll(l.consul()) })
+	if err := u.addRemoveNew(l.consul(), nil); err != nil {
+		return Result{}, err
+	}
 	if err := writeConsulConfig(cfg, l, o, paths, gossip, true, nil); err != nil {
 		return Result{}, err
 	}
@@ -165,38 +181,44 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	}
 
 	pg := postgres.NewInstance(cfg.Postgres, cfg.Node.Name, slog.New(slog.DiscardHandler))
+	// PostgreSQL's copy of the node key goes there (initdb, or the
+	// handler-runner for an adopted directory).
+	if err := u.addRemoveNew(cfg.Postgres.TLSDir, nil); err != nil {
+		return Result{}, err
+	}
 	if pg.HasData() {
 		fmt.Fprintf(o.Out, "adopting the PostgreSQL data directory %s\n", cfg.Postgres.DataDir)
 	} else {
 		fmt.Fprintf(o.Out, "initialising PostgreSQL in %s\n", cfg.Postgres.DataDir)
-		u.add("remove "+cfg.Postgres.DataDir, func() error {
-			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			_ = pg.Stop(sctx, "immediate")
-			return os.RemoveAll(cfg.Postgres.DataDir)
-		})
+		if err := u.addRemoveNew(cfg.Postgres.DataDir, func() { stopPostgres(pg) }); err != nil {
+			return Result{}, err
+		}
 		if err := pg.Init(ctx); err != nil {
 			return Result{}, err
 		}
 	}
 
 	keys := cluster.NewKeys(cfg.Cluster.KVPrefix, cfg.Cluster.Name)
-	token, hash, err := certs.NewJoinToken()
+	// The token's lifetime starts now, not when the command did: initdb
+	// and the wait for Consul may have taken minutes.
+	token, rec, err := certs.IssueJoinToken(nil, cfg.Node.Name, time.Now(), o.TokenTTL)
 	if err != nil {
 		return Result{}, err
 	}
 	if err := cc.PutJSON(ctx, keys.Config(), ClusterConfig{Name: cfg.Cluster.Name, Created: now.UTC(), CreatedBy: cfg.Node.Name, CAFingerprint: ca.Fingerprint()}); err != nil {
 		return Result{}, err
 	}
-	if err := cc.PutJSON(ctx, keys.JoinToken(), JoinToken{Hash: hash, Created: now.UTC(), By: cfg.Node.Name}); err != nil {
+	if err := cc.PutJSON(ctx, keys.JoinToken(), rec); err != nil {
 		return Result{}, err
 	}
 
+	if err := u.addRemoveNew(cfg.SyncthingHome(), nil); err != nil {
+		return Result{}, err
+	}
 	daemons, err := daemonServices(ctx, cfg, o)
 	if err != nil {
 		return Result{}, err
 	}
-	u.add("remove "+cfg.SyncthingHome(), func() error { return os.RemoveAll(cfg.SyncthingHome()) })
 	fmt.Fprintln(o.Out, startingWords(daemons))
 	for _, svc := range daemons {
 		if err := u.startService(ctx, o, svc); err != nil {
@@ -210,7 +232,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	if err := writeIdentity(cfg.Node.DataDir, id); err != nil {
 		return Result{}, err
 	}
-	return Result{Token: token, CAFingerprint: ca.Fingerprint()}, nil
+	return Result{Token: token, TokenExpires: rec.ExpiresAt, CAFingerprint: ca.Fingerprint()}, nil
 }
 
 // waitConsul waits until the agent answers over TLS and the cluster has a
@@ -278,4 +300,12 @@ func (b basicAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(req.Context())
 	req.SetBasicAuth(b.user, b.password)
 	return b.next.RoundTrip(req)
+}
+
+// stopPostgres stops the PostgreSQL an undo step is about to remove the
+// data directory of.
+func stopPostgres(pg *postgres.Instance) {
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = pg.Stop(sctx, "immediate")
 }

@@ -6,16 +6,19 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/services"
@@ -178,10 +181,13 @@ func TestClusterStartOnAFreshNode(t *testing.T) {
 		}
 	}
 
-	// The join token is kept only as a hash.
-	var jt lifecycle.JoinToken
+	// The join token is kept only as a hash, and expires in an hour.
+	var jt certs.JoinTokenRecord
 	if _, found, err := cc.GetJSON(ctx, "understudy/t/join-token", &jt); err != nil || !found || jt.Hash == "" || strings.Contains(jt.Hash, res.Token) {
 		t.Fatalf("join-token key: %+v found %v %v", jt, found, err)
+	}
+	if d := jt.ExpiresAt.Sub(jt.IssuedAt); d != lifecycle.DefaultTokenTTL || !jt.ExpiresAt.Equal(res.TokenExpires) {
+		t.Fatalf("join token valid for %v until %v; want %v, until %v as Start said", d, jt.ExpiresAt, lifecycle.DefaultTokenTTL, res.TokenExpires)
 	}
 
 	// The certificates check sees the node certificate and the CA.
@@ -216,4 +222,70 @@ func TestClusterStartRefusesPlainConsul(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("Start left %d files in %s", len(entries), dir)
 	}
+}
+
+// TestClusterStartKeepsWhatItDidNotCreate: a PostgreSQL data directory that
+// holds only lost+found (a mount point) is refused before anything is done,
+// and stays as it was; an empty one that was there before is emptied again,
+// not removed, when a start fails after initdb; and a start then succeeds
+// in it.
+func TestClusterStartKeepsWhatItDidNotCreate(t *testing.T) {
+	testenv.RequireIntegration(t)
+	ctx := context.Background()
+	cfg, o := freshNode(t, "a", "127.0.0.44")
+	pgdata := cfg.Postgres.DataDir
+	lostFound := filepath.Join(pgdata, "lost+found")
+	if err := os.MkdirAll(lostFound, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	before := dirNames(t, cfg.Node.DataDir)
+
+	_, err := lifecycle.Start(ctx, cfg, o)
+	if !errors.Is(err, lifecycle.ErrDataDirNotEmpty) || !strings.Contains(err.Error(), pgdata) || !strings.Contains(err.Error(), filepath.Join(pgdata, "data")) {
+		t.Fatalf("cluster start on a data directory holding lost+found: %v; want ErrDataDirNotEmpty naming %s and the fix", err, pgdata)
+	}
+	if fi, err := os.Stat(lostFound); err != nil || !fi.IsDir() {
+		t.Fatalf("lost+found after the refused start: %v", err)
+	}
+	if after := dirNames(t, cfg.Node.DataDir); !slices.Equal(after, before) {
+		t.Fatalf("a refused start changed %s: %v, was %v", cfg.Node.DataDir, after, before)
+	}
+
+	// The directory emptied by hand: a start that fails after initdb (it
+	// gives the node no time to become active) undoes itself and leaves
+	// the directory there, empty.
+	if err := os.Remove(lostFound); err != nil {
+		t.Fatal(err)
+	}
+	failing := o
+	failing.Timeout = time.Nanosecond
+	if _, err := lifecycle.Start(ctx, cfg, failing); err == nil || !strings.Contains(err.Error(), "did not become active") {
+		t.Fatalf("cluster start with no time to become active: %v", err)
+	}
+	if left := dirNames(t, pgdata); len(left) != 0 {
+		t.Fatalf("the failed start left %v in %s", left, pgdata)
+	}
+	for _, made := range []string{"tls", "consul", "postgres-tls", "cluster.json"} {
+		if _, err := os.Stat(filepath.Join(cfg.Node.DataDir, made)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("the failed start left %s: %v", made, err)
+		}
+	}
+
+	if _, err := lifecycle.Start(ctx, cfg, o); err != nil {
+		t.Fatalf("cluster start in the emptied directory: %v", err)
+	}
+}
+
+// dirNames lists a directory's entries, sorted.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
 }

@@ -154,17 +154,18 @@ func TestClusterOnSystemdHosts(t *testing.T) {
 	c := newSystemdNode(t, "c", "127.0.0.86")
 
 	// A start that fails after the Consul agent's unit was installed (a
-	// stray file where PostgreSQL's data directory goes) leaves no unit,
-	// enabled or running, behind; once the file is gone, start succeeds.
-	stray := filepath.Join(a.cfg.Postgres.DataDir, "stray")
-	if err := os.MkdirAll(a.cfg.Postgres.DataDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	// stray file where Syncthing's home goes) leaves no unit, enabled or
+	// running, behind, and the file it did not create; once the file is
+	// gone, start succeeds.
+	stray := a.cfg.SyncthingHome()
 	if err := os.WriteFile(stray, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := a.try(t, "cluster", "start", "--processes", "systemd"); err == nil || !strings.Contains(out, "starting the Consul agent") {
-		t.Fatalf("cluster start with a stray file in the data directory: %v\n%s", err, out)
+		t.Fatalf("cluster start with a stray file where Syncthing's home goes: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(stray); err != nil {
+		t.Fatalf("the failed start removed the stray file it did not create: %v", err)
 	}
 	if left, _ := filepath.Glob(filepath.Join(a.host.UnitDir(), "*", "understudy-*")); len(left) > 0 {
 		t.Fatalf("a failed start left links to its units: %v", left)
@@ -175,7 +176,7 @@ func TestClusterOnSystemdHosts(t *testing.T) {
 	if units := a.host.Run(t, "systemctl", "list-units", "--all", "--no-legend", "understudy-*"); strings.TrimSpace(units) != "" {
 		t.Fatalf("a failed start left units loaded:\n%s", units)
 	}
-	if err := os.RemoveAll(a.cfg.Postgres.DataDir); err != nil {
+	if err := os.Remove(stray); err != nil {
 		t.Fatal(err)
 	}
 
@@ -199,7 +200,11 @@ func TestClusterOnSystemdHosts(t *testing.T) {
 
 	// --processes auto: systemd, since it is the hosts' init.
 	for _, n := range []*systemdNode{b, c} {
-		n.cli(t, "cluster", "join", strings.TrimPrefix(a.cfg.APIURL(), "https://"), "--token", token, "--ca-fingerprint", fp)
+		tokenFile := filepath.Join(filepath.Dir(n.cfg.Path), "join-token")
+		if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n.cli(t, "cluster", "join", strings.TrimPrefix(a.cfg.APIURL(), "https://"), "--token-file", tokenFile, "--ca-fingerprint", fp)
 		n.requireUnits(t)
 		n.streamingStandby(t, 30*time.Second)
 		n.appRuns(t, false)

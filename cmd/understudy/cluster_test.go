@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -353,5 +354,38 @@ func TestProcessesFlag(t *testing.T) {
 	_, err = run(t, "join", "127.0.0.1:1", "--config", cfg, "--processes", "systemd")
 	if err == nil || !strings.Contains(err.Error(), "use --processes supervised") {
 		t.Fatalf("--processes systemd without systemd: %v", err)
+	}
+}
+
+func TestReadJoinToken(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte("ust1.fromfile\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, flag, file, stdin string
+		want                    string // "" for an error
+	}{
+		{"the flag", "ust1.flag", "", "", "ust1.flag"},
+		{"a file, its newline trimmed", "", file, "", "ust1.fromfile"},
+		{"standard input", "-", "", "  ust1.stdin\n", "ust1.stdin"},
+		{"both", "ust1.flag", file, "", ""},
+		{"a missing file", "", filepath.Join(t.TempDir(), "none"), "", ""},
+		{"empty standard input", "-", "", "", ""},
+		{"two tokens", "-", "", "ust1.a\nust1.b\n", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readJoinToken(tc.flag, tc.file, strings.NewReader(tc.stdin))
+			if tc.want == "" {
+				if err == nil {
+					t.Fatalf("got %q, want an error", got)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
 	}
 }

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,7 +28,9 @@ starts the Consul agent (a server, TLS on every port, a gossip key),
 initialises PostgreSQL for replication (or adopts the data directory that is
 there), writes the cluster's configuration and a join token to Consul,
 starts the check-runner and the handler-runner, and returns once this node is
-active. It prints the join token once: only its hash is kept.
+active. It prints the join token once: only its hash is kept. The token
+admits nodes for --token-ttl (1h); "understudy cluster token" on a node
+issues a new one and revokes the old.
 
 The configuration must ask for TLS: consul { scheme = "https" }. A node that
 is already in a cluster is refused. When a step fails, the ones before it are
@@ -45,29 +51,71 @@ undone.
 			if err != nil {
 				return fmt.Errorf("cluster start: %w", err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), `
-%s is the active node of the new cluster %s.
-
-Join token (shown this once; only its hash is kept):
-  %s
-CA fingerprint (a joining node checks the cluster with it):
-  %s
-%s
-`, cfg.Node.Name, cfg.Cluster.Name, res.Token, res.CAFingerprint, processesWords(cfg, o))
+			fmt.Fprintf(cmd.OutOrStdout(), "\n%s is the active node of the new cluster %s.\n\n", cfg.Node.Name, cfg.Cluster.Name)
+			printJoinToken(cmd.OutOrStdout(), cfg, res)
+			fmt.Fprintln(cmd.OutOrStdout(), processesWords(cfg, o))
 			return nil
 		},
 	}
 	addConfigFlag(cmd, &path)
+	cmd.Flags().DurationVar(&o.TokenTTL, "token-ttl", lifecycle.DefaultTokenTTL, "how long the join token admits nodes (cluster token issues another)")
 	addLifecycleFlags(cmd, &consulBin, &processes, &o)
 	return cmd
 }
 
+func newClusterTokenCmd() *cobra.Command {
+	var path string
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "token [--ttl 1h] --config FILE",
+		Short: "Issue a new join token on this node and revoke the old one",
+		Long: `token issues a new join token for the cluster this node is in, valid for
+--ttl, and revokes the one before (cluster start's, or the last one token
+issued): a join with the old token is refused from now on. It prints the token
+once (only its hash is kept, in Consul), the CA fingerprint and the command
+that joins a node. Run it on any node of the cluster, with its configuration:
+it writes through the node's Consul agent.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			res, err := lifecycle.IssueToken(ctx, cfg, ttl, cmd.ErrOrStderr())
+			if err != nil {
+				return fmt.Errorf("cluster token: %w", err)
+			}
+			printJoinToken(cmd.OutOrStdout(), cfg, res)
+			return nil
+		},
+	}
+	addConfigFlag(cmd, &path)
+	cmd.Flags().DurationVar(&ttl, "ttl", lifecycle.DefaultTokenTTL, "how long the new token admits nodes")
+	return cmd
+}
+
+// printJoinToken shows a new join token once, with what a joining node
+// needs besides: the CA fingerprint and the command line, which reads the
+// token from a file so that it never shows in ps.
+func printJoinToken(w io.Writer, cfg *config.Config, res lifecycle.Result) {
+	fmt.Fprintf(w, `Join token (shown this once; only its hash is kept), valid until %s:
+  %s
+CA fingerprint (a joining node checks the cluster with it):
+  %s
+To join a node: save the token in a file there (mode 0600), then run there
+  understudy cluster join %s --token-file TOKEN_FILE --ca-fingerprint %s
+(with --config FILE when its configuration is not %s)
+`, res.TokenExpires.Local().Format(time.RFC3339), res.Token, res.CAFingerprint, strings.TrimPrefix(cfg.APIURL(), "https://"), res.CAFingerprint, defaultConfigPath)
+}
+
 func newClusterJoinCmd() *cobra.Command {
-	var path, consulBin, processes string
+	var path, consulBin, processes, tokenFile string
 	var o lifecycle.Options
 	var j lifecycle.JoinOptions
 	cmd := &cobra.Command{
-		Use:   "join ACTIVE_ADDRESS --token T --ca-fingerprint FP --config FILE",
+		Use:   "join ACTIVE_ADDRESS --token-file FILE --ca-fingerprint FP --config FILE",
 		Short: "Make this node a standby of an existing cluster",
 		Long: `join asks the active node's API at ACTIVE_ADDRESS (host:port of its
 api.listen) for the cluster's CA and Consul settings, over TLS and only once
@@ -75,6 +123,11 @@ the server shows the CA whose fingerprint cluster start printed; signs this
 node's certificate, joins Consul, clones PostgreSQL from the active node
 (showing progress), starts the check-runner and the handler-runner, and
 returns once this node streams from the active node.
+
+The join token is read from --token-file, or from standard input with
+--token -, so that it does not show in ps; --token T works too. A token that
+expired or was revoked is refused: issue a new one with "understudy cluster
+token" on a node of the cluster.
 
 The configuration must ask for TLS: consul { scheme = "https" }. A node with a
 database or a cluster identity is refused unless --force. When a step fails,
@@ -89,6 +142,9 @@ again.
 				return err
 			}
 			defer o.Services.Close()
+			if j.Token, err = readJoinToken(j.Token, tokenFile, cmd.InOrStdin()); err != nil {
+				return fmt.Errorf("cluster join: %w", err)
+			}
 			j.Active = args[0]
 			ctx, cancel := signalContext()
 			defer cancel()
@@ -100,7 +156,8 @@ again.
 		},
 	}
 	addConfigFlag(cmd, &path)
-	cmd.Flags().StringVar(&j.Token, "token", "", "the join token cluster start printed")
+	cmd.Flags().StringVar(&j.Token, "token", "", `the join token cluster start or cluster token printed; "-" reads it from standard input (prefer --token-file: a flag shows in ps)`)
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "a file that holds the join token")
 	cmd.Flags().StringVar(&j.CAFingerprint, "ca-fingerprint", "", "the CA fingerprint cluster start printed (sha256:...)")
 	cmd.Flags().BoolVar(&j.Force, "force", false, "join although this node has a database or a cluster identity (its data is kept aside)")
 	addLifecycleFlags(cmd, &consulBin, &processes, &o)
@@ -179,4 +236,34 @@ func addLifecycleFlags(cmd *cobra.Command, consulBin, processes *string, o *life
 	cmd.Flags().StringVar(consulBin, "consul", "", "the Consul agent to run (default: bin/consul beside understudy, else consul on PATH)")
 	cmd.Flags().IntVar(&o.SerfPort, "consul-serf-port", 8301, "the Consul agent's LAN gossip port")
 	cmd.Flags().IntVar(&o.ServerPort, "consul-server-port", 8300, "the Consul agent's server (Raft, RPC) port")
+}
+
+// readJoinToken is the join token from the flags: the value of --token, or
+// "-" for a line of standard input, or the contents of --token-file; one of
+// the two, trimmed of the spaces and newline an editor or echo adds.
+func readJoinToken(flag, file string, stdin io.Reader) (string, error) {
+	var raw []byte
+	switch {
+	case flag != "" && file != "":
+		return "", errors.New("--token and --token-file both given: pass one")
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
+		}
+		raw = b
+	case flag == "-":
+		b, err := io.ReadAll(io.LimitReader(stdin, 4096))
+		if err != nil {
+			return "", fmt.Errorf("read the join token from standard input: %w", err)
+		}
+		raw = b
+	default:
+		return flag, nil
+	}
+	token := strings.TrimSpace(string(raw))
+	if token == "" || strings.ContainsAny(token, " \t\n") {
+		return "", errors.New("the join token must be alone on one line, as cluster start or cluster token printed it")
+	}
+	return token, nil
 }

@@ -11,6 +11,8 @@ const (
 	EventPromoteHook = "promote-hook" // a promote hook ran (Details: hook, exit, output)
 	EventFence       = "fence"        // a node stopped taking writes
 	EventJoin        = "join"         // a member appeared
+	EventJoinRefused = "join-refused" // a join was refused for its token (Details: from, the caller's address)
+	EventJoinToken   = "join-token"   // a new join token was issued (cluster token) and the one before revoked
 	EventRemove      = "remove"       // a member was removed
 	EventPartition   = "partition"    // a node entered or left the minority
 	EventFiles       = "files"        // a standby's local file changes were reverted (Details: folder, files)
