@@ -91,6 +91,11 @@ func TestRESTNeedsAPIKey(t *testing.T) {
 		}
 	}
 
+	// What stays open says nothing about devices or folders.
+	if code, body := do(http.MethodGet, "/rest/noauth/health", "", nil); code != http.StatusOK {
+		t.Errorf("GET /rest/noauth/health answered %d, want 200:\n%.300s", code, body)
+	}
+
 	// Nothing the refused calls tried is in the configuration, and the
 	// API key still does everything understudy needs.
 	devices, folders, err := n.client.Configured(ctx)
