@@ -21,6 +21,8 @@ const reconnectIntervalS = 10
 // configValues are the parts of config.xml that Prepare decides.
 type configValues struct {
 	myID, nodeName, listen, apiAddress, apiKey string
+	// guiPasswordHash is the bcrypt hash of the GUI user's password.
+	guiPasswordHash string
 }
 
 // xmlElement is a child element of <configuration> kept verbatim: folders
@@ -59,12 +61,15 @@ type xmlDevice struct {
 
 // xmlGUI is the REST API: plain HTTP on APIAddress (loopback; Syncthing's
 // own HTTPS would need a certificate of its own), the API key its only
-// credential.
+// usable credential. User and Password are there to switch on Syncthing's
+// authentication (guiUser), not to be used: see guiPassword.
 type xmlGUI struct {
-	Enabled bool   `xml:"enabled,attr"`
-	TLS     bool   `xml:"tls,attr"`
-	Address string `xml:"address"`
-	APIKey  string `xml:"apikey"`
+	Enabled  bool   `xml:"enabled,attr"`
+	TLS      bool   `xml:"tls,attr"`
+	Address  string `xml:"address"`
+	User     string `xml:"user"`
+	Password string `xml:"password"`
+	APIKey   string `xml:"apikey"`
 }
 
 // xmlOptions keeps Syncthing to the cluster: peers are configured with
@@ -92,7 +97,8 @@ func renderConfig(old []byte, v configValues) ([]byte, error) {
 	out := xmlConfigOut{
 		Version: configVersion,
 		Self:    xmlDevice{ID: v.myID, Name: v.nodeName, Addresses: []string{"dynamic"}},
-		GUI:     xmlGUI{Enabled: true, Address: v.apiAddress, APIKey: v.apiKey},
+		GUI: xmlGUI{Enabled: true, Address: v.apiAddress, APIKey: v.apiKey,
+			User: guiUser, Password: v.guiPasswordHash},
 		Options: xmlOptions{
 			ListenAddresses:    []string{"tcp://" + v.listen},
 			ReconnectIntervalS: reconnectIntervalS,

@@ -65,7 +65,8 @@ type Setup struct {
 }
 
 // Prepare lays out s.Home for Syncthing: the identity, the API key and
-// config.xml. It is idempotent and meant to run before every start of
+// config.xml, whose GUI user and unknown password make the API key the
+// only way into the REST API (see guiUser). It is idempotent and meant to run before every start of
 // Syncthing: files that already say the right thing are not rewritten, the
 // API key and a generated identity are kept, and an existing config.xml
 // keeps the devices and folders Apply put there (only its GUI and options
@@ -99,8 +100,13 @@ func Prepare(s Setup) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("prepare syncthing home: %w", err)
 	}
+	hash, err := guiPassword(old)
+	if err != nil {
+		return fmt.Errorf("prepare syncthing home: %w", err)
+	}
 	cfg, err := renderConfig(old, configValues{
 		myID: myID, nodeName: s.NodeName, listen: s.Listen, apiAddress: s.APIAddress, apiKey: apiKey,
+		guiPasswordHash: hash,
 	})
 	if err != nil {
 		return fmt.Errorf("prepare syncthing home: %s: %w", path, err)

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/xml"
+	"golang.org/x/crypto/bcrypt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -48,10 +49,12 @@ type writtenConfig struct {
 		Inner string `xml:",innerxml"`
 	} `xml:"folder"`
 	GUI struct {
-		Enabled bool   `xml:"enabled,attr"`
-		TLS     bool   `xml:"tls,attr"`
-		Address string `xml:"address"`
-		APIKey  string `xml:"apikey"`
+		Enabled  bool   `xml:"enabled,attr"`
+		TLS      bool   `xml:"tls,attr"`
+		Address  string `xml:"address"`
+		User     string `xml:"user"`
+		Password string `xml:"password"`
+		APIKey   string `xml:"apikey"`
 	} `xml:"gui"`
 	Options struct {
 		Elements []struct {
@@ -118,6 +121,13 @@ func TestPrepareWritesConfig(t *testing.T) {
 	}
 	if g := cfg.GUI; !g.Enabled || g.TLS || g.Address != s.APIAddress || g.APIKey != key || len(key) < 32 {
 		t.Errorf("gui %+v; want plain HTTP on %s with key %q", g, s.APIAddress, key)
+	}
+	// A user with a password nobody knows: its bcrypt hash, as Syncthing
+	// keeps it, and not one of the API key.
+	if g := cfg.GUI; g.User != guiUser || !bcryptHash.MatchString(g.Password) {
+		t.Errorf("gui user %q password %q; want %q and a bcrypt hash", g.User, g.Password, guiUser)
+	} else if bcrypt.CompareHashAndPassword([]byte(g.Password), []byte(key)) == nil {
+		t.Error("the GUI password is the API key")
 	}
 	if len(cfg.Folders) != 0 {
 		t.Errorf("folders %v, want none (no default folder)", cfg.Folders)
