@@ -196,8 +196,8 @@ func ensureAPIKey(home string) (string, error) {
 	return key, nil
 }
 
-// installIdentity puts the node certificate and key into home, or keeps or
-// generates a self-signed pair when the node has none.
+// installIdentity puts the node certificate and key into home once, or
+// keeps or generates a self-signed pair when the node has none.
 func installIdentity(s Setup) error {
 	certPath, keyPath := filepath.Join(s.Home, certName), filepath.Join(s.Home, keyName)
 	if s.CertFile == "" {
@@ -211,6 +211,13 @@ func installIdentity(s Setup) error {
 		if _, err := tls.LoadX509KeyPair(certPath, keyPath); err != nil {
 			return fmt.Errorf("syncthing identity: %w; remove %s and %s to generate a new one (a new device ID)", err, certPath, keyPath)
 		}
+		return nil
+	}
+	// An identity installed before is kept, even after the node
+	// certificate was renewed: the device ID is the certificate's hash,
+	// which the peers know this device by, and Syncthing does not check
+	// the validity dates of a device's certificate.
+	if _, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
 		return nil
 	}
 	certPEM, err := os.ReadFile(s.CertFile)

@@ -258,15 +258,19 @@ func TestPrepareInstallsNodeCertificate(t *testing.T) {
 		t.Errorf("own device in config.xml %s, want %s", got, want)
 	}
 
-	// A renewed certificate replaces the old one, and config.xml names
-	// the new identity only.
+	// A renewed node certificate leaves the identity as it is: the peers
+	// know this device by its ID, the hash of the certificate it started
+	// with, and the check-runner publishes that ID.
 	s.CertFile, s.KeyFile = nodeCert(t, "node-a")
 	if err := Prepare(s); err != nil {
 		t.Fatal(err)
 	}
-	want2, _ := DeviceID(s.CertFile, s.KeyFile)
-	if got, _ := HomeDeviceID(s.Home); got != want2 || want2 == want {
-		t.Errorf("after a new certificate HomeDeviceID = %s, want %s (old %s)", got, want2, want)
+	renewed, _ := DeviceID(s.CertFile, s.KeyFile)
+	if got, _ := HomeDeviceID(s.Home); got != want || renewed == want {
+		t.Errorf("after a renewed certificate HomeDeviceID = %s, want the first one %s (the renewed one is %s)", got, want, renewed)
+	}
+	if got := readConfig(t, s.Home).Devices[0].ID; got != want {
+		t.Errorf("own device in config.xml after a renewal %s, want %s", got, want)
 	}
 }
 
