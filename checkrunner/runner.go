@@ -74,18 +74,12 @@ func New(cfg *config.Config, cc *consul.Client, pg *postgres.Client, svcs *servi
 	}
 }
 
-// ProbeTimeout bounds each probe of one round: three quarters of the
-// interval, so a round ends before the next tick, but at least 500 ms so a
-// short interval does not fail a healthy but busy PostgreSQL.
-func ProbeTimeout(interval time.Duration) time.Duration {
-	return max(interval*3/4, 500*time.Millisecond)
-}
+// ProbeTimeout bounds each probe of one round (config.ProbeTimeout).
+func ProbeTimeout(interval time.Duration) time.Duration { return config.ProbeTimeout(interval) }
 
-// TTL is the TTL of a check updated every every: every x ttl_multiplier, plus
-// a margin of one probe timeout and 250 ms for the agent round trip, so a
-// check whose probe takes its whole timeout still reports before it expires.
+// TTL is the TTL of a check updated every every (config.CheckTTL).
 func TTL(every time.Duration, multiplier int, interval time.Duration) time.Duration {
-	return every*time.Duration(multiplier) + ProbeTimeout(interval) + 250*time.Millisecond
+	return config.CheckTTL(every, multiplier, interval)
 }
 
 // Run runs the checks every interval until ctx ends, then marks every check

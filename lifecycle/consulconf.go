@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -18,8 +19,9 @@ import (
 const datacenter = "dc1"
 
 // consulHCL is the agent's own configuration: a server bound to the node's
-// address, its HTTPS API where consul.address says, and the timing
-// understudy's failover bounds assume (README, "Failover bounds").
+// address, its HTTPS API where consul.address says, and the timing of the
+// consul block (raft_multiplier, gossip_*), which the failover bounds are
+// derived from (config.Bounds, README "Failover bounds").
 // bootstrap is true on the node that starts the cluster; a joining node
 // lists the servers to join instead.
 func consulHCL(cfg *config.Config, l layout, o Options, bootstrap bool, join []string) (string, error) {
@@ -50,11 +52,12 @@ func consulHCL(cfg *config.Config, l layout, o Options, bootstrap bool, join []s
 		b.WriteString("retry_interval       = \"2s\"\n")
 	}
 	fmt.Fprintf(&b, "ports {\n  serf_lan = %d\n  server   = %d\n  serf_wan = -1\n  dns      = -1\n  grpc     = -1\n  grpc_tls = -1\n}\n", o.SerfPort, o.ServerPort)
-	b.WriteString("performance { raft_multiplier = 1 }\n")
+	fmt.Fprintf(&b, "performance { raft_multiplier = %d }\n", cfg.Consul.RaftMultiplier)
 	// A joined server votes once autopilot has seen it stable for this
 	// long (10 s by default): cluster join waits for it.
 	b.WriteString("autopilot { server_stabilization_time = \"5s\" }\n")
-	b.WriteString("gossip_lan {\n  probe_interval = \"500ms\"\n  probe_timeout  = \"250ms\"\n  suspicion_mult = 3\n}\n")
+	fmt.Fprintf(&b, "gossip_lan {\n  probe_interval = %q\n  probe_timeout  = %q\n  suspicion_mult = %d\n}\n",
+		cfg.Consul.GossipProbeInterval, cfg.Consul.GossipProbeTimeout, cfg.Consul.GossipSuspicionMult)
 	return b.String(), nil
 }
 
@@ -79,4 +82,35 @@ func writeConsulConfig(cfg *config.Config, l layout, o Options, paths certs.Path
 		return err
 	}
 	return os.WriteFile(filepath.Join(l.consulConfig(), "tls.hcl"), []byte(certs.ConsulTLSHCL(paths, gossipKey, httpsPort)), 0o600)
+}
+
+// timingBlocks are the lines of consul.hcl that follow the consul block's
+// timing settings.
+var timingBlocks = regexp.MustCompile(`(?m)^performance \{[^}]*\}\n|^gossip_lan \{[^}]*\}\n`)
+
+// syncConsulTiming rewrites the timing of an existing consul.hcl to what the
+// consul block says now (raft_multiplier, gossip_*), so that a change of
+// them takes effect at the agent's next start (understudy node stop, node
+// start). It reports whether the file changed.
+func syncConsulTiming(cfg *config.Config, l layout) (bool, error) {
+	path := filepath.Join(l.consulConfig(), "consul.hcl")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false, fmt.Errorf("read the consul agent's configuration: %w", err)
+	}
+	blocks := timingBlocks.FindAllString(string(b), -1)
+	if len(blocks) != 2 {
+		return false, fmt.Errorf("%s has no performance and gossip_lan blocks where understudy wrote them; it was edited by hand: restore them or set up the node again", path)
+	}
+	want := map[bool]string{
+		true:  fmt.Sprintf("performance { raft_multiplier = %d }\n", cfg.Consul.RaftMultiplier),
+		false: fmt.Sprintf("gossip_lan {\n  probe_interval = %q\n  probe_timeout  = %q\n  suspicion_mult = %d\n}\n", cfg.Consul.GossipProbeInterval, cfg.Consul.GossipProbeTimeout, cfg.Consul.GossipSuspicionMult),
+	}
+	out := timingBlocks.ReplaceAllStringFunc(string(b), func(block string) string {
+		return want[strings.HasPrefix(block, "performance")]
+	})
+	if out == string(b) {
+		return false, nil
+	}
+	return true, os.WriteFile(path, []byte(out), 0o600)
 }

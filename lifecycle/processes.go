@@ -183,6 +183,11 @@ func StartProcesses(ctx context.Context, cfg *config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	if changed, err := syncConsulTiming(cfg, layout{cfg.Node.DataDir}); err != nil {
+		return err
+	} else if changed && o.Out != nil {
+		fmt.Fprintln(o.Out, "the consul agent's timing follows the consul block now (raft_multiplier, gossip_*): from its next start")
+	}
 	for _, svc := range append([]config.Service{consulService(layout{cfg.Node.DataDir}, o)}, daemons...) {
 		if err := o.Services.Start(ctx, o.run(svc)); err != nil {
 			return fmt.Errorf("start %s: %w", svc.Name, err)

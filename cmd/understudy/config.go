@@ -25,7 +25,7 @@ func newConfigCheckCmd() *cobra.Command {
 		Short: "Validate the configuration file and print the effective configuration",
 		Long: `check reads the configuration file as the daemons do. When it is valid,
 check prints the effective configuration (every default filled in, the Consul
-token redacted) to stdout and exits 0. Otherwise it prints every problem to
+token redacted) and the failover bounds it implies to stdout and exits 0. Otherwise it prints every problem to
 stderr, one per line as FILE:LINE: what is wrong; what to write instead, and
 exits 1.`,
 		Args: cobra.NoArgs,
@@ -38,7 +38,12 @@ exits 1.`,
 				fmt.Fprintln(cmd.ErrOrStderr(), err)
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "# %s is valid; effective configuration:\n\n%s", path, cfg.Redacted().HCL())
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "# %s is valid; effective configuration:\n\n%s", path, cfg.Redacted().HCL())
+			fmt.Fprintf(out, "\n# failover bounds of this configuration:\n")
+			for _, l := range cfg.Bounds().Lines() {
+				fmt.Fprintf(out, "#   %s\n", l)
+			}
 			return nil
 		},
 	}

@@ -101,7 +101,21 @@ type Consul struct {
 	// LeaderLease is how long the active may take writes after the last
 	// renewal of its lock that Consul committed (Fencing: the invariant and
 	// why the default is what it is).
-	LeaderLease time.Duration // default 3s, at least 2s, under SessionTTL
+	LeaderLease time.Duration // default 3s, at least 2s x RaftMultiplier, under SessionTTL
+
+	// RaftMultiplier scales Consul's Raft timing (performance {
+	// raft_multiplier }): a Consul leader election takes up to about
+	// 2 s x RaftMultiplier, which the lease must outlast. 1 (the default)
+	// suits machines that are not overloaded; raise it on slow ones, and
+	// the lease with it.
+	RaftMultiplier int // default 1, 1..10
+	// GossipProbeInterval, GossipProbeTimeout and GossipSuspicionMult are
+	// Consul's LAN gossip timing (gossip_lan): how soon a dead node is
+	// declared dead (Bounds). Consul's defaults (1s, 500ms, 4) suit large
+	// clusters; a few nodes on a LAN can be this quick.
+	GossipProbeInterval time.Duration // default 500ms, 100ms..10s
+	GossipProbeTimeout  time.Duration // default 250ms, under the interval
+	GossipSuspicionMult int           // default 3, 1..10
 }
 
 // Postgres is the `postgres` block: the PostgreSQL instance understudy owns
@@ -265,6 +279,8 @@ func base() *Config {
 		Cluster: Cluster{KVPrefix: "understudy", PartitionMode: PartitionActiveMinority},
 		Node:    Node{DataDir: "/var/lib/understudy", Priority: 100},
 		Consul: Consul{
+			RaftMultiplier: 1, GossipProbeInterval: 500 * time.Millisecond,
+			GossipProbeTimeout: 250 * time.Millisecond, GossipSuspicionMult: 3,
 			Address:     "127.0.0.1:8500",
 			Scheme:      "http",
 			SessionTTL:  10 * time.Second,

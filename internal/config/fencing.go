@@ -75,6 +75,9 @@ type Fencing struct {
 	// checks between them and the lease.
 	LockDelay  time.Duration
 	SessionTTL time.Duration
+	// RaftMultiplier (consul.raft_multiplier) scales how long a Consul
+	// leader election takes, which the lease must outlast.
+	RaftMultiplier int
 }
 
 // The fixed parts of the fencing timing; only the lease is configurable.
@@ -101,8 +104,14 @@ func (c *Config) Fencing() Fencing {
 	return Fencing{
 		Lease: c.Consul.LeaderLease, Renew: renewEvery, RenewTimeout: renewTimeout, RenewInFlight: renewInFlight,
 		WatchdogPoll: watchdogPoll, Stop: stopBudget, Margin: fenceMargin,
-		LockDelay: c.Consul.LockDelay, SessionTTL: c.Consul.SessionTTL,
+		LockDelay: c.Consul.LockDelay, SessionTTL: c.Consul.SessionTTL, RaftMultiplier: max(c.Consul.RaftMultiplier, 1),
 	}
+}
+
+// MinLease is the shortest lease that outlasts a Consul leader election at
+// f's raft multiplier.
+func (f Fencing) MinLease() time.Duration {
+	return MinLeaderLease * time.Duration(max(f.RaftMultiplier, 1))
 }
 
 // Refused is how long after its last committed renewal was sent the old
@@ -123,15 +132,15 @@ func (f Fencing) check() [][2]string {
 	add := func(keys, format string, args ...any) {
 		out = append(out, [2]string{keys, fmt.Sprintf(format, args...)})
 	}
-	if f.Lease < MinLeaderLease {
-		add("consul.leader_lease", `consul.leader_lease = %s is shorter than a Consul leader election takes (up to 2 s): the active would stop PostgreSQL whenever a standby running Consul's leader is lost; write at least "%s"`,
-			quote(formatDuration(f.Lease)), formatDuration(MinLeaderLease))
+	if f.Lease < f.MinLease() {
+		add("consul.leader_lease consul.raft_multiplier", `consul.leader_lease = %s is shorter than a Consul leader election takes (up to 2 s x raft_multiplier %d): the active would stop PostgreSQL whenever a standby running Consul's leader is lost; write at least "%s"`,
+			quote(formatDuration(f.Lease)), max(f.RaftMultiplier, 1), formatDuration(f.MinLease()))
 	}
 	if f.Lease >= f.SessionTTL {
 		add("consul.leader_lease consul.session_ttl", `consul.leader_lease = %s must be shorter than consul.session_ttl = %s: the active must give up its writes before Consul may end its session; lengthen session_ttl or shorten the lease`,
 			quote(formatDuration(f.Lease)), quote(formatDuration(f.SessionTTL)))
 	}
-	if f.Lease >= MinLeaderLease && (f.RenewTimeout*2 > f.Lease || f.Renew*time.Duration(f.RenewInFlight) < f.RenewTimeout) {
+	if f.Lease >= f.MinLease() && (f.RenewTimeout*2 > f.Lease || f.Renew*time.Duration(f.RenewInFlight) < f.RenewTimeout) {
 		add("consul.leader_lease", "consul.leader_lease = %s leaves room for fewer than two renewal timeouts (%s each); lengthen it",
 			quote(formatDuration(f.Lease)), f.RenewTimeout)
 	}

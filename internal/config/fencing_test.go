@@ -24,3 +24,21 @@ func TestFencingConstants(t *testing.T) {
 		t.Errorf("takeover wait %v, want %v (the README's figure)", got, want)
 	}
 }
+
+// TestBoundsOfTheDefaults: the numbers the README's failover table states.
+func TestBoundsOfTheDefaults(t *testing.T) {
+	b := Default().Bounds()
+	want := Bounds{CheckTTL: 2 * time.Second, NodeDetection: 2250 * time.Millisecond, ConsulElection: 2 * time.Second,
+		LockDelay: time.Second, Refused: 3225 * time.Millisecond, Takeover: 3475 * time.Millisecond}
+	if b != want {
+		t.Fatalf("bounds of the defaults %+v, want %+v", b, want)
+	}
+	if b.NodeLoss() != 3475*time.Millisecond {
+		t.Fatalf("node loss %s, want 3.475s", b.NodeLoss())
+	}
+	c := Default()
+	c.Consul.RaftMultiplier, c.Consul.GossipProbeInterval, c.Consul.GossipSuspicionMult = 3, time.Second, 4
+	if b := c.Bounds(); b.ConsulElection != 6*time.Second || b.NodeDetection != 5250*time.Millisecond || b.NodeLoss() != 6250*time.Millisecond {
+		t.Fatalf("bounds at raft_multiplier 3, a 1 s probe, suspicion 4: %+v, node loss %s", b, b.NodeLoss())
+	}
+}

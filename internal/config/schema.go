@@ -83,6 +83,10 @@ func (b *Consul) bindings() []binding {
 		{"session_ttl", &b.SessionTTL, `"10s"`},
 		{"lock_delay", &b.LockDelay, `"1s"`},
 		{"leader_lease", &b.LeaderLease, `"3s"`},
+		{"raft_multiplier", &b.RaftMultiplier, `1`},
+		{"gossip_probe_interval", &b.GossipProbeInterval, `"500ms"`},
+		{"gossip_probe_timeout", &b.GossipProbeTimeout, `"250ms"`},
+		{"gossip_suspicion_mult", &b.GossipSuspicionMult, `3`},
 	}
 }
 

@@ -149,13 +149,27 @@ func (v *validator) consul(c *Consul) {
 		v.add("consul.lock_delay", `consul.lock_delay = %s is outside Consul's bounds; write a value from "0s" to "60s"`,
 			quote(formatDuration(c.LockDelay)))
 	}
+	if c.RaftMultiplier < 1 || c.RaftMultiplier > 10 {
+		v.add("consul.raft_multiplier", "consul.raft_multiplier = %d is outside Consul's bounds; write 1 (the default) to 10", c.RaftMultiplier)
+	}
+	if c.GossipProbeInterval < 100*time.Millisecond || c.GossipProbeInterval > 10*time.Second {
+		v.add("consul.gossip_probe_interval", `consul.gossip_probe_interval = %s: write a value from "100ms" to "10s" ("500ms" by default)`,
+			quote(formatDuration(c.GossipProbeInterval)))
+	} else if c.GossipProbeTimeout <= 0 || c.GossipProbeTimeout >= c.GossipProbeInterval {
+		v.addAt([]string{"consul.gossip_probe_timeout", "consul.gossip_probe_interval"},
+			`consul.gossip_probe_timeout = %s must be above 0 and under consul.gossip_probe_interval = %s; write half of it, %s`,
+			quote(formatDuration(c.GossipProbeTimeout)), quote(formatDuration(c.GossipProbeInterval)), quote(formatDuration(c.GossipProbeInterval/2)))
+	}
+	if c.GossipSuspicionMult < 1 || c.GossipSuspicionMult > 10 {
+		v.add("consul.gossip_suspicion_mult", "consul.gossip_suspicion_mult = %d: write 1 to 10 (3 by default)", c.GossipSuspicionMult)
+	}
 }
 
 // fencing checks the rules between the timings fencing rests on, once each
 // of them is valid by itself.
 func (v *validator) fencing(c *Config) {
 	for _, p := range v.problems {
-		if strings.Contains(p.Msg, "consul.session_ttl") || strings.Contains(p.Msg, "consul.lock_delay") {
+		if strings.Contains(p.Msg, "consul.session_ttl") || strings.Contains(p.Msg, "consul.lock_delay") || strings.Contains(p.Msg, "consul.raft_multiplier") {
 			return
 		}
 	}

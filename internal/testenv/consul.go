@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/understudy-ha/understudy/internal/config"
 )
 
 // consulStartTimeout bounds the wait for an agent's API and a leader; an
@@ -158,16 +160,19 @@ func newConsulAt(t testing.TB, node, ip string, ports []int, host *Host, mode ..
 			// Raft's production timing is 5x slower; 1 is what Consul
 			// recommends for production hardware and keeps elections in
 			// tests to about a second. -dev sets its own, faster timing.
-			"-hcl=performance { raft_multiplier = 1 }",
+			fmt.Sprintf("-hcl=performance { raft_multiplier = %d }", config.Default().Consul.RaftMultiplier),
 			// Retry a failed join every second, not every 30: the servers
 			// of a cluster start together and the first tries fail.
 			"-retry-interval=1s",
-			// understudy's gossip timing for a LAN of a few nodes: a dead
-			// node's serfHealth fails in about 2.5 s instead of about 5 s,
-			// and a node kill's failover bound with it. This is the
-			// timing the generated Consul configuration uses too (README,
-			// "Failover bounds").
-			`-hcl=gossip_lan { probe_interval = "500ms" probe_timeout = "250ms" suspicion_mult = 3 }`,
+			// understudy's default gossip timing for a LAN of a few
+			// nodes (the consul block's gossip_*): a dead node's
+			// serfHealth fails in about 2.5 s instead of about 5 s, and a
+			// node kill's failover bound with it (config.Bounds).
+			func() string {
+				g := config.Default().Consul
+				return fmt.Sprintf("-hcl=gossip_lan { probe_interval = %q probe_timeout = %q suspicion_mult = %d }",
+					g.GossipProbeInterval, g.GossipProbeTimeout, g.GossipSuspicionMult)
+			}(),
 		)
 	}
 	return c
