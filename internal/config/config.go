@@ -54,7 +54,12 @@ type Cluster struct {
 	// KVPrefix is the Consul KV folder above the cluster ("a/b" allowed, no
 	// leading or trailing '/').
 	KVPrefix      string // default "understudy"
-	PartitionMode string // "active-minority" (default) or "fence"
+	// PartitionMode is what the minority side of a partition does. Only
+	// "fence" exists so far (the fencing the role loop does: the minority
+	// takes no writes); "active-minority" is refused until the
+	// consul-watcher implements it, so that the file never asks for what
+	// the cluster does not do.
+	PartitionMode string // "fence" (default)
 }
 
 // Node is the `node` block: this machine.
@@ -276,7 +281,7 @@ func Default() *Config {
 // base is Default without the values that derive from other fields.
 func base() *Config {
 	return &Config{
-		Cluster: Cluster{KVPrefix: "understudy", PartitionMode: PartitionActiveMinority},
+		Cluster: Cluster{KVPrefix: "understudy", PartitionMode: PartitionFence},
 		Node:    Node{DataDir: "/var/lib/understudy", Priority: 100},
 		Consul: Consul{
 			RaftMultiplier: 1, GossipProbeInterval: 500 * time.Millisecond,

@@ -25,7 +25,7 @@ node {
 const full = `cluster {
   name           = "prod"
   kv_prefix      = "understudy"
-  partition_mode = "active-minority"
+  partition_mode = "fence"
 }
 node {
   name     = "mgr-1"
@@ -196,7 +196,9 @@ var badInputs = []struct {
 	{"bad node name", "cluster { name = \"prod\" }\nnode {\n  name = \"Mgr_1\"\n  address = \"10.0.0.5\"\n}\n", 3,
 		`node.name = "Mgr_1" is not a valid name; use 1 to 63 lowercase letters, digits and '-'`, 1},
 	{"bad partition mode", "cluster {\n  name = \"prod\"\n  partition_mode = \"fenced\"\n}\n" + minimal[26:], 3,
-		`cluster.partition_mode = "fenced" is not a partition mode; write "active-minority" or "fence"`, 1},
+		`cluster.partition_mode = "fenced" is not a partition mode; write "fence"`, 1},
+	{"active-minority not yet", "cluster {\n  name = \"prod\"\n  partition_mode = \"active-minority\"\n}\n" + minimal[26:], 3,
+		`cluster.partition_mode = "active-minority" is not implemented yet`, 1},
 	{"relative data_dir", "cluster { name = \"prod\" }\nnode {\n  name = \"a\"\n  address = \"10.0.0.5\"\n  data_dir = \"data\"\n}\n", 5,
 		`node.data_dir = "data" is not an absolute path; write a path from "/", like "/var/lib/understudy"`, 1},
 	{"relative path", minimal + "files \"r\" {\n  path = \"opt/r\"\n}\n", 7, `is not an absolute path`, 1},
@@ -299,7 +301,7 @@ func TestParseMinimalHasDefaults(t *testing.T) {
 	}
 	want := &Config{
 		Path:    "min.hcl",
-		Cluster: Cluster{Name: "prod", KVPrefix: "understudy", PartitionMode: "active-minority"},
+		Cluster: Cluster{Name: "prod", KVPrefix: "understudy", PartitionMode: "fence"},
 		Node:    Node{Name: "mgr-1", Address: "10.0.0.5", DataDir: "/var/lib/understudy", Priority: 100},
 		Consul: Consul{Address: "127.0.0.1:8500", Scheme: "http", SessionTTL: 10 * time.Second,
 			LockDelay: time.Second, LeaderLease: 3 * time.Second, RaftMultiplier: 1,

@@ -57,7 +57,7 @@ func (b *Cluster) bindings() []binding {
 	return []binding{
 		{"name", &b.Name, `"prod"`},
 		{"kv_prefix", &b.KVPrefix, `"understudy"`},
-		{"partition_mode", &b.PartitionMode, `"active-minority"`},
+		{"partition_mode", &b.PartitionMode, `"fence"`},
 	}
 }
 

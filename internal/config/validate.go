@@ -90,9 +90,14 @@ func (v *validator) cluster(c *Cluster) {
 		v.add("cluster.kv_prefix", `cluster.kv_prefix = %s is not a Consul key prefix; write words joined by '/', without a leading or trailing '/', like "understudy"`,
 			quote(c.KVPrefix))
 	}
-	if c.PartitionMode != PartitionActiveMinority && c.PartitionMode != PartitionFence {
-		v.add("cluster.partition_mode", "cluster.partition_mode = %s is not a partition mode; write %q or %q",
-			quote(c.PartitionMode), PartitionActiveMinority, PartitionFence)
+	switch c.PartitionMode {
+	case PartitionFence:
+	case PartitionActiveMinority:
+		v.add("cluster.partition_mode", `cluster.partition_mode = %s is not implemented yet (it needs the consul-watcher): a minority takes no writes; write %q or remove the line`,
+			quote(c.PartitionMode), PartitionFence)
+	default:
+		v.add("cluster.partition_mode", "cluster.partition_mode = %s is not a partition mode; write %q",
+			quote(c.PartitionMode), PartitionFence)
 	}
 }
 
