@@ -135,6 +135,7 @@ func (r *Runner) upkeep(ctx context.Context, holding func() *holder) {
 			r.ensureSlots(ctx)
 			r.ensureSync(ctx)
 			holding().setMembers(r.members(ctx))
+			r.refreshPause(ctx)
 		}
 	}
 }

@@ -47,6 +47,8 @@ func (r *Runner) handler() http.Handler {
 	route(accessNode, http.MethodGet, "/v1/events", r.handleEvents)
 	route(accessOperator, http.MethodPost, "/v1/cluster/switchover", r.handleSwitchover)
 	route(accessOperator, "", "/v1/cluster/nodes/", r.handleNodes)
+	route(accessOperator, http.MethodPost, "/v1/cluster/pause", r.handlePause)
+	route(accessOperator, http.MethodPost, "/v1/cluster/resume", r.handleResume)
 	route(accessToken, http.MethodPost, "/v1/cluster/join", r.handleJoin)
 	route(accessNode, http.MethodPost, "/v1/lease/grant", r.handleGrant)
 	route(accessNode, http.MethodGet, "/v1/lease/grants", r.handleGrants)
@@ -151,6 +153,9 @@ type ClusterStatus struct {
 	// Consul is how the Consul servers stand, as autopilot sees them
 	// (absent when it did not answer): what the cluster can lose.
 	Consul *consul.ServersHealth `json:"consul,omitempty"`
+	// Paused is set while the cluster is paused (understudy cluster
+	// pause).
+	Paused *cluster.Pause `json:"paused,omitempty"`
 }
 
 func (r *Runner) handleCluster(w http.ResponseWriter, req *http.Request) {
@@ -174,6 +179,10 @@ func (r *Runner) handleCluster(w http.ResponseWriter, req *http.Request) {
 	}
 	if h, err := r.cc.ServersHealth(ctx); err == nil {
 		out.Consul = &h
+	}
+	var p cluster.Pause
+	if _, found, err := r.cc.GetJSON(ctx, r.keys.Paused(), &p); err == nil && found {
+		out.Paused = &p
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -277,6 +277,14 @@ func TestChaos(t *testing.T) {
 			break
 		}
 		f := kinds[rng.IntN(len(kinds))]
+		// The active as it is now: the settle after the last fault may
+		// have moved the role.
+		if a, err := c.whole(chaosRecovery, time.Now()); err == nil {
+			act = a
+		} else {
+			t.Errorf("fault %d: the cluster is not whole before it: %v", i+1, err)
+			break
+		}
 		var n *tnode
 		if f.target == "active" {
 			n = act
@@ -295,7 +303,7 @@ func TestChaos(t *testing.T) {
 		pause(hold)
 		heal()
 		healed := time.Now()
-		got, err := c.whole(chaosRecovery)
+		got, err := c.whole(chaosRecovery, healed)
 		o.to = time.Now()
 		o.recovery = o.to.Sub(healed)
 		o.recovered = err == nil
@@ -312,7 +320,7 @@ func TestChaos(t *testing.T) {
 				break
 			}
 			t.Logf("fault %d: read the rows on %s: %v; waiting for the cluster to be whole again", i+1, got.name, err)
-			if got, err = c.whole(chaosRecovery - time.Since(healed)); err == nil {
+			if got, err = c.whole(chaosRecovery-time.Since(healed), healed); err == nil {
 				o.to = time.Now()
 				o.recovery = o.to.Sub(healed)
 			}
@@ -345,13 +353,23 @@ func TestChaos(t *testing.T) {
 }
 
 // whole waits until the cluster is healthy (one node active, the others
-// standbys streaming from it with sessions) and returns the active; an
-// error says what was seen at the deadline, where waitHealthy would end the
-// test.
-func (c *tcluster) whole(timeout time.Duration) (act *tnode, err error) {
+// standbys streaming from it with sessions) and the active has had its lock
+// confirmed by Consul since since (a cut-off active still looks whole until
+// its lease runs out), and returns the active; an error says what was seen
+// at the deadline, where waitHealthy would end the test.
+func (c *tcluster) whole(timeout time.Duration, since time.Time) (act *tnode, err error) {
 	err = testenv.WaitFor(context.Background(), timeout, func() (err error) {
-		act, err = c.healthy()
-		return err
+		if act, err = c.healthy(); err != nil {
+			return err
+		}
+		st, err := act.nodeStatus()
+		if err != nil {
+			return err
+		}
+		if st.LeaseConfirmed == nil || st.LeaseConfirmed.Before(since) {
+			return fmt.Errorf("%s has not had its lock confirmed since %s (last %v)", act.name, since.Format(time.StampMilli), st.LeaseConfirmed)
+		}
+		return nil
 	})
 	return act, err
 }

@@ -20,6 +20,7 @@ type metrics struct {
 	promotions  *prometheus.CounterVec
 	hookFails   prometheus.Counter
 	session     prometheus.Gauge
+	paused      prometheus.Gauge
 }
 
 var roles = []Role{RoleRejoining, RoleStandby, RoleCandidate, RoleActive, RoleDemoting}
@@ -42,8 +43,11 @@ func newMetrics() *metrics {
 		session: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "understudy_session_valid", Help: "1 while the node holds a Consul session (its bound checks pass).",
 		}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "understudy_cluster_paused", Help: "1 while the cluster is paused (understudy cluster pause): no election, no PostgreSQL restart.",
+		}),
 	}
-	m.reg.MustRegister(m.role, m.transitions, m.promotions, m.hookFails, m.session,
+	m.reg.MustRegister(m.role, m.transitions, m.promotions, m.hookFails, m.session, m.paused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range roles {
 		m.role.WithLabelValues(string(r))

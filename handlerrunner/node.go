@@ -17,6 +17,9 @@ func (r *Runner) nodeStatus(ctx context.Context) NodeStatus {
 	st := r.st.get()
 	st.HasSession = r.sess.ID() != ""
 	st.Serving = r.st.serving(time.Now(), r.fencing.Lease)
+	if t := r.st.lastConfirmed(); !t.IsZero() && st.Role == RoleActive {
+		st.LeaseConfirmed = &t
+	}
 	st.NoFailover = r.noFailover() || time.Now().Before(r.st.graceUntil())
 	st.Priority = cluster.Or(r.st.options().Priority, r.cfg.Node.Priority)
 	r.metrics.session.Set(b2f(st.HasSession))

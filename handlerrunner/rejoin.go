@@ -34,6 +34,22 @@ func (r *Runner) runRejoining(ctx context.Context) (Role, string) {
 			r.warnEvery("rejoin-leader", "cannot read the leader key; retrying", "err", err)
 			continue
 		}
+		r.refreshPause(ctx)
+		if p := r.paused(); p != nil && ks.Session != "" && l.Node != r.name {
+			// Paused: PostgreSQL is neither started nor rewound nor
+			// repointed. A standby that already streams from the active
+			// is one; anything else waits for the resume.
+			if st, err := r.pgState(ctx); err == nil && streamingFrom(st, l) {
+				r.upstream = l.Node
+				return RoleStandby, "following " + l.Node + " (the cluster is paused)"
+			}
+			r.warnEvery("rejoin-paused", "the cluster is paused: not starting, rewinding or repointing postgres until understudy cluster resume", "paused_by", p.By, "active", l.Node)
+			continue
+		}
+		if p := r.paused(); p != nil && ks.Session == "" {
+			r.warnEvery("rejoin-paused", "the cluster is paused and no node holds the leader key: not starting postgres until understudy cluster resume", "paused_by", p.By)
+			continue
+		}
 		switch {
 		case ks.Session == "":
 			if err := r.startDetached(ctx); err != nil {

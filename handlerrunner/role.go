@@ -39,14 +39,20 @@ type NodeStatus struct {
 	HasSession bool      `json:"has_session"`
 	// Serving is true on the active once PostgreSQL is promoted and the lock
 	// confirmed within the lease: the /status 200 condition.
-	Serving    bool   `json:"serving"`
-	NoFailover bool   `json:"nofailover"`
-	Priority   int    `json:"priority"`
-	Leader     string `json:"leader,omitempty"`
+	Serving bool `json:"serving"`
+	// LeaseConfirmed is when the active last had a renewal of its lock
+	// committed (its lease runs from there), absent elsewhere.
+	LeaseConfirmed *time.Time `json:"lease_confirmed,omitempty"`
+	NoFailover     bool       `json:"nofailover"`
+	Priority       int        `json:"priority"`
+	Leader         string     `json:"leader,omitempty"`
 	// Regaining: the active lost its Consul session while alive and
 	// healthy and is taking its lock back under its lease (regain.go).
-	Regaining bool     `json:"regaining,omitempty"`
-	Postgres  PGStatus `json:"postgres"`
+	Regaining bool `json:"regaining,omitempty"`
+	// Paused is the cluster's pause as this node last read it (nil: the
+	// cluster runs).
+	Paused   *cluster.Pause `json:"paused,omitempty"`
+	Postgres PGStatus       `json:"postgres"`
 }
 
 // PGStatus is the local PostgreSQL as last seen.
@@ -113,6 +119,16 @@ func (s *state) confirm(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.confirmed = now
+}
+
+// lastConfirmed is when the lock was last confirmed, zero unless promoted.
+func (s *state) lastConfirmed() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.promoted {
+		return time.Time{}
+	}
+	return s.confirmed
 }
 
 // serving is the /status 200 condition: active, promoted, and the lock

@@ -42,12 +42,17 @@ func (r *Runner) runStandby(ctx context.Context) (Role, string) {
 		}
 		lastHolder, lastLook = l.Node, time.Now()
 		r.refreshOptions(ctx)
+		r.refreshPause(ctx)
 		r.log.Debug("leader key", "holder", l.Node, "session", ks.Session, "index", index)
 		if why := r.keepStandbyRunning(ctx, l); why != "" {
 			return RoleRejoining, why
 		}
 		switch {
 		case ks.Session == "":
+			if p := r.paused(); p != nil {
+				r.warnEvery("standby-paused", "the leader key is free but the cluster is paused: no election until understudy cluster resume", "paused_by", p.By)
+				continue
+			}
 			if why := r.notCandidate(); why != "" {
 				r.warnEvery("standby-not-candidate", "the leader key is free but this node does not stand for election", "why", why)
 				continue
@@ -83,6 +88,10 @@ func (r *Runner) runStandby(ctx context.Context) (Role, string) {
 func (r *Runner) keepStandbyRunning(ctx context.Context, l cluster.Leader) string {
 	_, running, err := r.pg.Running(ctx)
 	if err != nil || running {
+		return ""
+	}
+	if p := r.paused(); p != nil {
+		r.warnEvery("standby-paused-pg", "postgres is not running on this standby; the cluster is paused: not starting it until understudy cluster resume", "paused_by", p.By)
 		return ""
 	}
 	r.log.Warn("postgres is not running on this standby; starting it again")

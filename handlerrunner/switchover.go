@@ -27,6 +27,14 @@ func (r *Runner) switchover(ctx context.Context, target string, timeout time.Dur
 	if target == r.name {
 		return nil, http.StatusConflict, fmt.Errorf("%s is already the active node", target)
 	}
+	// A paused cluster moves nothing: the standbys would not follow the
+	// new active (no PostgreSQL repointed or rewound while paused).
+	var p cluster.Pause
+	if _, found, err := r.cc.GetJSON(ctx, r.keys.Paused(), &p); err != nil {
+		return nil, http.StatusServiceUnavailable, fmt.Errorf("cannot read the paused key: %w", err)
+	} else if found {
+		return map[string]any{"paused": p}, http.StatusConflict, fmt.Errorf("the cluster is paused (by %s); understudy cluster resume first", p.By)
+	}
 	var member *cluster.Member
 	for _, m := range r.members(ctx) {
 		if m.Name == target {

@@ -73,7 +73,7 @@ is one, else the local node (http://127.0.0.1:8008). Add profiles with
 	cmd.PersistentFlags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	nodes := &cobra.Command{Use: "nodes", Short: "List the cluster's nodes or show one", Args: cobra.NoArgs}
 	nodes.AddCommand(newNodesListCmd(o), newNodesGetCmd(o), newNodesRemoveCmd(o), newNodesUpdateCmd(o))
-	cmd.AddCommand(newClusterStartCmd(), newClusterJoinCmd(), newClusterTokenCmd(), newClusterStatusCmd(o), nodes, newSetActiveCmd(o), newHistoryCmd(o))
+	cmd.AddCommand(newClusterStartCmd(), newClusterJoinCmd(), newClusterTokenCmd(), newClusterStatusCmd(o), nodes, newSetActiveCmd(o), newHistoryCmd(o), newPauseCmd(o), newResumeCmd(o))
 	return cmd
 }
 
@@ -231,6 +231,8 @@ type statusReport struct {
 	// KeptAside is what rewinds kept of former primaries' writes, on each
 	// node, until an operator removes it.
 	KeptAside []keptAside `json:"kept_aside,omitempty"`
+	// Paused is set while the cluster is paused.
+	Paused *cluster.Pause `json:"paused,omitempty"`
 }
 
 type keptAside struct {
@@ -262,6 +264,7 @@ func toleranceWords(h *consul.ServersHealth, nodes int) string {
 func newStatusReport(v clusterView, events []cluster.Event, now time.Time) statusReport {
 	s := statusReport{Cluster: v.status.Cluster, Leader: v.status.Leader, Nodes: nodeRows(v, now)}
 	s.Consul = v.status.Consul
+	s.Paused = v.status.Paused
 	for _, m := range v.status.Members {
 		for _, d := range m.Diverged {
 			s.KeptAside = append(s.KeptAside, keptAside{Node: m.Name, Diverged: d})
@@ -288,6 +291,13 @@ func newStatusReport(v clusterView, events []cluster.Event, now time.Time) statu
 func renderStatus(w io.Writer, s statusReport, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "cluster:\t%s\n", orDash(s.Cluster))
+	if p := s.Paused; p != nil {
+		reason := ""
+		if p.Reason != "" {
+			reason = ": " + oneLine(p.Reason)
+		}
+		fmt.Fprintf(tw, "PAUSED:\tby %s since %s (%s)%s; no election and no PostgreSQL restart until understudy cluster resume\n", p.By, fmtTime(p.At), fmtAgo(p.At, now), reason)
+	}
 	switch {
 	case s.Leader == "":
 		fmt.Fprintf(tw, "leader:\tnone: no node holds the lock (an election may be in progress)\n")
@@ -627,4 +637,58 @@ func yesNo(b bool) string {
 // oneLine keeps a table row on one line whatever a reason holds.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+func newPauseCmd(o *apiOpts) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "pause [--reason TEXT]",
+		Short: "Stop automatic failover and PostgreSQL restarts until resume",
+		Long: `pause writes the cluster's paused key: until "understudy cluster resume", no
+standby stands for election and no PostgreSQL that stops is started again, so
+that PostgreSQL or the machines can be worked on without the cluster
+reacting. Fencing is not paused: an active that loses its lease still stops
+taking writes. /status keeps answering by who holds the lock; cluster status,
+nodes list and /metrics (understudy_cluster_paused) show the pause.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			asJSON, c, err := o.setup()
+			if err != nil {
+				return err
+			}
+			p, err := c.Pause(cmd.Context(), reason)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSONOut(cmd.OutOrStdout(), map[string]any{"paused": p})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "cluster paused by %s: no election and no PostgreSQL restart until understudy cluster resume\n", p.By)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for cluster status and the history")
+	return cmd
+}
+
+func newResumeCmd(o *apiOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "resume",
+		Short: "End a pause: failover and PostgreSQL restarts are automatic again",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			asJSON, c, err := o.setup()
+			if err != nil {
+				return err
+			}
+			if err := c.Resume(cmd.Context()); err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSONOut(cmd.OutOrStdout(), map[string]any{"paused": nil})
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "cluster resumed: failover and PostgreSQL restarts are automatic again")
+			return nil
+		},
+	}
 }

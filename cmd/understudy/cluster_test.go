@@ -124,6 +124,19 @@ func TestRenderStatusKeptAside(t *testing.T) {
 	}
 }
 
+func TestRenderStatusPaused(t *testing.T) {
+	v := fixture()
+	v.status.Paused = &cluster.Pause{By: "operator alice", At: now.Add(-10 * time.Minute), Reason: "kernel upgrade"}
+	var b bytes.Buffer
+	if err := renderStatus(&b, newStatusReport(v, events(), now), now); err != nil {
+		t.Fatal(err)
+	}
+	want := "PAUSED:         by operator alice since 2024-05-01 11:50:00Z (10m ago): kernel upgrade; no election and no PostgreSQL restart until understudy cluster resume\n"
+	if !strings.Contains(b.String(), want) {
+		t.Fatalf("got\n%s\nwant a line\n%s", b.String(), want)
+	}
+}
+
 // TestCanLose: what status says the cluster can lose, from autopilot's
 // view of the Consul servers (which drops a dead one within seconds) and
 // the number of nodes.

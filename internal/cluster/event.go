@@ -17,6 +17,7 @@ const (
 	EventPartition   = "partition"    // a node entered or left the minority
 	EventFiles       = "files"        // a standby's local file changes were reverted (Details: folder, files)
 	EventDiverged    = "diverged"     // a former primary's writes after the fork kept aside before a rewind (Details: dir, timeline, from, to, commits, inspect)
+	EventPause       = "pause"        // the cluster was paused or resumed (From: "running"/"paused", To: the other)
 	EventCertificate = "certificate"  // a node certificate was renewed (Details: serial, not_after, by)
 	EventRegained    = "regained"     // the active took back the lock it lost with its session while healthy, its PostgreSQL writable throughout (Details: took)
 )
@@ -79,4 +80,13 @@ type NextMaster struct {
 type SyncState struct {
 	Leader   string   `json:"leader"`
 	Standbys []string `json:"standbys"`
+}
+
+// Pause is the value of the paused key: while it exists the cluster makes
+// no automatic change (no election, no PostgreSQL restart), and fencing
+// still protects the one writer.
+type Pause struct {
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
 }

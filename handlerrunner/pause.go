@@ -1,0 +1,90 @@
+package handlerrunner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
+)
+
+// Pause (understudy cluster pause) stops what understudy does on its own:
+// while the paused key exists no standby stands for election and no
+// PostgreSQL that stopped is started again (a standby's, or a demoted
+// active's), so that an operator can work on PostgreSQL or the machines
+// without the cluster reacting. What keeps one writer is not paused: the
+// active renews its lease and fences itself when it cannot, and a stray
+// primary is stopped. /status keeps answering by who holds the lock and
+// runs the primary. A pause outlives restarts of the daemons; it ends with
+// understudy cluster resume.
+
+// refreshPause reads the paused key; on an error it keeps what it knew,
+// since a Consul that does not answer moves nothing anyway.
+func (r *Runner) refreshPause(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var p cluster.Pause
+	_, found, err := r.cc.GetJSON(ctx, r.keys.Paused(), &p)
+	if err != nil {
+		return
+	}
+	var cur *cluster.Pause
+	if found {
+		cur = &p
+	}
+	r.st.update(func(st *NodeStatus) { st.Paused = cur })
+	r.metrics.paused.Set(b2f(found))
+}
+
+// paused is the pause as last read, nil when the cluster runs.
+func (r *Runner) paused() *cluster.Pause { return r.st.get().Paused }
+
+// PauseRequest is the body of POST /v1/cluster/pause.
+type PauseRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// handlePause writes the paused key (any node may: it is one Consul write),
+// or deletes it for /v1/cluster/resume, and records who did.
+func (r *Runner) handlePause(w http.ResponseWriter, req *http.Request) {
+	var in PauseRequest
+	if req.ContentLength != 0 {
+		dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, maxBody))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&in); err != nil && !errors.Is(err, io.EOF) {
+			writeError(w, http.StatusBadRequest, `request body: %v; send {"reason": "..."} or nothing`, err)
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), 5*time.Second)
+	defer cancel()
+	who := caller(req.Context())
+	p := cluster.Pause{By: who, At: time.Now().UTC(), Reason: in.Reason}
+	if p.By == "" {
+		p.By = "node " + r.name + "'s API"
+	}
+	if err := r.cc.PutJSON(ctx, r.keys.Paused(), p); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "cannot write the paused key: %v; is consul up and has it a leader?", err)
+		return
+	}
+	r.log.Warn("cluster paused: no election and no postgres restart until understudy cluster resume", "by", p.By, "reason", p.Reason)
+	r.record(req.Context(), cluster.Event{Kind: cluster.EventPause, From: "running", To: "paused", Reason: in.Reason, By: who})
+	r.st.update(func(st *NodeStatus) { st.Paused = &p })
+	writeJSON(w, http.StatusOK, map[string]any{"paused": p})
+}
+
+func (r *Runner) handleResume(w http.ResponseWriter, req *http.Request) {
+	ctx, cancel := context.WithTimeout(req.Context(), 5*time.Second)
+	defer cancel()
+	if err := r.cc.Delete(ctx, r.keys.Paused()); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "cannot delete the paused key: %v; is consul up and has it a leader?", err)
+		return
+	}
+	r.log.Info("cluster resumed", "by", caller(req.Context()))
+	r.record(req.Context(), cluster.Event{Kind: cluster.EventPause, From: "paused", To: "running", By: caller(req.Context())})
+	r.st.update(func(st *NodeStatus) { st.Paused = nil })
+	writeJSON(w, http.StatusOK, map[string]any{"paused": nil})
+}
