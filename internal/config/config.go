@@ -53,7 +53,7 @@ type Cluster struct {
 	Name string // required
 	// KVPrefix is the Consul KV folder above the cluster ("a/b" allowed, no
 	// leading or trailing '/').
-	KVPrefix      string // default "understudy"
+	KVPrefix string // default "understudy"
 	// PartitionMode is what the minority side of a partition does. Only
 	// "fence" exists so far (the fencing the role loop does: the minority
 	// takes no writes); "active-minority" is refused until the
