@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 // nodeStatus is this node's live state: role from the loop, PostgreSQL asked
 // now under a short timeout.
-func (r *Runner) nodeStatus(ctx context.Context) NodeStatus {
+func (r *Runner) nodeStatus(ctx context.Context) nodeapi.NodeStatus {
 	st := r.st.get()
 	st.HasSession = r.sess.ID() != ""
 	st.Serving = r.st.serving(time.Now(), r.fencing.Lease)
@@ -43,7 +44,7 @@ func (r *Runner) nodeStatus(ctx context.Context) NodeStatus {
 
 // lagBytes is how far this standby trails the active's last published write
 // position; 0 on a primary, -1 unknown.
-func (r *Runner) lagBytes(ctx context.Context, st NodeStatus) int64 {
+func (r *Runner) lagBytes(ctx context.Context, st nodeapi.NodeStatus) int64 {
 	if !st.Postgres.InRecovery {
 		return 0
 	}

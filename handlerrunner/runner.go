@@ -20,6 +20,7 @@ import (
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/fence"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
@@ -162,7 +163,7 @@ func New(cfg *config.Config, cc *consul.Client, pg *postgres.Instance, svcs *ser
 			LockDelay: cfg.Consul.LockDelay,
 		},
 	}
-	r.st.st = NodeStatus{Name: r.name, Role: RoleRejoining, Since: time.Now(), Reason: "starting",
+	r.st.st = nodeapi.NodeStatus{Name: r.name, Role: nodeapi.RoleRejoining, Since: time.Now(), Reason: "starting",
 		NoFailover: cfg.Node.NoFailover, Priority: cfg.Node.Priority}
 	return r, nil
 }
@@ -213,23 +214,23 @@ func (r *Runner) Run(ctx context.Context) error {
 // loop is the role state machine: one function per role, each returning the
 // next role and why.
 func (r *Runner) loop(ctx context.Context) {
-	role, reason := RoleRejoining, "handler-runner starting"
+	role, reason := nodeapi.RoleRejoining, "handler-runner starting"
 	r.enter(ctx, "", role, reason)
 	for ctx.Err() == nil {
-		var next Role
+		var next nodeapi.Role
 		switch role {
-		case RoleRejoining:
+		case nodeapi.RoleRejoining:
 			next, reason = r.runRejoining(ctx)
-		case RoleStandby:
+		case nodeapi.RoleStandby:
 			next, reason = r.runStandby(ctx)
-		case RoleCandidate:
+		case nodeapi.RoleCandidate:
 			next, reason = r.runCandidate(ctx)
-		case RoleActive:
+		case nodeapi.RoleActive:
 			// Its teardown passes through demoting and fences.
 			next, reason = r.runActive(ctx)
-			role = RoleDemoting
+			role = nodeapi.RoleDemoting
 		}
-		if ctx.Err() != nil && role != RoleDemoting {
+		if ctx.Err() != nil && role != nodeapi.RoleDemoting {
 			return
 		}
 		r.enter(ctx, role, next, reason)
@@ -238,12 +239,12 @@ func (r *Runner) loop(ctx context.Context) {
 }
 
 // enter records a transition: log, status, metrics, event.
-func (r *Runner) enter(ctx context.Context, from, to Role, reason string) {
+func (r *Runner) enter(ctx context.Context, from, to nodeapi.Role, reason string) {
 	if from == to {
 		return
 	}
 	r.log.Info("role transition", "from", from, "to", to, "reason", reason)
-	r.st.update(func(st *NodeStatus) { st.Role, st.Since, st.Reason = to, time.Now(), reason })
+	r.st.update(func(st *nodeapi.NodeStatus) { st.Role, st.Since, st.Reason = to, time.Now(), reason })
 	r.metrics.transition(from, to)
 	if from != "" {
 		r.record(ctx, cluster.Event{Kind: "transition", From: string(from), To: string(to), Reason: reason})

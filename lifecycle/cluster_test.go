@@ -19,9 +19,9 @@ import (
 
 	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/checkrunner"
-	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/testenv"
 	"github.com/understudy-ha/understudy/lifecycle"
 	"github.com/understudy-ha/understudy/replication/postgres"
@@ -117,7 +117,7 @@ func TestThreeNodesThenTheCAMovesWithTheCluster(t *testing.T) {
 	conn.Close(ctx)
 	// One leader and two replicas at lag 0, as `nodes list` shows them.
 	testenv.Eventually(t, 30*time.Second, func() error {
-		var cs handlerrunner.ClusterStatus
+		var cs nodeapi.ClusterStatus
 		if err := a.get(t, "/v1/status/cluster", &cs); err != nil {
 			return err
 		}
@@ -181,12 +181,12 @@ func TestThreeNodesThenTheCAMovesWithTheCluster(t *testing.T) {
 		if ms["d"] != "alive" {
 			return fmt.Errorf("consul members %v", ms)
 		}
-		var st handlerrunner.NodeStatus
+		var st nodeapi.NodeStatus
 		dv := &tnode{cfg: d.cfg, hc: active.hc}
 		if err := dv.get(t, "/v1/status/node", &st); err != nil {
 			return err
 		}
-		if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming {
+		if st.Role != nodeapi.RoleStandby || !st.Postgres.Streaming {
 			return fmt.Errorf("d: %+v", st)
 		}
 		return nil

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/certs"
-	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/wait"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
@@ -189,14 +189,14 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 }
 
 // askJoin calls the active's join API with the CA pinned.
-func askJoin(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (handlerrunner.JoinResponse, error) {
-	var out handlerrunner.JoinResponse
+func askJoin(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (nodeapi.JoinResponse, error) {
+	var out nodeapi.JoinResponse
 	tlsCfg, err := certs.PinnedClientTLS(j.CAFingerprint)
 	if err != nil {
 		return out, err
 	}
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
-	body, _ := json.Marshal(handlerrunner.JoinRequest{Token: j.Token, Node: cfg.Node.Name, Address: cfg.Node.Address, Version: o.Version})
+	body, _ := json.Marshal(nodeapi.JoinRequest{Token: j.Token, Node: cfg.Node.Name, Address: cfg.Node.Address, Version: o.Version})
 	url := "https://" + strings.TrimPrefix(strings.TrimPrefix(j.Active, "https://"), "http://") + "/v1/cluster/join"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
@@ -235,11 +235,11 @@ func waitStandby(ctx context.Context, cfg *config.Config, timeout time.Duration)
 			return err
 		}
 		defer resp.Body.Close()
-		var st handlerrunner.NodeStatus
+		var st nodeapi.NodeStatus
 		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 			return err
 		}
-		if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming {
+		if st.Role != nodeapi.RoleStandby || !st.Postgres.Streaming {
 			return fmt.Errorf("the node is %s, streaming %v", st.Role, st.Postgres.Streaming)
 		}
 		return nil

@@ -13,9 +13,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/testenv"
 	"github.com/understudy-ha/understudy/lifecycle"
 	"github.com/understudy-ha/understudy/replication/postgres"
@@ -127,12 +127,12 @@ func TestClusterStartThenJoin(t *testing.T) {
 			return err
 		}
 		defer resp.Body.Close()
-		var st handlerrunner.NodeStatus
+		var st nodeapi.NodeStatus
 		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 			return err
 		}
 		want := fmt.Sprintf("%s:%d", acfg.Node.Address, acfg.Postgres.Port)
-		if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming || st.Postgres.Upstream != want {
+		if st.Role != nodeapi.RoleStandby || !st.Postgres.Streaming || st.Postgres.Upstream != want {
 			return fmt.Errorf("b: %+v", st)
 		}
 		bc, err := pgx.Connect(ctx, postgres.ConnString(bcfg.Postgres)+" connect_timeout=2")

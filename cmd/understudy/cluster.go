@@ -13,10 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/apiclient"
 	"github.com/understudy-ha/understudy/internal/cluster"
-	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 // offlineAfter is how old a member record's heartbeat may be before the
@@ -80,7 +79,7 @@ is one, else the local node (http://127.0.0.1:8008). Add profiles with
 // clusterView is what status and nodes list show: the cluster status of
 // any node, and each member's own answer to /v1/status/node.
 type clusterView struct {
-	status handlerrunner.ClusterStatus
+	status nodeapi.ClusterStatus
 	live   map[string]apiclient.NodeResult // by member name; absent: no API URL
 }
 
@@ -227,7 +226,7 @@ type statusReport struct {
 	EventsError string `json:"events_error,omitempty"`
 	// Consul is how the Consul servers stand (autopilot, through the node
 	// asked), absent when it did not say.
-	Consul *consul.ServersHealth `json:"consul,omitempty"`
+	Consul *nodeapi.ServersHealth `json:"consul,omitempty"`
 	// KeptAside is what rewinds kept of former primaries' writes, on each
 	// node, until an operator removes it.
 	KeptAside []keptAside `json:"kept_aside,omitempty"`
@@ -243,7 +242,7 @@ type keptAside struct {
 // reaches the leader key, so the active steps down at the end of its lease
 // and none is elected until enough are back. Autopilot prunes a dead
 // server within seconds, so the voters may be fewer than the nodes.
-func toleranceWords(h *consul.ServersHealth, nodes int) string {
+func toleranceWords(h *nodeapi.ServersHealth, nodes int) string {
 	if h == nil {
 		return "unknown: Consul's autopilot did not answer"
 	}
@@ -270,7 +269,7 @@ func newStatusReport(v clusterView, events []cluster.Event, now time.Time) statu
 	if nm := v.status.NextMaster; nm != nil && nm.Node != s.Leader {
 		s.NextMaster = nm
 	}
-	if live, ok := v.live[s.Leader]; ok && live.Err == nil && live.Status.Role == handlerrunner.RoleActive && !live.Status.Since.IsZero() {
+	if live, ok := v.live[s.Leader]; ok && live.Err == nil && live.Status.Role == nodeapi.RoleActive && !live.Status.Since.IsZero() {
 		s.LeaderSince = &live.Status.Since
 	}
 	for _, e := range events { // newest first
@@ -384,9 +383,9 @@ answer from here).`,
 
 // nodeReport is nodes get: its JSON is the -o json output.
 type nodeReport struct {
-	Member cluster.Member            `json:"member"`
-	State  string                    `json:"state"`
-	Status *handlerrunner.NodeStatus `json:"status,omitempty"`
+	Member cluster.Member      `json:"member"`
+	State  string              `json:"state"`
+	Status *nodeapi.NodeStatus `json:"status,omitempty"`
 	// StatusError is why /v1/status/node did not answer.
 	StatusError string `json:"status_error,omitempty"`
 }
