@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/certs"
-	"github.com/understudy-ha/understudy/internal/apiclient"
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/internal/wait"
 	"github.com/understudy-ha/understudy/replication/postgres"
@@ -281,7 +281,7 @@ func NodeClient(cfg *config.Config) (*http.Client, error) {
 	}
 	var rt http.RoundTripper = &http.Transport{TLSClientConfig: client}
 	if f := cfg.API.BasicAuthFile; f != "" {
-		user, password, err := apiclient.ReadBasicAuth(f)
+		user, password, err := nodeapi.ReadBasicAuth(f)
 		if err != nil {
 			return nil, fmt.Errorf("api.basic_auth_file: %w", err)
 		}

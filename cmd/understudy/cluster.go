@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/understudy-ha/understudy/internal/apiclient"
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
@@ -28,12 +27,12 @@ type apiOpts struct {
 	output  string
 }
 
-func (o *apiOpts) client() (*apiclient.Client, error) {
-	p, err := apiclient.SelectProfile(o.profile)
+func (o *apiOpts) client() (*nodeapi.Client, error) {
+	p, err := nodeapi.SelectProfile(o.profile)
 	if err != nil {
 		return nil, err
 	}
-	return apiclient.New(p), nil
+	return nodeapi.New(p), nil
 }
 
 // json reports whether -o asks for JSON; anything but table or json is an
@@ -49,7 +48,7 @@ func (o *apiOpts) json() (bool, error) {
 }
 
 // setup checks -o and builds the client of the selected profile.
-func (o *apiOpts) setup() (asJSON bool, c *apiclient.Client, err error) {
+func (o *apiOpts) setup() (asJSON bool, c *nodeapi.Client, err error) {
 	if asJSON, err = o.json(); err != nil {
 		return false, nil, err
 	}
@@ -80,10 +79,10 @@ is one, else the local node (http://127.0.0.1:8008). Add profiles with
 // any node, and each member's own answer to /v1/status/node.
 type clusterView struct {
 	status nodeapi.ClusterStatus
-	live   map[string]apiclient.NodeResult // by member name; absent: no API URL
+	live   map[string]nodeapi.NodeResult // by member name; absent: no API URL
 }
 
-func fetchCluster(ctx context.Context, c *apiclient.Client) (clusterView, error) {
+func fetchCluster(ctx context.Context, c *nodeapi.Client) (clusterView, error) {
 	cs, err := c.ClusterStatus(ctx)
 	if err != nil {
 		return clusterView{}, err
@@ -94,7 +93,7 @@ func fetchCluster(ctx context.Context, c *apiclient.Client) (clusterView, error)
 			names, urls = append(names, m.Name), append(urls, m.APIURL)
 		}
 	}
-	v := clusterView{status: cs, live: map[string]apiclient.NodeResult{}}
+	v := clusterView{status: cs, live: map[string]nodeapi.NodeResult{}}
 	for i, r := range c.NodeStatuses(ctx, urls) {
 		v.live[names[i]] = r
 	}

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/understudy-ha/understudy/internal/apiclient"
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/services"
@@ -41,7 +40,7 @@ func fixture() clusterView {
 			{Name: "mgr-3", Address: "10.0.0.7", Role: cluster.RoleUnknown, LagBytes: -1, Checks: stale, Heartbeat: now.Add(-2 * time.Minute)},
 			{Name: "mgr-4", Address: "10.0.0.8", APIURL: "http://10.0.0.8:8008", Role: cluster.RoleStandby, LagBytes: 0, Checks: allPassing(), Heartbeat: now.Add(-1 * time.Second)},
 		}, Consul: &nodeapi.ServersHealth{Voters: 4, HealthyVoters: 3, FailureTolerance: 0}},
-		live: map[string]apiclient.NodeResult{
+		live: map[string]nodeapi.NodeResult{
 			"mgr-1": {Status: nodeapi.NodeStatus{Name: "mgr-1", Role: nodeapi.RoleActive, Since: now.Add(-3*time.Hour - 5*time.Minute)}},
 			"mgr-2": {Status: nodeapi.NodeStatus{Name: "mgr-2", Role: nodeapi.RoleStandby}},
 			"mgr-4": {Err: errors.New("ask http://10.0.0.8:8008 for its state: no answer within 2s")},
@@ -288,8 +287,8 @@ func run(t *testing.T, args ...string) (string, error) {
 }
 
 func TestClusterCommands(t *testing.T) {
-	t.Setenv(apiclient.EnvProfiles, t.TempDir()+"/profiles.json")
-	t.Setenv(apiclient.EnvProfile, "")
+	t.Setenv(nodeapi.EnvProfiles, t.TempDir()+"/profiles.json")
+	t.Setenv(nodeapi.EnvProfile, "")
 	srv := fakeAPI(t)
 	if _, err := run(t, "profile", "add", "prod", "--nodes", strings.TrimPrefix(srv.URL, "http://")); err != nil {
 		t.Fatal(err)

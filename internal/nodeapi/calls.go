@@ -1,4 +1,4 @@
-package apiclient
+package nodeapi
 
 import (
 	"context"
@@ -11,21 +11,20 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
-	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 // ClusterStatus is GET /v1/status/cluster of the first node that answers:
 // the leader, next-master and every member record, as Consul holds them.
-func (c *Client) ClusterStatus(ctx context.Context) (nodeapi.ClusterStatus, error) {
-	var cs nodeapi.ClusterStatus
+func (c *Client) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
+	var cs ClusterStatus
 	err := c.anyNode(ctx, "the cluster status", "/v1/status/cluster", &cs)
 	return cs, err
 }
 
 // NodeStatus is GET /v1/status/node of the node at url (a member's API URL
 // or one of the profile's): what the node says of itself now.
-func (c *Client) NodeStatus(ctx context.Context, url string) (nodeapi.NodeStatus, error) {
-	var st nodeapi.NodeStatus
+func (c *Client) NodeStatus(ctx context.Context, url string) (NodeStatus, error) {
+	var st NodeStatus
 	if c.err != nil {
 		return st, c.err
 	}
@@ -36,7 +35,7 @@ func (c *Client) NodeStatus(ctx context.Context, url string) (nodeapi.NodeStatus
 // NodeResult is one node's answer to NodeStatuses.
 type NodeResult struct {
 	URL    string
-	Status nodeapi.NodeStatus
+	Status NodeStatus
 	Err    error
 }
 
@@ -195,7 +194,7 @@ func hasKey(m map[string]any, k string) bool {
 func (c *Client) postSwitchover(ctx context.Context, base, target string, timeout time.Duration) (SwitchoverResult, error) {
 	ctx, cancel := withTimeout(ctx, timeout+switchoverGrace)
 	defer cancel()
-	in := nodeapi.SwitchoverRequest{Target: target, Timeout: timeout.String()}
+	in := SwitchoverRequest{Target: target, Timeout: timeout.String()}
 	var out struct {
 		Active string `json:"active"`
 		Took   string `json:"took"`
