@@ -1,12 +1,10 @@
 package handlerrunner
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -224,38 +222,12 @@ func (r *Runner) askPeer(ctx context.Context, m cluster.Member) (nodeapi.NodeSta
 
 // callPeer sends one request to member m's API under timeout, with the
 // cluster's TLS and basic auth, body (when not nil) as JSON, and decodes a
-// 200 answer into out.
+// 2xx answer into out; any other answer is a *nodeapi.APIError.
 func (r *Runner) callPeer(ctx context.Context, m cluster.Member, method, path string, body, out any, timeout time.Duration) error {
 	if m.APIURL == "" {
 		return fmt.Errorf("member %s publishes no API URL", m.Name)
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, m.APIURL+path, rd)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	r.auth.set(req)
-	resp, err := r.peers.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s", resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return r.peers.Do(ctx, m.APIURL, method, path, body, out, timeout)
 }
 
 // lastPrimaryLSN is the former active's last published write position, the

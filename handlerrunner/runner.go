@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -60,7 +59,7 @@ type Runner struct {
 	keys    cluster.Keys
 	version string
 	name    string
-	peers   *http.Client
+	peers   *nodeapi.NodeClient
 	auth    *basicAuth
 	// serverTLS serves the API over HTTPS on a TLS node (nil otherwise);
 	// the peers client then trusts the cluster CA and presents the node
@@ -121,16 +120,16 @@ func New(cfg *config.Config, cc *consul.Client, pg *postgres.Instance, svcs *ser
 		return nil, err
 	}
 	log = log.With("component", "handler-runner", "node", cfg.Node.Name)
-	peers := &http.Client{Timeout: peerTimeout}
-	var serverTLS *tls.Config
+	var serverTLS, clientTLS *tls.Config
 	if cfg.TLS() {
-		var clientTLS *tls.Config
 		ca, cert, key := cfg.TLSFiles()
 		if serverTLS, clientTLS, err = certs.NodeTLS(certs.Paths{CA: ca, Cert: cert, Key: key}); err != nil {
 			return nil, fmt.Errorf("TLS for the API: %w", err)
 		}
-		peers.Transport = &http.Transport{TLSClientConfig: clientTLS}
 	}
+	// Every call to a peer sets its own timeout, at most peerTimeout.
+	user, password := auth.credentials()
+	peers := nodeapi.NewNodeClient(clientTLS, user, password)
 	var clientCAs *x509.CertPool
 	if serverTLS != nil {
 		clientCAs = serverTLS.ClientCAs
