@@ -3,7 +3,6 @@ package lifecycle_test
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -30,28 +29,20 @@ import (
 type tnode struct {
 	cfg *config.Config
 	o   lifecycle.Options
-	hc  *http.Client
+	nc  *nodeapi.NodeClient
 }
 
 func (n *tnode) get(t *testing.T, path string, out any) error {
 	t.Helper()
-	if n.hc == nil {
-		hc, err := lifecycle.NodeClient(n.cfg)
+	if n.nc == nil {
+		nc, err := lifecycle.NodeClient(n.cfg)
 		if err != nil {
 			return err
 		}
-		n.hc = hc
+		n.nc = nc
 	}
-	resp, err := n.hc.Get(n.cfg.APIURL() + path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if out != nil {
-		return json.NewDecoder(resp.Body).Decode(out)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s%s: %s", n.cfg.APIURL(), path, resp.Status)
+	if err := n.nc.Do(context.Background(), n.cfg.APIURL(), http.MethodGet, path, nil, out, 2*time.Second); err != nil {
+		return fmt.Errorf("%s%s: %w", n.cfg.APIURL(), path, err)
 	}
 	return nil
 }
@@ -182,7 +173,7 @@ func TestThreeNodesThenTheCAMovesWithTheCluster(t *testing.T) {
 			return fmt.Errorf("consul members %v", ms)
 		}
 		var st nodeapi.NodeStatus
-		dv := &tnode{cfg: d.cfg, hc: active.hc}
+		dv := &tnode{cfg: d.cfg, nc: active.nc}
 		if err := dv.get(t, "/v1/status/node", &st); err != nil {
 			return err
 		}

@@ -117,18 +117,13 @@ func TestClusterStartThenJoin(t *testing.T) {
 	if _, err := conn.Exec(ctx, "create table joined (id int); insert into joined values (42)"); err != nil {
 		t.Fatal(err)
 	}
-	hc, err := lifecycle.NodeClient(bcfg)
+	nc, err := lifecycle.NodeClient(bcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 30*time.Second, func() error {
-		resp, err := hc.Get(bcfg.APIURL() + "/v1/status/node")
+		st, err := nc.NodeStatus(ctx, bcfg.APIURL(), 2*time.Second)
 		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		var st nodeapi.NodeStatus
-		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 			return err
 		}
 		want := fmt.Sprintf("%s:%d", acfg.Node.Address, acfg.Postgres.Port)
