@@ -8,6 +8,11 @@ import (
 	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
+// The roles, and the transitions between them, are nodeapi.Role's: the API
+// reports them. Each has its function here: runRejoining, runStandby,
+// runCandidate and runActive return the next role and why; demote is
+// demoting.
+
 // state is the snapshot the API reads and the loops write.
 type state struct {
 	mu sync.Mutex
