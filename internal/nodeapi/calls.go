@@ -62,9 +62,7 @@ func (c *Client) Events(ctx context.Context, limit int) ([]cluster.Event, error)
 	if limit != 0 {
 		path += "?limit=" + strconv.Itoa(limit)
 	}
-	var body struct {
-		Events []cluster.Event `json:"events"`
-	}
+	var body EventsAnswer
 	if err := c.anyNode(ctx, "the events", path, &body); err != nil {
 		return nil, err
 	}
@@ -118,9 +116,7 @@ func (c *Client) RemoveNode(ctx context.Context, name string, force bool) error 
 // the active node, which any node would do as well, because the active is
 // the one node a profile is sure to reach.
 func (c *Client) UpdateNodeOptions(ctx context.Context, name string, opts cluster.NodeOptions) (cluster.NodeOptions, error) {
-	var out struct {
-		Options cluster.NodeOptions `json:"options"`
-	}
+	var out OptionsAnswer
 	err := c.onActive(ctx, "update the options of "+name, func(base string) error {
 		if err := c.do(ctx, http.MethodPut, base, "/v1/cluster/nodes/"+url.PathEscape(name)+"/options", opts, &out); err != nil {
 			return fmt.Errorf("ask %s to update the options of %s: %w", base, name, err)
@@ -195,10 +191,7 @@ func (c *Client) postSwitchover(ctx context.Context, base, target string, timeou
 	ctx, cancel := withTimeout(ctx, timeout+switchoverGrace)
 	defer cancel()
 	in := SwitchoverRequest{Target: target, Timeout: timeout.String()}
-	var out struct {
-		Active string `json:"active"`
-		Took   string `json:"took"`
-	}
+	var out SwitchoverAnswer
 	if err := c.do(ctx, http.MethodPost, base, "/v1/cluster/switchover", in, &out); err != nil {
 		return SwitchoverResult{}, fmt.Errorf("ask %s for a switchover to %s: %w", base, target, err)
 	}
