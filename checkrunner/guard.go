@@ -2,14 +2,15 @@ package checkrunner
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
@@ -29,11 +30,13 @@ import (
 // session TTL. A handler-runner that comes back finds PostgreSQL stopped
 // and rejoins the cluster as a standby, as after any fencing.
 type guard struct {
-	cfg   *config.Config
-	log   *slog.Logger
-	pg    *postgres.Instance
-	hc    *http.Client
-	after time.Duration
+	cfg *config.Config
+	log *slog.Logger
+	pg  *postgres.Instance
+	api *nodeapi.NodeClient
+	// timeout bounds one probe of the API (ProbeTimeout).
+	timeout time.Duration
+	after   time.Duration
 
 	// downSince is when the handler-runner was first seen gone while this
 	// node held the leader key; zero while it answers.
@@ -49,17 +52,18 @@ type guard struct {
 }
 
 func newGuard(cfg *config.Config, log *slog.Logger) *guard {
-	hc := &http.Client{Timeout: ProbeTimeout(cfg.Checks.Interval)}
+	var client *tls.Config
 	if cfg.TLS() {
 		ca, cert, key := cfg.TLSFiles()
-		if _, client, err := certs.NodeTLS(certs.Paths{CA: ca, Cert: cert, Key: key}); err == nil {
-			hc.Transport = &http.Transport{TLSClientConfig: client}
-		} else {
+		var err error
+		if _, client, err = certs.NodeTLS(certs.Paths{CA: ca, Cert: cert, Key: key}); err != nil {
 			log.Warn("cannot read the TLS files to ask the handler-runner; the active node's guard is off", "err", err)
 			return nil
 		}
 	}
-	return &guard{cfg: cfg, log: log, hc: hc, after: cfg.Fencing().Lease,
+	// No basic auth: a refusal is an answer too.
+	return &guard{cfg: cfg, log: log, api: nodeapi.NewNodeClient(client, "", ""),
+		timeout: ProbeTimeout(cfg.Checks.Interval), after: cfg.Fencing().Lease,
 		pg: postgres.NewInstance(cfg.Postgres, cfg.Node.Name, log)}
 }
 
@@ -80,16 +84,7 @@ func (g *guard) stoppedByWatchdog(ctx context.Context, now time.Time) *cluster.E
 // probe asks the handler-runner's API whether it lives; any HTTP answer
 // counts (a 401 of basic auth too).
 func (g *guard) probe(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.cfg.APIURL()+"/status", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := g.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	return nil
+	return g.api.Alive(ctx, g.cfg.APIURL(), g.timeout)
 }
 
 // check runs after each observation: handlerErr is the probe's answer,

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,5 +64,40 @@ func TestGuardFencesOnceAfterTheLease(t *testing.T) {
 	var off *guard
 	if off.check(ctx, true, gone, t0) != nil {
 		t.Fatal("a nil guard (TLS files unreadable) fenced")
+	}
+}
+
+// TestGuardProbe: any HTTP answer of the handler-runner's API counts as
+// alive, a refusal too; no answer within the probe timeout does not.
+func TestGuardProbe(t *testing.T) {
+	var code atomic.Int32
+	code.Store(http.StatusUnauthorized)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/status" {
+			t.Errorf("the guard asked %s", r.URL.Path)
+		}
+		c := code.Load()
+		if c == 0 {
+			time.Sleep(200 * time.Millisecond)
+			c = http.StatusOK
+		}
+		w.WriteHeader(int(c))
+	}))
+	defer srv.Close()
+	cfg := config.Default()
+	cfg.Node.Name, cfg.Checks.Interval = "a", time.Second
+	cfg.API.Listen = strings.TrimPrefix(srv.URL, "http://")
+	g := newGuard(cfg, slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	for _, c := range []int32{http.StatusUnauthorized, http.StatusBadRequest, http.StatusOK} {
+		code.Store(c)
+		if err := g.probe(ctx); err != nil {
+			t.Errorf("answer %d: %v", c, err)
+		}
+	}
+	code.Store(0)
+	g.timeout = 50 * time.Millisecond
+	if err := g.probe(ctx); err == nil {
+		t.Error("no answer within the timeout counted as alive")
 	}
 }

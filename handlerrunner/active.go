@@ -8,6 +8,7 @@ import (
 
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/fence"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 // runActive holds the active role from the acquired lock until it ends:
@@ -16,7 +17,7 @@ import (
 // a look at PostgreSQL and next-master every holdTick. It returns why it
 // ended; the deferred teardown fences the node (demoting), PostgreSQL
 // first.
-func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
+func (r *Runner) runActive(ctx context.Context) (next nodeapi.Role, reason string) {
 	sessID, nm, prev := r.heldWith, r.switchingTo, r.takenFromValue
 	r.switchingTo = nil
 	h := r.hold(ctx, sessID, r.acquiredAt, r.leaderValue(sessID))
@@ -26,20 +27,20 @@ func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
 	defer func() {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fenceTimeout)
 		defer cancel()
-		r.enter(fctx, RoleActive, RoleDemoting, reason)
+		r.enter(fctx, nodeapi.RoleActive, nodeapi.RoleDemoting, reason)
 		r.demote(fctx, h, stopMode, handover, reason)
-		next = RoleRejoining
+		next = nodeapi.RoleRejoining
 	}()
 
 	start := time.Now()
 	how, err := r.waitOldLease(ctx, h, prev)
 	if err != nil {
-		return RoleRejoining, "gave up the takeover: " + err.Error()
+		return nodeapi.RoleRejoining, "gave up the takeover: " + err.Error()
 	}
 	waited := time.Since(start).Round(time.Millisecond)
 	if err := r.promote(ctx); err != nil {
 		r.st.setGrace(time.Now().Add(stepDownGrace))
-		return RoleRejoining, "promotion failed: " + err.Error()
+		return nodeapi.RoleRejoining, "promotion failed: " + err.Error()
 	}
 	r.wasPrimary = true
 	r.upstream = ""
@@ -77,7 +78,7 @@ func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
 		select {
 		case <-ctx.Done():
 			stopMode = "fast"
-			return RoleRejoining, "handler-runner stopping"
+			return nodeapi.RoleRejoining, "handler-runner stopping"
 		case <-h.Lost():
 			why := h.Why()
 			if h.SessionGone() {
@@ -90,7 +91,7 @@ func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
 				why += "; not taken back: " + err.Error()
 			}
 			r.st.setGrace(time.Now().Add(stepDownGrace))
-			return RoleRejoining, why
+			return nodeapi.RoleRejoining, why
 		case <-t.C:
 		}
 		why, ho, fenceNow := r.checkActive(ctx, h)
@@ -104,7 +105,7 @@ func (r *Runner) runActive(ctx context.Context) (next Role, reason string) {
 		if ho == nil {
 			r.st.setGrace(time.Now().Add(stepDownGrace))
 		}
-		return RoleRejoining, why
+		return nodeapi.RoleRejoining, why
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
-	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 // maxBody bounds what a request may send: the API takes small JSON only.
@@ -99,7 +99,7 @@ func recoverer(next http.Handler, r *Runner) http.Handler {
 // on every other node and on an active that cannot confirm its lock.
 func (r *Runner) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	st := r.st.get()
-	body := map[string]any{"node": r.name, "role": st.Role}
+	body := nodeapi.StatusAnswer{Node: r.name, Role: st.Role}
 	if r.st.serving(time.Now(), r.fencing.Lease) {
 		writeJSON(w, http.StatusOK, body)
 		return
@@ -133,7 +133,7 @@ func (r *Runner) handleReplica(w http.ResponseWriter, req *http.Request) {
 	st := r.nodeStatus(req.Context())
 	lag := r.lagBytes(req.Context(), st)
 	body := map[string]any{"node": r.name, "role": st.Role, "streaming": st.Postgres.Streaming, "lag_bytes": lag}
-	if st.Role == RoleStandby && st.Postgres.Streaming && lag >= 0 && lag <= maxLag {
+	if st.Role == nodeapi.RoleStandby && st.Postgres.Streaming && lag >= 0 && lag <= maxLag {
 		writeJSON(w, http.StatusOK, body)
 		return
 	}
@@ -144,20 +144,6 @@ func (r *Runner) handleNode(w http.ResponseWriter, req *http.Request) {
 	writeJSON(w, http.StatusOK, r.nodeStatus(req.Context()))
 }
 
-// ClusterStatus is what /v1/status/cluster answers: what `nodes list` shows.
-type ClusterStatus struct {
-	Cluster    string              `json:"cluster"`
-	Leader     string              `json:"leader"`
-	NextMaster *cluster.NextMaster `json:"next_master,omitempty"`
-	Members    []cluster.Member    `json:"members"`
-	// Consul is how the Consul servers stand, as autopilot sees them
-	// (absent when it did not answer): what the cluster can lose.
-	Consul *consul.ServersHealth `json:"consul,omitempty"`
-	// Paused is set while the cluster is paused (understudy cluster
-	// pause).
-	Paused *cluster.Pause `json:"paused,omitempty"`
-}
-
 func (r *Runner) handleCluster(w http.ResponseWriter, req *http.Request) {
 	ctx := req.Context()
 	ks, l, err := r.readLeader(ctx, false)
@@ -165,7 +151,7 @@ func (r *Runner) handleCluster(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "cannot read the cluster from consul: %v; is the local consul agent running?", err)
 		return
 	}
-	out := ClusterStatus{Cluster: r.cfg.Cluster.Name, Members: []cluster.Member{}}
+	out := nodeapi.ClusterStatus{Cluster: r.cfg.Cluster.Name, Members: []cluster.Member{}}
 	if ks.Session != "" {
 		out.Leader = l.Node
 	}
@@ -178,7 +164,8 @@ func (r *Runner) handleCluster(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	if h, err := r.cc.ServersHealth(ctx); err == nil {
-		out.Consul = &h
+		sh := nodeapi.ServersHealth(h)
+		out.Consul = &sh
 	}
 	var p cluster.Pause
 	if _, found, err := r.cc.GetJSON(ctx, r.keys.Paused(), &p); err == nil && found {
@@ -205,15 +192,8 @@ func (r *Runner) handleEvents(w http.ResponseWriter, req *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"events": evs})
 }
 
-// SwitchoverRequest is the body of POST /v1/cluster/switchover.
-type SwitchoverRequest struct {
-	Target string `json:"target"`
-	// Timeout is how long to wait for the target to be active, e.g. "60s".
-	Timeout string `json:"timeout,omitempty"`
-}
-
 func (r *Runner) handleSwitchover(w http.ResponseWriter, req *http.Request) {
-	var body SwitchoverRequest
+	var body nodeapi.SwitchoverRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {

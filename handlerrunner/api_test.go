@@ -17,6 +17,7 @@ import (
 	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
@@ -69,21 +70,21 @@ func TestStatusIs200OnlyOnAServingActive(t *testing.T) {
 	now := time.Now()
 	tests := []struct {
 		name     string
-		role     Role
+		role     nodeapi.Role
 		promoted bool
 		age      time.Duration // since the lock was last confirmed
 		want     int
 	}{
-		{"standby", RoleStandby, false, 0, http.StatusBadRequest},
-		{"candidate", RoleCandidate, false, 0, http.StatusBadRequest},
-		{"active before promotion", RoleActive, false, 0, http.StatusBadRequest},
-		{"active, promoted, lock confirmed", RoleActive, true, 0, http.StatusOK},
-		{"active, lock unconfirmed beyond the lease", RoleActive, true, r.fencing.Lease + time.Second, http.StatusBadRequest},
-		{"demoting", RoleDemoting, true, 0, http.StatusBadRequest},
+		{"standby", nodeapi.RoleStandby, false, 0, http.StatusBadRequest},
+		{"candidate", nodeapi.RoleCandidate, false, 0, http.StatusBadRequest},
+		{"active before promotion", nodeapi.RoleActive, false, 0, http.StatusBadRequest},
+		{"active, promoted, lock confirmed", nodeapi.RoleActive, true, 0, http.StatusOK},
+		{"active, lock unconfirmed beyond the lease", nodeapi.RoleActive, true, r.fencing.Lease + time.Second, http.StatusBadRequest},
+		{"demoting", nodeapi.RoleDemoting, true, 0, http.StatusBadRequest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r.st.update(func(st *NodeStatus) { st.Role = tc.role })
+			r.st.update(func(st *nodeapi.NodeStatus) { st.Role = tc.role })
 			r.st.mu.Lock()
 			r.st.promoted, r.st.confirmed = tc.promoted, now.Add(-tc.age)
 			r.st.mu.Unlock()
@@ -240,22 +241,22 @@ func TestBasicAuthFileMustBeUserColonPassword(t *testing.T) {
 }
 
 func TestCandidateNeedsALiveStreamingStandby(t *testing.T) {
-	ok := NodeStatus{Role: RoleStandby, HasSession: true, Priority: 100,
-		Postgres: PGStatus{Running: true, InRecovery: true, Timeline: 2, ReceiveLSN: 300, ReplayLSN: 200}}
+	ok := nodeapi.NodeStatus{Role: nodeapi.RoleStandby, HasSession: true, Priority: 100,
+		Postgres: nodeapi.PGStatus{Running: true, InRecovery: true, Timeline: 2, ReceiveLSN: 300, ReplayLSN: 200}}
 	tests := []struct {
 		name    string
-		change  func(st *NodeStatus)
+		change  func(st *nodeapi.NodeStatus)
 		err     error
 		passed  bool
 		healthy bool
 	}{
-		{"streaming standby", func(*NodeStatus) {}, nil, false, true},
-		{"did not answer", func(*NodeStatus) {}, errTest, false, false},
-		{"no session", func(st *NodeStatus) { st.HasSession = false }, nil, false, false},
-		{"postgres down", func(st *NodeStatus) { st.Postgres.Running = false }, nil, false, false},
-		{"a primary", func(st *NodeStatus) { st.Postgres.InRecovery = false }, nil, false, false},
-		{"rejoining", func(st *NodeStatus) { st.Role = RoleRejoining }, nil, false, false},
-		{"passed over", func(*NodeStatus) {}, nil, true, false},
+		{"streaming standby", func(*nodeapi.NodeStatus) {}, nil, false, true},
+		{"did not answer", func(*nodeapi.NodeStatus) {}, errTest, false, false},
+		{"no session", func(st *nodeapi.NodeStatus) { st.HasSession = false }, nil, false, false},
+		{"postgres down", func(st *nodeapi.NodeStatus) { st.Postgres.Running = false }, nil, false, false},
+		{"a primary", func(st *nodeapi.NodeStatus) { st.Postgres.InRecovery = false }, nil, false, false},
+		{"rejoining", func(st *nodeapi.NodeStatus) { st.Role = nodeapi.RoleRejoining }, nil, false, false},
+		{"passed over", func(*nodeapi.NodeStatus) {}, nil, true, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

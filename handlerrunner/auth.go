@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 )
@@ -32,11 +31,13 @@ func loadBasicAuth(path string) (*basicAuth, error) {
 	return &basicAuth{user: user, password: password}, nil
 }
 
-// set adds the credentials to a request to a peer.
-func (a *basicAuth) set(req *http.Request) {
-	if a != nil {
-		req.SetBasicAuth(a.user, a.password)
+// credentials are the user and password to send to peers, "" without basic
+// auth.
+func (a *basicAuth) credentials() (user, password string) {
+	if a == nil {
+		return "", ""
 	}
+	return a.user, a.password
 }
 
 // equal compares in constant time, hashing first so the length does not

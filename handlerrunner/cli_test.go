@@ -14,7 +14,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/understudy-ha/understudy/handlerrunner"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/testenv"
 )
 
@@ -153,7 +153,7 @@ func TestRemoveAStoppedStandby(t *testing.T) {
 		t.Fatalf("active is %s, want %s", got.name, stays.name)
 	}
 	st, err := stays.nodeStatus()
-	if err != nil || st.Role != handlerrunner.RoleActive {
+	if err != nil || st.Role != nodeapi.RoleActive {
 		t.Fatalf("%s: %+v %v", stays.name, st, err)
 	}
 }

@@ -1,12 +1,10 @@
 package handlerrunner
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/fence"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 // runCandidate takes part in the election that a free leader key starts.
@@ -21,7 +20,7 @@ import (
 // and writes it to next-master with CAS, so the first write wins and the
 // others read it: the cluster agrees on one name. The named node acquires
 // the leader key; if it has not within takeoverTimeout, it is passed over.
-func (r *Runner) runCandidate(ctx context.Context) (Role, string) {
+func (r *Runner) runCandidate(ctx context.Context) (nodeapi.Role, string) {
 	deadline := time.Now().Add(r.electionTimeout())
 	passedOver := map[string]bool{}
 	for time.Now().Before(deadline) {
@@ -29,45 +28,45 @@ func (r *Runner) runCandidate(ctx context.Context) (Role, string) {
 		if err != nil {
 			r.warnEvery("election-leader", "cannot read the leader key during an election; retrying", "err", err)
 			if !sleep(ctx, 200*time.Millisecond) {
-				return RoleCandidate, errStopping.Error()
+				return nodeapi.RoleCandidate, errStopping.Error()
 			}
 			continue
 		}
 		if ks.Session != "" {
-			return RoleRejoining, "the election ended: " + l.Node + " holds the leader key"
+			return nodeapi.RoleRejoining, "the election ended: " + l.Node + " holds the leader key"
 		}
 		nm, err := r.agreeOnNextMaster(ctx, ks, l, passedOver)
 		if errors.As(err, new(errFormerHolding)) {
 			r.warnEvery("election-former", "not choosing yet", "why", err)
 			if !sleep(ctx, 100*time.Millisecond) {
-				return RoleCandidate, errStopping.Error()
+				return nodeapi.RoleCandidate, errStopping.Error()
 			}
 			continue
 		}
 		if err != nil {
 			r.warnEvery("election-choose", "no node can be chosen as the next active; waiting", "err", err)
 			if !sleep(ctx, r.cfg.Checks.Interval) {
-				return RoleCandidate, errStopping.Error()
+				return nodeapi.RoleCandidate, errStopping.Error()
 			}
 			continue
 		}
 		if nm.Node == r.name {
 			if ok, why := r.takeOver(ctx, nm, l); ok {
 				r.takenFrom = l.Node
-				return RoleActive, why
+				return nodeapi.RoleActive, why
 			} else if ctx.Err() == nil {
 				r.withdraw(ctx, nm, why)
-				return RoleStandby, why
+				return nodeapi.RoleStandby, why
 			}
-			return RoleCandidate, errStopping.Error()
+			return nodeapi.RoleCandidate, errStopping.Error()
 		}
 		if r.waitForTakeover(ctx, nm) {
-			return RoleRejoining, "the election chose " + nm.Node
+			return nodeapi.RoleRejoining, "the election chose " + nm.Node
 		}
 		r.log.Warn("the chosen node did not take the leader key; passing it over", "chosen", nm.Node)
 		passedOver[nm.Node] = true
 	}
-	return RoleStandby, "the election timed out"
+	return nodeapi.RoleStandby, "the election timed out"
 }
 
 // errFormerHolding: no choice yet, the former active still runs its
@@ -149,7 +148,7 @@ func (r *Runner) readNextMaster(ctx context.Context) (cluster.NextMaster, bool, 
 func (r *Runner) candidates(ctx context.Context, passedOver map[string]bool, former string) (cands []cluster.Candidate, holding string) {
 	members := r.members(ctx)
 	out := make([]cluster.Candidate, len(members))
-	sts := make([]NodeStatus, len(members))
+	sts := make([]nodeapi.NodeStatus, len(members))
 	errs := make([]error, len(members))
 	var wg sync.WaitGroup
 	for i, m := range members {
@@ -166,7 +165,7 @@ func (r *Runner) candidates(ctx context.Context, passedOver map[string]bool, for
 	for i, m := range members {
 		st := sts[i]
 		if m.Name == former && m.Name != r.name && errs[i] == nil && st.Postgres.Running && !st.Postgres.InRecovery &&
-			(st.Role == RoleActive && !st.Regaining || st.Regaining && !st.HasSession) {
+			(st.Role == nodeapi.RoleActive && !st.Regaining || st.Regaining && !st.HasSession) {
 			holding = fmt.Sprintf("the former active %s still runs its primary under its lease (taking its lock back, or fencing when the lease ends); waiting", former)
 		}
 	}
@@ -177,8 +176,8 @@ func (r *Runner) candidates(ctx context.Context, passedOver map[string]bool, for
 // standby that streams or waits read-only, or the former active taking
 // back its lock with its primary still running, with a live session (its
 // checks pass), can be chosen.
-func candidate(name string, st NodeStatus, err error, passedOver bool) cluster.Candidate {
-	standby := st.Postgres.InRecovery && (st.Role == RoleStandby || st.Role == RoleCandidate)
+func candidate(name string, st nodeapi.NodeStatus, err error, passedOver bool) cluster.Candidate {
+	standby := st.Postgres.InRecovery && (st.Role == nodeapi.RoleStandby || st.Role == nodeapi.RoleCandidate)
 	regaining := st.Regaining && !st.Postgres.InRecovery
 	healthy := err == nil && !passedOver && st.HasSession && st.Postgres.Running && (standby || regaining)
 	return cluster.Candidate{
@@ -210,8 +209,8 @@ func (r *Runner) members(ctx context.Context) []cluster.Member {
 	return out
 }
 
-func (r *Runner) askPeer(ctx context.Context, m cluster.Member) (NodeStatus, error) {
-	var st NodeStatus
+func (r *Runner) askPeer(ctx context.Context, m cluster.Member) (nodeapi.NodeStatus, error) {
+	var st nodeapi.NodeStatus
 	if err := r.callPeer(ctx, m, http.MethodGet, "/v1/status/node", nil, &st, peerTimeout); err != nil {
 		return st, fmt.Errorf("ask %s for its state: %w", m.Name, err)
 	}
@@ -223,38 +222,12 @@ func (r *Runner) askPeer(ctx context.Context, m cluster.Member) (NodeStatus, err
 
 // callPeer sends one request to member m's API under timeout, with the
 // cluster's TLS and basic auth, body (when not nil) as JSON, and decodes a
-// 200 answer into out.
+// 2xx answer into out; any other answer is a *nodeapi.APIError.
 func (r *Runner) callPeer(ctx context.Context, m cluster.Member, method, path string, body, out any, timeout time.Duration) error {
 	if m.APIURL == "" {
 		return fmt.Errorf("member %s publishes no API URL", m.Name)
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, m.APIURL+path, rd)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	r.auth.set(req)
-	resp, err := r.peers.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s", resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return r.peers.Do(ctx, m.APIURL, method, path, body, out, timeout)
 }
 
 // lastPrimaryLSN is the former active's last published write position, the

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/testenv"
 )
 
@@ -151,7 +151,7 @@ func TestNofailoverAndLaggingStandbyAreNeverChosen(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if st.Role != handlerrunner.RoleActive || st.Since.Before(killed) {
+		if st.Role != nodeapi.RoleActive || st.Since.Before(killed) {
 			return fmt.Errorf("n1 is %s since %v, not active again after the kill", st.Role, st.Since)
 		}
 		return nil

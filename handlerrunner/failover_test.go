@@ -16,7 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/understudy-ha/understudy/handlerrunner"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/testenv"
 )
 
@@ -239,7 +239,7 @@ func TestSwitchoverLosesNoAcknowledgedWrite(t *testing.T) {
 
 func switchover(t testing.TB, via *tnode, target string, want int) map[string]any {
 	t.Helper()
-	body, _ := json.Marshal(handlerrunner.SwitchoverRequest{Target: target, Timeout: "60s"})
+	body, _ := json.Marshal(nodeapi.SwitchoverRequest{Target: target, Timeout: "60s"})
 	hc := &http.Client{Timeout: 70 * time.Second}
 	resp, err := hc.Post(via.apiURL()+"/v1/cluster/switchover", "application/json", bytes.NewReader(body))
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/fence"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 // Peer grants carry the active's lease over a Consul leader election, the
@@ -47,21 +48,9 @@ import (
 // well within the lease it would extend.
 const grantTimeout = 500 * time.Millisecond
 
-// grantRequest is what the active sends to POST /v1/lease/grant.
-type grantRequest struct {
-	Holder  string `json:"holder"`
-	Session string `json:"session"`
-}
-
-// grantReply is the peer's answer.
-type grantReply struct {
-	Granted bool   `json:"granted"`
-	Why     string `json:"why,omitempty"`
-}
-
 // handleGrant is POST /v1/lease/grant.
 func (r *Runner) handleGrant(w http.ResponseWriter, req *http.Request) {
-	var g grantRequest
+	var g nodeapi.GrantRequest
 	if err := json.NewDecoder(io.LimitReader(req.Body, maxBody)).Decode(&g); err != nil || g.Holder == "" || g.Session == "" {
 		writeError(w, http.StatusBadRequest, "the body must be JSON {\"holder\": NODE, \"session\": ID}")
 		return
@@ -72,11 +61,11 @@ func (r *Runner) handleGrant(w http.ResponseWriter, req *http.Request) {
 	if ok {
 		r.log.Info("granted the active's lease while Consul has no leader", "holder", g.Holder)
 	}
-	writeJSON(w, http.StatusOK, grantReply{Granted: ok, Why: why})
+	writeJSON(w, http.StatusOK, nodeapi.GrantReply{Granted: ok, Why: why})
 }
 
-func (r *Runner) grant(ctx context.Context, g grantRequest) (bool, string) {
-	if role := r.st.get().Role; role != RoleStandby {
+func (r *Runner) grant(ctx context.Context, g nodeapi.GrantRequest) (bool, string) {
+	if role := r.st.get().Role; role != nodeapi.RoleStandby {
 		return false, "this node is " + string(role) + ", not a standby"
 	}
 	if _, err := r.cc.Leader(ctx); err != nil {
@@ -100,13 +89,6 @@ func (r *Runner) grant(ctx context.Context, g grantRequest) (bool, string) {
 	return true, ""
 }
 
-// grantRecord is what GET /v1/lease/grants?session=ID answers: whether this
-// node granted that session's lease, and how long ago it last did.
-type grantRecord struct {
-	Granted bool  `json:"granted"`
-	AgoMS   int64 `json:"ago_ms,omitempty"`
-}
-
 // handleGrants is GET /v1/lease/grants?session=ID.
 func (r *Runner) handleGrants(w http.ResponseWriter, req *http.Request) {
 	sess := req.URL.Query().Get("session")
@@ -115,7 +97,7 @@ func (r *Runner) handleGrants(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	at, ok := r.lastGrant(sess)
-	rec := grantRecord{Granted: ok}
+	rec := nodeapi.GrantRecord{Granted: ok}
 	if ok {
 		rec.AgoMS = fence.Now().Sub(at).Milliseconds()
 	}
@@ -162,8 +144,8 @@ func (r *Runner) grantsFor(ctx context.Context, prev cluster.Leader) (latest fen
 	return latest, ok
 }
 
-func (r *Runner) askGrants(ctx context.Context, m cluster.Member, sess string) (grantRecord, error) {
-	var rec grantRecord
+func (r *Runner) askGrants(ctx context.Context, m cluster.Member, sess string) (nodeapi.GrantRecord, error) {
+	var rec nodeapi.GrantRecord
 	err := r.callPeer(ctx, m, http.MethodGet, "/v1/lease/grants?session="+url.QueryEscape(sess), nil, &rec, grantTimeout)
 	return rec, err
 }
@@ -202,7 +184,7 @@ func (h *holder) askGrants(ctx context.Context) {
 			continue
 		}
 		wg.Go(func() {
-			rep, err := h.r.askGrant(ctx, m, grantRequest{Holder: h.r.name, Session: h.sessID})
+			rep, err := h.r.askGrant(ctx, m, nodeapi.GrantRequest{Holder: h.r.name, Session: h.sessID})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -246,8 +228,8 @@ func (h *holder) setMembers(ms []cluster.Member) {
 	h.mu.Unlock()
 }
 
-func (r *Runner) askGrant(ctx context.Context, m cluster.Member, g grantRequest) (grantReply, error) {
-	var rep grantReply
+func (r *Runner) askGrant(ctx context.Context, m cluster.Member, g nodeapi.GrantRequest) (nodeapi.GrantReply, error) {
+	var rep nodeapi.GrantReply
 	err := r.callPeer(ctx, m, http.MethodPost, "/v1/lease/grant", g, &rep, grantTimeout)
 	return rep, err
 }

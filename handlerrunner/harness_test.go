@@ -22,6 +22,7 @@ import (
 
 	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/testenv"
 	"github.com/understudy-ha/understudy/replication/files"
 	"github.com/understudy-ha/understudy/replication/postgres"
@@ -263,8 +264,8 @@ func (n *tnode) statusCode() int {
 	return resp.StatusCode
 }
 
-func (n *tnode) nodeStatus() (handlerrunner.NodeStatus, error) {
-	var st handlerrunner.NodeStatus
+func (n *tnode) nodeStatus() (nodeapi.NodeStatus, error) {
+	var st nodeapi.NodeStatus
 	resp, err := client.Get(n.apiURL() + "/v1/status/node")
 	if err != nil {
 		return st, err
@@ -318,7 +319,7 @@ func (c *tcluster) healthy(except ...*tnode) (*tnode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", a.name, err)
 	}
-	if st.Role != handlerrunner.RoleActive || !st.HasSession {
+	if st.Role != nodeapi.RoleActive || !st.HasSession {
 		return nil, fmt.Errorf("%s: answers /status 200 but its role is %s, session %v; want active with a session", a.name, st.Role, st.HasSession)
 	}
 	want := fmt.Sprintf("%s:%d", a.addr, a.cfg.Postgres.Port)
@@ -330,7 +331,7 @@ func (c *tcluster) healthy(except ...*tnode) (*tnode, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", n.name, err)
 		}
-		if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming || st.Postgres.Upstream != want || !st.HasSession {
+		if st.Role != nodeapi.RoleStandby || !st.Postgres.Streaming || st.Postgres.Upstream != want || !st.HasSession {
 			return nil, fmt.Errorf("%s: role %s, streaming %v from %q, session %v; want a standby streaming from %s (%s) with a session",
 				n.name, st.Role, st.Postgres.Streaming, st.Postgres.Upstream, st.HasSession, a.name, want)
 		}

@@ -15,31 +15,8 @@ import (
 
 	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
-
-// JoinRequest is the body of POST /v1/cluster/join.
-type JoinRequest struct {
-	Token   string `json:"token"`
-	Node    string `json:"node"`
-	Address string `json:"address"`
-	// Version is the joining node's understudy version: a cluster runs one.
-	Version string `json:"version,omitempty"`
-}
-
-// JoinResponse is what a joining node needs: the cluster's CA (certificate
-// and key, so whichever node is active later can sign), the Consul gossip
-// key and servers to join, and where the active's PostgreSQL is to clone.
-type JoinResponse struct {
-	Cluster      string   `json:"cluster"`
-	KVPrefix     string   `json:"kv_prefix"`
-	CACert       string   `json:"ca_cert"`
-	CAKey        string   `json:"ca_key"`
-	GossipKey    string   `json:"gossip_key"`
-	ConsulJoin   []string `json:"consul_join"`
-	Active       string   `json:"active"`
-	PostgresHost string   `json:"postgres_host"`
-	PostgresPort int      `json:"postgres_port"`
-}
 
 // Failed joins from one address: at most joinFailMax a joinFailWindow;
 // past that 429 until the oldest failure leaves the window. At most
@@ -72,7 +49,7 @@ func (r *Runner) handleJoin(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusTooManyRequests, "too many failed joins from %s: try again in %d s, with the newest join token", ip, secs)
 		return
 	}
-	var in JoinRequest
+	var in nodeapi.JoinRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
@@ -133,7 +110,7 @@ func (r *Runner) handleJoin(w http.ResponseWriter, req *http.Request) {
 	}
 	r.log.Info("answered a join", "joiner", in.Node, "address", in.Address)
 	r.record(ctx, cluster.Event{Kind: cluster.EventJoin, To: in.Node, Reason: "joined at " + in.Address})
-	writeJSON(w, http.StatusOK, JoinResponse{
+	writeJSON(w, http.StatusOK, nodeapi.JoinResponse{
 		Cluster: r.cfg.Cluster.Name, KVPrefix: r.cfg.Cluster.KVPrefix,
 		CACert: string(caCert), CAKey: string(caKey), GossipKey: strings.TrimSpace(string(gossip)),
 		ConsulJoin: addrs, Active: r.name, PostgresHost: r.cfg.Postgres.Host, PostgresPort: r.cfg.Postgres.Port,

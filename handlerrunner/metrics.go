@@ -9,6 +9,7 @@ import (
 
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 // metrics are the handler-runner's Prometheus series, on a registry of its
@@ -23,7 +24,7 @@ type metrics struct {
 	paused      prometheus.Gauge
 }
 
-var roles = []Role{RoleRejoining, RoleStandby, RoleCandidate, RoleActive, RoleDemoting}
+var roles = []nodeapi.Role{nodeapi.RoleRejoining, nodeapi.RoleStandby, nodeapi.RoleCandidate, nodeapi.RoleActive, nodeapi.RoleDemoting}
 
 func newMetrics() *metrics {
 	m := &metrics{
@@ -55,7 +56,7 @@ func newMetrics() *metrics {
 	return m
 }
 
-func (m *metrics) transition(from, to Role) {
+func (m *metrics) transition(from, to nodeapi.Role) {
 	for _, r := range roles {
 		v := 0.0
 		if r == to {

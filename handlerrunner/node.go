@@ -9,15 +9,16 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 // nodeStatus is this node's live state: role from the loop, PostgreSQL asked
 // now under a short timeout.
-func (r *Runner) nodeStatus(ctx context.Context) NodeStatus {
+func (r *Runner) nodeStatus(ctx context.Context) nodeapi.NodeStatus {
 	st := r.st.get()
 	st.HasSession = r.sess.ID() != ""
 	st.Serving = r.st.serving(time.Now(), r.fencing.Lease)
-	if t := r.st.lastConfirmed(); !t.IsZero() && st.Role == RoleActive {
+	if t := r.st.lastConfirmed(); !t.IsZero() && st.Role == nodeapi.RoleActive {
 		st.LeaseConfirmed = &t
 	}
 	st.NoFailover = r.noFailover() || time.Now().Before(r.st.graceUntil())
@@ -46,7 +47,7 @@ func (r *Runner) nodeStatus(ctx context.Context) NodeStatus {
 
 // lagBytes is how far this standby trails the active's last published write
 // position; 0 on a primary, -1 unknown.
-func (r *Runner) lagBytes(ctx context.Context, st NodeStatus) int64 {
+func (r *Runner) lagBytes(ctx context.Context, st nodeapi.NodeStatus) int64 {
 	if !st.Postgres.InRecovery {
 		return 0
 	}

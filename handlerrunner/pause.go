@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 // Pause (understudy cluster pause) stops what understudy does on its own:
@@ -35,22 +36,17 @@ func (r *Runner) refreshPause(ctx context.Context) {
 	if found {
 		cur = &p
 	}
-	r.st.update(func(st *NodeStatus) { st.Paused = cur })
+	r.st.update(func(st *nodeapi.NodeStatus) { st.Paused = cur })
 	r.metrics.paused.Set(b2f(found))
 }
 
 // paused is the pause as last read, nil when the cluster runs.
 func (r *Runner) paused() *cluster.Pause { return r.st.get().Paused }
 
-// PauseRequest is the body of POST /v1/cluster/pause.
-type PauseRequest struct {
-	Reason string `json:"reason,omitempty"`
-}
-
 // handlePause writes the paused key (any node may: it is one Consul write),
 // or deletes it for /v1/cluster/resume, and records who did.
 func (r *Runner) handlePause(w http.ResponseWriter, req *http.Request) {
-	var in PauseRequest
+	var in nodeapi.PauseRequest
 	if req.ContentLength != 0 {
 		dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, maxBody))
 		dec.DisallowUnknownFields()
@@ -72,8 +68,8 @@ func (r *Runner) handlePause(w http.ResponseWriter, req *http.Request) {
 	}
 	r.log.Warn("cluster paused: no election and no postgres restart until understudy cluster resume", "by", p.By, "reason", p.Reason)
 	r.record(req.Context(), cluster.Event{Kind: cluster.EventPause, From: "running", To: "paused", Reason: in.Reason, By: who})
-	r.st.update(func(st *NodeStatus) { st.Paused = &p })
-	writeJSON(w, http.StatusOK, map[string]any{"paused": p})
+	r.st.update(func(st *nodeapi.NodeStatus) { st.Paused = &p })
+	writeJSON(w, http.StatusOK, nodeapi.PauseAnswer{Paused: &p})
 }
 
 func (r *Runner) handleResume(w http.ResponseWriter, req *http.Request) {
@@ -85,6 +81,6 @@ func (r *Runner) handleResume(w http.ResponseWriter, req *http.Request) {
 	}
 	r.log.Info("cluster resumed", "by", caller(req.Context()))
 	r.record(req.Context(), cluster.Event{Kind: cluster.EventPause, From: "paused", To: "running", By: caller(req.Context())})
-	r.st.update(func(st *NodeStatus) { st.Paused = nil })
-	writeJSON(w, http.StatusOK, map[string]any{"paused": nil})
+	r.st.update(func(st *nodeapi.NodeStatus) { st.Paused = nil })
+	writeJSON(w, http.StatusOK, nodeapi.PauseAnswer{})
 }

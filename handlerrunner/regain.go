@@ -9,6 +9,7 @@ import (
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/fence"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 // regain takes back the leader lock that the active lost with its session
@@ -38,8 +39,8 @@ func (r *Runner) regain(ctx context.Context, h *holder) (*holder, error) {
 	}
 	r.log.Warn("lost the consul session while healthy (a failure report from another node?); taking the leader lock back under the lease",
 		"session", lost, "lease_left", h.Remaining().Round(time.Millisecond))
-	r.st.update(func(st *NodeStatus) { st.Regaining = true })
-	defer r.st.update(func(st *NodeStatus) { st.Regaining = false })
+	r.st.update(func(st *nodeapi.NodeStatus) { st.Regaining = true })
+	defer r.st.update(func(st *nodeapi.NodeStatus) { st.Regaining = false })
 	// Room for the first renewal of the lock taken back to commit.
 	margin := r.fencing.Renew + r.fencing.RenewTimeout
 	var chosen *cluster.NextMaster // next-master naming this node, once agreed

@@ -11,6 +11,7 @@ import (
 
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/fence"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
@@ -20,14 +21,14 @@ var errNoData = errors.New("postgres has no data directory and no node holds the
 // cluster looks like now: a standby of the leader, or, while no node holds
 // the leader key, a read-only standby of nobody that waits for an election.
 // It never starts a writable primary: only the active role promotes.
-func (r *Runner) runRejoining(ctx context.Context) (Role, string) {
+func (r *Runner) runRejoining(ctx context.Context) (nodeapi.Role, string) {
 	r.fenceStray(ctx)
 	r.stopActiveOnly(ctx)
 	r.flipFiles(ctx, false)
 	r.startEverywhere(ctx)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 && !sleep(ctx, r.cfg.Checks.Interval) {
-			return RoleRejoining, errStopping.Error()
+			return nodeapi.RoleRejoining, errStopping.Error()
 		}
 		ks, l, err := r.readLeader(ctx, true)
 		if err != nil {
@@ -41,7 +42,7 @@ func (r *Runner) runRejoining(ctx context.Context) (Role, string) {
 			// is one; anything else waits for the resume.
 			if st, err := r.pgState(ctx); err == nil && streamingFrom(st, l) {
 				r.upstream = l.Node
-				return RoleStandby, "following " + l.Node + " (the cluster is paused)"
+				return nodeapi.RoleStandby, "following " + l.Node + " (the cluster is paused)"
 			}
 			r.warnEvery("rejoin-paused", "the cluster is paused: not starting, rewinding or repointing postgres until understudy cluster resume", "paused_by", p.By, "active", l.Node)
 			continue
@@ -56,7 +57,7 @@ func (r *Runner) runRejoining(ctx context.Context) (Role, string) {
 				r.warnEvery("rejoin-detached", "cannot start postgres as a standby", "err", err)
 				continue
 			}
-			return RoleStandby, "no node holds the leader key"
+			return nodeapi.RoleStandby, "no node holds the leader key"
 		case l.Node == r.name:
 			// A session of this node holds the lock, from before a restart
 			// of the handler-runner or a demotion that could not release it.
@@ -76,7 +77,7 @@ func (r *Runner) runRejoining(ctx context.Context) (Role, string) {
 			// other: the grace that kept it out of the election its own
 			// failure started is over.
 			r.st.setGrace(time.Time{})
-			return RoleStandby, "following " + l.Node
+			return nodeapi.RoleStandby, "following " + l.Node
 		}
 	}
 }

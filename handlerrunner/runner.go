@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/fence"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
@@ -59,7 +59,7 @@ type Runner struct {
 	keys    cluster.Keys
 	version string
 	name    string
-	peers   *http.Client
+	peers   *nodeapi.NodeClient
 	auth    *basicAuth
 	// serverTLS serves the API over HTTPS on a TLS node (nil otherwise);
 	// the peers client then trusts the cluster CA and presents the node
@@ -120,16 +120,16 @@ func New(cfg *config.Config, cc *consul.Client, pg *postgres.Instance, svcs *ser
 		return nil, err
 	}
 	log = log.With("component", "handler-runner", "node", cfg.Node.Name)
-	peers := &http.Client{Timeout: peerTimeout}
-	var serverTLS *tls.Config
+	var serverTLS, clientTLS *tls.Config
 	if cfg.TLS() {
-		var clientTLS *tls.Config
 		ca, cert, key := cfg.TLSFiles()
 		if serverTLS, clientTLS, err = certs.NodeTLS(certs.Paths{CA: ca, Cert: cert, Key: key}); err != nil {
 			return nil, fmt.Errorf("TLS for the API: %w", err)
 		}
-		peers.Transport = &http.Transport{TLSClientConfig: clientTLS}
 	}
+	// Every call to a peer sets its own timeout, at most peerTimeout.
+	user, password := auth.credentials()
+	peers := nodeapi.NewNodeClient(clientTLS, user, password)
 	var clientCAs *x509.CertPool
 	if serverTLS != nil {
 		clientCAs = serverTLS.ClientCAs
@@ -162,7 +162,7 @@ func New(cfg *config.Config, cc *consul.Client, pg *postgres.Instance, svcs *ser
 			LockDelay: cfg.Consul.LockDelay,
 		},
 	}
-	r.st.st = NodeStatus{Name: r.name, Role: RoleRejoining, Since: time.Now(), Reason: "starting",
+	r.st.st = nodeapi.NodeStatus{Name: r.name, Role: nodeapi.RoleRejoining, Since: time.Now(), Reason: "starting",
 		NoFailover: cfg.Node.NoFailover, Priority: cfg.Node.Priority}
 	return r, nil
 }
@@ -213,23 +213,23 @@ func (r *Runner) Run(ctx context.Context) error {
 // loop is the role state machine: one function per role, each returning the
 // next role and why.
 func (r *Runner) loop(ctx context.Context) {
-	role, reason := RoleRejoining, "handler-runner starting"
+	role, reason := nodeapi.RoleRejoining, "handler-runner starting"
 	r.enter(ctx, "", role, reason)
 	for ctx.Err() == nil {
-		var next Role
+		var next nodeapi.Role
 		switch role {
-		case RoleRejoining:
+		case nodeapi.RoleRejoining:
 			next, reason = r.runRejoining(ctx)
-		case RoleStandby:
+		case nodeapi.RoleStandby:
 			next, reason = r.runStandby(ctx)
-		case RoleCandidate:
+		case nodeapi.RoleCandidate:
 			next, reason = r.runCandidate(ctx)
-		case RoleActive:
+		case nodeapi.RoleActive:
 			// Its teardown passes through demoting and fences.
 			next, reason = r.runActive(ctx)
-			role = RoleDemoting
+			role = nodeapi.RoleDemoting
 		}
-		if ctx.Err() != nil && role != RoleDemoting {
+		if ctx.Err() != nil && role != nodeapi.RoleDemoting {
 			return
 		}
 		r.enter(ctx, role, next, reason)
@@ -238,12 +238,12 @@ func (r *Runner) loop(ctx context.Context) {
 }
 
 // enter records a transition: log, status, metrics, event.
-func (r *Runner) enter(ctx context.Context, from, to Role, reason string) {
+func (r *Runner) enter(ctx context.Context, from, to nodeapi.Role, reason string) {
 	if from == to {
 		return
 	}
 	r.log.Info("role transition", "from", from, "to", to, "reason", reason)
-	r.st.update(func(st *NodeStatus) { st.Role, st.Since, st.Reason = to, time.Now(), reason })
+	r.st.update(func(st *nodeapi.NodeStatus) { st.Role, st.Since, st.Reason = to, time.Now(), reason })
 	r.metrics.transition(from, to)
 	if from != "" {
 		r.record(ctx, cluster.Event{Kind: "transition", From: string(from), To: string(to), Reason: reason})

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
 
@@ -13,7 +14,7 @@ import (
 // query (so a freed lock is seen at once), restarts PostgreSQL after a
 // crash, and leaves the role when the lock is free (an election), when
 // another node took it (follow it), or when the standby cannot stream.
-func (r *Runner) runStandby(ctx context.Context) (Role, string) {
+func (r *Runner) runStandby(ctx context.Context) (nodeapi.Role, string) {
 	var index uint64
 	var notStreamingSince, lastLook time.Time
 	var lastHolder string
@@ -21,7 +22,7 @@ func (r *Runner) runStandby(ctx context.Context) (Role, string) {
 		asked := time.Now()
 		ks, next, err := r.cc.WatchKey(ctx, r.keys.Leader(), index, r.cfg.Checks.Interval)
 		if ctx.Err() != nil {
-			return RoleStandby, errStopping.Error()
+			return nodeapi.RoleStandby, errStopping.Error()
 		}
 		l := decodeLeader(ks)
 		r.seen.read(l, err, time.Since(asked) > r.cfg.Checks.Interval+slowRead)
@@ -29,7 +30,7 @@ func (r *Runner) runStandby(ctx context.Context) (Role, string) {
 			r.warnEvery("standby-watch", "cannot watch the leader key; retrying", "err", err)
 			index = 0
 			if !sleep(ctx, r.cfg.Checks.Interval) {
-				return RoleStandby, errStopping.Error()
+				return nodeapi.RoleStandby, errStopping.Error()
 			}
 			continue
 		}
@@ -45,7 +46,7 @@ func (r *Runner) runStandby(ctx context.Context) (Role, string) {
 		r.refreshPause(ctx)
 		r.log.Debug("leader key", "holder", l.Node, "session", ks.Session, "index", index)
 		if why := r.keepStandbyRunning(ctx, l); why != "" {
-			return RoleRejoining, why
+			return nodeapi.RoleRejoining, why
 		}
 		switch {
 		case ks.Session == "":
@@ -57,15 +58,15 @@ func (r *Runner) runStandby(ctx context.Context) (Role, string) {
 				r.warnEvery("standby-not-candidate", "the leader key is free but this node does not stand for election", "why", why)
 				continue
 			}
-			return RoleCandidate, "the leader key is free"
+			return nodeapi.RoleCandidate, "the leader key is free"
 		case l.Node == r.name:
-			return RoleRejoining, "the leader key names this node, which is a standby"
+			return nodeapi.RoleRejoining, "the leader key names this node, which is a standby"
 		case l.Node != r.upstream:
-			return RoleRejoining, "new active node " + l.Node
+			return nodeapi.RoleRejoining, "new active node " + l.Node
 		}
 		st, err := r.pgState(ctx)
 		if err == nil && !st.InRecovery {
-			return RoleRejoining, "postgres runs as a primary on a standby"
+			return nodeapi.RoleRejoining, "postgres runs as a primary on a standby"
 		}
 		if err == nil && streamingFrom(st, l) {
 			notStreamingSince = time.Time{}
@@ -78,7 +79,7 @@ func (r *Runner) runStandby(ctx context.Context) (Role, string) {
 			// diverged from the new timeline: rewinding is cheap when it
 			// has not.
 			r.wasPrimary = true
-			return RoleRejoining, fmt.Sprintf("not streaming from %s for %v", l.Node, rewindAfter)
+			return nodeapi.RoleRejoining, fmt.Sprintf("not streaming from %s for %v", l.Node, rewindAfter)
 		}
 	}
 }

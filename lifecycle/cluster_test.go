@@ -3,7 +3,6 @@ package lifecycle_test
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -19,9 +18,9 @@ import (
 
 	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/checkrunner"
-	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/testenv"
 	"github.com/understudy-ha/understudy/lifecycle"
 	"github.com/understudy-ha/understudy/replication/postgres"
@@ -30,28 +29,20 @@ import (
 type tnode struct {
 	cfg *config.Config
 	o   lifecycle.Options
-	hc  *http.Client
+	nc  *nodeapi.NodeClient
 }
 
 func (n *tnode) get(t *testing.T, path string, out any) error {
 	t.Helper()
-	if n.hc == nil {
-		hc, err := lifecycle.NodeClient(n.cfg)
+	if n.nc == nil {
+		nc, err := lifecycle.NodeClient(n.cfg)
 		if err != nil {
 			return err
 		}
-		n.hc = hc
+		n.nc = nc
 	}
-	resp, err := n.hc.Get(n.cfg.APIURL() + path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if out != nil {
-		return json.NewDecoder(resp.Body).Decode(out)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s%s: %s", n.cfg.APIURL(), path, resp.Status)
+	if err := n.nc.Do(context.Background(), n.cfg.APIURL(), http.MethodGet, path, nil, out, 2*time.Second); err != nil {
+		return fmt.Errorf("%s%s: %w", n.cfg.APIURL(), path, err)
 	}
 	return nil
 }
@@ -117,7 +108,7 @@ func TestThreeNodesThenTheCAMovesWithTheCluster(t *testing.T) {
 	conn.Close(ctx)
 	// One leader and two replicas at lag 0, as `nodes list` shows them.
 	testenv.Eventually(t, 30*time.Second, func() error {
-		var cs handlerrunner.ClusterStatus
+		var cs nodeapi.ClusterStatus
 		if err := a.get(t, "/v1/status/cluster", &cs); err != nil {
 			return err
 		}
@@ -181,12 +172,12 @@ func TestThreeNodesThenTheCAMovesWithTheCluster(t *testing.T) {
 		if ms["d"] != "alive" {
 			return fmt.Errorf("consul members %v", ms)
 		}
-		var st handlerrunner.NodeStatus
-		dv := &tnode{cfg: d.cfg, hc: active.hc}
+		var st nodeapi.NodeStatus
+		dv := &tnode{cfg: d.cfg, nc: active.nc}
 		if err := dv.get(t, "/v1/status/node", &st); err != nil {
 			return err
 		}
-		if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming {
+		if st.Role != nodeapi.RoleStandby || !st.Postgres.Streaming {
 			return fmt.Errorf("d: %+v", st)
 		}
 		return nil

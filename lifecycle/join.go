@@ -1,9 +1,7 @@
 package lifecycle
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,9 +12,9 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/certs"
-	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/wait"
 	"github.com/understudy-ha/understudy/replication/postgres"
 )
@@ -188,58 +186,42 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	return writeIdentity(cfg.Node.DataDir, id)
 }
 
+// joinTimeout bounds the join call: the active signs a certificate and
+// answers with the cluster's secrets.
+const joinTimeout = 30 * time.Second
+
 // askJoin calls the active's join API with the CA pinned.
-func askJoin(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (handlerrunner.JoinResponse, error) {
-	var out handlerrunner.JoinResponse
+func askJoin(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (nodeapi.JoinResponse, error) {
+	var out nodeapi.JoinResponse
 	tlsCfg, err := certs.PinnedClientTLS(j.CAFingerprint)
 	if err != nil {
 		return out, err
 	}
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
-	body, _ := json.Marshal(handlerrunner.JoinRequest{Token: j.Token, Node: cfg.Node.Name, Address: cfg.Node.Address, Version: o.Version})
-	url := "https://" + strings.TrimPrefix(strings.TrimPrefix(j.Active, "https://"), "http://") + "/v1/cluster/join"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return out, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	res, err := hc.Do(req)
-	if err != nil {
+	in := nodeapi.JoinRequest{Token: j.Token, Node: cfg.Node.Name, Address: cfg.Node.Address, Version: o.Version}
+	base := "https://" + strings.TrimPrefix(strings.TrimPrefix(j.Active, "https://"), "http://")
+	err = nodeapi.NewNodeClient(tlsCfg, "", "").Do(ctx, base, http.MethodPost, "/v1/cluster/join", in, &out, joinTimeout)
+	var ae *nodeapi.APIError
+	switch {
+	case errors.As(err, &ae):
+		return out, fmt.Errorf("join through %s refused (%d %s): %s", j.Active, ae.Status, http.StatusText(ae.Status), ae.Message)
+	case err != nil:
 		return out, fmt.Errorf("join through %s: %w; is it the address of the active node's API (api.listen), and the CA fingerprint the one cluster start printed?", j.Active, err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-	if err != nil {
-		return out, err
-	}
-	if res.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		_ = json.Unmarshal(raw, &e)
-		return out, fmt.Errorf("join through %s refused (%s): %s", j.Active, res.Status, e.Error)
-	}
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return out, fmt.Errorf("join through %s: %w", j.Active, err)
 	}
 	return out, nil
 }
 
 // waitStandby waits until the node's API says it is a standby that streams.
 func waitStandby(ctx context.Context, cfg *config.Config, timeout time.Duration) error {
-	hc, err := NodeClient(cfg)
+	nc, err := NodeClient(cfg)
 	if err != nil {
 		return err
 	}
 	return wait.Until(ctx, timeout, func() error {
-		resp, err := hc.Get(cfg.APIURL() + "/v1/status/node")
+		st, err := nc.NodeStatus(ctx, cfg.APIURL(), apiTimeout)
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
-		var st handlerrunner.NodeStatus
-		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-			return err
-		}
-		if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming {
+		if st.Role != nodeapi.RoleStandby || !st.Postgres.Streaming {
 			return fmt.Errorf("the node is %s, streaming %v", st.Role, st.Postgres.Streaming)
 		}
 		return nil

@@ -13,9 +13,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/testenv"
 	"github.com/understudy-ha/understudy/lifecycle"
 	"github.com/understudy-ha/understudy/replication/postgres"
@@ -117,22 +117,17 @@ func TestClusterStartThenJoin(t *testing.T) {
 	if _, err := conn.Exec(ctx, "create table joined (id int); insert into joined values (42)"); err != nil {
 		t.Fatal(err)
 	}
-	hc, err := lifecycle.NodeClient(bcfg)
+	nc, err := lifecycle.NodeClient(bcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 30*time.Second, func() error {
-		resp, err := hc.Get(bcfg.APIURL() + "/v1/status/node")
+		st, err := nc.NodeStatus(ctx, bcfg.APIURL(), 2*time.Second)
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
-		var st handlerrunner.NodeStatus
-		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-			return err
-		}
 		want := fmt.Sprintf("%s:%d", acfg.Node.Address, acfg.Postgres.Port)
-		if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming || st.Postgres.Upstream != want {
+		if st.Role != nodeapi.RoleStandby || !st.Postgres.Streaming || st.Postgres.Upstream != want {
 			return fmt.Errorf("b: %+v", st)
 		}
 		bc, err := pgx.Connect(ctx, postgres.ConnString(bcfg.Postgres)+" connect_timeout=2")

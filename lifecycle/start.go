@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/certs"
-	"github.com/understudy-ha/understudy/internal/apiclient"
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/internal/wait"
 	"github.com/understudy-ha/understudy/replication/postgres"
@@ -250,56 +250,43 @@ func waitConsul(ctx context.Context, cc *consul.Client, timeout time.Duration) e
 	})
 }
 
+// apiTimeout bounds each call of cluster start and join to their node's
+// API while they wait for it.
+const apiTimeout = 2 * time.Second
+
 // waitActive waits until the node's /status answers 200.
 func waitActive(ctx context.Context, cfg *config.Config, timeout time.Duration) error {
-	hc, err := NodeClient(cfg)
+	nc, err := NodeClient(cfg)
 	if err != nil {
 		return err
 	}
 	apiURL := cfg.APIURL()
 	return wait.Until(ctx, timeout, func() error {
-		resp, err := hc.Get(apiURL + "/status")
-		if err != nil {
-			return err
+		_, err := nc.Active(ctx, apiURL, apiTimeout)
+		var ae *nodeapi.APIError
+		if errors.As(err, &ae) {
+			return fmt.Errorf("%s/status answers %d %s", apiURL, ae.Status, http.StatusText(ae.Status))
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s/status answers %s", apiURL, resp.Status)
-		}
-		return nil
+		return err
 	})
 }
 
-// NodeClient is an HTTP client of the cluster's APIs as this node: it
-// trusts only the cluster CA, presents the node certificate, and sends the
-// user and password of api.basic_auth_file when one is set.
-func NodeClient(cfg *config.Config) (*http.Client, error) {
+// NodeClient is a client of the cluster's APIs as this node: it trusts
+// only the cluster CA, presents the node certificate, and sends the user
+// and password of api.basic_auth_file when one is set.
+func NodeClient(cfg *config.Config) (*nodeapi.NodeClient, error) {
 	ca, cert, key := cfg.TLSFiles()
 	_, client, err := certs.NodeTLS(certs.Paths{CA: ca, Cert: cert, Key: key})
 	if err != nil {
 		return nil, err
 	}
-	var rt http.RoundTripper = &http.Transport{TLSClientConfig: client}
+	var user, password string
 	if f := cfg.API.BasicAuthFile; f != "" {
-		user, password, err := apiclient.ReadBasicAuth(f)
-		if err != nil {
+		if user, password, err = nodeapi.ReadBasicAuth(f); err != nil {
 			return nil, fmt.Errorf("api.basic_auth_file: %w", err)
 		}
-		rt = basicAuth{user: user, password: password, next: rt}
 	}
-	return &http.Client{Timeout: 2 * time.Second, Transport: rt}, nil
-}
-
-// basicAuth adds the API's basic auth to every request.
-type basicAuth struct {
-	user, password string
-	next           http.RoundTripper
-}
-
-func (b basicAuth) RoundTrip(req *http.Request) (*http.Response, error) {
-	req = req.Clone(req.Context())
-	req.SetBasicAuth(b.user, b.password)
-	return b.next.RoundTrip(req)
+	return nodeapi.NewNodeClient(client, user, password), nil
 }
 
 // stopPostgres stops the PostgreSQL an undo step is about to remove the

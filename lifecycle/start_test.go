@@ -131,15 +131,13 @@ func TestClusterStartOnAFreshNode(t *testing.T) {
 	if !strings.HasPrefix(cfg.APIURL(), "https://") {
 		t.Fatalf("API URL %s of a TLS node", cfg.APIURL())
 	}
-	hc, err := lifecycle.NodeClient(cfg)
+	nc, err := lifecycle.NodeClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := hc.Get(cfg.APIURL() + "/status")
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("/status after cluster start: %v %v", resp, err)
+	if a, err := nc.Active(ctx, cfg.APIURL(), 2*time.Second); err != nil {
+		t.Fatalf("/status after cluster start: %+v %v", a, err)
 	}
-	resp.Body.Close()
 
 	// Consul answers a client with the node's certificate...
 	cc, err := consul.New(cfg.Consul)

@@ -15,7 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/understudy-ha/understudy/handlerrunner"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/testenv"
 	"github.com/understudy-ha/understudy/lifecycle"
 	"github.com/understudy-ha/understudy/replication/postgres"
@@ -127,11 +127,11 @@ func (n *systemdNode) restarted(t *testing.T, unit string, old int) int {
 func (n *systemdNode) streamingStandby(t *testing.T, timeout time.Duration) {
 	t.Helper()
 	testenv.Eventually(t, timeout, func() error {
-		var st handlerrunner.NodeStatus
+		var st nodeapi.NodeStatus
 		if err := n.get(t, "/v1/status/node", &st); err != nil {
 			return err
 		}
-		if st.Role != handlerrunner.RoleStandby || !st.Postgres.Streaming {
+		if st.Role != nodeapi.RoleStandby || !st.Postgres.Streaming {
 			return fmt.Errorf("%s is %s, streaming %v", n.cfg.Node.Name, st.Role, st.Postgres.Streaming)
 		}
 		return nil

@@ -13,10 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/understudy-ha/understudy/handlerrunner"
-	"github.com/understudy-ha/understudy/internal/apiclient"
 	"github.com/understudy-ha/understudy/internal/cluster"
-	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 // offlineAfter is how old a member record's heartbeat may be before the
@@ -29,12 +27,12 @@ type apiOpts struct {
 	output  string
 }
 
-func (o *apiOpts) client() (*apiclient.Client, error) {
-	p, err := apiclient.SelectProfile(o.profile)
+func (o *apiOpts) client() (*nodeapi.Client, error) {
+	p, err := nodeapi.SelectProfile(o.profile)
 	if err != nil {
 		return nil, err
 	}
-	return apiclient.New(p), nil
+	return nodeapi.New(p), nil
 }
 
 // json reports whether -o asks for JSON; anything but table or json is an
@@ -50,7 +48,7 @@ func (o *apiOpts) json() (bool, error) {
 }
 
 // setup checks -o and builds the client of the selected profile.
-func (o *apiOpts) setup() (asJSON bool, c *apiclient.Client, err error) {
+func (o *apiOpts) setup() (asJSON bool, c *nodeapi.Client, err error) {
 	if asJSON, err = o.json(); err != nil {
 		return false, nil, err
 	}
@@ -80,11 +78,11 @@ is one, else the local node (http://127.0.0.1:8008). Add profiles with
 // clusterView is what status and nodes list show: the cluster status of
 // any node, and each member's own answer to /v1/status/node.
 type clusterView struct {
-	status handlerrunner.ClusterStatus
-	live   map[string]apiclient.NodeResult // by member name; absent: no API URL
+	status nodeapi.ClusterStatus
+	live   map[string]nodeapi.NodeResult // by member name; absent: no API URL
 }
 
-func fetchCluster(ctx context.Context, c *apiclient.Client) (clusterView, error) {
+func fetchCluster(ctx context.Context, c *nodeapi.Client) (clusterView, error) {
 	cs, err := c.ClusterStatus(ctx)
 	if err != nil {
 		return clusterView{}, err
@@ -95,7 +93,7 @@ func fetchCluster(ctx context.Context, c *apiclient.Client) (clusterView, error)
 			names, urls = append(names, m.Name), append(urls, m.APIURL)
 		}
 	}
-	v := clusterView{status: cs, live: map[string]apiclient.NodeResult{}}
+	v := clusterView{status: cs, live: map[string]nodeapi.NodeResult{}}
 	for i, r := range c.NodeStatuses(ctx, urls) {
 		v.live[names[i]] = r
 	}
@@ -227,7 +225,7 @@ type statusReport struct {
 	EventsError string `json:"events_error,omitempty"`
 	// Consul is how the Consul servers stand (autopilot, through the node
 	// asked), absent when it did not say.
-	Consul *consul.ServersHealth `json:"consul,omitempty"`
+	Consul *nodeapi.ServersHealth `json:"consul,omitempty"`
 	// KeptAside is what rewinds kept of former primaries' writes, on each
 	// node, until an operator removes it.
 	KeptAside []keptAside `json:"kept_aside,omitempty"`
@@ -245,7 +243,7 @@ type keptAside struct {
 // reaches the leader key, so the active steps down at the end of its lease
 // and none is elected until enough are back. Autopilot prunes a dead
 // server within seconds, so the voters may be fewer than the nodes.
-func toleranceWords(h *consul.ServersHealth, nodes int) string {
+func toleranceWords(h *nodeapi.ServersHealth, nodes int) string {
 	if h == nil {
 		return "unknown: Consul's autopilot did not answer"
 	}
@@ -273,7 +271,7 @@ func newStatusReport(v clusterView, events []cluster.Event, now time.Time) statu
 	if nm := v.status.NextMaster; nm != nil && nm.Node != s.Leader {
 		s.NextMaster = nm
 	}
-	if live, ok := v.live[s.Leader]; ok && live.Err == nil && live.Status.Role == handlerrunner.RoleActive && !live.Status.Since.IsZero() {
+	if live, ok := v.live[s.Leader]; ok && live.Err == nil && live.Status.Role == nodeapi.RoleActive && !live.Status.Since.IsZero() {
 		s.LeaderSince = &live.Status.Since
 	}
 	for _, e := range events { // newest first
@@ -394,9 +392,9 @@ answer from here).`,
 
 // nodeReport is nodes get: its JSON is the -o json output.
 type nodeReport struct {
-	Member cluster.Member            `json:"member"`
-	State  string                    `json:"state"`
-	Status *handlerrunner.NodeStatus `json:"status,omitempty"`
+	Member cluster.Member      `json:"member"`
+	State  string              `json:"state"`
+	Status *nodeapi.NodeStatus `json:"status,omitempty"`
 	// StatusError is why /v1/status/node did not answer.
 	StatusError string `json:"status_error,omitempty"`
 }

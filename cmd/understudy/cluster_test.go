@@ -12,10 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/understudy-ha/understudy/handlerrunner"
-	"github.com/understudy-ha/understudy/internal/apiclient"
 	"github.com/understudy-ha/understudy/internal/cluster"
-	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/services"
 )
 
@@ -34,17 +32,17 @@ func fixture() clusterView {
 	stale := allPassing()
 	stale["consul"] = "critical"
 	return clusterView{
-		status: handlerrunner.ClusterStatus{Cluster: "prod", Leader: "mgr-1", Members: []cluster.Member{
+		status: nodeapi.ClusterStatus{Cluster: "prod", Leader: "mgr-1", Members: []cluster.Member{
 			{Name: "mgr-2", Address: "10.0.0.6", APIURL: "http://10.0.0.6:8008", Role: cluster.RoleStandby, LagBytes: 1258291, Checks: failing, Heartbeat: now.Add(-4 * time.Second),
 				Files: map[string]cluster.FolderState{"resources": {State: "syncing", Type: "receiveonly", OutOfSyncBytes: 3 << 20}, "plugins": {State: "idle", Type: "receiveonly", LocalChanges: 2}}},
 			{Name: "mgr-1", Address: "10.0.0.5", APIURL: "http://10.0.0.5:8008", Role: cluster.RolePrimary, LagBytes: 0, Checks: allPassing(), Heartbeat: now.Add(-3 * time.Second),
 				Files: map[string]cluster.FolderState{"resources": {State: "idle", Type: "sendonly"}, "plugins": {State: "idle", Type: "sendonly"}}},
 			{Name: "mgr-3", Address: "10.0.0.7", Role: cluster.RoleUnknown, LagBytes: -1, Checks: stale, Heartbeat: now.Add(-2 * time.Minute)},
 			{Name: "mgr-4", Address: "10.0.0.8", APIURL: "http://10.0.0.8:8008", Role: cluster.RoleStandby, LagBytes: 0, Checks: allPassing(), Heartbeat: now.Add(-1 * time.Second)},
-		}, Consul: &consul.ServersHealth{Voters: 4, HealthyVoters: 3, FailureTolerance: 0}},
-		live: map[string]apiclient.NodeResult{
-			"mgr-1": {Status: handlerrunner.NodeStatus{Name: "mgr-1", Role: handlerrunner.RoleActive, Since: now.Add(-3*time.Hour - 5*time.Minute)}},
-			"mgr-2": {Status: handlerrunner.NodeStatus{Name: "mgr-2", Role: handlerrunner.RoleStandby}},
+		}, Consul: &nodeapi.ServersHealth{Voters: 4, HealthyVoters: 3, FailureTolerance: 0}},
+		live: map[string]nodeapi.NodeResult{
+			"mgr-1": {Status: nodeapi.NodeStatus{Name: "mgr-1", Role: nodeapi.RoleActive, Since: now.Add(-3*time.Hour - 5*time.Minute)}},
+			"mgr-2": {Status: nodeapi.NodeStatus{Name: "mgr-2", Role: nodeapi.RoleStandby}},
 			"mgr-4": {Err: errors.New("ask http://10.0.0.8:8008 for its state: no answer within 2s")},
 		},
 	}
@@ -142,15 +140,15 @@ func TestRenderStatusPaused(t *testing.T) {
 // the number of nodes.
 func TestCanLose(t *testing.T) {
 	for _, c := range []struct {
-		h     *consul.ServersHealth
+		h     *nodeapi.ServersHealth
 		nodes int
 		want  string
 	}{
-		{&consul.ServersHealth{Voters: 3, HealthyVoters: 3, FailureTolerance: 1}, 3, "1 node (3 healthy voting Consul servers, 2 needed, 3 nodes)"},
-		{&consul.ServersHealth{Voters: 5, HealthyVoters: 5, FailureTolerance: 2}, 5, "2 nodes (5 healthy voting Consul servers, 3 needed, 5 nodes)"},
-		{&consul.ServersHealth{Voters: 2, HealthyVoters: 2}, 2, "none: 2 healthy voting Consul servers, 2 needed, 2 nodes; add a third node to survive the loss of one"},
-		{&consul.ServersHealth{Voters: 2, HealthyVoters: 2}, 3, "none: 2 healthy voting Consul servers, 2 needed, 3 nodes; one more lost and no node can be active"},
-		{&consul.ServersHealth{Voters: 3, HealthyVoters: 2}, 3, "none: 2 healthy voting Consul servers, 2 needed, 3 nodes; one more lost and no node can be active"},
+		{&nodeapi.ServersHealth{Voters: 3, HealthyVoters: 3, FailureTolerance: 1}, 3, "1 node (3 healthy voting Consul servers, 2 needed, 3 nodes)"},
+		{&nodeapi.ServersHealth{Voters: 5, HealthyVoters: 5, FailureTolerance: 2}, 5, "2 nodes (5 healthy voting Consul servers, 3 needed, 5 nodes)"},
+		{&nodeapi.ServersHealth{Voters: 2, HealthyVoters: 2}, 2, "none: 2 healthy voting Consul servers, 2 needed, 2 nodes; add a third node to survive the loss of one"},
+		{&nodeapi.ServersHealth{Voters: 2, HealthyVoters: 2}, 3, "none: 2 healthy voting Consul servers, 2 needed, 3 nodes; one more lost and no node can be active"},
+		{&nodeapi.ServersHealth{Voters: 3, HealthyVoters: 2}, 3, "none: 2 healthy voting Consul servers, 2 needed, 3 nodes; one more lost and no node can be active"},
 		{nil, 3, "unknown: Consul's autopilot did not answer"},
 	} {
 		if got := toleranceWords(c.h, c.nodes); got != c.want {
@@ -201,7 +199,7 @@ func TestRenderNode(t *testing.T) {
 	v := fixture()
 	st := v.live["mgr-1"].Status
 	st.Reason, st.HasSession, st.Serving = "chosen as next-master", true, true
-	st.Postgres = handlerrunner.PGStatus{Running: true, Timeline: 3, WriteLSN: 0x3000060}
+	st.Postgres = nodeapi.PGStatus{Running: true, Timeline: 3, WriteLSN: 0x3000060}
 	m := v.status.Members[1]
 	m.Timeline, m.PostgresPort, m.WriteLSN, m.Priority = 3, 5432, 0x3000060, 100
 	m.Versions = cluster.Versions{Understudy: "1.0.0", Postgres: "15.4", Consul: "1.17.0"}
@@ -263,15 +261,15 @@ func fakeAPI(t *testing.T) *httptest.Server {
 		case "/status":
 			_ = enc.Encode(map[string]string{"node": "mgr-1", "role": "active"})
 		case "/v1/status/cluster":
-			_ = enc.Encode(handlerrunner.ClusterStatus{Cluster: "prod", Leader: "mgr-1", Members: []cluster.Member{
+			_ = enc.Encode(nodeapi.ClusterStatus{Cluster: "prod", Leader: "mgr-1", Members: []cluster.Member{
 				{Name: "mgr-1", Address: "127.0.0.1", APIURL: srv.URL, Role: cluster.RolePrimary, Checks: allPassing(), Heartbeat: time.Now()},
 			}})
 		case "/v1/status/node":
-			_ = enc.Encode(handlerrunner.NodeStatus{Name: "mgr-1", Role: handlerrunner.RoleActive, Since: time.Now().Add(-time.Hour)})
+			_ = enc.Encode(nodeapi.NodeStatus{Name: "mgr-1", Role: nodeapi.RoleActive, Since: time.Now().Add(-time.Hour)})
 		case "/v1/events":
 			_ = enc.Encode(map[string]any{"events": events()})
 		case "/v1/cluster/switchover":
-			var req handlerrunner.SwitchoverRequest
+			var req nodeapi.SwitchoverRequest
 			_ = json.NewDecoder(r.Body).Decode(&req)
 			if req.Target == "mgr-9" {
 				w.WriteHeader(http.StatusNotFound)
@@ -302,8 +300,8 @@ func run(t *testing.T, args ...string) (string, error) {
 }
 
 func TestClusterCommands(t *testing.T) {
-	t.Setenv(apiclient.EnvProfiles, t.TempDir()+"/profiles.json")
-	t.Setenv(apiclient.EnvProfile, "")
+	t.Setenv(nodeapi.EnvProfiles, t.TempDir()+"/profiles.json")
+	t.Setenv(nodeapi.EnvProfile, "")
 	srv := fakeAPI(t)
 	if _, err := run(t, "profile", "add", "prod", "--nodes", strings.TrimPrefix(srv.URL, "http://")); err != nil {
 		t.Fatal(err)

@@ -14,8 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/understudy-ha/understudy/internal/apiclient"
 	"github.com/understudy-ha/understudy/internal/devcluster"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 // defaultDevDir is under /tmp because PostgreSQL runs as the postgres user
@@ -75,7 +75,7 @@ other. Elsewhere (or with --netns off) the nodes run on loopback addresses
 			}
 			// The CLI's default profile: `understudy cluster nodes list`
 			// works right after dev up.
-			if err := apiclient.SaveProfile(devProfile(s)); err != nil {
+			if err := nodeapi.SaveProfile(devProfile(s)); err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: cannot save the CLI profile dev: %v\n", err)
 			}
 			fmt.Fprintln(out)
@@ -218,8 +218,8 @@ func newDevDownCmd(dir *string) *cobra.Command {
 			if err := devcluster.Down(s, keep); err != nil {
 				return err
 			}
-			if p, err := apiclient.LoadProfile("dev"); err == nil && slices.Equal(p.Nodes, devProfile(s).Nodes) {
-				_ = apiclient.RemoveProfile("dev")
+			if p, err := nodeapi.LoadProfile("dev"); err == nil && slices.Equal(p.Nodes, devProfile(s).Nodes) {
+				_ = nodeapi.RemoveProfile("dev")
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "dev cluster in %s stopped\n", s.Dir)
 			return nil
@@ -314,8 +314,8 @@ func printDev(out io.Writer, ctx context.Context, s *devcluster.State) {
 }
 
 // devProfile is the CLI profile of a dev cluster: its nodes' API URLs.
-func devProfile(s *devcluster.State) apiclient.Profile {
-	p := apiclient.Profile{Name: "dev", CAFile: s.CAFile, CertFile: s.OperatorCert, KeyFile: s.OperatorKey}
+func devProfile(s *devcluster.State) nodeapi.Profile {
+	p := nodeapi.Profile{Name: "dev", CAFile: s.CAFile, CertFile: s.OperatorCert, KeyFile: s.OperatorKey}
 	for _, n := range s.Nodes {
 		p.Nodes = append(p.Nodes, n.APIURL)
 	}

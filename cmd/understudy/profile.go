@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/understudy-ha/understudy/internal/apiclient"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 func newProfileCmd() *cobra.Command {
@@ -30,7 +30,7 @@ or $UNDERSTUDY_PROFILES.`,
 }
 
 func newProfileAddCmd() *cobra.Command {
-	var p apiclient.Profile
+	var p nodeapi.Profile
 	cmd := &cobra.Command{
 		Use:   "add NAME --nodes HOST:PORT,HOST:PORT",
 		Short: "Add a profile, or replace the one of the same name",
@@ -60,14 +60,14 @@ not their content.`,
 			}
 			// New reads both files as every later command will: a wrong
 			// one is refused now rather than at the first use.
-			if err := apiclient.New(p).Err(); err != nil {
+			if err := nodeapi.New(p).Err(); err != nil {
 				return err
 			}
-			_, existed := apiclient.LoadProfile(p.Name)
-			if err := apiclient.SaveProfile(p); err != nil {
+			_, existed := nodeapi.LoadProfile(p.Name)
+			if err := nodeapi.SaveProfile(p); err != nil {
 				return err
 			}
-			saved, err := apiclient.LoadProfile(p.Name)
+			saved, err := nodeapi.LoadProfile(p.Name)
 			if err != nil {
 				return err
 			}
@@ -75,7 +75,7 @@ not their content.`,
 			if existed == nil {
 				verb = "replaced"
 			}
-			path, _ := apiclient.ProfilesPath()
+			path, _ := nodeapi.ProfilesPath()
 			fmt.Fprintf(cmd.OutOrStdout(), "profile %s %s in %s: %s\n", p.Name, verb, path, strings.Join(saved.Nodes, ", "))
 			return nil
 		},
@@ -100,18 +100,18 @@ func newProfileListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ps, err := apiclient.ListProfiles()
+			ps, err := nodeapi.ListProfiles()
 			if err != nil {
 				return err
 			}
 			if asJSON {
 				if ps == nil {
-					ps = []apiclient.Profile{}
+					ps = []nodeapi.Profile{}
 				}
 				return writeJSONOut(cmd.OutOrStdout(), ps)
 			}
-			path, _ := apiclient.ProfilesPath()
-			def, defErr := apiclient.SelectProfile("")
+			path, _ := nodeapi.ProfilesPath()
+			def, defErr := nodeapi.SelectProfile("")
 			return renderProfiles(cmd.OutOrStdout(), ps, path, def, defErr)
 		},
 	}
@@ -119,7 +119,7 @@ func newProfileListCmd() *cobra.Command {
 	return cmd
 }
 
-func renderProfiles(w io.Writer, ps []apiclient.Profile, path string, def apiclient.Profile, defErr error) error {
+func renderProfiles(w io.Writer, ps []nodeapi.Profile, path string, def nodeapi.Profile, defErr error) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if len(ps) > 0 {
 		fmt.Fprintln(tw, "\tNAME\tNODES\tCA\tCLIENT CERT\tBASIC AUTH")
@@ -141,7 +141,7 @@ func renderProfiles(w io.Writer, ps []apiclient.Profile, path string, def apicli
 	case len(ps) == 0:
 		_, err := fmt.Fprintf(w, "no profiles in %s; without --profile the CLI talks to the local node (%s); add one with: understudy profile add NAME --nodes HOST:PORT,HOST:PORT\n", path, def.Nodes[0])
 		return err
-	case def.Name == apiclient.Local().Name:
+	case def.Name == nodeapi.Local().Name:
 		_, err := fmt.Fprintf(w, "without --profile the CLI talks to the local node (%s)\n", def.Nodes[0])
 		return err
 	}
@@ -154,7 +154,7 @@ func newProfileRemoveCmd() *cobra.Command {
 		Short: "Remove a profile",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := apiclient.RemoveProfile(args[0]); err != nil {
+			if err := nodeapi.RemoveProfile(args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "profile %s removed\n", args[0])

@@ -6,13 +6,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/understudy-ha/understudy/internal/apiclient"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 func TestProfileCommands(t *testing.T) {
 	dir := t.TempDir()
-	t.Setenv(apiclient.EnvProfiles, filepath.Join(dir, "profiles.json"))
-	t.Setenv(apiclient.EnvProfile, "")
+	t.Setenv(nodeapi.EnvProfiles, filepath.Join(dir, "profiles.json"))
+	t.Setenv(nodeapi.EnvProfile, "")
 	t.Chdir(dir)
 	if err := os.WriteFile("auth", []byte("ops:secret\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -2,38 +2,30 @@ package devcluster
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/wait"
 )
 
-// nodeStatus is the part of a handler-runner's /v1/status/node that dev
-// needs.
-type nodeStatus struct {
-	Role       string `json:"role"`
-	HasSession bool   `json:"has_session"`
-	Postgres   struct {
-		Streaming bool   `json:"streaming"`
-		Upstream  string `json:"upstream"`
-	} `json:"postgres"`
-}
+// apiTimeout bounds one call to a node's API.
+const apiTimeout = 2 * time.Second
 
 // statusCode is what HAProxy sees at a node's /status; 0 when it does not
 // answer.
-func statusCode(ctx context.Context, hc *http.Client, n Node) int {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.APIURL+"/status", nil)
-	if err != nil {
-		return 0
+func statusCode(ctx context.Context, nc *nodeapi.NodeClient, n Node) int {
+	_, err := nc.Active(ctx, n.APIURL, apiTimeout)
+	var ae *nodeapi.APIError
+	switch {
+	case err == nil:
+		return http.StatusOK
+	case errors.As(err, &ae):
+		return ae.Status
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return 0
 }
 
 // Active returns the index of the node answering /status 200, or an error
@@ -78,15 +70,11 @@ func WaitHealthy(ctx context.Context, s *State, timeout time.Duration, skip ...i
 			if i == a {
 				continue
 			}
-			body, err := get(ctx, hc, n.APIURL+"/v1/status/node")
+			st, err := hc.NodeStatus(ctx, n.APIURL, apiTimeout)
 			if err != nil {
 				return fmt.Errorf("%s: %w", n.Name, err)
 			}
-			var st nodeStatus
-			if err := json.Unmarshal([]byte(body), &st); err != nil {
-				return fmt.Errorf("%s: %w", n.Name, err)
-			}
-			if st.Role != "standby" || !st.Postgres.Streaming || st.Postgres.Upstream != want || !st.HasSession {
+			if st.Role != nodeapi.RoleStandby || !st.Postgres.Streaming || st.Postgres.Upstream != want || !st.HasSession {
 				return fmt.Errorf("%s is %s (streaming %v from %q), not yet a standby streaming from %s", n.Name, st.Role, st.Postgres.Streaming, st.Postgres.Upstream, s.Nodes[a].Name)
 			}
 		}

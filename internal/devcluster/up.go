@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/freeport"
 	"github.com/understudy-ha/understudy/internal/netns"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/lifecycle"
 )
@@ -372,36 +372,16 @@ func issueOperator(s *State, tlsDir string) (certPath, keyPath string, err error
 	return certs.WriteOperator(s.Dir, "operator", c, true)
 }
 
-// client is an HTTPS client of the dev cluster's APIs, trusting its CA and
+// client is a client of the dev cluster's APIs, trusting its CA and
 // presenting its operator certificate.
-func (s *State) client() *http.Client {
+func (s *State) client() *nodeapi.NodeClient {
 	pool := x509.NewCertPool()
 	if ca, err := os.ReadFile(s.CAFile); err == nil {
 		pool.AppendCertsFromPEM(ca)
 	}
-	tc := &tls.Config{RootCAs: pool}
+	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	if pair, err := tls.LoadX509KeyPair(s.OperatorCert, s.OperatorKey); err == nil {
 		tc.Certificates = []tls.Certificate{pair}
 	}
-	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
-}
-
-func get(ctx context.Context, hc *http.Client, url string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return string(b), fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return string(b), nil
+	return nodeapi.NewNodeClient(tc, "", "")
 }

@@ -1,4 +1,4 @@
-package apiclient
+package nodeapi
 
 import (
 	"context"
@@ -12,11 +12,15 @@ import (
 // Pause asks the first node that answers to pause the cluster (any node
 // may: it writes one key), and returns the pause it wrote.
 func (c *Client) Pause(ctx context.Context, reason string) (cluster.Pause, error) {
-	var out struct {
-		Paused cluster.Pause `json:"paused"`
+	var out PauseAnswer
+	err := c.anyNodeDo(ctx, "pause the cluster", http.MethodPost, "/v1/cluster/pause", PauseRequest{Reason: reason}, &out)
+	if err == nil && out.Paused == nil {
+		err = fmt.Errorf("pause the cluster: the node answered without the pause it wrote")
 	}
-	err := c.anyNodeDo(ctx, "pause the cluster", http.MethodPost, "/v1/cluster/pause", map[string]string{"reason": reason}, &out)
-	return out.Paused, err
+	if err != nil {
+		return cluster.Pause{}, err
+	}
+	return *out.Paused, nil
 }
 
 // Resume asks the first node that answers to end the pause.

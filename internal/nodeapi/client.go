@@ -1,14 +1,11 @@
-package apiclient
+package nodeapi
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -20,15 +17,12 @@ import (
 // tried: a node that is down must not hold up the operator.
 const NodeTimeout = 2 * time.Second
 
-// maxBody bounds an answer: 10000 events are a few MiB.
-const maxBody = 32 << 20
-
 // Client talks to the nodes of one profile. It is safe for concurrent use.
 type Client struct {
 	profile     Profile
 	http        *http.Client
+	node        *NodeClient
 	nodeTimeout time.Duration
-	user, pass  string
 	// err is why the profile's CA or basic auth file could not be used;
 	// every call returns it, since New cannot.
 	err error
@@ -54,9 +48,11 @@ func New(p Profile, opts ...Option) *Client {
 	if c.http == nil {
 		c.http, c.err = httpClient(p)
 	}
+	var user, pass string
 	if p.BasicAuthFile != "" && c.err == nil {
-		c.user, c.pass, c.err = ReadBasicAuth(p.BasicAuthFile)
+		user, pass, c.err = ReadBasicAuth(p.BasicAuthFile)
 	}
+	c.node = newNodeClient(c.http, user, pass)
 	if c.err != nil {
 		c.err = fmt.Errorf("profile %q: %w", p.Name, c.err)
 	}
@@ -118,66 +114,26 @@ func ReadBasicAuth(path string) (user, password string, err error) {
 	return user, password, nil
 }
 
-// do sends one request to the node at base and decodes a 2xx answer into
-// out (when not nil). Any other answer is an *APIError.
+// do sends one request to the node at base (under ctx's deadline) and
+// decodes a 2xx answer into out (when not nil). Any other answer is an
+// *APIError that says how the profile could get in when it was refused.
 func (c *Client) do(ctx context.Context, method, base, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
+	err := c.node.Do(ctx, base, method, path, in, out, 0)
+	var ae *APIError
+	if errors.As(err, &ae) {
+		c.hint(ae)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.user != "" {
-		req.SetBasicAuth(c.user, c.pass)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return transportError(err, timeoutOf(ctx))
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return transportError(err, timeoutOf(ctx))
-	}
-	if resp.StatusCode/100 != 2 {
-		return c.apiError(base, resp.StatusCode, raw)
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("the answer is not the handler-runner API's JSON (is %s an understudy node?): %w", base, err)
-	}
-	return nil
+	return err
 }
 
-func (c *Client) apiError(base string, status int, raw []byte) *APIError {
-	e := &APIError{URL: base, Status: status}
-	if json.Unmarshal(raw, &e.Body) == nil {
-		e.Message = e.field("error")
-	}
-	if e.Message == "" {
-		e.Message = http.StatusText(status)
-		if s := strings.TrimSpace(string(raw)); s != "" && len(s) < 200 && !strings.Contains(s, "\n") {
-			e.Message += ": " + s
-		}
-	}
+// hint adds to a refusal what the profile lacks.
+func (c *Client) hint(e *APIError) {
+	status := e.Status
 	if (status == http.StatusUnauthorized || status == http.StatusForbidden) && c.profile.CertFile == "" && strings.Contains(e.Message, "certificate") {
 		e.Message += fmt.Sprintf("; then: understudy profile add %s --nodes ... --ca ca.pem --cert NAME.pem --key NAME-key.pem", profileName(c.profile))
 	} else if status == http.StatusUnauthorized && c.profile.BasicAuthFile == "" {
 		e.Message += fmt.Sprintf("; give the profile the API's user:password file: understudy profile add %s --nodes ... --basic-auth-file FILE", profileName(c.profile))
 	}
-	return e
 }
 
 func profileName(p Profile) string {
@@ -185,19 +141,6 @@ func profileName(p Profile) string {
 		return "NAME"
 	}
 	return p.Name
-}
-
-// timeoutOf is the timeout withTimeout gave ctx, for messages.
-func timeoutOf(ctx context.Context) time.Duration {
-	d, _ := ctx.Value(timeoutKey{}).(time.Duration)
-	return d
-}
-
-type timeoutKey struct{}
-
-// withTimeout is context.WithTimeout that remembers d for messages.
-func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithValue(ctx, timeoutKey{}, d), d)
 }
 
 // ask is one read of one node under the per-node timeout, its error wrapped

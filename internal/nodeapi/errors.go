@@ -1,10 +1,12 @@
-package apiclient
+package nodeapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -25,6 +27,22 @@ type APIError struct {
 
 func (e *APIError) Error() string {
 	return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status)
+}
+
+// newAPIError is the error of a node's answer other than 2xx: raw is its
+// body, the API's JSON when the node is an understudy node.
+func newAPIError(base string, status int, raw []byte) *APIError {
+	e := &APIError{URL: base, Status: status}
+	if json.Unmarshal(raw, &e.Body) == nil {
+		e.Message = e.field("error")
+	}
+	if e.Message == "" {
+		e.Message = http.StatusText(status)
+		if s := strings.TrimSpace(string(raw)); s != "" && len(s) < 200 && !strings.Contains(s, "\n") {
+			e.Message += ": " + s
+		}
+	}
+	return e
 }
 
 // field returns a string field of the error body, "" when absent.

@@ -1,4 +1,4 @@
-package apiclient
+package nodeapi
 
 import (
 	"context"
@@ -10,22 +10,21 @@ import (
 	"sync"
 	"time"
 
-	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/cluster"
 )
 
 // ClusterStatus is GET /v1/status/cluster of the first node that answers:
 // the leader, next-master and every member record, as Consul holds them.
-func (c *Client) ClusterStatus(ctx context.Context) (handlerrunner.ClusterStatus, error) {
-	var cs handlerrunner.ClusterStatus
+func (c *Client) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
+	var cs ClusterStatus
 	err := c.anyNode(ctx, "the cluster status", "/v1/status/cluster", &cs)
 	return cs, err
 }
 
 // NodeStatus is GET /v1/status/node of the node at url (a member's API URL
 // or one of the profile's): what the node says of itself now.
-func (c *Client) NodeStatus(ctx context.Context, url string) (handlerrunner.NodeStatus, error) {
-	var st handlerrunner.NodeStatus
+func (c *Client) NodeStatus(ctx context.Context, url string) (NodeStatus, error) {
+	var st NodeStatus
 	if c.err != nil {
 		return st, c.err
 	}
@@ -36,7 +35,7 @@ func (c *Client) NodeStatus(ctx context.Context, url string) (handlerrunner.Node
 // NodeResult is one node's answer to NodeStatuses.
 type NodeResult struct {
 	URL    string
-	Status handlerrunner.NodeStatus
+	Status NodeStatus
 	Err    error
 }
 
@@ -63,9 +62,7 @@ func (c *Client) Events(ctx context.Context, limit int) ([]cluster.Event, error)
 	if limit != 0 {
 		path += "?limit=" + strconv.Itoa(limit)
 	}
-	var body struct {
-		Events []cluster.Event `json:"events"`
-	}
+	var body EventsAnswer
 	if err := c.anyNode(ctx, "the events", path, &body); err != nil {
 		return nil, err
 	}
@@ -119,9 +116,7 @@ func (c *Client) RemoveNode(ctx context.Context, name string, force bool) error 
 // the active node, which any node would do as well, because the active is
 // the one node a profile is sure to reach.
 func (c *Client) UpdateNodeOptions(ctx context.Context, name string, opts cluster.NodeOptions) (cluster.NodeOptions, error) {
-	var out struct {
-		Options cluster.NodeOptions `json:"options"`
-	}
+	var out OptionsAnswer
 	err := c.onActive(ctx, "update the options of "+name, func(base string) error {
 		if err := c.do(ctx, http.MethodPut, base, "/v1/cluster/nodes/"+url.PathEscape(name)+"/options", opts, &out); err != nil {
 			return fmt.Errorf("ask %s to update the options of %s: %w", base, name, err)
@@ -195,11 +190,8 @@ func hasKey(m map[string]any, k string) bool {
 func (c *Client) postSwitchover(ctx context.Context, base, target string, timeout time.Duration) (SwitchoverResult, error) {
 	ctx, cancel := withTimeout(ctx, timeout+switchoverGrace)
 	defer cancel()
-	in := handlerrunner.SwitchoverRequest{Target: target, Timeout: timeout.String()}
-	var out struct {
-		Active string `json:"active"`
-		Took   string `json:"took"`
-	}
+	in := SwitchoverRequest{Target: target, Timeout: timeout.String()}
+	var out SwitchoverAnswer
 	if err := c.do(ctx, http.MethodPost, base, "/v1/cluster/switchover", in, &out); err != nil {
 		return SwitchoverResult{}, fmt.Errorf("ask %s for a switchover to %s: %w", base, target, err)
 	}

@@ -1,4 +1,4 @@
-package apiclient
+package nodeapi
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/understudy-ha/understudy/handlerrunner"
 	"github.com/understudy-ha/understudy/internal/cluster"
 )
 
@@ -27,7 +26,7 @@ type fakeNode struct {
 	statusCode int
 	statusBody any
 	// switchover answers POST /v1/cluster/switchover.
-	switchover func(w http.ResponseWriter, req handlerrunner.SwitchoverRequest)
+	switchover func(w http.ResponseWriter, req SwitchoverRequest)
 	delay      time.Duration
 	auth       string // user:password required when set
 	calls      atomic.Int32
@@ -64,11 +63,11 @@ func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		reply(w, code, f.statusBody)
 	case "/v1/status/node":
-		reply(w, http.StatusOK, handlerrunner.NodeStatus{Name: f.name, Role: handlerrunner.RoleStandby})
+		reply(w, http.StatusOK, NodeStatus{Name: f.name, Role: RoleStandby})
 	case "/v1/events":
 		reply(w, http.StatusOK, map[string]any{"events": []cluster.Event{{Node: f.name, Kind: "limit=" + r.URL.Query().Get("limit")}}})
 	case "/v1/cluster/switchover":
-		var req handlerrunner.SwitchoverRequest
+		var req SwitchoverRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 			reply(w, http.StatusBadRequest, map[string]any{"error": err.Error()})
 			return
@@ -149,7 +148,7 @@ func TestClusterStatusTriesNodesInOrder(t *testing.T) {
 	down := &fakeNode{name: "a", statusCode: http.StatusServiceUnavailable,
 		statusBody: map[string]any{"error": "cannot read the cluster from consul: connection refused; is the local consul agent running?"}}
 	slow := &fakeNode{name: "b", delay: time.Second}
-	ok := &fakeNode{name: "c", statusBody: handlerrunner.ClusterStatus{Cluster: "prod", Leader: "c", Members: []cluster.Member{{Name: "c"}}}}
+	ok := &fakeNode{name: "c", statusBody: ClusterStatus{Cluster: "prod", Leader: "c", Members: []cluster.Member{{Name: "c"}}}}
 	p := startNodes(t, down, slow, ok)
 	cs, err := New(p, WithNodeTimeout(100*time.Millisecond)).ClusterStatus(context.Background())
 	if err != nil {
@@ -183,7 +182,7 @@ func TestErrorsSurfaceTheNodesMessage(t *testing.T) {
 
 func TestClientErrorStopsTheSearch(t *testing.T) {
 	a := &fakeNode{name: "a", statusCode: http.StatusBadRequest, statusBody: map[string]any{"error": "bad request"}}
-	b := &fakeNode{name: "b", statusBody: handlerrunner.ClusterStatus{}}
+	b := &fakeNode{name: "b", statusBody: ClusterStatus{}}
 	p := startNodes(t, a, b)
 	_, err := New(p).ClusterStatus(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "bad request (HTTP 400)") {
@@ -195,7 +194,7 @@ func TestClientErrorStopsTheSearch(t *testing.T) {
 }
 
 func TestBasicAuth(t *testing.T) {
-	a := &fakeNode{name: "a", auth: "ops:secret", statusBody: handlerrunner.ClusterStatus{Cluster: "prod"}}
+	a := &fakeNode{name: "a", auth: "ops:secret", statusBody: ClusterStatus{Cluster: "prod"}}
 	p := startNodes(t, a)
 	_, err := New(p).ClusterStatus(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "basic auth required") || !strings.Contains(err.Error(), "--basic-auth-file") {
@@ -234,8 +233,8 @@ func TestNodeStatuses(t *testing.T) {
 	}
 }
 
-func switchoverOK() func(http.ResponseWriter, handlerrunner.SwitchoverRequest) {
-	return func(w http.ResponseWriter, req handlerrunner.SwitchoverRequest) {
+func switchoverOK() func(http.ResponseWriter, SwitchoverRequest) {
+	return func(w http.ResponseWriter, req SwitchoverRequest) {
 		if req.Timeout != "30s" {
 			reply(w, http.StatusBadRequest, map[string]any{"error": "timeout " + req.Timeout})
 			return
@@ -244,8 +243,8 @@ func switchoverOK() func(http.ResponseWriter, handlerrunner.SwitchoverRequest) {
 	}
 }
 
-func notActive(name, api string) func(http.ResponseWriter, handlerrunner.SwitchoverRequest) {
-	return func(w http.ResponseWriter, _ handlerrunner.SwitchoverRequest) {
+func notActive(name, api string) func(http.ResponseWriter, SwitchoverRequest) {
+	return func(w http.ResponseWriter, _ SwitchoverRequest) {
 		reply(w, http.StatusConflict, map[string]any{"error": "this node is not the active node; send the switchover to the active node " + name,
 			"active": name, "active_api": api})
 	}
@@ -289,7 +288,7 @@ func TestSwitchoverWithoutActive(t *testing.T) {
 }
 
 func TestSwitchoverRefused(t *testing.T) {
-	a := &fakeNode{name: "a", active: true, switchover: func(w http.ResponseWriter, _ handlerrunner.SwitchoverRequest) {
+	a := &fakeNode{name: "a", active: true, switchover: func(w http.ResponseWriter, _ SwitchoverRequest) {
 		reply(w, http.StatusConflict, map[string]any{"error": "b cannot take over: it has nofailover set"})
 	}}
 	p := startNodes(t, a)

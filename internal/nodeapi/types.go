@@ -1,0 +1,189 @@
+package nodeapi
+
+import (
+	"time"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
+)
+
+// Role is a node's place in the handler-runner's state machine, as the API
+// reports it. Transitions, and why, are logged and recorded as events:
+//
+//	rejoining -> standby      PostgreSQL runs as a standby of the leader (or of nobody while there is none)
+//	standby   -> candidate    the leader key is free
+//	standby   -> rejoining    a new leader, or the standby cannot stream from the leader
+//	candidate -> active       chosen as next-master and acquired the leader key
+//	candidate -> standby      another node was chosen and took the lock, or the election timed out
+//	active    -> demoting     lock lost or unconfirmed, PostgreSQL down, next-master names another node
+//	                          (a lock lost with the session while healthy is first taken back: handlerrunner/regain.go)
+//	demoting  -> rejoining    active-only services stopped, PostgreSQL stopped, lock released
+type Role string
+
+const (
+	RoleRejoining Role = "rejoining"
+	RoleStandby   Role = "standby"
+	RoleCandidate Role = "candidate"
+	RoleActive    Role = "active"
+	RoleDemoting  Role = "demoting"
+)
+
+// NodeStatus is what a node says of itself at GET /v1/status/node (and
+// /health): what the election asks each peer at the moment it decides,
+// rather than trusting a member record that may be an interval old.
+type NodeStatus struct {
+	Name       string    `json:"name"`
+	Role       Role      `json:"role"`
+	Since      time.Time `json:"since"`
+	Reason     string    `json:"reason"`
+	HasSession bool      `json:"has_session"`
+	// Serving is true on the active once PostgreSQL is promoted and the lock
+	// confirmed within the lease: the /status 200 condition.
+	Serving bool `json:"serving"`
+	// LeaseConfirmed is when the active last had a renewal of its lock
+	// committed (its lease runs from there), absent elsewhere.
+	LeaseConfirmed *time.Time `json:"lease_confirmed,omitempty"`
+	NoFailover     bool       `json:"nofailover"`
+	Priority       int        `json:"priority"`
+	Leader         string     `json:"leader,omitempty"`
+	// Regaining: the active lost its Consul session while alive and
+	// healthy and is taking its lock back under its lease.
+	Regaining bool `json:"regaining,omitempty"`
+	// Paused is the cluster's pause as this node last read it (nil: the
+	// cluster runs).
+	Paused   *cluster.Pause `json:"paused,omitempty"`
+	Postgres PGStatus       `json:"postgres"`
+}
+
+// PGStatus is the node's local PostgreSQL as last seen.
+type PGStatus struct {
+	Running    bool        `json:"running"`
+	InRecovery bool        `json:"in_recovery"`
+	Timeline   uint32      `json:"timeline"`
+	WriteLSN   cluster.LSN `json:"write_lsn"`
+	ReceiveLSN cluster.LSN `json:"receive_lsn"`
+	ReplayLSN  cluster.LSN `json:"replay_lsn"`
+	// Upstream is host:port of the primary a standby streams from.
+	Upstream  string `json:"upstream,omitempty"`
+	Streaming bool   `json:"streaming"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Position is the most advanced WAL position the node has: what the
+// election compares.
+func (p PGStatus) Position() cluster.LSN {
+	return max(p.WriteLSN, p.ReceiveLSN, p.ReplayLSN)
+}
+
+// StatusAnswer is the body of GET /status (200 on the active that serves,
+// 400 elsewhere): which node answered and its role.
+type StatusAnswer struct {
+	Node string `json:"node"`
+	Role Role   `json:"role"`
+}
+
+// ClusterStatus is what GET /v1/status/cluster answers: what `nodes list`
+// shows.
+type ClusterStatus struct {
+	Cluster    string              `json:"cluster"`
+	Leader     string              `json:"leader"`
+	NextMaster *cluster.NextMaster `json:"next_master,omitempty"`
+	Members    []cluster.Member    `json:"members"`
+	// Consul is how the Consul servers stand, as autopilot sees them
+	// (absent when it did not answer): what the cluster can lose.
+	Consul *ServersHealth `json:"consul,omitempty"`
+	// Paused is set while the cluster is paused (understudy cluster
+	// pause).
+	Paused *cluster.Pause `json:"paused,omitempty"`
+}
+
+// ServersHealth is autopilot's view of the cluster's Consul servers, one per
+// node: the Raft voters, how many of them are healthy, and how many of those
+// may fail before no write (no leader key, no election) can be made. It has
+// the fields of internal/consul's, which converts to it.
+type ServersHealth struct {
+	Voters           int `json:"voters"`
+	HealthyVoters    int `json:"healthy_voters"`
+	FailureTolerance int `json:"failure_tolerance"`
+}
+
+// EventsAnswer is the body of GET /v1/events?limit=N: the cluster's
+// history, newest first.
+type EventsAnswer struct {
+	Events []cluster.Event `json:"events"`
+}
+
+// SwitchoverRequest is the body of POST /v1/cluster/switchover.
+type SwitchoverRequest struct {
+	Target string `json:"target"`
+	// Timeout is how long to wait for the target to be active, e.g. "60s".
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// SwitchoverAnswer is the body of a switchover's answer: the node active
+// now and how long it took (a duration, e.g. "1.234s"). A 409 adds
+// "active_api" or "target" beside an "error".
+type SwitchoverAnswer struct {
+	Active string `json:"active"`
+	Took   string `json:"took"`
+}
+
+// OptionsAnswer is the body of PUT /v1/cluster/nodes/NAME/options: the
+// node's runtime options after the change.
+type OptionsAnswer struct {
+	Options cluster.NodeOptions `json:"options"`
+}
+
+// JoinRequest is the body of POST /v1/cluster/join.
+type JoinRequest struct {
+	Token   string `json:"token"`
+	Node    string `json:"node"`
+	Address string `json:"address"`
+	// Version is the joining node's understudy version: a cluster runs one.
+	Version string `json:"version,omitempty"`
+}
+
+// JoinResponse is what a joining node needs: the cluster's CA (certificate
+// and key, so whichever node is active later can sign), the Consul gossip
+// key and servers to join, and where the active's PostgreSQL is to clone.
+type JoinResponse struct {
+	Cluster      string   `json:"cluster"`
+	KVPrefix     string   `json:"kv_prefix"`
+	CACert       string   `json:"ca_cert"`
+	CAKey        string   `json:"ca_key"`
+	GossipKey    string   `json:"gossip_key"`
+	ConsulJoin   []string `json:"consul_join"`
+	Active       string   `json:"active"`
+	PostgresHost string   `json:"postgres_host"`
+	PostgresPort int      `json:"postgres_port"`
+}
+
+// GrantRequest is what the active sends to a peer's POST /v1/lease/grant
+// while Consul has no leader: carry my lease.
+type GrantRequest struct {
+	Holder  string `json:"holder"`
+	Session string `json:"session"`
+}
+
+// GrantReply is the peer's answer to a GrantRequest.
+type GrantReply struct {
+	Granted bool   `json:"granted"`
+	Why     string `json:"why,omitempty"`
+}
+
+// GrantRecord is what GET /v1/lease/grants?session=ID answers: whether the
+// node granted that session's lease, and how long ago it last did.
+type GrantRecord struct {
+	Granted bool  `json:"granted"`
+	AgoMS   int64 `json:"ago_ms,omitempty"`
+}
+
+// PauseRequest is the body of POST /v1/cluster/pause.
+type PauseRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// PauseAnswer is what /v1/cluster/pause and /resume answer: the pause
+// written, nil after a resume.
+type PauseAnswer struct {
+	Paused *cluster.Pause `json:"paused"`
+}
