@@ -27,7 +27,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: false,
 	}
 	root.AddCommand(newVersionCmd(), newConfigCmd(), newCertsCmd(), newCheckRunnerCmd(), newHandlerRunnerCmd(), newWatchdogCmd(), newDevCmd(),
-		newClusterCmd(), newNodeCmd(), newProfileCmd())
+		newClusterCmd(), newNodeCmd(), newProfileCmd(), newHAProxyConfigCmd())
 	return root
 }
 

@@ -77,6 +77,8 @@ func testDev(t *testing.T, netns string) {
 		}
 	}
 
+	testHAProxyConfigCommand(t, bin, &st)
+
 	var demo bytes.Buffer
 	if err := devcluster.Demo(ctx, s, o, &demo); err != nil {
 		hlog, _ := os.ReadFile(filepath.Join(dir, "haproxy.log"))
@@ -185,5 +187,40 @@ func testFaults(t *testing.T, bin, dir string) {
 		if err := devcluster.WaitHealthy(ctx, s, 2*time.Minute); err != nil {
 			t.Fatalf("after %s of %s was undone: %v", fault[0], old.Name, err)
 		}
+	}
+}
+
+// testHAProxyConfigCommand asks the running cluster, as an operator would
+// through a profile, for its HAProxy configuration: the servers are those
+// the dev cluster's own HAProxy runs with (the same generator).
+func testHAProxyConfigCommand(t *testing.T, bin string, st *devcluster.State) {
+	t.Setenv("UNDERSTUDY_PROFILES", filepath.Join(t.TempDir(), "profiles.json"))
+	var nodes []string
+	for _, n := range st.Nodes {
+		nodes = append(nodes, strings.TrimPrefix(n.APIURL, "https://"))
+	}
+	if out, err := exec.Command(bin, "profile", "add", "devtest", "--nodes", strings.Join(nodes, ","),
+		"--ca", st.CAFile, "--cert", st.OperatorCert, "--key", st.OperatorKey).CombinedOutput(); err != nil {
+		t.Fatalf("profile add: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "haproxy-config", "--profile", "devtest", "--bind", st.HAProxy.Frontend).CombinedOutput()
+	if err != nil {
+		t.Fatalf("haproxy-config: %v\n%s", err, out)
+	}
+	running, err := os.ReadFile(st.HAProxy.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var servers int
+	for _, line := range strings.Split(string(running), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "server ") {
+			servers++
+			if !strings.Contains(string(out), line+"\n") {
+				t.Errorf("haproxy-config --profile devtest lacks the dev cluster's %q:\n%s", line, out)
+			}
+		}
+	}
+	if servers != len(st.Nodes) {
+		t.Errorf("the dev cluster's HAProxy has %d servers, want %d:\n%s", servers, len(st.Nodes), running)
 	}
 }

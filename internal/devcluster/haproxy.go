@@ -9,47 +9,47 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/freeport"
+	"github.com/understudy-ha/understudy/internal/haproxycfg"
 	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/internal/wait"
 )
 
-// haproxyConfig sends PostgreSQL connections to the node whose /status
-// answers 200, checked over HTTPS against the cluster CA every 500 ms;
-// connections to a node that stops
-// answering 200 are cut (on-marked-down shutdown-sessions), so a client never
-// keeps writing to a demoted node.
-func haproxyConfig(s *State) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `# understudy dev cluster: PostgreSQL on the active node
-global
-    maxconn 200
-
-defaults
-    mode    tcp
-    timeout connect 2s
-    timeout client  30m
-    timeout server  30m
-
-frontend postgres
-    bind %s
-    default_backend active
-
-backend active
-    option httpchk
-    http-check send meth GET uri /status
-    http-check expect status 200
-    default-server inter 500ms fall 1 rise 1 on-marked-down shutdown-sessions
-`, s.HAProxy.Frontend)
-	for _, n := range s.Nodes {
-		u, _ := url.Parse(n.APIURL)
-		fmt.Fprintf(&b, "    server %s %s check port %s check-ssl verify required ca-file %s\n", n.Name,
-			net.JoinHostPort(n.PostgresHost, strconv.Itoa(n.PostgresPort)), u.Port(), s.CAFile)
+// haproxyConfig is what `understudy haproxy-config` prints for this
+// cluster (package haproxycfg): PostgreSQL connections go to the node whose
+// /status answers 200, checked over HTTPS against the cluster CA with the
+// check timings derived from the nodes' fencing timings, and connections to
+// a node that stops answering 200 are cut, so a client never keeps writing
+// to a demoted node.
+func haproxyConfig(s *State) (string, error) {
+	if len(s.Nodes) == 0 {
+		return "", errors.New("haproxy configuration: the dev cluster has no nodes")
 	}
-	return b.String()
+	// Every node of a dev cluster has the same timing; the first one's file
+	// says what it is.
+	cfg, err := config.Load(s.Nodes[0].Config)
+	if err != nil {
+		return "", fmt.Errorf("haproxy configuration: %w", err)
+	}
+	c := haproxycfg.Config{
+		Cluster: cfg.Cluster.Name, Source: "understudy dev up", PostgresBind: s.HAProxy.Frontend,
+		CAFile: s.CAFile, Checks: haproxycfg.ChecksFor(cfg.Fencing()), MaxConn: 200,
+	}
+	for _, n := range s.Nodes {
+		u, err := url.Parse(n.APIURL)
+		if err != nil {
+			return "", fmt.Errorf("haproxy configuration: node %s's API URL %q: %w", n.Name, n.APIURL, err)
+		}
+		apiPort, err := strconv.Atoi(u.Port())
+		if err != nil {
+			return "", fmt.Errorf("haproxy configuration: node %s's API URL %q has no port", n.Name, n.APIURL)
+		}
+		c.Nodes = append(c.Nodes, haproxycfg.Node{Name: n.Name, Address: n.PostgresHost, PostgresPort: n.PostgresPort, APIAddress: u.Hostname(), APIPort: apiPort})
+	}
+	return haproxycfg.Render(c)
 }
 
 func startHAProxy(s *State, bin string) error {
@@ -59,7 +59,11 @@ func startHAProxy(s *State, bin string) error {
 	}
 	s.HAProxy.Frontend = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 	s.HAProxy.Config = filepath.Join(s.Dir, "haproxy.cfg")
-	if err := os.WriteFile(s.HAProxy.Config, []byte(haproxyConfig(s)), 0o644); err != nil {
+	text, err := haproxyConfig(s)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(s.HAProxy.Config, []byte(text), 0o644); err != nil {
 		return err
 	}
 	// -db: stay in the foreground of its own session, so the PID is

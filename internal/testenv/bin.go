@@ -179,3 +179,24 @@ func ConsulBinary(t testing.TB) string {
 	t.Helper()
 	return consulBinary(t)
 }
+
+// HAProxyBinary finds HAProxy: $UNDERSTUDY_HAPROXY_BIN, else PATH, else
+// /usr/sbin/haproxy (Debian's, which a user's PATH may lack).
+func HAProxyBinary(t testing.TB) string {
+	t.Helper()
+	const install = "apt-get install -y haproxy (make deps does)"
+	if p := os.Getenv("UNDERSTUDY_HAPROXY_BIN"); p != "" {
+		if !isExecutable(p) {
+			t.Fatalf("UNDERSTUDY_HAPROXY_BIN=%s is not an executable file; unset it or run: %s", p, install)
+		}
+		return p
+	}
+	if p, err := exec.LookPath("haproxy"); err == nil {
+		return p
+	}
+	if p := "/usr/sbin/haproxy"; isExecutable(p) {
+		return p
+	}
+	t.Fatalf("haproxy not found ($UNDERSTUDY_HAPROXY_BIN, PATH, /usr/sbin); install it with: %s", install)
+	return ""
+}
