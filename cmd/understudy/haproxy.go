@@ -11,9 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/understudy-ha/understudy/internal/apiclient"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/haproxycfg"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 // haproxyOpts are haproxy-config's flags.
@@ -108,11 +108,11 @@ func (o *haproxyOpts) config(ctx context.Context) (haproxycfg.Config, error) {
 // fromCluster fills c's nodes and cluster from the members the cluster's
 // API lists. It is the command's one use of the API client.
 func (o *haproxyOpts) fromCluster(ctx context.Context, c *haproxycfg.Config) error {
-	p, err := apiclient.SelectProfile(o.profile)
+	p, err := nodeapi.SelectProfile(o.profile)
 	if err != nil {
 		return err
 	}
-	cs, err := apiclient.New(p).ClusterStatus(ctx)
+	cs, err := nodeapi.New(p).ClusterStatus(ctx)
 	if err != nil {
 		return fmt.Errorf("ask the cluster for its nodes: %w; or give them with --node NAME=HOST", err)
 	}

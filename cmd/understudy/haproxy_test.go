@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/understudy-ha/understudy/internal/apiclient"
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 func runHAProxyConfig(args ...string) (string, error) {
@@ -20,8 +20,8 @@ func runHAProxyConfig(args ...string) (string, error) {
 }
 
 func TestHAProxyConfigCommand(t *testing.T) {
-	t.Setenv(apiclient.EnvProfiles, t.TempDir()+"/profiles.json")
-	t.Setenv(apiclient.EnvProfile, "")
+	t.Setenv(nodeapi.EnvProfiles, t.TempDir()+"/profiles.json")
+	t.Setenv(nodeapi.EnvProfile, "")
 	srv := fakeAPI(t)
 	if _, err := run(t, "profile", "add", "prod", "--nodes", strings.TrimPrefix(srv.URL, "http://")); err != nil {
 		t.Fatal(err)
