@@ -89,16 +89,6 @@ func (k *KeyPair) Get() *tls.Certificate {
 	return k.pair
 }
 
-// Leaf is the certificate Get returns, parsed.
-func (k *KeyPair) Leaf() *x509.Certificate {
-	p := k.Get()
-	if p.Leaf != nil {
-		return p.Leaf
-	}
-	c, _ := x509.ParseCertificate(p.Certificate[0])
-	return c
-}
-
 // ServeWith makes cfg serve k's current pair.
 func (k *KeyPair) ServeWith(cfg *tls.Config) {
 	cfg.Certificates = nil

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/understudy-ha/understudy/certs"
@@ -50,6 +51,13 @@ func RenewCertificate(ctx context.Context, cfg *config.Config, cc *consul.Client
 	if filepath.Dir(certFile) != dir {
 		return out, fmt.Errorf("the node certificate %s is not beside the CA %s, where cluster start and join put it: renew it by hand", certFile, caFile)
 	}
+	// One renewal at a time (the check-runner's and certs renew's), so
+	// that the key and certificate on disk are one pair.
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return out, fmt.Errorf("renew the node certificate: %w", err)
+	}
+	defer unlock()
 	ca, err := certs.ReadCA(paths)
 	if err != nil {
 		return out, fmt.Errorf("renew the node certificate: %w", err)
@@ -109,6 +117,12 @@ func (r *Runner) maybeRenew(ctx context.Context, o *observation, now time.Time) 
 	if node.err != nil || node.expiresIn >= certs.RenewBefore {
 		return
 	}
+	// A node certificate never outlives the CA: once it ends with the CA, a
+	// renewal would give the same expiry again. The certificates check
+	// warns of the CA's.
+	if len(o.certs) > 1 && o.certs[1].err == nil && node.expiresIn >= o.certs[1].expiresIn-time.Hour {
+		return
+	}
 	// In the background: the reloads must not hold up the check reports.
 	// Not before renewRetry again: a renewal that worked shows in the next
 	// observation, one that did not is retried then.
@@ -118,4 +132,18 @@ func (r *Runner) maybeRenew(ctx context.Context, o *observation, now time.Time) 
 			r.log.Warn("cannot renew the node certificate; trying again in an hour", "expires_in", node.expiresIn.Round(time.Hour), "err", err)
 		}
 	})
+}
+
+// lockDir takes an exclusive flock on dir/.renew.lock, waiting for a
+// renewal in progress.
+func lockDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".renew.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }

@@ -120,6 +120,8 @@ func (r *Runner) upkeep(ctx context.Context, holding func() *holder) {
 	defer slots.Stop()
 	lsn := time.NewTicker(r.cfg.Checks.Interval)
 	defer lsn.Stop()
+	trim := time.NewTicker(time.Minute)
+	defer trim.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -132,6 +134,8 @@ func (r *Runner) upkeep(ctx context.Context, holding func() *holder) {
 				holding().setLSN(st.WriteLSN)
 			}
 			cancel()
+		case <-trim.C:
+			r.trimEvents(ctx)
 		case <-slots.C:
 			r.ensureSlots(ctx)
 			r.ensureSync(ctx)
@@ -270,4 +274,19 @@ func (r *Runner) demote(ctx context.Context, h *holder, mode string, ho *handove
 		Details: map[string]string{"stop_mode": mode, "writes_refused_after": refused.String(), "postgres_stopped": fmt.Sprint(stopped)}})
 	r.log.Info("demoted: postgres stopped, leader key released", "stop_mode", mode, "writes_refused_after", refused,
 		"postgres_stopped", stopped, "last_lsn", lastLSN)
+}
+
+// keepEvents is how many events the history keeps: what GET /v1/events
+// answers at most. The active deletes older ones once a minute, so that
+// the history (and every Consul snapshot) stays bounded whatever writes it.
+const keepEvents = 10000
+
+func (r *Runner) trimEvents(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if n, err := r.cc.TrimEvents(ctx, r.keys.Events(), keepEvents); err != nil {
+		r.warnEvery("trim-events", "cannot trim the history", "err", err)
+	} else if n > 0 {
+		r.log.Info("trimmed the history", "deleted", n, "kept", keepEvents)
+	}
 }

@@ -23,20 +23,27 @@ const maxBody = 64 << 10
 // to do; a panic in a handler is turned into a 500, never a dead daemon.
 func (r *Runner) handler() http.Handler {
 	mux := http.NewServeMux()
-	sem := make(chan struct{}, maxInFlight)
+	// Callers with credentials share one cap, taken once they are known,
+	// so that anonymous callers cannot take the slots the peers' lease
+	// grants and status calls need; the join call, which anyone may try,
+	// has a small cap of its own; the open checks have none.
+	sem, joins := make(chan struct{}, maxInFlight), make(chan struct{}, maxJoinsInFlight)
 	route := func(need access, method, path string, h http.HandlerFunc) {
-		serve := r.authorize(need, path, func(w http.ResponseWriter, req *http.Request) {
+		serve := func(w http.ResponseWriter, req *http.Request) {
 			if method != "" && req.Method != method {
 				w.Header().Set("Allow", method)
 				writeError(w, http.StatusMethodNotAllowed, "%s takes %s, not %s", path, method, req.Method)
 				return
 			}
 			h(w, req)
-		})
-		if need != accessOpen {
+		}
+		switch need {
+		case accessToken:
+			serve = limit(joins, serve)
+		case accessNode, accessOperator:
 			serve = limit(sem, serve)
 		}
-		mux.HandleFunc(path, serve)
+		mux.HandleFunc(path, r.authorize(need, path, serve))
 	}
 	route(accessOpen, http.MethodGet, "/status", r.handleStatus)
 	route(accessOpen, http.MethodGet, "/health", r.handleHealth)

@@ -209,6 +209,8 @@ func TestClientCertificates(t *testing.T) {
 		{"POST", "/v1/cluster/switchover", `{"target":"b"}`, [5]int{401, 401, 401, 403, 503}},
 		{"DELETE", "/v1/cluster/nodes/b", "", [5]int{401, 401, 401, 403, 503}},
 		{"PUT", "/v1/cluster/nodes/b/options", `{"nofailover":true}`, [5]int{401, 401, 401, 403, 503}},
+		{"POST", "/v1/cluster/pause", `{"reason":"x"}`, [5]int{401, 401, 401, 403, 503}},
+		{"POST", "/v1/cluster/resume", "", [5]int{401, 401, 401, 403, 503}},
 		{"GET", "/nothing", "", [5]int{401, 401, 401, 404, 404}},
 	}
 	for _, e := range endpoints {

@@ -26,11 +26,14 @@ const (
 	accessOperator
 )
 
-// maxInFlight caps the API's concurrent requests, but for the open ones:
-// a flood of calls must not starve the role loop of PostgreSQL connections
-// and Consul reads, and the load balancer's checks must still be answered
-// while it lasts.
+// maxInFlight caps the API's concurrent requests of callers with
+// credentials: a flood of calls must not starve the role loop of PostgreSQL
+// connections and Consul reads, and the load balancer's checks (not
+// capped) must still be answered while it lasts.
 const maxInFlight = 32
+
+// maxJoinsInFlight caps concurrent join calls, which anyone may make.
+const maxJoinsInFlight = 4
 
 // Server limits. The write timeout is the budget of every answer but a
 // switchover's, which waits for the target to take over and sets its own
@@ -114,7 +117,7 @@ func limit(sem chan struct{}, h http.HandlerFunc) http.HandlerFunc {
 			h(w, req)
 		default:
 			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "the API is serving %d requests already; retry in a second", maxInFlight)
+			writeError(w, http.StatusServiceUnavailable, "the API is serving %d such requests already; retry in a second", cap(sem))
 		}
 	}
 }

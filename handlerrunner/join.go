@@ -122,6 +122,12 @@ func (r *Runner) handleJoin(w http.ResponseWriter, req *http.Request) {
 // records it as an event.
 func (r *Runner) refuseJoin(ctx context.Context, w http.ResponseWriter, req *http.Request, joiner string, why error) {
 	now := time.Now()
+	// The name comes from a caller that proved nothing: what is logged and
+	// kept in Consul of it is bounded.
+	joiner = strconv.QuoteToASCII(joiner)
+	if len(joiner) > 66 {
+		joiner = joiner[:64] + "..."
+	}
 	r.joinFails.fail(remoteIP(req.RemoteAddr), now)
 	r.log.Warn("join refused", "from", req.RemoteAddr, "joiner", joiner, "why", why)
 	if r.joinEvents.wait("", now) == 0 {

@@ -75,11 +75,20 @@ func (r *Runner) handlePause(w http.ResponseWriter, req *http.Request) {
 func (r *Runner) handleResume(w http.ResponseWriter, req *http.Request) {
 	ctx, cancel := context.WithTimeout(req.Context(), 5*time.Second)
 	defer cancel()
+	var was cluster.Pause
+	if _, found, err := r.cc.GetJSON(ctx, r.keys.Paused(), &was); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "cannot read the paused key: %v; is consul up and has it a leader?", err)
+		return
+	} else if !found {
+		r.st.update(func(st *nodeapi.NodeStatus) { st.Paused = nil })
+		writeJSON(w, http.StatusOK, nodeapi.PauseAnswer{})
+		return
+	}
 	if err := r.cc.Delete(ctx, r.keys.Paused()); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "cannot delete the paused key: %v; is consul up and has it a leader?", err)
 		return
 	}
-	r.log.Info("cluster resumed", "by", caller(req.Context()))
+	r.log.Info("cluster resumed", "by", caller(req.Context()), "paused_by", was.By, "paused_at", was.At)
 	r.record(req.Context(), cluster.Event{Kind: cluster.EventPause, From: "paused", To: "running", By: caller(req.Context())})
 	r.st.update(func(st *nodeapi.NodeStatus) { st.Paused = nil })
 	writeJSON(w, http.StatusOK, nodeapi.PauseAnswer{})

@@ -51,6 +51,11 @@ func (r *Runner) runStandby(ctx context.Context) (nodeapi.Role, string) {
 		switch {
 		case ks.Session == "":
 			if p := r.paused(); p != nil {
+				// Paused or not, a primary nobody holds the lock for
+				// is stopped (rejoining fences it first).
+				if st, err := r.pgState(ctx); err == nil && !st.InRecovery {
+					return nodeapi.RoleRejoining, "postgres runs as a primary on a standby"
+				}
 				r.warnEvery("standby-paused", "the leader key is free but the cluster is paused: no election until understudy cluster resume", "paused_by", p.By)
 				continue
 			}

@@ -132,6 +132,9 @@ func TestHostileClients(t *testing.T) {
 		{"POST", "/v1/cluster/switchover", `{"target":"nosuch"}`, [6]int{401, 401, 401, 403, 404, 401}},
 		{"DELETE", "/v1/cluster/nodes/nosuch?force=true", "", [6]int{401, 401, 401, 403, 404, 401}},
 		{"PUT", "/v1/cluster/nodes/nosuch/options", `{"nofailover":true}`, [6]int{401, 401, 401, 403, 404, 401}},
+		// Resume of a cluster that is not paused: past the checks, it
+		// changes nothing.
+		{"POST", "/v1/cluster/resume", "", [6]int{401, 401, 401, 403, 200, 401}},
 		// The join call asks for no certificate: a wrong token is refused
 		// whatever the caller presents, and the sixth failure from one
 		// address within a minute is held off.

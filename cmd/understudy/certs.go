@@ -103,7 +103,7 @@ does the same on its own 90 days before the certificate expires.
 Syncthing keeps the identity it was set up with: its device ID is that
 certificate's hash, which the other nodes know it by.
 
-To replace the cluster's CA (it is valid ten years), see the README.`,
+The cluster's CA is valid ten years; replacing it is not automated yet.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)

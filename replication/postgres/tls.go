@@ -2,10 +2,12 @@ package postgres
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -101,16 +103,43 @@ func (i *Instance) copyTLS(u osUser) (tlsFiles, error) {
 	if err := u.chown(i.cfg.TLSDir); err != nil {
 		return fail(err)
 	}
-	for _, f := range []struct{ src, dst string }{{i.cfg.CAFile, dst.CA}, {i.cfg.KeyFile, dst.Key}, {i.cfg.CertFile, dst.Cert}} {
-		b, err := os.ReadFile(f.src)
-		if err != nil {
-			return fail(fmt.Errorf("%w; `understudy cluster start` and `cluster join` write it (consul.ca_file, cert_file and key_file name it)", err))
-		}
-		if err := writeFileAtomic(f.dst, b, 0o600, u); err != nil {
+	src, err := readPair(i.cfg)
+	if err != nil {
+		return fail(err)
+	}
+	for _, f := range []struct {
+		b   []byte
+		dst string
+	}{{src[0], dst.CA}, {src[2], dst.Key}, {src[1], dst.Cert}} {
+		if err := writeFileAtomic(f.dst, f.b, 0o600, u); err != nil {
 			return fail(err)
 		}
 	}
 	return dst, nil
+}
+
+// readPair reads the node's CA, certificate and key, the latter two again
+// while they do not match: a renewal in another process replaces the key,
+// then the certificate, and the copies must be one pair.
+func readPair(cfg config.Postgres) ([3][]byte, error) {
+	var out [3][]byte
+	for attempt := 0; ; attempt++ {
+		for j, f := range []string{cfg.CAFile, cfg.CertFile, cfg.KeyFile} {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return out, fmt.Errorf("%w; `understudy cluster start` and `cluster join` write it (consul.ca_file, cert_file and key_file name it)", err)
+			}
+			out[j] = b
+		}
+		_, err := tls.X509KeyPair(out[1], out[2])
+		if err == nil {
+			return out, nil
+		}
+		if attempt == 10 {
+			return out, fmt.Errorf("%s and %s are not a pair: %w", cfg.CertFile, cfg.KeyFile, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // clientAuth readies what a PostgreSQL program run as u logs in to a peer
