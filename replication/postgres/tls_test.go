@@ -124,7 +124,12 @@ func TestCertificateAuth(t *testing.T) {
 		{"no TLS from loopback", "", "sslmode=disable", "password authentication failed"},
 	} {
 		err := connectFrom(a, tc.from, tc.params)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
+		// With TLS 1.3 the client's handshake ends before the server
+		// looks at its certificate: the server's alert can lose the race
+		// with the client's first write, which then meets a reset.
+		refused := err != nil && (strings.Contains(err.Error(), tc.want) ||
+			tc.want == "unknown certificate authority" && strings.Contains(err.Error(), "connection reset by peer"))
+		if !refused {
 			t.Errorf("%s: %v; want a refusal naming %q", tc.name, err, tc.want)
 		}
 	}
