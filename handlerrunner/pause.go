@@ -69,7 +69,17 @@ func (r *Runner) handlePause(w http.ResponseWriter, req *http.Request) {
 	r.log.Warn("cluster paused: no election and no postgres restart until understudy cluster resume", "by", p.By, "reason", p.Reason)
 	r.record(req.Context(), cluster.Event{Kind: cluster.EventPause, From: "running", To: "paused", Reason: in.Reason, By: who})
 	r.st.update(func(st *nodeapi.NodeStatus) { st.Paused = &p })
-	writeJSON(w, http.StatusOK, nodeapi.PauseAnswer{Paused: &p})
+	ans := nodeapi.PauseAnswer{Paused: &p}
+	// Paused with the lock free (an election or a switchover under way),
+	// the cluster stays without an active until the resume: said, not
+	// refused, since an operator may pause a cluster that flaps on
+	// purpose.
+	if ks, l, err := r.readLeader(ctx, false); err == nil && ks.Session == "" {
+		ans.Warning = "no node holds the leader lock: the cluster has no active until understudy cluster resume"
+	} else if err == nil && l.Node != "" {
+		ans.Active = l.Node
+	}
+	writeJSON(w, http.StatusOK, ans)
 }
 
 func (r *Runner) handleResume(w http.ResponseWriter, req *http.Request) {

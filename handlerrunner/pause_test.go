@@ -2,6 +2,7 @@ package handlerrunner_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/testenv"
 )
 
@@ -19,22 +21,29 @@ import (
 func TestPauseHoldsTheRoles(t *testing.T) {
 	c := newCluster(t, nil)
 	old := c.waitHealthy(startTimeout)
-	post := func(n *tnode, path, body string) {
+	post := func(n *tnode, path, body string) nodeapi.PauseAnswer {
 		t.Helper()
 		resp, err := http.Post(n.apiURL()+path, "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("POST %s on %s: %s", path, n.name, resp.Status)
 		}
+		var ans nodeapi.PauseAnswer
+		if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+			t.Fatalf("POST %s on %s: %v", path, n.name, err)
+		}
+		return ans
 	}
 	standby := c.nodes[0]
 	if standby == old {
 		standby = c.nodes[1]
 	}
-	post(standby, "/v1/cluster/pause", `{"reason":"test"}`)
+	if ans := post(standby, "/v1/cluster/pause", `{"reason":"test"}`); ans.Active != old.name || ans.Warning != "" {
+		t.Fatalf("pause answered %+v; want %s named active and no warning", ans, old.name)
+	}
 	testenv.Eventually(t, 15*time.Second, func() error {
 		for _, n := range c.nodes {
 			st, err := n.nodeStatus()

@@ -654,14 +654,20 @@ nodes list and /metrics (understudy_cluster_paused) show the pause.`,
 			if err != nil {
 				return err
 			}
-			p, err := c.Pause(cmd.Context(), reason)
+			ans, err := c.Pause(cmd.Context(), reason)
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				return writeJSONOut(cmd.OutOrStdout(), map[string]any{"paused": p})
+				return writeJSONOut(cmd.OutOrStdout(), ans)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "cluster paused by %s: no election and no PostgreSQL restart until understudy cluster resume\n", p.By)
+			fmt.Fprintf(cmd.OutOrStdout(), "cluster paused by %s: no election and no PostgreSQL restart until understudy cluster resume\n", ans.Paused.By)
+			if ans.Active != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s stays the active node\n", ans.Active)
+			}
+			if ans.Warning != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", ans.Warning)
+			}
 			return nil
 		},
 	}

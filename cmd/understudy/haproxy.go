@@ -26,6 +26,7 @@ type haproxyOpts struct {
 	nodes        []string
 	postgresPort int
 	apiPort      int
+	configPath   string
 }
 
 func newHAProxyConfigCmd() *cobra.Command {
@@ -71,14 +72,29 @@ Examples:
 	f.StringArrayVar(&o.nodes, "node", nil, "NAME=HOST, repeatable: render for these nodes without asking the cluster")
 	f.IntVar(&o.postgresPort, "postgres-port", 5432, "PostgreSQL's port on nodes given with --node (and on members whose record lacks it)")
 	f.IntVar(&o.apiPort, "api-port", 8008, "the API's port on nodes given with --node")
+	f.StringVar(&o.configPath, "config", "", "a node's configuration file, whose consul.lock_delay and leader_lease the check timings follow (default: "+config.DefaultPath+" when readable, else the defaults)")
 	return cmd
 }
 
 // config is what to render: the flags, and the nodes from --node or from
-// the cluster. The check timings are those of the default configuration:
-// the CLI does not know the nodes' files (see the README).
+// the cluster. The check timings follow the fencing timings of --config, or
+// of this machine's node configuration, else the defaults' (the cluster's
+// API does not say a node's lock delay).
 func (o *haproxyOpts) config(ctx context.Context) (haproxycfg.Config, error) {
-	c := haproxycfg.Config{PostgresBind: o.bind, CAFile: o.caFile, Checks: haproxycfg.ChecksFor(config.Default().Fencing())}
+	fencing := config.Default().Fencing()
+	switch {
+	case o.configPath != "":
+		nc, err := config.Load(o.configPath)
+		if err != nil {
+			return haproxycfg.Config{}, err
+		}
+		fencing = nc.Fencing()
+	default:
+		if nc, err := config.Load(config.DefaultPath); err == nil {
+			fencing = nc.Fencing()
+		}
+	}
+	c := haproxycfg.Config{PostgresBind: o.bind, CAFile: o.caFile, Checks: haproxycfg.ChecksFor(fencing)}
 	switch {
 	case o.appBind != "" && o.appPort != 0:
 		c.App = &haproxycfg.App{Bind: o.appBind, Port: o.appPort}

@@ -5,22 +5,18 @@ import (
 	"fmt"
 	"net/http"
 	"time"
-
-	"github.com/understudy-ha/understudy/internal/cluster"
 )
 
 // Pause asks the first node that answers to pause the cluster (any node
-// may: it writes one key), and returns the pause it wrote.
-func (c *Client) Pause(ctx context.Context, reason string) (cluster.Pause, error) {
+// may: it writes one key), and returns its answer: the pause it wrote, and
+// who is active.
+func (c *Client) Pause(ctx context.Context, reason string) (PauseAnswer, error) {
 	var out PauseAnswer
 	err := c.anyNodeDo(ctx, "pause the cluster", http.MethodPost, "/v1/cluster/pause", PauseRequest{Reason: reason}, &out)
 	if err == nil && out.Paused == nil {
 		err = fmt.Errorf("pause the cluster: the node answered without the pause it wrote")
 	}
-	if err != nil {
-		return cluster.Pause{}, err
-	}
-	return *out.Paused, nil
+	return out, err
 }
 
 // Resume asks the first node that answers to end the pause.

@@ -186,4 +186,8 @@ type PauseRequest struct {
 // written, nil after a resume.
 type PauseAnswer struct {
 	Paused *cluster.Pause `json:"paused"`
+	// Active is the node that holds the lock as the pause begins; Warning
+	// says when none does (the cluster then has no active until resume).
+	Active  string `json:"active,omitempty"`
+	Warning string `json:"warning,omitempty"`
 }
