@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -117,19 +118,14 @@ func (ca *CA) Renew(old *x509.Certificate, now time.Time) (*NodeCert, error) {
 	}
 	dc := ""
 	for _, n := range old.DNSNames {
-		if rest, ok := cutAffixes(n, "server.", ".consul"); ok {
-			dc = rest
+		if rest, ok := strings.CutPrefix(n, "server."); ok {
+			if name, ok := strings.CutSuffix(rest, ".consul"); ok && name != "" {
+				dc = name
+			}
 		}
 	}
 	if dc == "" {
 		return nil, fmt.Errorf("renew %q: it names no server.<datacenter>.consul: not a node certificate of this cluster", old.Subject.CommonName)
 	}
 	return ca.IssueNode(old.Subject.CommonName, dc, addrs, now)
-}
-
-func cutAffixes(s, prefix, suffix string) (string, bool) {
-	if len(s) <= len(prefix)+len(suffix) || s[:len(prefix)] != prefix || s[len(s)-len(suffix):] != suffix {
-		return "", false
-	}
-	return s[len(prefix) : len(s)-len(suffix)], true
 }

@@ -4,8 +4,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
-	"os"
-	"strings"
+
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
 // basicAuth is the API's optional HTTP basic auth. The file holds one line,
@@ -19,14 +19,9 @@ func loadBasicAuth(path string) (*basicAuth, error) {
 	if path == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(path)
+	user, password, err := nodeapi.ReadBasicAuth(path)
 	if err != nil {
-		return nil, fmt.Errorf("read api.basic_auth_file: %w", err)
-	}
-	line := strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
-	user, password, ok := strings.Cut(line, ":")
-	if !ok || user == "" || password == "" {
-		return nil, fmt.Errorf("api.basic_auth_file %s: the first line must be user:password", path)
+		return nil, fmt.Errorf("api.basic_auth_file: %w", err)
 	}
 	return &basicAuth{user: user, password: password}, nil
 }

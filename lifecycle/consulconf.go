@@ -52,12 +52,12 @@ func consulHCL(cfg *config.Config, l layout, o Options, bootstrap bool, join []s
 		b.WriteString("retry_interval       = \"2s\"\n")
 	}
 	fmt.Fprintf(&b, "ports {\n  serf_lan = %d\n  server   = %d\n  serf_wan = -1\n  dns      = -1\n  grpc     = -1\n  grpc_tls = -1\n}\n", o.SerfPort, o.ServerPort)
-	fmt.Fprintf(&b, "performance { raft_multiplier = %d }\n", cfg.Consul.RaftMultiplier)
+	perf, gossip := timingHCL(cfg)
+	b.WriteString(perf)
 	// A joined server votes once autopilot has seen it stable for this
 	// long (10 s by default): cluster join waits for it.
 	b.WriteString("autopilot { server_stabilization_time = \"5s\" }\n")
-	fmt.Fprintf(&b, "gossip_lan {\n  probe_interval = %q\n  probe_timeout  = %q\n  suspicion_mult = %d\n}\n",
-		cfg.Consul.GossipProbeInterval, cfg.Consul.GossipProbeTimeout, cfg.Consul.GossipSuspicionMult)
+	b.WriteString(gossip)
 	return b.String(), nil
 }
 
@@ -84,6 +84,15 @@ func writeConsulConfig(cfg *config.Config, l layout, o Options, paths certs.Path
 	return os.WriteFile(filepath.Join(l.consulConfig(), "tls.hcl"), []byte(certs.ConsulTLSHCL(paths, gossipKey, httpsPort)), 0o600)
 }
 
+// timingHCL is the agent's performance and gossip_lan blocks, from the
+// consul block's timing settings.
+func timingHCL(cfg *config.Config) (performance, gossip string) {
+	c := cfg.Consul
+	return fmt.Sprintf("performance { raft_multiplier = %d }\n", c.RaftMultiplier),
+		fmt.Sprintf("gossip_lan {\n  probe_interval = %q\n  probe_timeout  = %q\n  suspicion_mult = %d\n}\n",
+			c.GossipProbeInterval, c.GossipProbeTimeout, c.GossipSuspicionMult)
+}
+
 // timingBlocks are the lines of consul.hcl that follow the consul block's
 // timing settings.
 var timingBlocks = regexp.MustCompile(`(?m)^performance \{[^}]*\}\n|^gossip_lan \{[^}]*\}\n`)
@@ -102,12 +111,12 @@ func syncConsulTiming(cfg *config.Config, l layout) (bool, error) {
 	if len(blocks) != 2 {
 		return false, fmt.Errorf("%s has no performance and gossip_lan blocks where understudy wrote them; it was edited by hand: restore them or set up the node again", path)
 	}
-	want := map[bool]string{
-		true:  fmt.Sprintf("performance { raft_multiplier = %d }\n", cfg.Consul.RaftMultiplier),
-		false: fmt.Sprintf("gossip_lan {\n  probe_interval = %q\n  probe_timeout  = %q\n  suspicion_mult = %d\n}\n", cfg.Consul.GossipProbeInterval, cfg.Consul.GossipProbeTimeout, cfg.Consul.GossipSuspicionMult),
-	}
+	perf, gossip := timingHCL(cfg)
 	out := timingBlocks.ReplaceAllStringFunc(string(b), func(block string) string {
-		return want[strings.HasPrefix(block, "performance")]
+		if strings.HasPrefix(block, "performance") {
+			return perf
+		}
+		return gossip
 	})
 	if out == string(b) {
 		return false, nil

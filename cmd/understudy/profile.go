@@ -141,7 +141,7 @@ func renderProfiles(w io.Writer, ps []nodeapi.Profile, path string, def nodeapi.
 	case len(ps) == 0:
 		_, err := fmt.Fprintf(w, "no profiles in %s; without --profile the CLI talks to the local node (%s); add one with: understudy profile add NAME --nodes HOST:PORT,HOST:PORT\n", path, def.Nodes[0])
 		return err
-	case def.Name == nodeapi.Local().Name:
+	case def.Name == nodeapi.LocalName:
 		_, err := fmt.Fprintf(w, "without --profile the CLI talks to the local node (%s)\n", def.Nodes[0])
 		return err
 	}

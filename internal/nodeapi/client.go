@@ -157,6 +157,13 @@ func (c *Client) ask(ctx context.Context, base, what, path string, out any) erro
 // anyNode asks the profile's nodes in order until one answers; a 4xx ends
 // the search, since every node would answer it the same.
 func (c *Client) anyNode(ctx context.Context, what, path string, out any) error {
+	return c.eachNode(ctx, what, func(base string) error { return c.ask(ctx, base, what, path, out) })
+}
+
+// eachNode runs call against the profile's nodes in order until one
+// answers; a 4xx ends the search, since every node would answer it the
+// same.
+func (c *Client) eachNode(ctx context.Context, what string, call func(base string) error) error {
 	if c.err != nil {
 		return c.err
 	}
@@ -165,7 +172,7 @@ func (c *Client) anyNode(ctx context.Context, what, path string, out any) error 
 	}
 	var errs []error
 	for _, base := range c.profile.Nodes {
-		err := c.ask(ctx, base, what, path, out)
+		err := call(base)
 		if err == nil {
 			return nil
 		}

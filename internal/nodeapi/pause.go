@@ -25,27 +25,14 @@ func (c *Client) Resume(ctx context.Context) error {
 }
 
 // anyNodeDo sends one change to the profile's nodes in order until one
-// answers; a 4xx ends the search, since every node would answer it the same.
+// answers (eachNode).
 func (c *Client) anyNodeDo(ctx context.Context, what, method, path string, in, out any) error {
-	if c.err != nil {
-		return c.err
-	}
-	if len(c.profile.Nodes) == 0 {
-		return fmt.Errorf("profile %q lists no nodes; add them with understudy profile add %s --nodes URL,URL", c.profile.Name, profileName(c.profile))
-	}
-	var errs []error
-	for _, base := range c.profile.Nodes {
+	return c.eachNode(ctx, what, func(base string) error {
 		rctx, cancel := withTimeout(ctx, c.nodeTimeout+5*time.Second)
-		err := c.do(rctx, method, base, path, in, out)
-		cancel()
-		if err == nil {
-			return nil
+		defer cancel()
+		if err := c.do(rctx, method, base, path, in, out); err != nil {
+			return fmt.Errorf("ask %s to %s: %w", base, what, err)
 		}
-		err = fmt.Errorf("ask %s to %s: %w", base, what, err)
-		if !retryable(err) || ctx.Err() != nil {
-			return err
-		}
-		errs = append(errs, err)
-	}
-	return &NodesError{Profile: c.profile.Name, What: what, Errs: errs}
+		return nil
+	})
 }

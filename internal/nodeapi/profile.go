@@ -46,6 +46,9 @@ type Profile struct {
 // api.listen.
 const LocalURL = "http://127.0.0.1:8008"
 
+// LocalName is the name of the local node's profile (Local).
+const LocalName = "local"
+
 // DefaultPort is the API's port when a node is given without one.
 const DefaultPort = "8008"
 
@@ -58,7 +61,7 @@ const DefaultPort = "8008"
 // certs), else the node's own certificate when readable (reads only).
 // Elsewhere it is LocalURL.
 func Local() Profile {
-	p := Profile{Name: "local", Nodes: []string{LocalURL}}
+	p := Profile{Name: LocalName, Nodes: []string{LocalURL}}
 	cfg, err := config.Load(config.DefaultPath)
 	if err != nil || !cfg.TLS() {
 		return p
