@@ -88,6 +88,7 @@ func testDev(t *testing.T, netns string) {
 	if !strings.Contains(demo.String(), "rows intact") || !strings.Contains(demo.String(), "is back, streaming from") {
 		t.Fatalf("dev demo output: %s", demo.String())
 	}
+	testSwitchoverThroughHAProxy(t, bin, dir)
 
 	if netns == "on" {
 		if st.Net == nil || len(st.Net.Hosts) != 3 || st.Nodes[0].Netns == "" {
@@ -223,4 +224,72 @@ func testHAProxyConfigCommand(t *testing.T, bin string, st *devcluster.State) {
 	if servers != len(st.Nodes) {
 		t.Errorf("the dev cluster's HAProxy has %d servers, want %d:\n%s", servers, len(st.Nodes), running)
 	}
+}
+
+// testSwitchoverThroughHAProxy moves the active role with the CLI, as an
+// operator would through the profile testHAProxyConfigCommand saved, and
+// checks that a client of the HAProxy the generator configured reaches the
+// new active's PostgreSQL afterwards, with every row written before.
+func testSwitchoverThroughHAProxy(t *testing.T, bin, dir string) {
+	ctx := context.Background()
+	s, err := devcluster.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := devcluster.WaitHealthy(ctx, s, 2*time.Minute); err != nil {
+		t.Fatalf("before the switchover: %v", err)
+	}
+	a, err := devcluster.Active(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := s.Nodes[(a+1)%len(s.Nodes)]
+	write := func(id int) (host string, port int, err error) {
+		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(wctx, fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable&connect_timeout=2", s.HAProxy.Frontend))
+		if err != nil {
+			return "", 0, err
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(wctx, "create table if not exists switched (id int primary key)"); err != nil {
+			return "", 0, err
+		}
+		if _, err := conn.Exec(wctx, "insert into switched values ($1) on conflict do nothing", id); err != nil {
+			return "", 0, err
+		}
+		err = conn.QueryRow(wctx, "select coalesce(host(inet_server_addr()), ''), coalesce(inet_server_port(), 0)").Scan(&host, &port)
+		return host, port, err
+	}
+	addr := func(n devcluster.Node) string { return fmt.Sprintf("%s:%d", n.PostgresHost, n.PostgresPort) }
+	if host, port, err := write(1); err != nil || fmt.Sprintf("%s:%d", host, port) != addr(s.Nodes[a]) {
+		t.Fatalf("write through haproxy before the switchover reached %s:%d, not the active %s (%s): %v", host, port, s.Nodes[a].Name, addr(s.Nodes[a]), err)
+	}
+	if out, err := exec.Command(bin, "cluster", "set-active", target.Name, "--profile", "devtest").CombinedOutput(); err != nil {
+		t.Fatalf("cluster set-active %s: %v\n%s", target.Name, err, out)
+	}
+	var seen string
+	testenv.Eventually(t, 30*time.Second, func() error {
+		host, port, err := write(2)
+		seen = fmt.Sprintf("%s:%d", host, port)
+		if err != nil {
+			return err
+		}
+		if seen != addr(target) {
+			return fmt.Errorf("haproxy sent the write to %s, not to %s's PostgreSQL (%s)", seen, target.Name, addr(target))
+		}
+		return nil
+	})
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(wctx, fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable&connect_timeout=2", s.HAProxy.Frontend))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(wctx, "select count(*) from switched").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("after the switchover to %s (%s), haproxy's active holds %d of the 2 rows: %v", target.Name, seen, n, err)
+	}
+	t.Logf("switchover %s -> %s: haproxy reaches %s", s.Nodes[a].Name, target.Name, seen)
 }
