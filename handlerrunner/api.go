@@ -56,6 +56,9 @@ func (r *Runner) handler() http.Handler {
 	route(accessOperator, "", "/v1/cluster/nodes/", r.handleNodes)
 	route(accessOperator, http.MethodPost, "/v1/cluster/pause", r.handlePause)
 	route(accessOperator, http.MethodPost, "/v1/cluster/resume", r.handleResume)
+	// GET for nodes, PUT for operators (handleConfig checks).
+	route(accessNode, "", "/v1/cluster/config", r.handleConfig)
+	route(accessOperator, http.MethodPost, "/v1/node/reload", r.handleReload)
 	route(accessToken, http.MethodPost, "/v1/cluster/join", r.handleJoin)
 	route(accessNode, http.MethodPost, "/v1/lease/grant", r.handleGrant)
 	route(accessNode, http.MethodGet, "/v1/lease/grants", r.handleGrants)

@@ -211,6 +211,10 @@ func TestClientCertificates(t *testing.T) {
 		{"PUT", "/v1/cluster/nodes/b/options", `{"nofailover":true}`, [5]int{401, 401, 401, 403, 503}},
 		{"POST", "/v1/cluster/pause", `{"reason":"x"}`, [5]int{401, 401, 401, 403, 503}},
 		{"POST", "/v1/cluster/resume", "", [5]int{401, 401, 401, 403, 503}},
+		{"GET", "/v1/cluster/config", "", [5]int{401, 401, 401, 503, 503}},
+		{"PUT", "/v1/cluster/config", `{"set":{"work_mem":"64MB"}}`, [5]int{401, 401, 401, 403, 503}},
+		{"PUT", "/v1/cluster/config", `{"set":{"port":"1"}}`, [5]int{401, 401, 401, 403, 400}},
+		{"POST", "/v1/node/reload", "", [5]int{401, 401, 401, 403, 409}},
 		{"GET", "/nothing", "", [5]int{401, 401, 401, 404, 404}},
 	}
 	for _, e := range endpoints {

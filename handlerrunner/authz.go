@@ -48,6 +48,16 @@ const (
 
 type callerKey struct{}
 
+type operatorKey struct{}
+
+// operatorCaller tells whether the request may change the cluster: an
+// operator certificate on a TLS node; anyone the API lets in elsewhere (a
+// node without TLS asks for basic auth at most).
+func operatorCaller(ctx context.Context) bool {
+	op, _ := ctx.Value(operatorKey{}).(bool)
+	return op
+}
+
 // caller is who made the request, as events record it: "operator alice",
 // "node n2", "basic auth user admin", "" when the API asks nobody (a node
 // without TLS or basic auth).
@@ -70,6 +80,7 @@ func (r *Runner) authorize(need access, path string, h http.HandlerFunc) http.Ha
 	}
 	return func(w http.ResponseWriter, req *http.Request) {
 		var who string
+		operator := r.clientCAs == nil
 		if r.clientCAs != nil {
 			var chain []*x509.Certificate
 			if req.TLS != nil {
@@ -88,7 +99,7 @@ func (r *Runner) authorize(need access, path string, h http.HandlerFunc) http.Ha
 				writeError(w, http.StatusForbidden, "%s %s needs an operator certificate; %s may only read; on a node, issue one with: understudy certs operator NAME", req.Method, req.URL.Path, c)
 				return
 			}
-			who = c.String()
+			who, operator = c.String(), c.Role == certs.RoleOperator
 		}
 		if r.auth != nil {
 			u, p, ok := req.BasicAuth()
@@ -101,9 +112,11 @@ func (r *Runner) authorize(need access, path string, h http.HandlerFunc) http.Ha
 				who = "basic auth user " + u
 			}
 		}
+		ctx := context.WithValue(req.Context(), operatorKey{}, operator)
 		if who != "" {
-			req = req.WithContext(context.WithValue(req.Context(), callerKey{}, who))
+			ctx = context.WithValue(ctx, callerKey{}, who)
 		}
+		req = req.WithContext(ctx)
 		h(w, req)
 	}
 }

@@ -22,6 +22,8 @@ type metrics struct {
 	hookFails   prometheus.Counter
 	session     prometheus.Gauge
 	paused      prometheus.Gauge
+	// pendingRestart counts the parameters waiting for a restart.
+	pendingRestart prometheus.Gauge
 }
 
 var roles = []nodeapi.Role{nodeapi.RoleRejoining, nodeapi.RoleStandby, nodeapi.RoleCandidate, nodeapi.RoleActive, nodeapi.RoleDemoting}
@@ -47,8 +49,11 @@ func newMetrics() *metrics {
 		paused: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "understudy_cluster_paused", Help: "1 while the cluster is paused (understudy cluster pause): no election, no PostgreSQL restart.",
 		}),
+		pendingRestart: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "understudy_postgres_pending_restart", Help: "PostgreSQL parameters changed in the files that take effect at the next restart (understudy cluster restart --pending).",
+		}),
 	}
-	m.reg.MustRegister(m.role, m.transitions, m.promotions, m.hookFails, m.session, m.paused,
+	m.reg.MustRegister(m.role, m.transitions, m.promotions, m.hookFails, m.session, m.paused, m.pendingRestart,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range roles {
 		m.role.WithLabelValues(string(r))

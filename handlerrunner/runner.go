@@ -196,6 +196,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	wg.Go(func() { r.sess.run(bg) })
 	wg.Go(func() { r.beat(bg) })
 	wg.Go(func() { r.runFiles(bg) })
+	wg.Go(func() { r.runParameters(bg) })
 	wg.Go(func() {
 		if serveErr = r.serve(bg, ln); serveErr != nil {
 			stopLoop()

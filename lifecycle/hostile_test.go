@@ -135,6 +135,11 @@ func TestHostileClients(t *testing.T) {
 		// Resume of a cluster that is not paused: past the checks, it
 		// changes nothing.
 		{"POST", "/v1/cluster/resume", "", [6]int{401, 401, 401, 403, 200, 401}},
+		{"GET", "/v1/cluster/config", "", [6]int{401, 401, 401, 200, 200, 401}},
+		// A parameter understudy owns: past the checks, refused, nothing
+		// written.
+		{"PUT", "/v1/cluster/config", `{"set":{"port":"1"}}`, [6]int{401, 401, 401, 403, 400, 401}},
+		{"POST", "/v1/node/reload", "", [6]int{401, 401, 401, 403, 200, 401}},
 		// The join call asks for no certificate: a wrong token is refused
 		// whatever the caller presents, and the sixth failure from one
 		// address within a minute is held off.

@@ -20,6 +20,8 @@ const (
 	EventPause       = "pause"        // the cluster was paused or resumed (From: "running"/"paused", To: the other)
 	EventCertificate = "certificate"  // a node certificate was renewed (Details: serial, not_after, by)
 	EventRegained    = "regained"     // the active took back the lock it lost with its session while healthy, its PostgreSQL writable throughout (Details: took)
+	EventConfig      = "config"       // the cluster-wide PostgreSQL parameters changed (Reason: what changed)
+	EventReload      = "reload"       // a node's PostgreSQL was reloaded by an operator
 )
 
 // Event is one entry of the cluster's history at events/<seq>: what happened,

@@ -23,3 +23,4 @@ func (k Keys) Sync() string               { return k.base + "sync" }
 func (k Keys) Events() string             { return k.base + "events/" }
 func (k Keys) Fenced(node string) string  { return k.base + "fenced/" + node }
 func (k Keys) Paused() string             { return k.base + "paused" }
+func (k Keys) Parameters() string         { return k.base + "postgres/parameters" }

@@ -52,6 +52,39 @@ type NodeStatus struct {
 	// cluster runs).
 	Paused   *cluster.Pause `json:"paused,omitempty"`
 	Postgres PGStatus       `json:"postgres"`
+	// Parameters is how far the node applied the cluster-wide PostgreSQL
+	// parameters (nil until it first looked).
+	Parameters *ParametersState `json:"parameters,omitempty"`
+}
+
+// ParametersState is a node's account of the cluster-wide PostgreSQL
+// parameters: the version it wrote into its data directory and what its
+// PostgreSQL made of it.
+type ParametersState struct {
+	// Version is the At of the parameters the node wrote.
+	Version time.Time `json:"version"`
+	// PendingRestart are the parameters that take effect at the next
+	// restart (understudy cluster restart --pending).
+	PendingRestart []string `json:"pending_restart,omitempty"`
+	// Errors are the lines PostgreSQL refused (pg_file_settings).
+	Errors []string `json:"errors,omitempty"`
+	// Error is why the node could not write or reload.
+	Error string `json:"error,omitempty"`
+}
+
+// ConfigAnswer is GET and PUT /v1/cluster/config: the cluster-wide
+// parameters, and after a PUT what it changed ("" for nothing).
+type ConfigAnswer struct {
+	Parameters cluster.Parameters `json:"parameters"`
+	Changed    string             `json:"changed,omitempty"`
+}
+
+// ReloadAnswer is POST /v1/node/reload: the node whose PostgreSQL read its
+// files again and what it says of them now.
+type ReloadAnswer struct {
+	Node           string   `json:"node"`
+	PendingRestart []string `json:"pending_restart,omitempty"`
+	Errors         []string `json:"errors,omitempty"`
 }
 
 // PGStatus is the node's local PostgreSQL as last seen.

@@ -1,0 +1,48 @@
+package nodeapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
+)
+
+// Config is GET /v1/cluster/config of the first node that answers: the
+// cluster-wide PostgreSQL parameters.
+func (c *Client) Config(ctx context.Context) (cluster.Parameters, error) {
+	var out ConfigAnswer
+	err := c.anyNode(ctx, "the cluster's configuration", "/v1/cluster/config", &out)
+	return out.Parameters, err
+}
+
+// ChangeConfig sends a change of the cluster-wide parameters to the active
+// node, whose PostgreSQL (a primary, running) judges the names and values
+// first.
+func (c *Client) ChangeConfig(ctx context.Context, change cluster.ParameterChange) (ConfigAnswer, error) {
+	var out ConfigAnswer
+	err := c.onActive(ctx, "change the cluster's configuration", func(base string) error {
+		rctx, cancel := withTimeout(ctx, c.nodeTimeout+10*time.Second)
+		defer cancel()
+		if err := c.do(rctx, http.MethodPut, base, "/v1/cluster/config", change, &out); err != nil {
+			return fmt.Errorf("ask %s to change the cluster's configuration: %w", base, err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Reload asks the node at url to reload its PostgreSQL's configuration.
+func (c *Client) Reload(ctx context.Context, url string) (ReloadAnswer, error) {
+	var out ReloadAnswer
+	if c.err != nil {
+		return out, c.err
+	}
+	rctx, cancel := withTimeout(ctx, c.nodeTimeout+10*time.Second)
+	defer cancel()
+	if err := c.do(rctx, http.MethodPost, url, "/v1/node/reload", nil, &out); err != nil {
+		return out, fmt.Errorf("ask %s to reload postgres: %w", url, err)
+	}
+	return out, nil
+}

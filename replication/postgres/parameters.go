@@ -1,0 +1,205 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// paramsFile holds the cluster-wide parameters (understudy cluster config
+// set). understudy.conf includes it first, so that every setting
+// understudy owns comes after it and wins; CheckParameter refuses those
+// names anyway, so that an operator is told rather than ignored.
+const paramsFile = "understudy.parameters.conf"
+
+// owned are the parameters understudy.conf sets (renderConf) or understudy
+// sets otherwise (synchronous_standby_names with ALTER SYSTEM), and the
+// ones that name files and directories of the data directory's layout.
+// Each says where the operator changes it instead.
+var owned = map[string]string{
+	"listen_addresses":          "node.address (or postgres.host) in the node's configuration",
+	"port":                      "postgres.port in the node's configuration",
+	"unix_socket_directories":   "nowhere: understudy connects over TCP and socket paths under deep data directories exceed Linux's limit",
+	"cluster_name":              "node.name in the node's configuration",
+	"ssl":                       "consul.scheme: a TLS node's PostgreSQL always takes TLS",
+	"ssl_cert_file":             "the node certificate (understudy certs renew)",
+	"ssl_key_file":              "the node certificate (understudy certs renew)",
+	"ssl_ca_file":               "the cluster CA",
+	"wal_level":                 "nowhere: streaming replication needs replica or more",
+	"hot_standby":               "nowhere: standbys answer reads and the checks",
+	"wal_log_hints":             "nowhere: pg_rewind needs it",
+	"max_wal_senders":           "nowhere yet: understudy sets 10",
+	"max_replication_slots":     "nowhere yet: understudy sets 10",
+	"wal_keep_size":             "nowhere yet: understudy sets 128MB",
+	"max_slot_wal_keep_size":    "nowhere yet: understudy sets 4GB",
+	"hot_standby_feedback":      "nowhere: understudy sets it on",
+	"recovery_target_timeline":  "nowhere: standbys follow the latest timeline after a failover",
+	"primary_conninfo":          "nowhere: understudy points each standby at the active",
+	"primary_slot_name":         "nowhere: understudy names each standby's slot",
+	"synchronous_standby_names": "postgres.synchronous in the configuration",
+	"data_directory":            "postgres.data_dir in the node's configuration",
+	"config_file":               "nowhere",
+	"hba_file":                  "postgres.pg_hba in the node's configuration",
+	"ident_file":                "nowhere",
+	"include":                   "nowhere",
+	"include_if_exists":         "nowhere",
+	"include_dir":               "nowhere",
+}
+
+// ParameterError is CheckParameter's refusal of a name or value, as
+// opposed to not being able to ask PostgreSQL.
+type ParameterError struct{ msg string }
+
+func (e *ParameterError) Error() string { return e.msg }
+
+func refuse(format string, args ...any) error {
+	return &ParameterError{msg: fmt.Sprintf(format, args...)}
+}
+
+// CheckParameter tells whether name may be set cluster-wide: not one
+// understudy owns, and one this PostgreSQL knows (asked of the running
+// server, since the set differs by major version and by the libraries
+// loaded); a name with a dot is an extension's own and PostgreSQL takes it
+// as it is. value is checked by PostgreSQL itself where it can be without
+// applying it (parameters a session may set); the others are checked when
+// the nodes reload, and errors show in cluster config show.
+func (i *Instance) CheckParameter(ctx context.Context, name, value string) error {
+	if where, ok := owned[name]; ok {
+		return refuse("understudy sets %s itself; change it with %s", name, where)
+	}
+	if strings.Contains(name, ".") {
+		return nil
+	}
+	return i.withConn(ctx, func(conn *pgx.Conn) error {
+		var pgContext string
+		err := conn.QueryRow(ctx, "select context from pg_settings where name = $1", name).Scan(&pgContext)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return refuse("PostgreSQL has no parameter %q (see pg_settings, or the documentation of its version)", name)
+		}
+		if err != nil {
+			return fmt.Errorf("look up %s in pg_settings: %w", name, err)
+		}
+		if pgContext != "user" && pgContext != "superuser" {
+			return nil
+		}
+		// set_config in a transaction that is rolled back: PostgreSQL's own
+		// parser judges the value, units included, and nothing stays.
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return fmt.Errorf("check %s=%s: %w", name, value, err)
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		if _, err := tx.Exec(ctx, "select set_config($1, $2, true)", name, value); err != nil {
+			return refuse("PostgreSQL refuses %s=%s: %v", name, value, err)
+		}
+		return nil
+	})
+}
+
+// renderParams is the parameters file: one line a parameter, sorted.
+func renderParams(values map[string]string) []byte {
+	var b bytes.Buffer
+	b.WriteString("# Written by understudy: the cluster-wide parameters of understudy cluster\n")
+	b.WriteString("# config set. Change them there, not here: this file is rewritten.\n")
+	for _, n := range slices.Sorted(maps.Keys(values)) {
+		fmt.Fprintf(&b, "%s = %s\n", n, quoteConf(values[n]))
+	}
+	return b.Bytes()
+}
+
+// WriteParameters writes the cluster-wide parameters into the data
+// directory; changed is false when the file already held them. A node with
+// no data directory yet (before its clone) writes nothing: the clone
+// brings the active's file, and the next call rewrites it.
+func (i *Instance) WriteParameters(values map[string]string) (changed bool, err error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if !i.HasData() {
+		return false, nil
+	}
+	path := filepath.Join(i.dataDir, paramsFile)
+	want := renderParams(values)
+	if have, err := os.ReadFile(path); err == nil && bytes.Equal(have, want) {
+		return false, nil
+	}
+	u, err := lookupOSUser(i.cfg.OSUser)
+	if err != nil {
+		return false, err
+	}
+	if err := writeFileAtomic(path, want, 0o600, u); err != nil {
+		return false, fmt.Errorf("write the cluster-wide parameters: %w", err)
+	}
+	return true, nil
+}
+
+// Reload makes the running server read its configuration files again
+// (pg_ctl reload: a SIGHUP to the postmaster, as the PostgreSQL user).
+func (i *Instance) Reload(ctx context.Context) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	u, err := lookupOSUser(i.cfg.OSUser)
+	if err != nil {
+		return err
+	}
+	if _, err := i.run(ctx, u, "pg_ctl", "reload", "-D", i.dataDir); err != nil {
+		return fmt.Errorf("reload postgres: %w", err)
+	}
+	return nil
+}
+
+// SettingsState is what the server says of its configuration files.
+type SettingsState struct {
+	// PendingRestart are the parameters changed in the files that take
+	// effect only at the next restart.
+	PendingRestart []string
+	// Errors are the lines of the files the server could not apply.
+	Errors []string
+}
+
+// Settings asks the running server which parameters wait for a restart and
+// which lines of its configuration files it refused.
+func (i *Instance) Settings(ctx context.Context) (SettingsState, error) {
+	var s SettingsState
+	err := i.withConn(ctx, func(conn *pgx.Conn) error {
+		rows, err := conn.Query(ctx, "select name from pg_settings where pending_restart order by name")
+		if err != nil {
+			return err
+		}
+		s.PendingRestart, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		// A parameter that waits for a restart has the error "setting could
+		// not be applied" too: said once, under pending_restart.
+		rows, err = conn.Query(ctx, `select coalesce(f.name, ''), coalesce(f.sourcefile, ''), coalesce(f.sourceline, 0), f.error
+			from pg_file_settings f left join pg_settings s on s.name = f.name
+			where f.error is not null and not coalesce(s.pending_restart, false) order by f.seqno`)
+		if err != nil {
+			return err
+		}
+		s.Errors, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (string, error) {
+			var name, file, msg string
+			var line int
+			if err := row.Scan(&name, &file, &line, &msg); err != nil {
+				return "", err
+			}
+			if name == "" {
+				return fmt.Sprintf("%s:%d: %s", filepath.Base(file), line, msg), nil
+			}
+			return fmt.Sprintf("%s (%s:%d): %s", name, filepath.Base(file), line, msg), nil
+		})
+		return err
+	})
+	if err != nil {
+		return s, fmt.Errorf("read the settings' state from postgres: %w", err)
+	}
+	return s, nil
+}
