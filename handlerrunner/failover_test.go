@@ -124,6 +124,7 @@ func TestFailoverWhenActiveNodeIsKilled(t *testing.T) {
 type writer struct {
 	mu    sync.Mutex
 	acked []int
+	at    []time.Time // when each of acked was acknowledged
 	stop  context.CancelFunc
 	done  chan struct{}
 }
@@ -156,6 +157,7 @@ func (c *tcluster) startWriter() *writer {
 				if err == nil {
 					w.mu.Lock()
 					w.acked = append(w.acked, id)
+					w.at = append(w.at, time.Now())
 					w.mu.Unlock()
 				} else {
 					conn.Close(context.Background())
@@ -178,6 +180,20 @@ func (w *writer) finish() []int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.acked
+}
+
+// gaps are the pauses between acknowledged writes longer than min, in
+// order.
+func (w *writer) gaps(min time.Duration) []time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []time.Duration
+	for i := 1; i < len(w.at); i++ {
+		if d := w.at[i].Sub(w.at[i-1]); d > min {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func (w *writer) count() int {

@@ -24,9 +24,10 @@ import (
 // never holds it up.
 
 // paramsWait is the blocking query's wait: also how often the node looks
-// again at what its PostgreSQL says of its files (a restart clears
-// pending_restart; a clone brings files to rewrite).
-const paramsWait = 10 * time.Second
+// again at what its PostgreSQL says of its files (a restart, a switchover's
+// included, clears pending_restart; a clone brings files to rewrite), so
+// that what cluster restart --pending reads is at most this old.
+const paramsWait = 2 * time.Second
 
 // runParameters applies the parameters key until ctx ends.
 func (r *Runner) runParameters(ctx context.Context) {

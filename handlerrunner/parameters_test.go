@@ -28,18 +28,6 @@ func TestClusterWideParameters(t *testing.T) {
 		}
 		return out
 	}
-	show := func(n *tnode, name string) (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		conn, err := n.conn(ctx)
-		if err != nil {
-			return "", err
-		}
-		defer conn.Close(ctx)
-		var v string
-		err = conn.QueryRow(ctx, "show "+name).Scan(&v)
-		return v, err
-	}
 	everyNodeShows := func(name, want string) {
 		t.Helper()
 		testenv.Eventually(t, 10*time.Second, func() error {
@@ -100,4 +88,18 @@ func TestClusterWideParameters(t *testing.T) {
 	if n := strings.Count(out, "config"); n < 3 {
 		t.Errorf("history shows %d config events, want 3 (two sets, one unset):\n%s", n, out)
 	}
+}
+
+// show is SHOW name on n's PostgreSQL.
+func show(n *tnode, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := n.conn(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	var v string
+	err = conn.QueryRow(ctx, "show "+name).Scan(&v)
+	return v, err
 }

@@ -107,6 +107,9 @@ type Runner struct {
 	warnMu   sync.Mutex
 	lastWarn map[string]time.Time
 
+	// restarts hands operator restarts to the standby loop (restart.go).
+	restarts chan restartReq
+
 	// joinFails counts refused joins by the caller's address, joinEvents
 	// the refused joins recorded as events (handleJoin).
 	joinFails, joinEvents *failLimiter
@@ -145,6 +148,7 @@ func New(cfg *config.Config, cc *consul.Client, pg *postgres.Instance, svcs *ser
 		lastWarn: map[string]time.Time{},
 		files:    newMirror(cfg, log),
 
+		restarts:   make(chan restartReq),
 		joinFails:  newFailLimiter(joinFailMax, joinFailWindow, joinFailKeys),
 		joinEvents: newFailLimiter(joinEventMax, joinFailWindow, 1),
 	}

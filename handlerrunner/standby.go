@@ -35,6 +35,7 @@ func (r *Runner) runStandby(ctx context.Context) (nodeapi.Role, string) {
 			continue
 		}
 		index = next
+		r.takeRestart(ctx, l)
 		// The active rewrites the key every lease renewal: the rest of
 		// this look is needed once an interval, or at once when the
 		// holder changed.

@@ -22,6 +22,7 @@ const (
 	EventRegained    = "regained"     // the active took back the lock it lost with its session while healthy, its PostgreSQL writable throughout (Details: took)
 	EventConfig      = "config"       // the cluster-wide PostgreSQL parameters changed (Reason: what changed)
 	EventReload      = "reload"       // a node's PostgreSQL was reloaded by an operator
+	EventRestart     = "restart"      // a standby's PostgreSQL was restarted by an operator (cluster restart)
 )
 
 // Event is one entry of the cluster's history at events/<seq>: what happened,

@@ -46,3 +46,22 @@ func (c *Client) Reload(ctx context.Context, url string) (ReloadAnswer, error) {
 	}
 	return out, nil
 }
+
+// restartGrace is how much longer than the node's own bound (two minutes)
+// the client waits for a restart's answer.
+const restartGrace = 2*time.Minute + 10*time.Second
+
+// Restart asks the standby at url to restart its PostgreSQL; it answers
+// once PostgreSQL runs again.
+func (c *Client) Restart(ctx context.Context, url string) (RestartAnswer, error) {
+	var out RestartAnswer
+	if c.err != nil {
+		return out, c.err
+	}
+	rctx, cancel := withTimeout(ctx, restartGrace)
+	defer cancel()
+	if err := c.do(rctx, http.MethodPost, url, "/v1/node/restart", nil, &out); err != nil {
+		return out, fmt.Errorf("ask %s to restart postgres: %w", url, err)
+	}
+	return out, nil
+}

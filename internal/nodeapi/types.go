@@ -79,6 +79,13 @@ type ConfigAnswer struct {
 	Changed    string             `json:"changed,omitempty"`
 }
 
+// RestartAnswer is POST /v1/node/restart: the standby whose PostgreSQL was
+// restarted, and how long it took.
+type RestartAnswer struct {
+	Node string `json:"node"`
+	Took string `json:"took"`
+}
+
 // ReloadAnswer is POST /v1/node/reload: the node whose PostgreSQL read its
 // files again and what it says of them now.
 type ReloadAnswer struct {

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/understudy-ha/understudy/internal/nodeapi"
+)
+
+func newRestartCmd(o *apiOpts) *cobra.Command {
+	var all, pending bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "restart NODE | --all [--pending]",
+		Short: "Restart PostgreSQL: one standby, or every node with standbys first and one switchover",
+		Long: `restart restarts PostgreSQL on NODE, a standby, or with --all on every node: the
+standbys one after another, each streaming again before the next, then the
+active role moves to a standby that was restarted (a switchover, which stops
+and starts the old active's PostgreSQL on its way to standby). Writes stop
+once, for the switchover. --pending restarts only the nodes whose PostgreSQL
+has parameters waiting for a restart (understudy cluster config show). The
+active's PostgreSQL is never restarted in place.`,
+		Example: `  understudy cluster restart n2
+  understudy cluster restart --all --pending`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if all == (len(args) == 1) || len(args) > 1 {
+				return fmt.Errorf("name one standby or give --all; usage: %s", cmd.UseLine())
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if timeout <= 0 || timeout > time.Hour {
+				return fmt.Errorf("--timeout %v: write a duration up to 1h, like 2m", timeout)
+			}
+			_, c, err := o.setup()
+			if err != nil {
+				return err
+			}
+			name := ""
+			if !all {
+				name = args[0]
+			}
+			return rollingRestart(cmd.Context(), cmd.OutOrStdout(), c, name, pending, timeout)
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "restart every node: standbys first, then a switchover")
+	cmd.Flags().BoolVar(&pending, "pending", false, "only nodes with parameters waiting for a restart")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long each node may take to stream again (and the switchover to end)")
+	return cmd
+}
+
+// rollingRestart restarts name's PostgreSQL, or every node's when name is
+// "": standbys first, then the active role moved away from the active.
+func rollingRestart(ctx context.Context, out io.Writer, c *nodeapi.Client, name string, pending bool, timeout time.Duration) error {
+	v, err := fetchCluster(ctx, c)
+	if err != nil {
+		return err
+	}
+	active := v.status.Leader
+	needs := func(n string) bool {
+		if !pending {
+			return true
+		}
+		r, ok := v.live[n]
+		return ok && r.Err == nil && r.Status.Parameters != nil && len(r.Status.Parameters.PendingRestart) > 0
+	}
+	urls := map[string]string{}
+	var standbys []string
+	restartActive := false
+	for _, m := range v.status.Members {
+		urls[m.Name] = m.APIURL
+		if name != "" && m.Name != name {
+			continue
+		}
+		switch {
+		case !needs(m.Name):
+			fmt.Fprintf(out, "%s: nothing waits for a restart\n", m.Name)
+		case m.Name == active:
+			restartActive = true
+		default:
+			standbys = append(standbys, m.Name)
+		}
+	}
+	if name != "" {
+		if _, ok := urls[name]; !ok {
+			return fmt.Errorf("no member %q; see understudy cluster nodes list", name)
+		}
+		if restartActive {
+			return fmt.Errorf("%s is the active node: its PostgreSQL is not restarted in place; use understudy cluster restart --all (standbys first, then a switchover), or set-active another node and then restart %s", name, name)
+		}
+	}
+	for _, n := range standbys {
+		if urls[n] == "" {
+			return fmt.Errorf("%s publishes no API address; is its handler-runner running?", n)
+		}
+		started := time.Now()
+		if _, err := c.Restart(ctx, urls[n]); err != nil {
+			return err
+		}
+		if err := waitStreaming(ctx, c, urls[n], timeout); err != nil {
+			return fmt.Errorf("%s after its restart: %w; the restart stops here (see understudy cluster nodes list)", n, err)
+		}
+		fmt.Fprintf(out, "%s: restarted, streaming again after %.1f s\n", n, time.Since(started).Seconds())
+	}
+	if !restartActive {
+		return nil
+	}
+	target, err := switchoverTarget(ctx, c, v, standbys)
+	if err != nil {
+		return fmt.Errorf("the active %s needs a restart, but %w", active, err)
+	}
+	fmt.Fprintf(out, "%s (active): moving the active role to %s first\n", active, target)
+	res, err := c.Switchover(ctx, target, timeout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s is the active node; the switchover took %v\n", res.Active, res.Took)
+	if err := waitStreaming(ctx, c, urls[active], timeout); err != nil {
+		return fmt.Errorf("%s after the switchover: %w", active, err)
+	}
+	fmt.Fprintf(out, "%s: restarted, streaming from %s\n", active, res.Active)
+	return nil
+}
+
+// switchoverTarget picks the standby the active role moves to: one that
+// streams and may be elected, preferring one restarted already (its
+// PostgreSQL runs with the new parameters).
+func switchoverTarget(ctx context.Context, c *nodeapi.Client, v clusterView, restarted []string) (string, error) {
+	var best string
+	var bestLag int64
+	bestRestarted := false
+	for _, m := range v.status.Members {
+		if m.Name == v.status.Leader || m.APIURL == "" {
+			continue
+		}
+		st, err := c.NodeStatus(ctx, m.APIURL)
+		if err != nil || st.Role != nodeapi.RoleStandby || !st.Postgres.Streaming || st.NoFailover {
+			continue
+		}
+		r := slices.Contains(restarted, m.Name)
+		if best == "" || (r && !bestRestarted) || (r == bestRestarted && m.LagBytes < bestLag) {
+			best, bestLag, bestRestarted = m.Name, m.LagBytes, r
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("no standby streams and may take over (nofailover, or down); restart the standbys first")
+	}
+	return best, nil
+}
+
+// waitStreaming waits until the node at url is a standby streaming again
+// with a Consul session: its checks, which failed while PostgreSQL was
+// down, pass again, so it could be elected (and be a switchover's target).
+func waitStreaming(ctx context.Context, c *nodeapi.Client, url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var seen string
+	for {
+		st, err := c.NodeStatus(ctx, url)
+		switch {
+		case err != nil:
+			seen = err.Error()
+		case st.Role == nodeapi.RoleStandby && st.Postgres.Running && st.Postgres.Streaming && st.HasSession:
+			return nil
+		default:
+			seen = fmt.Sprintf("role %s, postgres running %v, streaming %v, consul session %v", st.Role, st.Postgres.Running, st.Postgres.Streaming, st.HasSession)
+			if st.Postgres.Error != "" {
+				seen += ": " + st.Postgres.Error
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not streaming after %v (%s)", timeout, strings.TrimSpace(seen))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
