@@ -60,6 +60,7 @@ func (r *Runner) handler() http.Handler {
 	route(accessNode, "", "/v1/cluster/config", r.handleConfig)
 	route(accessOperator, http.MethodPost, "/v1/node/reload", r.handleReload)
 	route(accessOperator, http.MethodPost, "/v1/node/restart", r.handleRestart)
+	route(accessOperator, http.MethodPost, "/v1/node/reinit", r.handleReinit)
 	route(accessToken, http.MethodPost, "/v1/cluster/join", r.handleJoin)
 	route(accessNode, http.MethodPost, "/v1/lease/grant", r.handleGrant)
 	route(accessNode, http.MethodGet, "/v1/lease/grants", r.handleGrants)

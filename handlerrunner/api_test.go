@@ -215,6 +215,7 @@ func TestClientCertificates(t *testing.T) {
 		{"PUT", "/v1/cluster/config", `{"set":{"work_mem":"64MB"}}`, [5]int{401, 401, 401, 403, 503}},
 		{"PUT", "/v1/cluster/config", `{"set":{"port":"1"}}`, [5]int{401, 401, 401, 403, 400}},
 		{"POST", "/v1/node/reload", "", [5]int{401, 401, 401, 403, 409}},
+		{"POST", "/v1/node/restart", "", [5]int{401, 401, 401, 403, 409}},
 		{"GET", "/nothing", "", [5]int{401, 401, 401, 404, 404}},
 	}
 	for _, e := range endpoints {

@@ -35,6 +35,10 @@ func (r *Runner) runRejoining(ctx context.Context) (nodeapi.Role, string) {
 			r.warnEvery("rejoin-leader", "cannot read the leader key; retrying", "err", err)
 			continue
 		}
+		if ks.Session != "" && l.Node != r.name && r.takeRestart(ctx, nodeapi.RoleRejoining, l) {
+			r.st.setGrace(time.Time{})
+			return nodeapi.RoleStandby, "reinitialized from " + l.Node
+		}
 		r.refreshPause(ctx)
 		if p := r.paused(); p != nil && ks.Session != "" && l.Node != r.name {
 			// Paused: PostgreSQL is neither started nor rewound nor

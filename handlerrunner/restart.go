@@ -19,15 +19,25 @@ import (
 // take them; cluster restart moves the active role first (a switchover,
 // which stops and starts the old active's PostgreSQL on the way).
 
-// restartReq asks the standby loop for a restart; done gets its outcome.
+// restartReq asks the role loop for a restart of PostgreSQL, or with
+// reinit for its data directory to be cloned afresh from the active (the
+// old one kept aside); done gets the outcome, or for a reinit nil once the
+// loop has taken it (a clone may take hours: its outcome is in the
+// events and in the node's status).
 type restartReq struct {
-	by   string
-	done chan error
+	by     string
+	reinit bool
+	done   chan error
 }
 
 // restartWait bounds how long the API waits for the role loop to take a
-// restart request and carry it out.
-const restartWait = 2 * time.Minute
+// restart request and carry it out; takeWait how long it waits for the
+// loop to take one (the loop looks every checks interval, or between two
+// attempts to rejoin).
+const (
+	restartWait = 2 * time.Minute
+	takeWait    = 30 * time.Second
+)
 
 // handleRestart is POST /v1/node/restart.
 func (r *Runner) handleRestart(w http.ResponseWriter, req *http.Request) {
@@ -42,10 +52,14 @@ func (r *Runner) handleRestart(w http.ResponseWriter, req *http.Request) {
 	defer cancel()
 	rq := restartReq{by: caller(req.Context()), done: make(chan error, 1)}
 	started := time.Now()
+	take := time.NewTimer(takeWait)
+	defer take.Stop()
 	select {
 	case r.restarts <- rq:
+	case <-take.C:
+		writeError(w, http.StatusServiceUnavailable, "the role loop of %s did not take the restart within %v (it left the standby role?); see its log", r.name, takeWait)
+		return
 	case <-ctx.Done():
-		writeError(w, http.StatusServiceUnavailable, "the role loop of %s did not take the restart within %v (it left the standby role?); see its log", r.name, restartWait)
 		return
 	}
 	select {
@@ -61,16 +75,90 @@ func (r *Runner) handleRestart(w http.ResponseWriter, req *http.Request) {
 	writeJSON(w, http.StatusOK, nodeapi.RestartAnswer{Node: r.name, Took: time.Since(started).Round(time.Millisecond).String()})
 }
 
-// takeRestart carries out a pending restart request, if any, in the
-// standby loop. l is the leader key as just read.
-func (r *Runner) takeRestart(ctx context.Context, l cluster.Leader) {
+// takeRestart carries out a pending request, if any, in the standby or
+// rejoining loop; l is the leader key as just read, held by another node.
+// It tells whether the data directory was cloned afresh (the node then is
+// a standby of l.Node).
+func (r *Runner) takeRestart(ctx context.Context, role nodeapi.Role, l cluster.Leader) (recloned bool) {
 	var rq restartReq
 	select {
 	case rq = <-r.restarts:
 	default:
+		return false
+	}
+	switch {
+	case rq.reinit:
+		return r.reinit(ctx, l, rq.by, rq.done)
+	case role != nodeapi.RoleStandby:
+		rq.done <- fmt.Errorf("%s is %s, not a standby: its postgres is being started by understudy already; see its log, or understudy cluster reinit %s", r.name, role, r.name)
+	default:
+		rq.done <- r.restartStandby(ctx, l, rq.by)
+	}
+	return false
+}
+
+// reinit replaces the data directory with a clone of the active's. taken
+// is answered once PostgreSQL is stopped: from then on the node's status
+// says it is not streaming until the clone runs.
+func (r *Runner) reinit(ctx context.Context, l cluster.Leader, by string, taken chan<- error) bool {
+	r.log.Warn("reinitializing postgres: cloning afresh from the active node (the old data directory is kept aside)", "active", l.Node, "by", by)
+	// Immediate: a damaged server may not finish a checkpoint, and its data
+	// is being replaced anyway (and kept aside as it is).
+	if err := r.pg.Stop(ctx, "immediate"); err != nil {
+		r.log.Error("reinit: cannot stop postgres", "err", err)
+		taken <- fmt.Errorf("stop postgres: %w", err)
+		return false
+	}
+	taken <- nil
+	up := postgres.Upstream{Host: l.Address, Port: l.PostgresPort}
+	start := time.Now()
+	aside, err := r.pg.CloneKeepingAside(ctx, up, nil)
+	if err == nil {
+		r.wasPrimary = false
+		err = r.pg.StartStandby(ctx, &up)
+	}
+	if err != nil {
+		r.log.Error("reinit failed", "active", l.Node, "err", err)
+		r.record(ctx, cluster.Event{Kind: cluster.EventReinit, Reason: "failed: " + err.Error(), By: by})
+		return false
+	}
+	r.upstream = l.Node
+	took := time.Since(start).Round(time.Millisecond)
+	r.log.Info("reinitialized postgres from the active node", "active", l.Node, "old_data_dir", aside, "took", took)
+	r.record(ctx, cluster.Event{Kind: cluster.EventReinit, Reason: "cloned afresh from " + l.Node + "; the old data directory is in " + orNone(aside), By: by,
+		Details: map[string]string{"aside": aside, "took": took.String()}})
+	return true
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none: it was empty)"
+	}
+	return s
+}
+
+// handleReinit is POST /v1/node/reinit: answered once the role loop has
+// taken the request.
+func (r *Runner) handleReinit(w http.ResponseWriter, req *http.Request) {
+	st := r.st.get()
+	if st.Role != nodeapi.RoleStandby && st.Role != nodeapi.RoleRejoining {
+		writeError(w, http.StatusConflict, "%s is %s: only a standby (or a node trying to rejoin) is cloned afresh; the active's data is the cluster's", r.name, st.Role)
 		return
 	}
-	rq.done <- r.restartStandby(ctx, l, rq.by)
+	ctx, cancel := context.WithTimeout(req.Context(), takeWait)
+	defer cancel()
+	rq := restartReq{by: caller(req.Context()), reinit: true, done: make(chan error, 1)}
+	select {
+	case r.restarts <- rq:
+	case <-ctx.Done():
+		writeError(w, http.StatusServiceUnavailable, "the role loop of %s did not take the reinit within %v (no active node to clone from?); see its log", r.name, takeWait)
+		return
+	}
+	if err := <-rq.done; err != nil {
+		writeError(w, http.StatusInternalServerError, "reinit of %s: %v; nothing was changed", r.name, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, nodeapi.RestartAnswer{Node: r.name})
 }
 
 func (r *Runner) restartStandby(ctx context.Context, l cluster.Leader, by string) error {

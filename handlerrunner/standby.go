@@ -35,7 +35,9 @@ func (r *Runner) runStandby(ctx context.Context) (nodeapi.Role, string) {
 			continue
 		}
 		index = next
-		r.takeRestart(ctx, l)
+		if ks.Session != "" && l.Node != r.name {
+			r.takeRestart(ctx, nodeapi.RoleStandby, l)
+		}
 		// The active rewrites the key every lease renewal: the rest of
 		// this look is needed once an interval, or at once when the
 		// holder changed.

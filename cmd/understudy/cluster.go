@@ -71,7 +71,7 @@ is one, else the local node (http://127.0.0.1:8008). Add profiles with
 	cmd.PersistentFlags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	nodes := &cobra.Command{Use: "nodes", Short: "List the cluster's nodes or show one", Args: cobra.NoArgs}
 	nodes.AddCommand(newNodesListCmd(o), newNodesGetCmd(o), newNodesRemoveCmd(o), newNodesUpdateCmd(o))
-	cmd.AddCommand(newClusterStartCmd(), newClusterJoinCmd(), newClusterTokenCmd(), newClusterStatusCmd(o), nodes, newSetActiveCmd(o), newHistoryCmd(o), newPauseCmd(o), newResumeCmd(o), newClusterConfigCmd(o), newReloadCmd(o), newRestartCmd(o))
+	cmd.AddCommand(newClusterStartCmd(), newClusterJoinCmd(), newClusterTokenCmd(), newClusterStatusCmd(o), nodes, newSetActiveCmd(o), newHistoryCmd(o), newPauseCmd(o), newResumeCmd(o), newClusterConfigCmd(o), newReloadCmd(o), newRestartCmd(o), newReinitCmd(o))
 	return cmd
 }
 

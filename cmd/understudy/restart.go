@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
@@ -182,4 +183,62 @@ func waitStreaming(ctx context.Context, c *nodeapi.Client, url string, timeout t
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+func newReinitCmd(o *apiOpts) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "reinit NODE",
+		Short: "Clone a standby's PostgreSQL afresh from the active, its old data directory kept aside",
+		Long: `reinit replaces the data directory of NODE, a standby (or a node failing to
+rejoin), with a copy of the active's made by pg_basebackup, and starts it as a
+standby again. The old data directory is moved aside, never deleted (its
+place is in the reinit event: understudy cluster history); remove it once
+it is of no use. The active's data is never reinitialized.`,
+		Example: `  understudy cluster reinit n3
+  understudy cluster reinit n3 --timeout 2h   # a large database`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if timeout <= 0 {
+				return fmt.Errorf("--timeout %v: write a duration, like 1h", timeout)
+			}
+			_, c, err := o.setup()
+			if err != nil {
+				return err
+			}
+			v, err := fetchCluster(cmd.Context(), c)
+			if err != nil {
+				return err
+			}
+			var url string
+			for _, m := range v.status.Members {
+				if m.Name == args[0] {
+					url = m.APIURL
+				}
+			}
+			if url == "" {
+				return fmt.Errorf("no member %q with an API address; see understudy cluster nodes list", args[0])
+			}
+			started := time.Now()
+			if err := c.Reinit(cmd.Context(), url); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: cloning from the active (waiting up to %v)\n", args[0], timeout)
+			if err := waitStreaming(cmd.Context(), c, url, timeout); err != nil {
+				return fmt.Errorf("%s after the reinit: %w; see understudy cluster history", args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: streaming again after %.1f s\n", args[0], time.Since(started).Seconds())
+			if evs, err := c.Events(cmd.Context(), 50); err == nil {
+				for _, e := range evs {
+					if e.Kind == cluster.EventReinit && e.Node == args[0] && !e.Time.Before(started.Add(-time.Minute)) {
+						fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", args[0], e.Reason)
+						break
+					}
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Hour, "how long the clone may take until the node streams again")
+	return cmd
 }

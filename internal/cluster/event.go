@@ -23,6 +23,7 @@ const (
 	EventConfig      = "config"       // the cluster-wide PostgreSQL parameters changed (Reason: what changed)
 	EventReload      = "reload"       // a node's PostgreSQL was reloaded by an operator
 	EventRestart     = "restart"      // a standby's PostgreSQL was restarted by an operator (cluster restart)
+	EventReinit      = "reinit"       // a standby's data directory was cloned afresh by an operator (Details: aside, took)
 )
 
 // Event is one entry of the cluster's history at events/<seq>: what happened,

@@ -65,3 +65,18 @@ func (c *Client) Restart(ctx context.Context, url string) (RestartAnswer, error)
 	}
 	return out, nil
 }
+
+// Reinit asks the standby at url to replace its data directory with a
+// clone of the active's; it answers once the node has started on it (the
+// clone's end shows in its status and in a reinit event).
+func (c *Client) Reinit(ctx context.Context, url string) error {
+	if c.err != nil {
+		return c.err
+	}
+	rctx, cancel := withTimeout(ctx, restartGrace)
+	defer cancel()
+	if err := c.do(rctx, http.MethodPost, url, "/v1/node/reinit", nil, nil); err != nil {
+		return fmt.Errorf("ask %s to reinitialize postgres: %w", url, err)
+	}
+	return nil
+}

@@ -32,10 +32,17 @@ const cloneAppName = "understudy_clone"
 // of writes the source never received (a partitioned active's), and what to
 // do with them is an operator's call. It costs its size in disk until then.
 func (i *Instance) Clone(ctx context.Context, source Upstream, progress func(done, total int64)) error {
+	_, err := i.CloneKeepingAside(ctx, source, progress)
+	return err
+}
+
+// CloneKeepingAside is Clone, and says where the old data directory went
+// ("" when there was none, or it was empty).
+func (i *Instance) CloneKeepingAside(ctx context.Context, source Upstream, progress func(done, total int64)) (aside string, err error) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	fail := func(err error) error {
-		return fmt.Errorf("clone %s into %s: %w", source.Addr(), i.dataDir, err)
+	fail := func(err error) (string, error) {
+		return "", fmt.Errorf("clone %s into %s: %w", source.Addr(), i.dataDir, err)
 	}
 	u, err := lookupOSUser(i.cfg.OSUser)
 	if err != nil {
@@ -73,7 +80,7 @@ func (i *Instance) Clone(ctx context.Context, source Upstream, progress func(don
 	}
 	i.log.Info("cloned data directory", "source", source.Addr(), "old_data_dir", old,
 		"duration", time.Since(start).Round(time.Millisecond))
-	return nil
+	return old, nil
 }
 
 // basebackup runs pg_basebackup from source into dir.
