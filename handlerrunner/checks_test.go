@@ -1,0 +1,147 @@
+package handlerrunner_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/understudy-ha/understudy/internal/testenv"
+)
+
+// TestChecksAnswerEveryMethod: the load balancer's checks of a real cluster
+// answer HEAD and OPTIONS with GET's status and no body, / answers as
+// /status, and a real HAProxy with a bare "option httpchk" (which sends
+// OPTIONS /) marks the active up and the standbys down.
+func TestChecksAnswerEveryMethod(t *testing.T) {
+	c := newCluster(t, nil)
+	act := c.waitHealthy(startTimeout)
+
+	for _, n := range c.nodes {
+		want := map[string]int{"/status": http.StatusBadRequest, "/": http.StatusBadRequest, "/replica": http.StatusOK, "/health": http.StatusOK}
+		if n == act {
+			want["/status"], want["/"], want["/replica"] = http.StatusOK, http.StatusOK, http.StatusServiceUnavailable
+		}
+		for path, code := range want {
+			for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodOptions} {
+				// A standby's /replica depends on its lag at the moment:
+				// each method is asked until it answers as the node is.
+				testenv.Eventually(t, 5*time.Second, func() error {
+					got, body, err := call(m, n.apiURL()+path)
+					if err != nil {
+						return err
+					}
+					if got != code || (m != http.MethodGet) != (len(body) == 0) {
+						return fmt.Errorf("%s %s on %s: %d with %d bytes, want %d (a body for GET only)", m, path, n.name, got, len(body), code)
+					}
+					return nil
+				})
+			}
+		}
+	}
+
+	// HAProxy, with nothing but "option httpchk": OPTIONS / HTTP/1.0.
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "haproxy.sock")
+	var servers strings.Builder
+	for _, n := range c.nodes {
+		u, err := url.Parse(n.apiURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&servers, "    server %s %s check port %s\n", n.name, net.JoinHostPort(n.addr, strconv.Itoa(n.cfg.Postgres.Port)), u.Port())
+	}
+	text := fmt.Sprintf(`global
+    stats socket %s mode 600 level user
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    default-server inter 300ms fall 2 rise 1
+listen postgres
+    bind 127.0.0.1:%d
+    option httpchk
+%s`, sock, testenv.FreePort(t), servers.String())
+	file := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenv.StartProcess(t, "haproxy", exec.Command(testenv.HAProxyBinary(t), "-db", "-f", file))
+	testenv.Eventually(t, 10*time.Second, func() error {
+		st, err := serverStates(sock)
+		if err != nil {
+			return err
+		}
+		for _, n := range c.nodes {
+			want := "DOWN"
+			if n == act {
+				want = "UP"
+			}
+			if st[n.name] != want {
+				return fmt.Errorf("HAProxy has %s %s, want %s (all: %v)", n.name, st[n.name], want, st)
+			}
+		}
+		return nil
+	})
+}
+
+// call makes one request and returns its status and body.
+func call(method, u string) (int, []byte, error) {
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
+}
+
+// serverStates asks HAProxy's stats socket for each server's status (UP,
+// DOWN, ...) in the postgres proxy.
+func serverStates(sock string) (map[string]string, error) {
+	c, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("show stat\n")); err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(c)
+	col := -1
+	out := map[string]string{}
+	for sc.Scan() {
+		f := strings.Split(strings.TrimPrefix(sc.Text(), "# "), ",")
+		if col < 0 {
+			for i, name := range f {
+				if name == "status" {
+					col = i
+				}
+			}
+			continue
+		}
+		if len(f) > col && f[0] == "postgres" && f[1] != "FRONTEND" && f[1] != "BACKEND" {
+			// "DOWN 1/2" while a state is changing: the word is enough.
+			out[f[1]] = strings.Fields(f[col])[0]
+		}
+	}
+	if col < 0 {
+		return nil, fmt.Errorf("no header in HAProxy's show stat: %v", sc.Err())
+	}
+	return out, nil
+}
