@@ -58,6 +58,10 @@ type Runner struct {
 	// renewAt is when the node certificate may be renewed again after a
 	// failure (maybeRenew).
 	renewAt time.Time
+	// roles is when PostgreSQL last changed role, loaded from the node's
+	// record once (rolesLoaded) so that a restart keeps it.
+	roles       cluster.RoleClock
+	rolesLoaded bool
 }
 
 // New returns the check-runner of the node cfg describes. version is
@@ -141,6 +145,13 @@ func (r *Runner) runOnce(ctx context.Context) string {
 	// while Consul elected a leader would end the session, and an active
 	// node's hold, once the new leader syncs it.
 	m := r.member(o, now)
+	if !r.rolesLoaded && o.ownRead {
+		r.roles.Load(o.own)
+		r.rolesLoaded = true
+	}
+	if r.rolesLoaded {
+		m.RoleChanged = r.roles.Observe(m.Role, now)
+	}
 	if r.publishing.CompareAndSwap(false, true) {
 		r.bg.Go(func() {
 			defer r.publishing.Store(false)
@@ -193,6 +204,10 @@ func (r *Runner) observe(ctx context.Context) *observation {
 
 func (r *Runner) observeConsul(ctx context.Context, o *observation) {
 	o.agent, o.agentErr = r.consul.Agent(ctx)
+	if !r.rolesLoaded {
+		_, _, err := r.consul.GetJSON(ctx, r.keys.Member(r.cfg.Node.Name), &o.own)
+		o.ownRead = err == nil
+	}
 	_, _, o.optionsErr = r.consul.GetJSON(ctx, r.keys.Options(r.cfg.Node.Name), &o.options)
 	var l cluster.Leader
 	_, found, err := r.consul.GetJSON(ctx, r.keys.Leader(), &l)

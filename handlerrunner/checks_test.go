@@ -2,6 +2,7 @@ package handlerrunner_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -144,4 +145,74 @@ func serverStates(sock string) (map[string]string, error) {
 		return nil, fmt.Errorf("no header in HAProxy's show stat: %v", sc.Err())
 	}
 	return out, nil
+}
+
+// TestNodesListShowsRoleChangesAndUpstreams: nodes list's LAST CHANGE is
+// the node's last role change, not its heartbeat: after a switchover the
+// two nodes that swapped roles show a change after it, the third standby
+// keeps its own; and every standby names the active as its upstream.
+func TestNodesListShowsRoleChangesAndUpstreams(t *testing.T) {
+	c := newCluster(t, nil)
+	old := c.waitHealthy(startTimeout)
+	type row struct {
+		Name        string     `json:"name"`
+		Upstream    string     `json:"upstream"`
+		RoleChanged *time.Time `json:"role_changed"`
+		LastChange  string     `json:"last_change"`
+		Heartbeat   time.Time  `json:"heartbeat"`
+	}
+	// list waits until every standby names act as its upstream and every
+	// node shows a role change.
+	list := func(act *tnode) map[string]row {
+		var rows map[string]row
+		testenv.Eventually(t, 20*time.Second, func() error {
+			out, err := c.cli(t, "cluster", "nodes", "list", "-o", "json")
+			if err != nil {
+				return fmt.Errorf("nodes list: %v\n%s", err, out)
+			}
+			var list []row
+			if err := json.Unmarshal([]byte(out), &list); err != nil {
+				return fmt.Errorf("nodes list -o json: %v\n%s", err, out)
+			}
+			rows = map[string]row{}
+			for _, r := range list {
+				rows[r.Name] = r
+			}
+			for _, n := range c.nodes {
+				r := rows[n.name]
+				want := act.name
+				if n == act {
+					want = ""
+				}
+				if r.Upstream != want || r.RoleChanged == nil || r.LastChange == "-" {
+					return fmt.Errorf("%s: upstream %q, role changed %v (%q), want upstream %q and a role change; all: %+v", n.name, r.Upstream, r.RoleChanged, r.LastChange, want, rows)
+				}
+			}
+			return nil
+		})
+		return rows
+	}
+	before := list(old)
+	var target, third *tnode
+	for _, n := range c.nodes {
+		switch {
+		case n == old:
+		case target == nil:
+			target = n
+		default:
+			third = n
+		}
+	}
+	start := time.Now()
+	switchover(t, old, target.name, http.StatusOK)
+	c.waitHealthy(rejoinTimeout)
+	after := list(target)
+	for _, n := range []*tnode{old, target} {
+		if r := after[n.name]; !r.RoleChanged.After(start) {
+			t.Errorf("%s changed role in the switchover at %v, but nodes list says it last changed at %v", n.name, start, r.RoleChanged)
+		}
+	}
+	if b, a := before[third.name], after[third.name]; !a.RoleChanged.Equal(*b.RoleChanged) || !a.Heartbeat.After(b.Heartbeat) {
+		t.Errorf("%s stayed a standby: role changed %v then %v (want the same), heartbeat %v then %v (want newer)", third.name, b.RoleChanged, a.RoleChanged, b.Heartbeat, a.Heartbeat)
+	}
 }

@@ -118,8 +118,15 @@ type nodeRow struct {
 	// a few words ("-" without files blocks).
 	Files        map[string]cluster.FolderState `json:"files,omitempty"`
 	FilesSummary string                         `json:"files_summary"`
-	Heartbeat    time.Time                      `json:"heartbeat"`
-	LastChange   string                         `json:"last_change"`
+	// Upstream is the member a standby streams from (Patroni's topology),
+	// its host:port when no member matches.
+	Upstream string `json:"upstream,omitempty"`
+	// RoleChanged is when the node's database role last changed (LAST
+	// CHANGE, as NetQ's "Last Changed"); absent while unknown.
+	RoleChanged  *time.Time `json:"role_changed,omitempty"`
+	LastChange   string     `json:"last_change"`
+	Heartbeat    time.Time  `json:"heartbeat"`
+	HeartbeatAge string     `json:"heartbeat_age"`
 	// Unreachable is why the node did not answer /v1/status/node.
 	Unreachable string `json:"unreachable,omitempty"`
 }
@@ -129,7 +136,11 @@ func nodeRows(v clusterView, now time.Time) []nodeRow {
 	for _, m := range v.status.Members {
 		r := nodeRow{Name: m.Name, Address: m.Address, APIURL: m.APIURL,
 			Consul: orDash(m.Checks["consul"]), DBRole: orDash(string(m.Role)), Lag: fmtBytes(m.LagBytes),
-			Heartbeat: m.Heartbeat, LastChange: fmtAgo(m.Heartbeat, now)}
+			Upstream: cluster.Upstream(m, v.status.Members), LastChange: "-",
+			Heartbeat: m.Heartbeat, HeartbeatAge: fmtAgo(m.Heartbeat, now)}
+		if !m.RoleChanged.IsZero() {
+			r.RoleChanged, r.LastChange = &m.RoleChanged, fmtAgo(m.RoleChanged, now)
+		}
 		if m.LagBytes >= 0 {
 			r.LagBytes = &m.LagBytes
 		}
@@ -205,9 +216,9 @@ func filesSummary(fs map[string]cluster.FolderState) string {
 
 func renderNodes(w io.Writer, rows []nodeRow) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATE\tCONSUL\tDB ROLE\tLAG\tCHECKS\tFILES\tLAST CHANGE")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATE\tCONSUL\tDB ROLE\tUPSTREAM\tLAG\tCHECKS\tFILES\tLAST CHANGE\tHEARTBEAT")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, orDash(r.Address), r.State, r.Consul, r.DBRole, r.Lag, r.Checks, r.FilesSummary, r.LastChange)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, orDash(r.Address), r.State, r.Consul, r.DBRole, orDash(r.Upstream), r.Lag, r.Checks, r.FilesSummary, r.LastChange, r.HeartbeatAge)
 	}
 	return tw.Flush()
 }
@@ -326,7 +337,7 @@ func renderStatus(w io.Writer, s statusReport, now time.Time) error {
 	fmt.Fprintf(w, "members (%d):\n", len(s.Nodes))
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, r := range s.Nodes {
-		line := fmt.Sprintf("  %s\t%s\t%s\tlag %s\t%s\theartbeat %s", r.Name, r.State, r.DBRole, r.Lag, r.Checks, r.LastChange)
+		line := fmt.Sprintf("  %s\t%s\t%s\tlag %s\t%s\theartbeat %s", r.Name, r.State, r.DBRole, r.Lag, r.Checks, r.HeartbeatAge)
 		if r.Unreachable != "" {
 			line += "\t(" + r.Unreachable + ")"
 		}
@@ -367,10 +378,12 @@ func newClusterStatusCmd(o *apiOpts) *cobra.Command {
 func newNodesListCmd(o *apiOpts) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List the nodes: state, Consul health, database role, lag, checks",
+		Short: "List the nodes: state, Consul health, database role, upstream, lag, checks",
 		Long: `list shows each member record with the node's state: leader (holds the lock),
 replica, or offline (its heartbeat is older than 45s or its API does not
-answer from here).`,
+answer from here). UPSTREAM is the member a standby streams from; LAST
+CHANGE is when the node's database role last changed (primary or standby);
+HEARTBEAT is the age of its member record, rewritten every check interval.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			asJSON, c, err := o.setup()
@@ -407,6 +420,9 @@ func renderNode(w io.Writer, r nodeReport, now time.Time) error {
 	kv("state", "%s", r.State)
 	kv("address", "%s (api %s)", orDash(m.Address), orDash(m.APIURL))
 	kv("db role", "%s, timeline %d, port %d", m.Role, m.Timeline, m.PostgresPort)
+	if !m.RoleChanged.IsZero() {
+		kv("role changed", "%s (%s)", fmtTime(m.RoleChanged), fmtAgo(m.RoleChanged, now))
+	}
 	if m.UpstreamHost != "" {
 		kv("upstream", "%s:%d", m.UpstreamHost, m.UpstreamPort)
 	}
