@@ -65,11 +65,11 @@ func newClusterCmd() *cobra.Command {
 named by --profile, else $UNDERSTUDY_PROFILE, else the profile "dev" when there
 is one, else the local node (http://127.0.0.1:8008). Add profiles with
 "understudy profile add".`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 	}
 	cmd.PersistentFlags().StringVar(&o.profile, "profile", "", "the cluster profile to use (see understudy profile list)")
 	cmd.PersistentFlags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
-	nodes := &cobra.Command{Use: "nodes", Short: "List the cluster's nodes or show one", Args: cobra.NoArgs}
+	nodes := &cobra.Command{Use: "nodes", Short: "List the cluster's nodes or show one", Args: noArgs}
 	nodes.AddCommand(newNodesListCmd(o), newNodesGetCmd(o), newNodesRemoveCmd(o), newNodesUpdateCmd(o))
 	cmd.AddCommand(newClusterStartCmd(), newClusterJoinCmd(), newClusterTokenCmd(), newClusterStatusCmd(o), nodes, newSetActiveCmd(o), newHistoryCmd(o), newPauseCmd(o), newResumeCmd(o))
 	return cmd
@@ -350,7 +350,7 @@ func newClusterStatusCmd(o *apiOpts) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
 		Short: "Show the cluster in a few lines: leader, members' health, last failover",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			asJSON, c, err := o.setup()
 			if err != nil {
@@ -384,7 +384,7 @@ replica, or offline (its heartbeat is older than 45s or its API does not
 answer from here). UPSTREAM is the member a standby streams from; LAST
 CHANGE is when the node's database role last changed (primary or standby);
 HEARTBEAT is the age of its member record, rewritten every check interval.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			asJSON, c, err := o.setup()
 			if err != nil {
@@ -464,9 +464,10 @@ func renderNode(w io.Writer, r nodeReport, now time.Time) error {
 
 func newNodesGetCmd(o *apiOpts) *cobra.Command {
 	return &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show everything known of one node: its member record and its live state",
-		Args:  cobra.ExactArgs(1),
+		Use:     "get NAME",
+		Short:   "Show everything known of one node: its member record and its live state",
+		Example: "  understudy cluster nodes get mgr-2 --profile prod",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			asJSON, c, err := o.setup()
 			if err != nil {
@@ -509,7 +510,8 @@ func newSetActiveCmd(o *apiOpts) *cobra.Command {
 		Long: `set-active asks the active node for a switchover: it stops PostgreSQL cleanly,
 NAME replays every WAL record and then takes the lock. It returns when NAME is
 the active node, or fails after --timeout (see understudy cluster history).`,
-		Args: cobra.ExactArgs(1),
+		Example: "  understudy cluster set-active mgr-2 --timeout 120s --profile prod",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout <= 0 || timeout > time.Hour {
 				return fmt.Errorf("--timeout %v: write a duration up to 1h, like 60s", timeout)
@@ -556,7 +558,7 @@ func newHistoryCmd(o *apiOpts) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "history",
 		Short: "Show the cluster's events, newest first: failovers, switchovers, role changes",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit < 1 || limit > 10000 {
 				return fmt.Errorf("--limit %d: write a number from 1 to 10000", limit)
@@ -664,7 +666,7 @@ that PostgreSQL or the machines can be worked on without the cluster
 reacting. Fencing is not paused: an active that loses its lease still stops
 taking writes. /status keeps answering by who holds the lock; cluster status,
 nodes list and /metrics (understudy_cluster_paused) show the pause.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			asJSON, c, err := o.setup()
 			if err != nil {
@@ -695,7 +697,7 @@ func newResumeCmd(o *apiOpts) *cobra.Command {
 	return &cobra.Command{
 		Use:   "resume",
 		Short: "End a pause: failover and PostgreSQL restarts are automatic again",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			asJSON, c, err := o.setup()
 			if err != nil {

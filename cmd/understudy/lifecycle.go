@@ -37,7 +37,7 @@ is already in a cluster is refused. When a step fails, the ones before it are
 undone.
 
 ` + processesHelp,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := lifecycleSetup(cmd, path, consulBin, processes, &o)
 			if err != nil {
@@ -75,7 +75,7 @@ issued): a join with the old token is refused from now on. It prints the token
 once (only its hash is kept, in Consul), the CA fingerprint and the command
 that joins a node. Run it on any node of the cluster, with its configuration:
 it writes through the node's Consul agent.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
 			if err != nil {
@@ -135,7 +135,8 @@ the node leaves Consul and the steps before are undone; join can be run
 again.
 
 ` + processesHelp,
-		Args: cobra.ExactArgs(1),
+		Example: "  understudy cluster join 10.0.0.5:8008 --token-file token --ca-fingerprint sha256:FINGERPRINT --config /etc/understudy/understudy.hcl",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := lifecycleSetup(cmd, path, consulBin, processes, &o)
 			if err != nil {

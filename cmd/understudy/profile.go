@@ -23,7 +23,7 @@ without --profile, $UNDERSTUDY_PROFILE names it, else the profile "dev" when
 there is one, else the local node (http://127.0.0.1:8008). Profiles are kept in
 $XDG_CONFIG_HOME/understudy/profiles.json (~/.config/understudy/profiles.json),
 or $UNDERSTUDY_PROFILES.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 	}
 	cmd.AddCommand(newProfileAddCmd(), newProfileListCmd(), newProfileRemoveCmd())
 	return cmd
@@ -42,7 +42,8 @@ checks needs on a TLS cluster: an operator's (understudy certs operator NAME,
 on a node) to change the cluster, a node's to read it. --basic-auth-file is
 the nodes' api.basic_auth_file (user:password). The files' paths are stored,
 not their content.`,
-		Args: cobra.ExactArgs(1),
+		Example: "  understudy profile add prod --nodes 10.0.0.5:8008,10.0.0.6:8008,10.0.0.7:8008 --ca ca.pem --cert alice.pem --key alice-key.pem",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p.Name = args[0]
 			var err error
@@ -94,7 +95,7 @@ func newProfileListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the profiles; * marks the one used without --profile",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			asJSON, err := o.json()
 			if err != nil {
@@ -150,9 +151,10 @@ func renderProfiles(w io.Writer, ps []nodeapi.Profile, path string, def nodeapi.
 
 func newProfileRemoveCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "remove NAME",
-		Short: "Remove a profile",
-		Args:  cobra.ExactArgs(1),
+		Use:     "remove NAME",
+		Short:   "Remove a profile",
+		Example: "  understudy profile remove prod",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := nodeapi.RemoveProfile(args[0]); err != nil {
 				return err
