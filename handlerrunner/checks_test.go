@@ -216,3 +216,56 @@ func TestNodesListShowsRoleChangesAndUpstreams(t *testing.T) {
 		t.Errorf("%s stayed a standby: role changed %v then %v (want the same), heartbeat %v then %v (want newer)", third.name, b.RoleChanged, a.RoleChanged, b.Heartbeat, a.Heartbeat)
 	}
 }
+
+// TestProfileUpdate: profile update asks the profile's nodes for the
+// cluster's members and stores their API addresses, keeping the profile's
+// credentials: a stale address goes, the members it lacked are added, and a
+// second run changes nothing.
+func TestProfileUpdate(t *testing.T) {
+	c := newCluster(t, nil)
+	c.waitHealthy(startTimeout)
+	dir := t.TempDir()
+	profiles := filepath.Join(dir, "profiles.json")
+	auth := filepath.Join(dir, "auth")
+	if err := os.WriteFile(auth, []byte("ops:secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(c.bin, args...)
+		cmd.Env = append(os.Environ(), "UNDERSTUDY_PROFILES="+profiles)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("understudy %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	const stale = "http://127.0.0.1:1"
+	run("profile", "add", "t", "--nodes", stale+","+c.nodes[0].apiURL(), "--basic-auth-file", auth)
+	out := run("profile", "update", "t")
+	t.Logf("profile update t:\n%s", out)
+	want := []string{"profile t updated:", "  - " + stale}
+	for _, n := range c.nodes[1:] {
+		want = append(want, "  + "+n.apiURL())
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w+"\n") {
+			t.Errorf("profile update says\n%s\nwithout %q", out, w)
+		}
+	}
+	var list []struct {
+		Name          string   `json:"name"`
+		Nodes         []string `json:"nodes"`
+		BasicAuthFile string   `json:"basic_auth_file"`
+	}
+	if err := json.Unmarshal([]byte(run("profile", "list", "-o", "json")), &list); err != nil || len(list) != 1 {
+		t.Fatalf("profile list: %v %+v", err, list)
+	}
+	wantNodes := []string{c.nodes[0].apiURL(), c.nodes[1].apiURL(), c.nodes[2].apiURL()}
+	if p := list[0]; strings.Join(p.Nodes, " ") != strings.Join(wantNodes, " ") || p.BasicAuthFile != auth {
+		t.Fatalf("profile after update: %+v, want nodes %v and the basic auth file kept", p, wantNodes)
+	}
+	if out := run("profile", "update", "t"); !strings.HasPrefix(out, "profile t unchanged: ") {
+		t.Fatalf("second update: %s", out)
+	}
+}
