@@ -31,6 +31,7 @@ func testRunner(t testing.TB, authFile string) *Runner {
 	cfg.Node.Name = "a"
 	cfg.Node.Address = "127.0.0.1"
 	cfg.Node.DataDir = t.TempDir()
+	cfg.Logging.Dir = cfg.Node.DataDir // not the machine's /var/log/understudy
 	cfg.Postgres.DataDir = filepath.Join(cfg.Node.DataDir, "postgres")
 	cfg.Postgres.Host = "127.0.0.1"
 	cfg.Postgres.Port = 1 // nothing listens there

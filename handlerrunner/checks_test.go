@@ -147,11 +147,12 @@ func serverStates(sock string) (map[string]string, error) {
 	return out, nil
 }
 
-// TestNodesListShowsRoleChangesAndUpstreams: nodes list's LAST CHANGE is
+// TestNodesListAndClusterLogFollowASwitchover: nodes list's LAST CHANGE is
 // the node's last role change, not its heartbeat: after a switchover the
 // two nodes that swapped roles show a change after it, the third standby
-// keeps its own; and every standby names the active as its upstream.
-func TestNodesListShowsRoleChangesAndUpstreams(t *testing.T) {
+// keeps its own; every standby names the active as its upstream; and each
+// node's cluster.log has a line for each of its role transitions.
+func TestNodesListAndClusterLogFollowASwitchover(t *testing.T) {
 	c := newCluster(t, nil)
 	old := c.waitHealthy(startTimeout)
 	type row struct {
@@ -214,6 +215,32 @@ func TestNodesListShowsRoleChangesAndUpstreams(t *testing.T) {
 	}
 	if b, a := before[third.name], after[third.name]; !a.RoleChanged.Equal(*b.RoleChanged) || !a.Heartbeat.After(b.Heartbeat) {
 		t.Errorf("%s stayed a standby: role changed %v then %v (want the same), heartbeat %v then %v (want newer)", third.name, b.RoleChanged, a.RoleChanged, b.Heartbeat, a.Heartbeat)
+	}
+
+	// cluster.log (logging.dir) of each node: its daemon's start and its
+	// role transitions, a line each, with the time, the node and the kind.
+	for n, want := range map[*tnode][]string{
+		old:    {" " + old.name + " transition - -> rejoining: handler-runner starting", " " + old.name + " transition candidate -> active: ", " " + old.name + " transition active -> demoting: ", " " + old.name + " transition demoting -> "},
+		target: {" " + target.name + " transition - -> rejoining: ", " " + target.name + " transition standby -> candidate: ", " " + target.name + " transition candidate -> active: "},
+		third:  {" " + third.name + " transition rejoining -> standby: "},
+	} {
+		testenv.Eventually(t, 10*time.Second, func() error {
+			b, err := os.ReadFile(filepath.Join(n.cfg.Logging.Dir, "cluster.log"))
+			if err != nil {
+				return err
+			}
+			for _, w := range want {
+				if !strings.Contains(string(b), w) {
+					return fmt.Errorf("cluster.log of %s has no line with %q:\n%s", n.name, w, b)
+				}
+			}
+			for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				if _, err := time.Parse("2006-01-02T15:04:05.000Z07:00", strings.Fields(line)[0]); err != nil {
+					return fmt.Errorf("cluster.log of %s: line %q does not start with the time: %v", n.name, line, err)
+				}
+			}
+			return nil
+		})
 	}
 }
 
