@@ -189,7 +189,7 @@ func lifecycleSetup(cmd *cobra.Command, path, consulBin, processes string, node 
 		return nil, err
 	}
 	if changed {
-		fmt.Fprintf(cmd.OutOrStdout(), "%s: node.name and node.address set from the command line (%s); the daemons read them from there\n", path, overrideWords(node))
+		fmt.Fprintf(cmd.OutOrStdout(), "%s: node block set from the command line (%s); the daemons read it from there\n", path, overrideWords(node))
 	}
 	cfg, err := nodeSetup(cmd, path, o)
 	if err != nil {
