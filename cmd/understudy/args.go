@@ -34,28 +34,28 @@ func usageError(cmd *cobra.Command, msg string) error {
 	return errors.New(b.String())
 }
 
-// exactArgs is cobra.ExactArgs whose error names the usage and an example.
+// exactArgs is cobra.ExactArgs saying what was given (guideUsage adds the
+// usage and the example to every validator's error).
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) == n {
 			return nil
 		}
-		return usageError(cmd, fmt.Sprintf("%s takes %s, got %s", cmd.CommandPath(), count(n), given(args)))
+		return fmt.Errorf("%s takes %s, got %s", cmd.CommandPath(), count(n), given(args))
 	}
 }
 
-// minimumArgs is cobra.MinimumNArgs whose error names the usage and an
-// example.
+// minimumArgs is cobra.MinimumNArgs saying what was given.
 func minimumArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) >= n {
 			return nil
 		}
-		return usageError(cmd, fmt.Sprintf("%s takes at least %s, got %s", cmd.CommandPath(), count(n), given(args)))
+		return fmt.Errorf("%s takes at least %s, got %s", cmd.CommandPath(), count(n), given(args))
 	}
 }
 
-// noArgs is cobra.NoArgs whose error names the usage; on a command with
+// noArgs is cobra.NoArgs saying what was given; on a command with
 // subcommands an argument is an unknown subcommand, and the error suggests
 // the nearest ones (cobra suggests only at the root).
 func noArgs(cmd *cobra.Command, args []string) error {
@@ -67,9 +67,9 @@ func noArgs(cmd *cobra.Command, args []string) error {
 		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 			msg += "; did you mean " + strings.Join(s, " or ") + "?"
 		}
-		return usageError(cmd, msg)
+		return errors.New(msg)
 	}
-	return usageError(cmd, fmt.Sprintf("%s takes no arguments, got %s", cmd.CommandPath(), given(args)))
+	return fmt.Errorf("%s takes no arguments, got %s", cmd.CommandPath(), given(args))
 }
 
 func count(n int) string {
@@ -91,10 +91,11 @@ func given(args []string) string {
 const suggestionDistance = 2
 
 // guideUsage makes every command of the tree answer usage mistakes with its
-// usage line: a command that only groups others (cluster, nodes, profile)
-// runs its help when called bare and names an unknown subcommand with
-// suggestions (cobra would print the group's help and exit 0), and a
-// mistyped flag shows the usage and example.
+// usage line and example: whatever its Args validator says (cobra's own, a
+// command's, or the ones above) is followed by them; a command that only
+// groups others (cluster, nodes, profile) runs its help when called bare and
+// names an unknown subcommand with suggestions (cobra would print the
+// group's help and exit 0); a mistyped flag shows the usage and example.
 func guideUsage(root *cobra.Command) {
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError(cmd, err.Error())
@@ -106,6 +107,14 @@ func guideUsage(root *cobra.Command) {
 			if !c.Runnable() {
 				c.Args = noArgs
 				c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+			}
+		}
+		if check := c.Args; check != nil {
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				if err := check(cmd, args); err != nil {
+					return usageError(cmd, err.Error())
+				}
+				return nil
 			}
 		}
 		for _, sub := range c.Commands() {
