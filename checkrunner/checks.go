@@ -63,6 +63,10 @@ type observation struct {
 	leader       *cluster.Leader
 	leaderErr    error
 	leaderMember *cluster.Member // the leader's member record, when known
+	// own is this node's record as a previous check-runner left it, read
+	// until one read succeeds (ownRead), for the role-change time.
+	own     cluster.Member
+	ownRead bool
 
 	// options are the node's runtime options; optionsErr is set when they
 	// could not be read.

@@ -38,6 +38,7 @@ func newNode(t testing.TB, name string, c *testenv.Consul, pg *testenv.Postgres)
 	cfg.Node.Name = name
 	cfg.Node.Address = pg.Host
 	cfg.Node.DataDir = t.TempDir()
+	cfg.Logging.Dir = cfg.Node.DataDir // not the machine's /var/log/understudy
 	cfg.Consul.Address = c.HTTPAddr
 	cfg.Postgres.Host = pg.Host
 	cfg.Postgres.Port = pg.Port

@@ -39,8 +39,9 @@ postgres {
 }
 checks { interval = %q }
 api    { listen = %q }
+logging { dir = %q }
 `, c.Cluster.Name, c.Node.Name, c.Node.Address, c.Node.DataDir, c.Consul.Address,
-		c.Postgres.Host, c.Postgres.Port, c.Postgres.DataDir, c.Checks.Interval.String(), c.API.Listen)
+		c.Postgres.Host, c.Postgres.Port, c.Postgres.DataDir, c.Checks.Interval.String(), c.API.Listen, c.Logging.Dir)
 	path := filepath.Join(c.Node.DataDir, "understudy.hcl")
 	if err := os.WriteFile(path, []byte(hcl), 0o644); err != nil {
 		t.Fatal(err)

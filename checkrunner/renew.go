@@ -14,6 +14,7 @@ import (
 
 	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/clusterlog"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/replication/postgres"
@@ -100,6 +101,10 @@ func RenewCertificate(ctx context.Context, cfg *config.Config, cc *consul.Client
 	ev := cluster.Event{Node: cfg.Node.Name, Time: time.Now().UTC(), Kind: cluster.EventCertificate,
 		Reason:  fmt.Sprintf("node certificate renewed, valid until %s", out.NotAfter.UTC().Format(time.DateOnly)),
 		Details: map[string]string{"serial": out.Serial, "not_after": out.NotAfter.UTC().Format(time.RFC3339), "by": by}}
+	clog := clusterlog.New(cfg.ClusterLogPath())
+	if err := errors.Join(clog.Write(ev), clog.Close()); err != nil {
+		log.Warn("cannot write the renewal to cluster.log", "err", err)
+	}
 	keys := cluster.NewKeys(cfg.Cluster.KVPrefix, cfg.Cluster.Name)
 	if _, err := cc.AppendEvent(rctx, keys.Events(), cfg.Node.Name, ev); err != nil {
 		log.Warn("cannot record the renewal in the history", "err", err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/clusterlog"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/services"
@@ -58,6 +59,13 @@ type Runner struct {
 	// renewAt is when the node certificate may be renewed again after a
 	// failure (maybeRenew).
 	renewAt time.Time
+	// roles is when PostgreSQL last changed role, loaded from the node's
+	// record once (rolesLoaded) so that a restart keeps it.
+	roles       cluster.RoleClock
+	rolesLoaded bool
+	// clusterLog is cluster.log, which the handler-runner writes too: the
+	// guard's fencing goes there as well (nil when logging.dir is empty).
+	clusterLog *clusterlog.Log
 }
 
 // New returns the check-runner of the node cfg describes. version is
@@ -71,6 +79,8 @@ func New(cfg *config.Config, cc *consul.Client, pg *postgres.Client, svcs *servi
 		last:  map[string]Result{},
 		files: newFilesObserver(cfg),
 		guard: newGuard(cfg, log),
+
+		clusterLog: clusterlog.New(cfg.ClusterLogPath()),
 	}
 }
 
@@ -90,6 +100,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		"ttl", TTL(r.cfg.Checks.Interval, r.cfg.Checks.TTLMultiplier, r.cfg.Checks.Interval),
 		"fail_fast", r.cfg.Checks.FailFast, "consul", r.consul.Address(), "postgres", r.pg.Addr())
 	defer r.pg.Close()
+	defer r.clusterLog.Close()
 	defer r.shutdown(ctx)
 	defer r.bg.Wait() // before shutdown: the last record first, then every check critical
 
@@ -126,6 +137,9 @@ func (r *Runner) runOnce(ctx context.Context) string {
 	r.applyOptions(o)
 	if ev := r.guard.check(ctx, o.active(), o.handlerErr, now); ev != nil {
 		ev.Node, ev.Time = r.cfg.Node.Name, now.UTC()
+		if err := r.clusterLog.Write(*ev); err != nil {
+			r.log.Warn("cannot write the fencing to cluster.log", "err", err)
+		}
 		ectx, cancel := context.WithTimeout(ctx, time.Second)
 		if _, err := r.consul.AppendEvent(ectx, r.keys.Events(), r.cfg.Node.Name, ev); err != nil {
 			r.log.Warn("cannot record the fencing in the history", "err", err)
@@ -141,6 +155,13 @@ func (r *Runner) runOnce(ctx context.Context) string {
 	// while Consul elected a leader would end the session, and an active
 	// node's hold, once the new leader syncs it.
 	m := r.member(o, now)
+	if !r.rolesLoaded && o.ownRead {
+		r.roles.Load(o.own)
+		r.rolesLoaded = true
+	}
+	if r.rolesLoaded {
+		m.RoleChanged = r.roles.Observe(m.Role, now)
+	}
 	if r.publishing.CompareAndSwap(false, true) {
 		r.bg.Go(func() {
 			defer r.publishing.Store(false)
@@ -193,6 +214,10 @@ func (r *Runner) observe(ctx context.Context) *observation {
 
 func (r *Runner) observeConsul(ctx context.Context, o *observation) {
 	o.agent, o.agentErr = r.consul.Agent(ctx)
+	if !r.rolesLoaded {
+		_, _, err := r.consul.GetJSON(ctx, r.keys.Member(r.cfg.Node.Name), &o.own)
+		o.ownRead = err == nil
+	}
 	_, _, o.optionsErr = r.consul.GetJSON(ctx, r.keys.Options(r.cfg.Node.Name), &o.options)
 	var l cluster.Leader
 	_, found, err := r.consul.GetJSON(ctx, r.keys.Leader(), &l)

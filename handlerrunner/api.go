@@ -45,9 +45,17 @@ func (r *Runner) handler() http.Handler {
 		}
 		mux.HandleFunc(path, r.authorize(need, path, serve))
 	}
-	route(accessOpen, http.MethodGet, "/status", r.handleStatus)
-	route(accessOpen, http.MethodGet, "/health", r.handleHealth)
-	route(accessOpen, http.MethodGet, "/replica", r.handleReplica)
+	// The load balancer's checks answer GET, HEAD and OPTIONS alike, as
+	// Patroni's do; / is /status, as Patroni's / is /primary, because
+	// HAProxy's bare "option httpchk" sends OPTIONS /. Each is open exactly
+	// when its GET is (api.open names /status for /).
+	check := func(path, openAs string, h http.HandlerFunc) {
+		mux.HandleFunc(path, r.authorize(accessOpen, openAs, healthMethods(openAs, h)))
+	}
+	check("/status", "/status", r.handleStatus)
+	check("/{$}", "/status", r.handleStatus)
+	check("/health", "/health", r.handleHealth)
+	check("/replica", "/replica", r.handleReplica)
 	route(accessOpen, http.MethodGet, "/metrics", promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP)
 	route(accessNode, http.MethodGet, "/v1/status/node", r.handleNode)
 	route(accessNode, http.MethodGet, "/v1/status/cluster", r.handleCluster)
@@ -69,6 +77,31 @@ func (r *Runner) handler() http.Handler {
 	})
 	return recoverer(mux, r)
 }
+
+// healthMethods serves h for GET, and for HEAD and OPTIONS with the same
+// status and headers and no body (Patroni's do_HEAD and do_OPTIONS): a
+// load balancer's check reads the status line only, whichever method its
+// configuration sends.
+func healthMethods(path string, h http.HandlerFunc) http.HandlerFunc {
+	const allow = "GET, HEAD, OPTIONS"
+	return func(w http.ResponseWriter, req *http.Request) {
+		switch req.Method {
+		case http.MethodGet:
+			h(w, req)
+		case http.MethodHead, http.MethodOptions:
+			w.Header().Set("Allow", allow)
+			h(statusOnly{w}, req)
+		default:
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, "%s takes %s, not %s", path, allow, req.Method)
+		}
+	}
+}
+
+// statusOnly passes a response's status and headers and drops its body.
+type statusOnly struct{ http.ResponseWriter }
+
+func (w statusOnly) Write(b []byte) (int, error) { return len(b), nil }
 
 // serve runs the API until ctx ends.
 func (r *Runner) serve(ctx context.Context, ln net.Listener) error {

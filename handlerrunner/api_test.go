@@ -31,6 +31,7 @@ func testRunner(t testing.TB, authFile string) *Runner {
 	cfg.Node.Name = "a"
 	cfg.Node.Address = "127.0.0.1"
 	cfg.Node.DataDir = t.TempDir()
+	cfg.Logging.Dir = cfg.Node.DataDir // not the machine's /var/log/understudy
 	cfg.Postgres.DataDir = filepath.Join(cfg.Node.DataDir, "postgres")
 	cfg.Postgres.Host = "127.0.0.1"
 	cfg.Postgres.Port = 1 // nothing listens there
@@ -88,9 +89,18 @@ func TestStatusIs200OnlyOnAServingActive(t *testing.T) {
 			r.st.mu.Lock()
 			r.st.promoted, r.st.confirmed = tc.promoted, now.Add(-tc.age)
 			r.st.mu.Unlock()
-			code, body := do(t, h, http.MethodGet, "/status", "", nil)
-			if code != tc.want || body["role"] != string(tc.role) {
-				t.Fatalf("GET /status = %d %v, want %d with role %s", code, body, tc.want, tc.role)
+			for _, path := range []string{"/status", "/"} {
+				code, body := do(t, h, http.MethodGet, path, "", nil)
+				if code != tc.want || body["role"] != string(tc.role) {
+					t.Fatalf("GET %s = %d %v, want %d with role %s", path, code, body, tc.want, tc.role)
+				}
+				for _, m := range []string{http.MethodHead, http.MethodOptions} {
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, httptest.NewRequest(m, path, nil))
+					if w.Code != tc.want || w.Body.Len() != 0 {
+						t.Fatalf("%s %s = %d %q, want %d without a body", m, path, w.Code, w.Body, tc.want)
+					}
+				}
 			}
 		})
 	}
@@ -104,6 +114,9 @@ func TestBadRequestsGetJSONErrors(t *testing.T) {
 		says                     string
 	}{
 		{"unknown path", "GET", "/nope", "", 404, "no such endpoint"},
+		{"unknown path under /", "OPTIONS", "/nope/", "", 404, "no such endpoint"},
+		{"a check written to", "POST", "/status", "", 405, "takes GET, HEAD, OPTIONS"},
+		{"/ written to", "PUT", "/", "", 405, "takes GET, HEAD, OPTIONS"},
 		{"wrong method", "GET", "/v1/cluster/switchover", "", 405, "takes POST"},
 		{"not JSON", "POST", "/v1/cluster/switchover", "target=b", 400, `send {"target"`},
 		{"unknown field", "POST", "/v1/cluster/switchover", `{"node":"b"}`, 400, "unknown field"},
@@ -145,10 +158,17 @@ func TestBasicAuth(t *testing.T) {
 	if code, _ := do(t, h, "GET", "/v1/events", "", func(r *http.Request) { r.SetBasicAuth("haproxy", "s3cret") }); code != http.StatusServiceUnavailable {
 		t.Fatalf("right credentials, no consul: %d, want 503", code)
 	}
+	if code, _ := do(t, h, "OPTIONS", "/", "", nil); code != http.StatusBadRequest {
+		t.Fatalf("OPTIONS /, open as /status, without credentials on a standby: %d, want 400", code)
+	}
 	r.cfg.API.Open = nil
 	h = r.handler()
-	if code, _ := do(t, h, "GET", "/status", "", nil); code != http.StatusUnauthorized {
-		t.Fatalf("/status with api.open = [] and no credentials: %d, want 401", code)
+	for _, m := range []string{"GET", "HEAD", "OPTIONS"} {
+		for _, path := range []string{"/status", "/"} {
+			if code, _ := do(t, h, m, path, "", nil); code != http.StatusUnauthorized {
+				t.Fatalf("%s %s with api.open = [] and no credentials: %d, want 401", m, path, code)
+			}
+		}
 	}
 	if code, _ := do(t, h, "GET", "/status", "", func(r *http.Request) { r.SetBasicAuth("haproxy", "s3cret") }); code != http.StatusBadRequest {
 		t.Fatalf("/status with api.open = [] and the right credentials on a standby: %d, want 400", code)
@@ -201,6 +221,12 @@ func TestClientCertificates(t *testing.T) {
 		want [5]int
 	}{
 		{"GET", "/status", "", [5]int{400, 400, 400, 400, 400}},
+		{"HEAD", "/status", "", [5]int{400, 400, 400, 400, 400}},
+		{"OPTIONS", "/status", "", [5]int{400, 400, 400, 400, 400}},
+		{"OPTIONS", "/", "", [5]int{400, 400, 400, 400, 400}},
+		{"GET", "/", "", [5]int{400, 400, 400, 400, 400}},
+		{"HEAD", "/replica", "", [5]int{503, 503, 503, 503, 503}},
+		{"OPTIONS", "/v1/events", "", [5]int{401, 401, 401, 405, 405}},
 		{"GET", "/health", "", [5]int{503, 503, 503, 503, 503}},
 		{"GET", "/metrics", "", [5]int{401, 401, 401, 200, 200}},
 		{"GET", "/v1/status/cluster", "", [5]int{401, 401, 401, 503, 503}},
@@ -287,6 +313,8 @@ func FuzzAPI(f *testing.F) {
 	f.Add("GET", "/replica?lag=10", "", uint8(0))
 	f.Add("GET", "/v1/events?limit=5", "", uint8(1))
 	f.Add("PUT", "/status", "x", uint8(0))
+	f.Add("OPTIONS", "/", "", uint8(0))
+	f.Add("HEAD", "/replica?lag=1", "", uint8(1))
 	f.Add("POST", "/v1/cluster/join", `{"token":"ust1.x","node":"b","address":"10.0.0.6","version":"1"}`, uint8(0))
 	f.Add("POST", "/v1/cluster/join", `{"token":`, uint8(0))
 	f.Add("PUT", "/v1/cluster/nodes/b/options", `{"nofailover":true}`, uint8(2))
@@ -314,7 +342,7 @@ func FuzzAPI(f *testing.F) {
 			return // not a request a client could send, or not JSON by design
 		}
 		switch method {
-		case "GET", "POST", "PUT", "DELETE":
+		case "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS":
 		default:
 			return
 		}
@@ -330,6 +358,9 @@ func FuzzAPI(f *testing.F) {
 		h.ServeHTTP(w, req)
 		if w.Code == http.StatusMovedPermanently || w.Code == http.StatusTemporaryRedirect || w.Code == http.StatusPermanentRedirect {
 			return // ServeMux sends unclean paths ("/.", "//x") to their clean form
+		}
+		if (method == "HEAD" || method == "OPTIONS") && w.Body.Len() == 0 && w.Code != http.StatusNotFound {
+			return // a check's answer: its status only
 		}
 		if w.Code < 200 || w.Code > 599 || !json.Valid(w.Body.Bytes()) {
 			t.Fatalf("%s %s %q: %d %q", method, path, body, w.Code, w.Body)

@@ -124,8 +124,9 @@ postgres {
 }
 checks { interval = "1s" }
 api    { listen = "%s:%d" }
+logging { dir = %q }
 %s
-`, name, s.Addr, dir, x.node, s.HTTPAddr, pgPort, x.postgres, s.Addr, apiPort, x.blocks)
+`, name, s.Addr, dir, x.node, s.HTTPAddr, pgPort, x.postgres, s.Addr, apiPort, filepath.Join(dir, "log"), x.blocks)
 		path := filepath.Join(dir, "understudy.hcl")
 		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 			t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/clusterlog"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/fence"
@@ -106,6 +107,9 @@ type Runner struct {
 
 	warnMu   sync.Mutex
 	lastWarn map[string]time.Time
+	// clusterLog is cluster.log (logging.dir): every event this node
+	// records, nil when off.
+	clusterLog *clusterlog.Log
 
 	// restarts hands operator restarts to the standby loop (restart.go).
 	restarts chan restartReq
@@ -147,6 +151,10 @@ func New(cfg *config.Config, cc *consul.Client, pg *postgres.Instance, svcs *ser
 		fencing:  cfg.Fencing(),
 		lastWarn: map[string]time.Time{},
 		files:    newMirror(cfg, log),
+		// The handler-runner writes cluster.log: it records the role
+		// transitions and nearly every cluster event (the check-runner
+		// adds the few it records, to the same file).
+		clusterLog: clusterlog.New(cfg.ClusterLogPath()),
 
 		restarts:   make(chan restartReq),
 		joinFails:  newFailLimiter(joinFailMax, joinFailWindow, joinFailKeys),
@@ -212,6 +220,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	stopBG()
 	wg.Wait()
 	r.log.Info("stopped")
+	_ = r.clusterLog.Close()
 	return serveErr
 }
 
@@ -250,19 +259,35 @@ func (r *Runner) enter(ctx context.Context, from, to nodeapi.Role, reason string
 	r.log.Info("role transition", "from", from, "to", to, "reason", reason)
 	r.st.update(func(st *nodeapi.NodeStatus) { st.Role, st.Since, st.Reason = to, time.Now(), reason })
 	r.metrics.transition(from, to)
-	if from != "" {
-		r.record(ctx, cluster.Event{Kind: "transition", From: string(from), To: string(to), Reason: reason})
+	ev := cluster.Event{Kind: "transition", From: string(from), To: string(to), Reason: reason}
+	if from == "" {
+		// The daemon's start: in cluster.log, where a restart is worth a
+		// line, not in the cluster's history.
+		ev.Node, ev.Time = r.name, time.Now().UTC()
+		r.logEvent(ev)
+		return
 	}
+	r.record(ctx, ev)
 }
 
-// record appends an event under events/, best effort: history must not hold
-// up a failover.
+// record appends an event to cluster.log and under events/, best effort:
+// history must not hold up a failover. The file comes first: it does not
+// wait for Consul.
 func (r *Runner) record(ctx context.Context, ev cluster.Event) {
 	ev.Node, ev.Time = r.name, time.Now().UTC()
+	r.logEvent(ev)
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
 	if _, err := r.cc.AppendEvent(ectx, r.keys.Events(), r.name, ev); err != nil {
 		r.warnEvery("record-event", "cannot record event in consul", "kind", ev.Kind, "err", err)
+	}
+}
+
+// logEvent writes ev to cluster.log; a failure is warned about, not
+// retried.
+func (r *Runner) logEvent(ev cluster.Event) {
+	if err := r.clusterLog.Write(ev); err != nil {
+		r.warnEvery("cluster-log", "cannot write cluster.log", "err", err)
 	}
 }
 

@@ -87,8 +87,9 @@ postgres {
   %s
 }
 api { listen = "%s:%d" }
+logging { dir = %q }
 %s
-`, name, addr, dir, addr, ports[0], ports[3], strings.Join(postgresExtra, "\n  "), addr, ports[4], blocks)
+`, name, addr, dir, addr, ports[0], ports[3], strings.Join(postgresExtra, "\n  "), addr, ports[4], filepath.Join(dir, "log"), blocks)
 	path := filepath.Join(dir, "understudy.hcl")
 	if err := os.WriteFile(path, []byte(hcl), 0o644); err != nil {
 		t.Fatal(err)

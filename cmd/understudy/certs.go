@@ -21,7 +21,7 @@ func newCertsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "certs",
 		Short: "Issue certificates of the cluster's CA",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 	}
 	cmd.AddCommand(newCertsOperatorCmd(), newCertsRenewCmd())
 	return cmd
@@ -50,7 +50,8 @@ operator who made each change. Use the files in a profile:
 
   understudy profile add prod --nodes HOST:8008,HOST:8008 --ca ca.pem \
       --cert NAME.pem --key NAME-key.pem`,
-		Args: cobra.ExactArgs(1),
+		Example: "  understudy certs operator alice --out ~/.understudy",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if !operatorNameRE.MatchString(name) {
@@ -104,7 +105,7 @@ Syncthing keeps the identity it was set up with: its device ID is that
 certificate's hash, which the other nodes know it by.
 
 The cluster's CA is valid ten years; replacing it is not automated yet.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
 			if err != nil {

@@ -19,7 +19,7 @@ func newCheckRunnerCmd() *cobra.Command {
 reports them as TTL checks of the "understudy" service on the local Consul
 agent, and publishes the node's member record. It runs until SIGTERM or
 SIGINT, then marks every check critical so that a failover starts at once.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// The check-runner's heap is small and steady: collecting at 50 %
 			// growth instead of 100 % keeps its RSS under 20 MB (README,

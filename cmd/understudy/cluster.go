@@ -65,11 +65,11 @@ func newClusterCmd() *cobra.Command {
 named by --profile, else $UNDERSTUDY_PROFILE, else the profile "dev" when there
 is one, else the local node (http://127.0.0.1:8008). Add profiles with
 "understudy profile add".`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 	}
 	cmd.PersistentFlags().StringVar(&o.profile, "profile", "", "the cluster profile to use (see understudy profile list)")
 	cmd.PersistentFlags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
-	nodes := &cobra.Command{Use: "nodes", Short: "List the cluster's nodes or show one", Args: cobra.NoArgs}
+	nodes := &cobra.Command{Use: "nodes", Short: "List the cluster's nodes or show one", Args: noArgs}
 	nodes.AddCommand(newNodesListCmd(o), newNodesGetCmd(o), newNodesRemoveCmd(o), newNodesUpdateCmd(o))
 	cmd.AddCommand(newClusterStartCmd(), newClusterJoinCmd(), newClusterTokenCmd(), newClusterStatusCmd(o), nodes, newSetActiveCmd(o), newHistoryCmd(o), newPauseCmd(o), newResumeCmd(o), newClusterConfigCmd(o), newReloadCmd(o), newRestartCmd(o), newReinitCmd(o))
 	return cmd
@@ -118,8 +118,15 @@ type nodeRow struct {
 	// a few words ("-" without files blocks).
 	Files        map[string]cluster.FolderState `json:"files,omitempty"`
 	FilesSummary string                         `json:"files_summary"`
-	Heartbeat    time.Time                      `json:"heartbeat"`
-	LastChange   string                         `json:"last_change"`
+	// Upstream is the member a standby streams from (Patroni's topology),
+	// its host:port when no member matches.
+	Upstream string `json:"upstream,omitempty"`
+	// RoleChanged is when the node's database role last changed (LAST
+	// CHANGE, as NetQ's "Last Changed"); absent while unknown.
+	RoleChanged  *time.Time `json:"role_changed,omitempty"`
+	LastChange   string     `json:"last_change"`
+	Heartbeat    time.Time  `json:"heartbeat"`
+	HeartbeatAge string     `json:"heartbeat_age"`
 	// Unreachable is why the node did not answer /v1/status/node.
 	Unreachable string `json:"unreachable,omitempty"`
 }
@@ -129,7 +136,11 @@ func nodeRows(v clusterView, now time.Time) []nodeRow {
 	for _, m := range v.status.Members {
 		r := nodeRow{Name: m.Name, Address: m.Address, APIURL: m.APIURL,
 			Consul: orDash(m.Checks["consul"]), DBRole: orDash(string(m.Role)), Lag: fmtBytes(m.LagBytes),
-			Heartbeat: m.Heartbeat, LastChange: fmtAgo(m.Heartbeat, now)}
+			Upstream: cluster.Upstream(m, v.status.Members), LastChange: "-",
+			Heartbeat: m.Heartbeat, HeartbeatAge: fmtAgo(m.Heartbeat, now)}
+		if !m.RoleChanged.IsZero() {
+			r.RoleChanged, r.LastChange = &m.RoleChanged, fmtAgo(m.RoleChanged, now)
+		}
 		if m.LagBytes >= 0 {
 			r.LagBytes = &m.LagBytes
 		}
@@ -205,9 +216,9 @@ func filesSummary(fs map[string]cluster.FolderState) string {
 
 func renderNodes(w io.Writer, rows []nodeRow) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATE\tCONSUL\tDB ROLE\tLAG\tCHECKS\tFILES\tLAST CHANGE")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATE\tCONSUL\tDB ROLE\tUPSTREAM\tLAG\tCHECKS\tFILES\tLAST CHANGE\tHEARTBEAT")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, orDash(r.Address), r.State, r.Consul, r.DBRole, r.Lag, r.Checks, r.FilesSummary, r.LastChange)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, orDash(r.Address), r.State, r.Consul, r.DBRole, orDash(r.Upstream), r.Lag, r.Checks, r.FilesSummary, r.LastChange, r.HeartbeatAge)
 	}
 	return tw.Flush()
 }
@@ -326,7 +337,7 @@ func renderStatus(w io.Writer, s statusReport, now time.Time) error {
 	fmt.Fprintf(w, "members (%d):\n", len(s.Nodes))
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, r := range s.Nodes {
-		line := fmt.Sprintf("  %s\t%s\t%s\tlag %s\t%s\theartbeat %s", r.Name, r.State, r.DBRole, r.Lag, r.Checks, r.LastChange)
+		line := fmt.Sprintf("  %s\t%s\t%s\tlag %s\t%s\theartbeat %s", r.Name, r.State, r.DBRole, r.Lag, r.Checks, r.HeartbeatAge)
 		if r.Unreachable != "" {
 			line += "\t(" + r.Unreachable + ")"
 		}
@@ -339,7 +350,7 @@ func newClusterStatusCmd(o *apiOpts) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
 		Short: "Show the cluster in a few lines: leader, members' health, last failover",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			asJSON, c, err := o.setup()
 			if err != nil {
@@ -367,11 +378,13 @@ func newClusterStatusCmd(o *apiOpts) *cobra.Command {
 func newNodesListCmd(o *apiOpts) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List the nodes: state, Consul health, database role, lag, checks",
+		Short: "List the nodes: state, Consul health, database role, upstream, lag, checks",
 		Long: `list shows each member record with the node's state: leader (holds the lock),
 replica, or offline (its heartbeat is older than 45s or its API does not
-answer from here).`,
-		Args: cobra.NoArgs,
+answer from here). UPSTREAM is the member a standby streams from; LAST
+CHANGE is when the node's database role last changed (primary or standby);
+HEARTBEAT is the age of its member record, rewritten every check interval.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			asJSON, c, err := o.setup()
 			if err != nil {
@@ -407,6 +420,9 @@ func renderNode(w io.Writer, r nodeReport, now time.Time) error {
 	kv("state", "%s", r.State)
 	kv("address", "%s (api %s)", orDash(m.Address), orDash(m.APIURL))
 	kv("db role", "%s, timeline %d, port %d", m.Role, m.Timeline, m.PostgresPort)
+	if !m.RoleChanged.IsZero() {
+		kv("role changed", "%s (%s)", fmtTime(m.RoleChanged), fmtAgo(m.RoleChanged, now))
+	}
 	if m.UpstreamHost != "" {
 		kv("upstream", "%s:%d", m.UpstreamHost, m.UpstreamPort)
 	}
@@ -448,9 +464,10 @@ func renderNode(w io.Writer, r nodeReport, now time.Time) error {
 
 func newNodesGetCmd(o *apiOpts) *cobra.Command {
 	return &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show everything known of one node: its member record and its live state",
-		Args:  cobra.ExactArgs(1),
+		Use:     "get NAME",
+		Short:   "Show everything known of one node: its member record and its live state",
+		Example: "  understudy cluster nodes get mgr-2 --profile prod",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			asJSON, c, err := o.setup()
 			if err != nil {
@@ -493,7 +510,8 @@ func newSetActiveCmd(o *apiOpts) *cobra.Command {
 		Long: `set-active asks the active node for a switchover: it stops PostgreSQL cleanly,
 NAME replays every WAL record and then takes the lock. It returns when NAME is
 the active node, or fails after --timeout (see understudy cluster history).`,
-		Args: cobra.ExactArgs(1),
+		Example: "  understudy cluster set-active mgr-2 --timeout 120s --profile prod",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout <= 0 || timeout > time.Hour {
 				return fmt.Errorf("--timeout %v: write a duration up to 1h, like 60s", timeout)
@@ -540,7 +558,7 @@ func newHistoryCmd(o *apiOpts) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "history",
 		Short: "Show the cluster's events, newest first: failovers, switchovers, role changes",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit < 1 || limit > 10000 {
 				return fmt.Errorf("--limit %d: write a number from 1 to 10000", limit)
@@ -648,7 +666,7 @@ that PostgreSQL or the machines can be worked on without the cluster
 reacting. Fencing is not paused: an active that loses its lease still stops
 taking writes. /status keeps answering by who holds the lock; cluster status,
 nodes list and /metrics (understudy_cluster_paused) show the pause.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			asJSON, c, err := o.setup()
 			if err != nil {
@@ -679,7 +697,7 @@ func newResumeCmd(o *apiOpts) *cobra.Command {
 	return &cobra.Command{
 		Use:   "resume",
 		Short: "End a pause: failover and PostgreSQL restarts are automatic again",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			asJSON, c, err := o.setup()
 			if err != nil {

@@ -34,11 +34,14 @@ func fixture() clusterView {
 	return clusterView{
 		status: nodeapi.ClusterStatus{Cluster: "prod", Leader: "mgr-1", Members: []cluster.Member{
 			{Name: "mgr-2", Address: "10.0.0.6", APIURL: "http://10.0.0.6:8008", Role: cluster.RoleStandby, LagBytes: 1258291, Checks: failing, Heartbeat: now.Add(-4 * time.Second),
+				PostgresPort: 5432, UpstreamHost: "10.0.0.5", UpstreamPort: 5432, RoleChanged: now.Add(-3*time.Hour - 5*time.Minute),
 				Files: map[string]cluster.FolderState{"resources": {State: "syncing", Type: "receiveonly", OutOfSyncBytes: 3 << 20}, "plugins": {State: "idle", Type: "receiveonly", LocalChanges: 2}}},
 			{Name: "mgr-1", Address: "10.0.0.5", APIURL: "http://10.0.0.5:8008", Role: cluster.RolePrimary, LagBytes: 0, Checks: allPassing(), Heartbeat: now.Add(-3 * time.Second),
+				PostgresPort: 5432, RoleChanged: now.Add(-3*time.Hour - 4*time.Minute),
 				Files: map[string]cluster.FolderState{"resources": {State: "idle", Type: "sendonly"}, "plugins": {State: "idle", Type: "sendonly"}}},
 			{Name: "mgr-3", Address: "10.0.0.7", Role: cluster.RoleUnknown, LagBytes: -1, Checks: stale, Heartbeat: now.Add(-2 * time.Minute)},
-			{Name: "mgr-4", Address: "10.0.0.8", APIURL: "http://10.0.0.8:8008", Role: cluster.RoleStandby, LagBytes: 0, Checks: allPassing(), Heartbeat: now.Add(-1 * time.Second)},
+			{Name: "mgr-4", Address: "10.0.0.8", APIURL: "http://10.0.0.8:8008", Role: cluster.RoleStandby, LagBytes: 0, Checks: allPassing(), Heartbeat: now.Add(-1 * time.Second),
+				PostgresPort: 5432, UpstreamHost: "10.0.0.9", UpstreamPort: 5432, RoleChanged: now.Add(-26 * time.Hour)},
 		}, Consul: &nodeapi.ServersHealth{Voters: 4, HealthyVoters: 3, FailureTolerance: 0}},
 		live: map[string]nodeapi.NodeResult{
 			"mgr-1": {Status: nodeapi.NodeStatus{Name: "mgr-1", Role: nodeapi.RoleActive, Since: now.Add(-3*time.Hour - 5*time.Minute)}},
@@ -53,11 +56,11 @@ func TestRenderNodes(t *testing.T) {
 	if err := renderNodes(&b, nodeRows(fixture(), now)); err != nil {
 		t.Fatal(err)
 	}
-	want := `NAME   ADDRESS   STATE    CONSUL    DB ROLE  LAG      CHECKS                                    FILES                                             LAST CHANGE
-mgr-1  10.0.0.5  leader   passing   primary  0 B      6/6 passing                               in sync                                           3s ago
-mgr-2  10.0.0.6  replica  passing   standby  1.2 MiB  postgres-role critical, services warning  plugins 2 changed here, resources 3.0 MiB behind  4s ago
-mgr-3  10.0.0.7  offline  critical  unknown  -        consul critical                           -                                                 2m ago
-mgr-4  10.0.0.8  offline  passing   standby  0 B      6/6 passing                               -                                                 1s ago
+	want := `NAME   ADDRESS   STATE    CONSUL    DB ROLE  UPSTREAM       LAG      CHECKS                                    FILES                                             LAST CHANGE  HEARTBEAT
+mgr-1  10.0.0.5  leader   passing   primary  -              0 B      6/6 passing                               in sync                                           3h4m ago     3s ago
+mgr-2  10.0.0.6  replica  passing   standby  mgr-1          1.2 MiB  postgres-role critical, services warning  plugins 2 changed here, resources 3.0 MiB behind  3h5m ago     4s ago
+mgr-3  10.0.0.7  offline  critical  unknown  -              -        consul critical                           -                                                 -            2m ago
+mgr-4  10.0.0.8  offline  passing   standby  10.0.0.9:5432  0 B      6/6 passing                               -                                                 1d2h ago     1s ago
 `
 	if b.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
@@ -71,8 +74,8 @@ func TestNodeRowsJSON(t *testing.T) {
 	}
 	want := `[{"name":"mgr-2","address":"10.0.0.6","api_url":"http://10.0.0.6:8008","state":"replica","consul":"passing","db_role":"standby","lag_bytes":1258291,"lag":"1.2 MiB","checks":"postgres-role critical, services warning","failing_checks":{"postgres-role":"critical","services":"warning"},` +
 		`"files":{"plugins":{"state":"idle","type":"receiveonly","out_of_sync_bytes":0,"local_changes":2},"resources":{"state":"syncing","type":"receiveonly","out_of_sync_bytes":3145728}},` +
-		`"files_summary":"plugins 2 changed here, resources 3.0 MiB behind","heartbeat":"2024-05-01T11:59:56Z","last_change":"4s ago"},` +
-		`{"name":"mgr-3","address":"10.0.0.7","state":"offline","consul":"critical","db_role":"unknown","lag_bytes":null,"lag":"-","checks":"consul critical","failing_checks":{"consul":"critical"},"files_summary":"-","heartbeat":"2024-05-01T11:58:00Z","last_change":"2m ago"}]`
+		`"files_summary":"plugins 2 changed here, resources 3.0 MiB behind","upstream":"mgr-1","role_changed":"2024-05-01T08:55:00Z","last_change":"3h5m ago","heartbeat":"2024-05-01T11:59:56Z","heartbeat_age":"4s ago"},` +
+		`{"name":"mgr-3","address":"10.0.0.7","state":"offline","consul":"critical","db_role":"unknown","lag_bytes":null,"lag":"-","checks":"consul critical","failing_checks":{"consul":"critical"},"files_summary":"-","last_change":"-","heartbeat":"2024-05-01T11:58:00Z","heartbeat_age":"2m ago"}]`
 	if string(b) != want {
 		t.Fatalf("got\n%s\nwant\n%s", b, want)
 	}
@@ -211,6 +214,7 @@ func TestRenderNode(t *testing.T) {
 state:            leader
 address:          10.0.0.5 (api http://10.0.0.5:8008)
 db role:          primary, timeline 3, port 5432
+role changed:     2024-05-01 08:56:00Z (3h4m ago)
 lsn:              write 0/3000060, receive 0/0, replay 0/0
 lag:              0 B
 priority:         100, nofailover no
@@ -311,7 +315,7 @@ func TestClusterCommands(t *testing.T) {
 		want []string // substrings of the output
 	}{
 		{[]string{"status", "--profile", "prod"}, []string{"cluster:        prod", "leader:         mgr-1, active since", "(1h0m ago)", "last failover:  2024-05-01 08:55:00Z mgr-2→mgr-1"}},
-		{[]string{"nodes", "list", "--profile", "prod"}, []string{"NAME", "mgr-1  127.0.0.1  leader  passing  primary  0 B  6/6 passing  -      just now"}},
+		{[]string{"nodes", "list", "--profile", "prod"}, []string{"NAME", "mgr-1  127.0.0.1  leader  passing  primary  -         0 B  6/6 passing  -      -            just now"}},
 		{[]string{"nodes", "list", "--profile", "prod", "-o", "json"}, []string{`"state": "leader"`, `"checks": "6/6 passing"`}},
 		{[]string{"nodes", "get", "mgr-1", "--profile", "prod"}, []string{"live role:      active since"}},
 		{[]string{"--profile", "prod", "history", "--limit", "2"}, []string{"candidate→active"}},

@@ -12,7 +12,7 @@ func newConfigCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "Work with the node's configuration file",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 	}
 	cmd.AddCommand(newConfigCheckCmd())
 	return cmd
@@ -28,7 +28,7 @@ check prints the effective configuration (every default filled in, the Consul
 token redacted) and the failover bounds it implies to stdout and exits 0. Otherwise it prints every problem to
 stderr, one per line as FILE:LINE: what is wrong; what to write instead, and
 exits 1.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		// The problems are the whole output; cobra's "Error: " line would
 		// repeat them.
 		SilenceErrors: true,

@@ -26,7 +26,7 @@ func newDevCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "A complete local cluster, to try understudy and drive failures",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 	}
 	var dir string
 	cmd.PersistentFlags().StringVar(&dir, "dir", envOr("UNDERSTUDY_DEV_DIR", defaultDevDir), "the dev cluster's directory ($UNDERSTUDY_DEV_DIR)")
@@ -64,7 +64,7 @@ host of its own: a network namespace on a bridge, with an address in
 (HAProxy, psql, the CLI). Then ` + "`dev partition`" + ` can cut nodes off from each
 other. Elsewhere (or with --netns off) the nodes run on loopback addresses
 127.0.0.11, .12, ... with ports of their own.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := signalContext()
 			defer cancel()
@@ -116,7 +116,8 @@ the named nodes and the others, both ways; with --one-way the named nodes
 receive nothing from the others, who still receive what they send. This
 machine keeps its access to every node. ` + "`understudy dev heal`" + ` removes every
 partition.`,
-		Args: cobra.MinimumNArgs(1),
+		Example: "  understudy dev partition n1\n  understudy dev partition n1 n2",
+		Args:    minimumArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := devcluster.Load(*dir)
 			if err != nil {
@@ -141,7 +142,7 @@ func newDevHealCmd(dir *string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "heal",
 		Short: "Remove every partition of the dev cluster",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := devcluster.Load(*dir)
 			if err != nil {
@@ -166,7 +167,8 @@ the rest of the cluster: --what consul (its Consul agent), daemons (the
 check-runner and the handler-runner), postgres (the postmaster and every
 process it started), or node (all of those, Syncthing and the fencing
 watchdog: a paused machine). ` + "`understudy dev thaw NODE`" + ` resumes them.`,
-		Args: cobra.ExactArgs(1),
+		Example: "  understudy dev freeze n1",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := devcluster.Load(*dir)
 			if err != nil {
@@ -186,9 +188,10 @@ watchdog: a paused machine). ` + "`understudy dev thaw NODE`" + ` resumes them.`
 
 func newDevThawCmd(dir *string) *cobra.Command {
 	return &cobra.Command{
-		Use:   "thaw NODE",
-		Short: "Resume (SIGCONT) every process of a node that dev freeze stopped",
-		Args:  cobra.ExactArgs(1),
+		Use:     "thaw NODE",
+		Short:   "Resume (SIGCONT) every process of a node that dev freeze stopped",
+		Example: "  understudy dev thaw n1",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := devcluster.Load(*dir)
 			if err != nil {
@@ -209,7 +212,7 @@ func newDevDownCmd(dir *string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Stop every process of the local cluster and remove its directory",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := devcluster.Load(*dir)
 			if err != nil {
@@ -234,7 +237,7 @@ func newDevStatusCmd(dir *string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Where everything of the local cluster is, and the PIDs of its processes",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := devcluster.Load(*dir)
 			if err != nil {
@@ -260,7 +263,7 @@ func newDevDemoCmd(dir *string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "demo",
 		Short: "Write rows through HAProxy, kill the active node, show the failover, bring the node back",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := signalContext()
 			defer cancel()

@@ -19,7 +19,7 @@ starts the active-only services on the active node and stops them elsewhere,
 and serves the HTTP API: GET /status answers 200 on the active node only, for
 HAProxy. It runs until SIGTERM or SIGINT; on the active node it then stops
 PostgreSQL and releases the lock, so that a standby takes over.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d, err := newDaemon(path)
 			if err != nil {

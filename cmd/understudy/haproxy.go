@@ -49,7 +49,7 @@ Examples:
   understudy haproxy-config --node mgr-1=10.0.0.5 --node mgr-2=10.0.0.6 --node mgr-3=10.0.0.7 \
       --ca-file /etc/haproxy/understudy-ca.pem --app-bind :443 --app-port 443
   haproxy -c -f /etc/haproxy/haproxy.cfg && systemctl reload haproxy`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := o.config(cmd.Context())
 			if err != nil {

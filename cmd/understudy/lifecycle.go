@@ -20,6 +20,7 @@ import (
 func newClusterStartCmd() *cobra.Command {
 	var path, consulBin, processes string
 	var o lifecycle.Options
+	var node config.NodeOverride
 	cmd := &cobra.Command{
 		Use:   "start --config FILE",
 		Short: "Make this fresh node a new cluster, and its active node",
@@ -37,9 +38,9 @@ is already in a cluster is refused. When a step fails, the ones before it are
 undone.
 
 ` + processesHelp,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := lifecycleSetup(cmd, path, consulBin, processes, &o)
+			cfg, err := lifecycleSetup(cmd, path, consulBin, processes, node, &o)
 			if err != nil {
 				return err
 			}
@@ -59,7 +60,7 @@ undone.
 	}
 	addConfigFlag(cmd, &path)
 	cmd.Flags().DurationVar(&o.TokenTTL, "token-ttl", lifecycle.DefaultTokenTTL, "how long the join token admits nodes (cluster token issues another)")
-	addLifecycleFlags(cmd, &consulBin, &processes, &o)
+	addLifecycleFlags(cmd, &consulBin, &processes, &node, &o)
 	return cmd
 }
 
@@ -75,7 +76,7 @@ issued): a join with the old token is refused from now on. It prints the token
 once (only its hash is kept, in Consul), the CA fingerprint and the command
 that joins a node. Run it on any node of the cluster, with its configuration:
 it writes through the node's Consul agent.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
 			if err != nil {
@@ -114,6 +115,7 @@ func newClusterJoinCmd() *cobra.Command {
 	var path, consulBin, processes, tokenFile string
 	var o lifecycle.Options
 	var j lifecycle.JoinOptions
+	var node config.NodeOverride
 	cmd := &cobra.Command{
 		Use:   "join ACTIVE_ADDRESS --token-file FILE --ca-fingerprint FP --config FILE",
 		Short: "Make this node a standby of an existing cluster",
@@ -135,9 +137,10 @@ the node leaves Consul and the steps before are undone; join can be run
 again.
 
 ` + processesHelp,
-		Args: cobra.ExactArgs(1),
+		Example: "  understudy cluster join 10.0.0.5:8008 --token-file token --ca-fingerprint sha256:FINGERPRINT --config /etc/understudy/understudy.hcl",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := lifecycleSetup(cmd, path, consulBin, processes, &o)
+			cfg, err := lifecycleSetup(cmd, path, consulBin, processes, node, &o)
 			if err != nil {
 				return err
 			}
@@ -160,14 +163,15 @@ again.
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "a file that holds the join token")
 	cmd.Flags().StringVar(&j.CAFingerprint, "ca-fingerprint", "", "the CA fingerprint cluster start printed (sha256:...)")
 	cmd.Flags().BoolVar(&j.Force, "force", false, "join although this node has a database or a cluster identity (its data is kept aside)")
-	addLifecycleFlags(cmd, &consulBin, &processes, &o)
+	addLifecycleFlags(cmd, &consulBin, &processes, &node, &o)
 	return cmd
 }
 
-// lifecycleSetup loads the node's configuration and fills the options
-// cluster start and join share: the programs, the services manager, where
-// progress goes and the version.
-func lifecycleSetup(cmd *cobra.Command, path, consulBin, processes string, o *lifecycle.Options) (*config.Config, error) {
+// lifecycleSetup writes --cluster-node-name and --cluster-host-ip into the
+// node's configuration file (config.NodeOverride says why the file), loads
+// it and fills the options cluster start and join share: the programs, the
+// services manager, where progress goes and the version.
+func lifecycleSetup(cmd *cobra.Command, path, consulBin, processes string, node config.NodeOverride, o *lifecycle.Options) (*config.Config, error) {
 	switch processes {
 	case "auto":
 		o.Systemd = services.SystemdBooted()
@@ -179,6 +183,13 @@ func lifecycleSetup(cmd *cobra.Command, path, consulBin, processes string, o *li
 	case "supervised":
 	default:
 		return nil, fmt.Errorf("--processes %q: want auto, systemd or supervised", processes)
+	}
+	changed, err := config.WriteNodeOverride(path, node)
+	if err != nil {
+		return nil, err
+	}
+	if changed {
+		fmt.Fprintf(cmd.OutOrStdout(), "%s: node block set from the command line (%s); the daemons read it from there\n", path, overrideWords(node))
 	}
 	cfg, err := nodeSetup(cmd, path, o)
 	if err != nil {
@@ -209,7 +220,11 @@ func nodeSetup(cmd *cobra.Command, path string, o *lifecycle.Options) (*config.C
 }
 
 // processesHelp is what cluster start and join say of --processes.
-const processesHelp = `The node's processes (the Consul agent, Syncthing on a node with files
+const processesHelp = `--cluster-node-name and --cluster-host-ip override node.name and
+node.address, and are written into the configuration file, where the
+daemons read them, before anything starts.
+
+The node's processes (the Consul agent, Syncthing on a node with files
 blocks, the check-runner, the handler-runner) run, with --processes systemd,
 as systemd units written into /etc/systemd/system and enabled: systemd
 restarts each one that exits, starts them at boot, and their output is in
@@ -229,9 +244,24 @@ func processesWords(cfg *config.Config, o lifecycle.Options) string {
 	return "Processes, their logs and PIDs: " + filepath.Join(cfg.Node.DataDir, "services")
 }
 
-// addLifecycleFlags adds the flags cluster start and join share: how the
-// node's processes run, the Consul agent to run and its ports.
-func addLifecycleFlags(cmd *cobra.Command, consulBin, processes *string, o *lifecycle.Options) {
+// overrideWords is what --cluster-node-name and --cluster-host-ip set.
+func overrideWords(o config.NodeOverride) string {
+	var w []string
+	if o.Name != "" {
+		w = append(w, fmt.Sprintf("name = %q", o.Name))
+	}
+	if o.Address != "" {
+		w = append(w, fmt.Sprintf("address = %q", o.Address))
+	}
+	return strings.Join(w, ", ")
+}
+
+// addLifecycleFlags adds the flags cluster start and join share: the
+// node's name and address, how the node's processes run, the Consul agent
+// to run and its ports.
+func addLifecycleFlags(cmd *cobra.Command, consulBin, processes *string, node *config.NodeOverride, o *lifecycle.Options) {
+	cmd.Flags().StringVar(&node.Name, "cluster-node-name", "", "this node's name in the cluster; overrides node.name and is written into the configuration file")
+	cmd.Flags().StringVar(&node.Address, "cluster-host-ip", "", "the IP address the other nodes reach this one at (a private network, not the CLI's); overrides node.address and is written into the configuration file")
 	cmd.Flags().StringVar(processes, "processes", "auto", "how the node's processes run: systemd (enabled units), supervised (programs left running, not restarted), or auto (systemd where it is the init)")
 	cmd.Flags().StringVar(consulBin, "consul", "", "the Consul agent to run (default: bin/consul beside understudy, else consul on PATH)")
 	cmd.Flags().IntVar(&o.SerfPort, "consul-serf-port", 8301, "the Consul agent's LAN gossip port")

@@ -37,7 +37,7 @@ On a node whose processes are systemd units it starts the units (systemd
 starts them at boot by itself). On a node with supervised processes, this is
 how they come back after a reboot; like cluster start, it leaves them
 running when it exits, and nothing restarts them after that.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := nodeSetup(cmd, path, &o)
 			if err != nil {
@@ -74,7 +74,7 @@ Syncthing and the Consul agent. The node stays a member of the cluster, shown
 offline, until node start; systemd units stay enabled, so the node also
 comes back at the next boot. To take a node out of the cluster, stop it, then
 run cluster nodes remove NAME from another node.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := nodeSetup(cmd, path, &o)
 			if err != nil {

@@ -19,7 +19,8 @@ members and Raft peers, its replication slot dropped, its member record
 deleted; the cluster goes on without it. Stop NAME's understudy daemons and
 Consul agent first (a running agent would rejoin). The active node cannot be
 removed: set another node active first (understudy cluster set-active).`,
-		Args: cobra.ExactArgs(1),
+		Example: "  understudy cluster nodes remove mgr-3 --profile prod",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			asJSON, c, err := o.setup()
 			if err != nil {
@@ -51,7 +52,8 @@ file until changed again; its daemons apply them within a check interval:
   fail_fast=true|false     checks.fail_fast
   priority=N               node.priority (higher wins a tie in an election)
   nofailover=true|false    node.no_failover (never elected)`,
-		Args: cobra.ExactArgs(1),
+		Example: "  understudy cluster nodes update mgr-2 --option nofailover=true --option priority=50",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(options) == 0 {
 				return fmt.Errorf("no --option; write e.g. --option check_ttl_multiplier=3")

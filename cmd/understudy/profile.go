@@ -23,9 +23,9 @@ without --profile, $UNDERSTUDY_PROFILE names it, else the profile "dev" when
 there is one, else the local node (http://127.0.0.1:8008). Profiles are kept in
 $XDG_CONFIG_HOME/understudy/profiles.json (~/.config/understudy/profiles.json),
 or $UNDERSTUDY_PROFILES.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 	}
-	cmd.AddCommand(newProfileAddCmd(), newProfileListCmd(), newProfileRemoveCmd())
+	cmd.AddCommand(newProfileAddCmd(), newProfileListCmd(), newProfileUpdateCmd(), newProfileRemoveCmd())
 	return cmd
 }
 
@@ -42,7 +42,8 @@ checks needs on a TLS cluster: an operator's (understudy certs operator NAME,
 on a node) to change the cluster, a node's to read it. --basic-auth-file is
 the nodes' api.basic_auth_file (user:password). The files' paths are stored,
 not their content.`,
-		Args: cobra.ExactArgs(1),
+		Example: "  understudy profile add prod --nodes 10.0.0.5:8008,10.0.0.6:8008,10.0.0.7:8008 --ca ca.pem --cert alice.pem --key alice-key.pem",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p.Name = args[0]
 			var err error
@@ -94,7 +95,7 @@ func newProfileListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the profiles; * marks the one used without --profile",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			asJSON, err := o.json()
 			if err != nil {
@@ -148,11 +149,84 @@ func renderProfiles(w io.Writer, ps []nodeapi.Profile, path string, def nodeapi.
 	return nil
 }
 
+func newProfileUpdateCmd() *cobra.Command {
+	o := &apiOpts{}
+	cmd := &cobra.Command{
+		Use:   "update NAME",
+		Short: "Refresh a profile's nodes from its cluster's members",
+		Long: `update asks the nodes of profile NAME, the first that answers, for the
+cluster's members and stores their API addresses as the profile's nodes
+(the Conductor Manager CLI's update-profile): a node that joined is added, a
+node that was removed goes. The profile's CA, client certificate and basic
+auth file are kept. It prints what changed; a cluster that names no member
+with an API address leaves the profile as it was.`,
+		Example: "  understudy profile update prod",
+		Args:    exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := o.json()
+			if err != nil {
+				return err
+			}
+			p, err := nodeapi.LoadProfile(args[0])
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			cs, err := nodeapi.New(p).ClusterStatus(ctx)
+			if err != nil {
+				return fmt.Errorf("profile update %s: %w", p.Name, err)
+			}
+			ch, err := nodeapi.RefreshNodes(p, cs)
+			if err != nil {
+				return err
+			}
+			if len(ch.Added)+len(ch.Removed) > 0 {
+				p.Nodes = ch.Nodes
+				if err := nodeapi.SaveProfile(p); err != nil {
+					return err
+				}
+			}
+			if asJSON {
+				return writeJSONOut(cmd.OutOrStdout(), map[string]any{"profile": p.Name, "nodes": ch.Nodes, "added": orEmpty(ch.Added), "removed": orEmpty(ch.Removed)})
+			}
+			return renderNodeChanges(cmd.OutOrStdout(), p.Name, ch)
+		},
+	}
+	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// renderNodeChanges says what profile update changed, one node a line.
+func renderNodeChanges(w io.Writer, name string, ch nodeapi.NodeChanges) error {
+	if len(ch.Added)+len(ch.Removed) == 0 {
+		_, err := fmt.Fprintf(w, "profile %s unchanged: %s\n", name, strings.Join(ch.Nodes, ", "))
+		return err
+	}
+	fmt.Fprintf(w, "profile %s updated:\n", name)
+	for _, n := range ch.Added {
+		fmt.Fprintf(w, "  + %s\n", n)
+	}
+	for _, n := range ch.Removed {
+		fmt.Fprintf(w, "  - %s\n", n)
+	}
+	_, err := fmt.Fprintf(w, "nodes: %s\n", strings.Join(ch.Nodes, ", "))
+	return err
+}
+
 func newProfileRemoveCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "remove NAME",
-		Short: "Remove a profile",
-		Args:  cobra.ExactArgs(1),
+		Use:     "remove NAME",
+		Short:   "Remove a profile",
+		Example: "  understudy profile remove prod",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := nodeapi.RemoveProfile(args[0]); err != nil {
 				return err

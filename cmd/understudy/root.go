@@ -28,6 +28,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(newVersionCmd(), newConfigCmd(), newCertsCmd(), newCheckRunnerCmd(), newHandlerRunnerCmd(), newWatchdogCmd(), newDevCmd(),
 		newClusterCmd(), newNodeCmd(), newProfileCmd(), newHAProxyConfigCmd())
+	guideUsage(root)
 	return root
 }
 
@@ -35,7 +36,7 @@ func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print understudy's version",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintln(cmd.OutOrStdout(), "understudy", version)
 		},

@@ -28,7 +28,7 @@ promoted. The handler-runner starts it (as a supervised program under
 <node.data_dir>/fence) and restarts it; it exits on its own when there is
 nothing to guard and no handler-runner.`,
 		Hidden: true,
-		Args:   cobra.NoArgs,
+		Args:   noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := fence.OpenLease(lease)
 			if err != nil {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -102,8 +103,55 @@ type Member struct {
 	Diverged []Diverged `json:"diverged,omitempty"`
 	// Checks maps each health check to its last state ("passing", "warning",
 	// "critical"), for `nodes list` without a second query.
-	Checks    map[string]string `json:"checks,omitempty"`
-	Heartbeat time.Time         `json:"heartbeat"`
+	Checks map[string]string `json:"checks,omitempty"`
+	// RoleChanged is when Role last changed between primary and standby,
+	// as the node's check-runner saw it (RoleClock): what `nodes list`
+	// shows as LAST CHANGE. Zero until the check-runner has seen a role.
+	RoleChanged time.Time `json:"role_changed,omitzero"`
+	// Heartbeat is when the record was written: its age says whether the
+	// check-runner is alive.
+	Heartbeat time.Time `json:"heartbeat"`
+}
+
+// RoleClock keeps when a node's PostgreSQL last changed role. A round
+// where PostgreSQL could not be asked (RoleUnknown) is not a change: a
+// crash and restart in the same role keeps the time. The check-runner
+// loads it from the record it finds at start, so a restart of the
+// check-runner keeps it too.
+type RoleClock struct {
+	role Role
+	at   time.Time
+}
+
+// Load takes the role and time of the node's previous record.
+func (c *RoleClock) Load(prev Member) {
+	if prev.Role != RoleUnknown && prev.Role != "" && !prev.RoleChanged.IsZero() {
+		c.role, c.at = prev.Role, prev.RoleChanged
+	}
+}
+
+// Observe notes the role seen at now and returns when it last changed
+// (zero while no role has been seen).
+func (c *RoleClock) Observe(role Role, now time.Time) time.Time {
+	if role != RoleUnknown && role != "" && role != c.role {
+		c.role, c.at = role, now.UTC()
+	}
+	return c.at
+}
+
+// Upstream is the member m streams from, by the host and port of its WAL
+// receiver (Patroni's topology); the host:port itself when no member
+// matches, "" when m streams from nothing.
+func Upstream(m Member, members []Member) string {
+	if m.UpstreamHost == "" {
+		return ""
+	}
+	for _, o := range members {
+		if o.Name != m.Name && o.Address == m.UpstreamHost && o.PostgresPort == m.UpstreamPort {
+			return o.Name
+		}
+	}
+	return net.JoinHostPort(m.UpstreamHost, strconv.Itoa(m.UpstreamPort))
 }
 
 // FolderState is one mirrored folder on one node, for `nodes list` and the

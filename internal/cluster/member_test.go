@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/json"
 	"testing"
+	"time"
 )
 
 func TestParseLSN(t *testing.T) {
@@ -86,6 +87,59 @@ func TestLag(t *testing.T) {
 	for _, tc := range tests {
 		if got := Lag(tc.primary, tc.reply); got != tc.want {
 			t.Errorf("%s: Lag(%v, %v) = %d, want %d", tc.name, tc.primary, tc.reply, got, tc.want)
+		}
+	}
+}
+
+func TestRoleClock(t *testing.T) {
+	t0 := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	var c RoleClock
+	steps := []struct {
+		role Role
+		now  int
+		want time.Time
+	}{
+		{RoleUnknown, 0, time.Time{}}, // nothing seen yet
+		{RoleStandby, 1, at(1)},       // first role seen
+		{RoleStandby, 2, at(1)},       // unchanged
+		{RoleUnknown, 3, at(1)},       // PostgreSQL down: not a change
+		{RoleStandby, 4, at(1)},       // back in the same role
+		{RolePrimary, 5, at(5)},       // promoted
+		{RolePrimary, 6, at(5)},       // unchanged
+	}
+	for i, s := range steps {
+		if got := c.Observe(s.role, at(s.now)); !got.Equal(s.want) {
+			t.Fatalf("step %d (%s at %ds): %v, want %v", i, s.role, s.now, got, s.want)
+		}
+	}
+	// A restarted check-runner loads its previous record.
+	var again RoleClock
+	again.Load(Member{Role: RolePrimary, RoleChanged: at(5)})
+	if got := again.Observe(RolePrimary, at(60)); !got.Equal(at(5)) {
+		t.Fatalf("after a restart in the same role: %v, want %v", got, at(5))
+	}
+	if got := again.Observe(RoleStandby, at(61)); !got.Equal(at(61)) {
+		t.Fatalf("after a restart, then demoted: %v, want %v", got, at(61))
+	}
+	var fresh RoleClock
+	fresh.Load(Member{Role: RoleUnknown, RoleChanged: at(5)})
+	if got := fresh.Observe(RoleStandby, at(70)); !got.Equal(at(70)) {
+		t.Fatalf("loaded from a record without a role: %v, want %v", got, at(70))
+	}
+}
+
+func TestUpstream(t *testing.T) {
+	members := []Member{
+		{Name: "a", Address: "10.0.0.5", PostgresPort: 5432},
+		{Name: "b", Address: "10.0.0.6", PostgresPort: 5432, UpstreamHost: "10.0.0.5", UpstreamPort: 5432},
+		{Name: "c", Address: "10.0.0.7", PostgresPort: 5432, UpstreamHost: "10.0.0.9", UpstreamPort: 5433},
+		{Name: "d", Address: "10.0.0.5", PostgresPort: 5433, UpstreamHost: "10.0.0.5", UpstreamPort: 5432},
+	}
+	want := []string{"", "a", "10.0.0.9:5433", "a"}
+	for i, m := range members {
+		if got := Upstream(m, members); got != want[i] {
+			t.Errorf("Upstream(%s) = %q, want %q", m.Name, got, want[i])
 		}
 	}
 }

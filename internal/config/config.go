@@ -38,6 +38,7 @@ type Config struct {
 	Files     []Files
 	// PromoteHooks run once, in order, each time the node becomes active.
 	PromoteHooks []Hook
+	Logging      Logging
 
 	// src remembers where each field was written, so that Validate can
 	// name the line of a value even after Load returned. nil for a Config
@@ -221,6 +222,28 @@ type Service struct {
 	ActiveOnly bool
 }
 
+// Logging is the `logging` block: where the daemons write cluster.log,
+// beside journald.
+type Logging struct {
+	// Dir holds cluster.log: one line per role transition and cluster event
+	// this node's daemons record (time, node, kind, message), the file an
+	// operator reads first, as the seed's cloudify-cluster.log. "" turns it
+	// off. The daemons create the directory (0755) when it is missing.
+	Dir string // default DefaultLogDir; absolute
+}
+
+// DefaultLogDir is logging.dir when the file does not set it: what the
+// package's logrotate file rotates (/var/log/understudy/*.log).
+const DefaultLogDir = "/var/log/understudy"
+
+// ClusterLogPath is the path of cluster.log, "" when logging.dir is empty.
+func (c *Config) ClusterLogPath() string {
+	if c.Logging.Dir == "" {
+		return ""
+	}
+	return filepath.Join(c.Logging.Dir, "cluster.log")
+}
+
 // Syncthing is the `syncthing` block: the Syncthing that mirrors the files
 // blocks, one per node, run and configured by understudy (its home is
 // <node.data_dir>/syncthing).
@@ -309,6 +332,7 @@ func base() *Config {
 		},
 		API:       API{Listen: ":8008", Open: DefaultOpen()},
 		Syncthing: Syncthing{Port: 22000, APIPort: 8384},
+		Logging:   Logging{Dir: DefaultLogDir},
 	}
 }
 

@@ -312,9 +312,27 @@ func TestParseMinimalHasDefaults(t *testing.T) {
 		Checks:    Checks{Interval: time.Second, HeartbeatInterval: 15 * time.Second, TTLMultiplier: 1, FailFast: true},
 		API:       API{Listen: ":8008", Open: DefaultOpen()},
 		Syncthing: Syncthing{Port: 22000, APIPort: 8384},
+		Logging:   Logging{Dir: DefaultLogDir},
 	}
 	assertEqual(t, cfg, want)
 	roundTrip(t, cfg)
+}
+
+// TestLoggingDir: logging.dir defaults to /var/log/understudy, "" turns
+// cluster.log off (and survives a round trip), a relative path is refused.
+func TestLoggingDir(t *testing.T) {
+	cfg, err := Parse([]byte(minimal+"logging {\n  dir = \"\"\n}\n"), "f.hcl")
+	if err != nil || cfg.ClusterLogPath() != "" {
+		t.Fatalf("dir = \"\": %v, cluster.log at %q", err, cfg.ClusterLogPath())
+	}
+	roundTrip(t, cfg)
+	if cfg, _ := Parse([]byte(minimal), "f.hcl"); cfg.ClusterLogPath() != "/var/log/understudy/cluster.log" {
+		t.Fatalf("default cluster.log at %q", cfg.ClusterLogPath())
+	}
+	_, err = Parse([]byte(minimal+"logging {\n  dir = \"log\"\n}\n"), "f.hcl")
+	if err == nil || !strings.Contains(err.Error(), "f.hcl:7: logging.dir = \"log\" is not an absolute path") {
+		t.Fatalf("relative dir: %v", err)
+	}
 }
 
 func TestDerivedDefaultsFollowNode(t *testing.T) {

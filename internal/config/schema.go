@@ -9,7 +9,7 @@ import "slices"
 // "files") may appear any number of times, the others at most once.
 var blockTypes = []blockType{
 	{"cluster", false}, {"node", false}, {"consul", false}, {"postgres", false},
-	{"checks", false}, {"api", false}, {"syncthing", false}, {"service", true}, {"files", true}, {"promote_hook", true},
+	{"checks", false}, {"api", false}, {"syncthing", false}, {"logging", false}, {"service", true}, {"files", true}, {"promote_hook", true},
 }
 
 type blockType struct {
@@ -43,6 +43,8 @@ func (c *Config) bindings(blockType string) []binding {
 		return c.API.bindings()
 	case "syncthing":
 		return c.Syncthing.bindings()
+	case "logging":
+		return c.Logging.bindings()
 	case "service":
 		return (&Service{}).bindings()
 	case "files":
@@ -142,6 +144,12 @@ func (b *Syncthing) bindings() []binding {
 		{"binary", &b.Binary, `"/usr/local/bin/syncthing"`},
 		{"port", &b.Port, `22000`},
 		{"api_port", &b.APIPort, `8384`},
+	}
+}
+
+func (b *Logging) bindings() []binding {
+	return []binding{
+		{"dir", &b.Dir, `"/var/log/understudy"`},
 	}
 }
 

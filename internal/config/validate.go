@@ -45,6 +45,7 @@ func (c *Config) validate() []Problem {
 	v.services(c.Services)
 	v.files(c)
 	v.hooks(c.PromoteHooks)
+	v.absPath("logging.dir", c.Logging.Dir, `"/var/log/understudy"`, false)
 	return v.problems
 }
 

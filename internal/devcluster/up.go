@@ -336,8 +336,9 @@ syncthing {
   api_port = %s
 }
 files "shared" { path = %q }
+logging { dir = %q }
 `, n.Name, s.Cluster, n.Name, n.Address, n.Dir, strings.TrimPrefix(n.ConsulAPI, "https://"), n.PostgresPort, n.PostgresData, trusted(s),
-		strings.TrimPrefix(n.APIURL, "https://"), n.SyncthingPort, strings.TrimPrefix(n.SyncthingAPI, "127.0.0.1:"), n.Files["shared"])
+		strings.TrimPrefix(n.APIURL, "https://"), n.SyncthingPort, strings.TrimPrefix(n.SyncthingAPI, "127.0.0.1:"), n.Files["shared"], n.Dir)
 	if err := os.WriteFile(n.Config, []byte(hcl), 0o644); err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/certs"
+	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/config"
 )
 
@@ -313,4 +314,53 @@ func NormalizeNode(s string, tls bool) (string, error) {
 		host = net.JoinHostPort(u.Hostname(), DefaultPort)
 	}
 	return u.Scheme + "://" + host, nil
+}
+
+// NodeChanges is what refreshing a profile from its cluster changes: the
+// new node list, and the URLs it adds and drops.
+type NodeChanges struct {
+	Nodes   []string
+	Added   []string
+	Removed []string
+}
+
+// RefreshNodes is p's node list as the cluster status cs names its
+// members' API addresses: the nodes p had that are still members keep
+// their order, new members follow by name, and nodes that are no longer
+// members go. It is an error when no member has an API address: a profile
+// is never emptied.
+func RefreshNodes(p Profile, cs ClusterStatus) (NodeChanges, error) {
+	var fresh []string
+	members := slices.Clone(cs.Members)
+	slices.SortFunc(members, func(a, b cluster.Member) int { return strings.Compare(a.Name, b.Name) })
+	for _, m := range members {
+		if m.APIURL == "" {
+			continue
+		}
+		u, err := NormalizeNode(m.APIURL, p.CAFile != "")
+		if err != nil {
+			return NodeChanges{}, fmt.Errorf("member %s: %w", m.Name, err)
+		}
+		if !slices.Contains(fresh, u) {
+			fresh = append(fresh, u)
+		}
+	}
+	if len(fresh) == 0 {
+		return NodeChanges{}, fmt.Errorf("cluster %s names no member with an API address; profile %q left as it was", cs.Cluster, p.Name)
+	}
+	var ch NodeChanges
+	for _, n := range p.Nodes {
+		if slices.Contains(fresh, n) {
+			ch.Nodes = append(ch.Nodes, n)
+		} else {
+			ch.Removed = append(ch.Removed, n)
+		}
+	}
+	for _, u := range fresh {
+		if !slices.Contains(ch.Nodes, u) {
+			ch.Nodes = append(ch.Nodes, u)
+			ch.Added = append(ch.Added, u)
+		}
+	}
+	return ch, nil
 }

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
 )
 
 func useProfiles(t *testing.T) string {
@@ -177,5 +179,29 @@ func TestCorruptProfilesFile(t *testing.T) {
 	}
 	if _, err := LoadProfile("prod"); err == nil || !strings.Contains(err.Error(), path) {
 		t.Fatalf("err = %v, want the file named", err)
+	}
+}
+
+func TestRefreshNodes(t *testing.T) {
+	member := func(name, url string) cluster.Member { return cluster.Member{Name: name, APIURL: url} }
+	p := Profile{Name: "prod", Nodes: []string{"https://10.0.0.7:8008", "https://10.0.0.5:8008", "https://10.0.0.9:8008"}, CAFile: "/ca.pem"}
+	cs := ClusterStatus{Cluster: "prod", Members: []cluster.Member{
+		member("mgr-4", "https://10.0.0.8:8008"), member("mgr-1", "https://10.0.0.5:8008"),
+		member("mgr-3", "https://10.0.0.7:8008"), member("mgr-2", "https://10.0.0.6:8008"), member("old", ""),
+	}}
+	ch, err := RefreshNodes(p, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := NodeChanges{
+		Nodes:   []string{"https://10.0.0.7:8008", "https://10.0.0.5:8008", "https://10.0.0.6:8008", "https://10.0.0.8:8008"},
+		Added:   []string{"https://10.0.0.6:8008", "https://10.0.0.8:8008"},
+		Removed: []string{"https://10.0.0.9:8008"},
+	}
+	if !reflect.DeepEqual(ch, want) {
+		t.Fatalf("RefreshNodes = %+v, want %+v", ch, want)
+	}
+	if _, err := RefreshNodes(p, ClusterStatus{Cluster: "prod", Members: []cluster.Member{member("old", "")}}); err == nil || !strings.Contains(err.Error(), "left as it was") {
+		t.Fatalf("no member with an API address: %v", err)
 	}
 }
