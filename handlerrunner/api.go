@@ -56,6 +56,7 @@ func (r *Runner) handler() http.Handler {
 	route(accessOperator, "", "/v1/cluster/nodes/", r.handleNodes)
 	route(accessOperator, http.MethodPost, "/v1/cluster/pause", r.handlePause)
 	route(accessOperator, http.MethodPost, "/v1/cluster/resume", r.handleResume)
+	route(accessOperator, http.MethodPost, "/v1/cluster/failover", r.handleFailover)
 	route(accessToken, http.MethodPost, "/v1/cluster/join", r.handleJoin)
 	route(accessNode, http.MethodPost, "/v1/lease/grant", r.handleGrant)
 	route(accessNode, http.MethodGet, "/v1/lease/grants", r.handleGrants)
@@ -177,6 +178,9 @@ func (r *Runner) handleCluster(w http.ResponseWriter, req *http.Request) {
 	var p cluster.Pause
 	if _, found, err := r.cc.GetJSON(ctx, r.keys.Paused(), &p); err == nil && found {
 		out.Paused = &p
+	}
+	if mt, err := r.maintenances(ctx); err == nil && len(mt) > 0 {
+		out.Maintenance = mt
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -22,6 +22,7 @@ type metrics struct {
 	hookFails   prometheus.Counter
 	session     prometheus.Gauge
 	paused      prometheus.Gauge
+	maintenance prometheus.Gauge
 }
 
 var roles = []nodeapi.Role{nodeapi.RoleRejoining, nodeapi.RoleStandby, nodeapi.RoleCandidate, nodeapi.RoleActive, nodeapi.RoleDemoting}
@@ -47,8 +48,12 @@ func newMetrics() *metrics {
 		paused: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "understudy_cluster_paused", Help: "1 while the cluster is paused (understudy cluster pause): no election, no PostgreSQL restart.",
 		}),
+		maintenance: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "understudy_node_maintenance",
+			Help: "1 while this node is in maintenance (understudy node maintenance on): never chosen as active; silence its alerts with `unless on(instance) understudy_node_maintenance == 1`.",
+		}),
 	}
-	m.reg.MustRegister(m.role, m.transitions, m.promotions, m.hookFails, m.session, m.paused,
+	m.reg.MustRegister(m.role, m.transitions, m.promotions, m.hookFails, m.session, m.paused, m.maintenance,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range roles {
 		m.role.WithLabelValues(string(r))

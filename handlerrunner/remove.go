@@ -77,8 +77,9 @@ func (r *Runner) removeNode(ctx context.Context, name string, force bool) (map[s
 	return map[string]any{"removed": name}, http.StatusOK, nil
 }
 
-// handleNodes serves DELETE /v1/cluster/nodes/NAME and PUT
-// /v1/cluster/nodes/NAME/options.
+// handleNodes serves DELETE /v1/cluster/nodes/NAME, PUT
+// /v1/cluster/nodes/NAME/options and PUT and DELETE
+// /v1/cluster/nodes/NAME/maintenance.
 func (r *Runner) handleNodes(w http.ResponseWriter, req *http.Request) {
 	rest := strings.TrimPrefix(req.URL.Path, "/v1/cluster/nodes/")
 	name, sub, _ := strings.Cut(rest, "/")
@@ -89,8 +90,10 @@ func (r *Runner) handleNodes(w http.ResponseWriter, req *http.Request) {
 		r.handleRemoveNode(w, req, name)
 	case sub == "options" && req.Method == http.MethodPut:
 		r.handleNodeOptions(w, req, name)
-	case sub == "" || sub == "options":
-		writeError(w, http.StatusMethodNotAllowed, "%s takes DELETE (remove the node) or, at .../options, PUT", req.URL.Path)
+	case sub == "maintenance" && (req.Method == http.MethodPut || req.Method == http.MethodDelete):
+		r.handleMaintenance(w, req, name)
+	case sub == "" || sub == "options" || sub == "maintenance":
+		writeError(w, http.StatusMethodNotAllowed, "%s takes DELETE (remove the node); .../options takes PUT; .../maintenance takes PUT (on) or DELETE (off)", req.URL.Path)
 	default:
 		writeError(w, http.StatusNotFound, "no such endpoint %s; see DELETE /v1/cluster/nodes/NAME, PUT /v1/cluster/nodes/NAME/options", req.URL.Path)
 	}
