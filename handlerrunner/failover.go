@@ -130,7 +130,7 @@ func orAPI(who, node string) string {
 // what could not be read (code is its HTTP status).
 func (r *Runner) planFailover(ctx context.Context, target string) (nodeapi.FailoverPlan, consul.KeyState, int, error) {
 	plan := nodeapi.FailoverPlan{Target: target, GapBytes: -1}
-	ks, l, err := r.readLeader(ctx, true)
+	ks, l, err := r.readLeaderPatiently(ctx)
 	if err != nil {
 		return plan, ks, http.StatusServiceUnavailable, fmt.Errorf("cannot read the leader key: %w; is consul up and has it a leader?", err)
 	}

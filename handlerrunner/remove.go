@@ -20,18 +20,8 @@ import (
 // that is gone but whose API address now answers for something else.
 func (r *Runner) removeNode(ctx context.Context, name string, force bool) (map[string]any, int, error) {
 	// The node removed is often one just lost, maybe the Consul cluster's
-	// Raft leader: give Consul the few seconds it needs to elect another.
-	var ks consul.KeyState
-	var l cluster.Leader
-	var err error
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		if ks, l, err = r.readLeader(ctx, true); err == nil || time.Now().After(deadline) {
-			break
-		}
-		if !sleep(ctx, 500*time.Millisecond) {
-			break
-		}
-	}
+	// Raft leader.
+	ks, l, err := r.readLeaderPatiently(ctx)
 	if err != nil {
 		return nil, http.StatusServiceUnavailable, fmt.Errorf("cannot read the leader key: %w", err)
 	}
@@ -149,6 +139,18 @@ func (r *Runner) handleNodeOptions(w http.ResponseWriter, req *http.Request, nam
 		}
 	}
 	writeError(w, http.StatusConflict, "the options of %s keep changing; retry", name)
+}
+
+// readLeaderPatiently is a consistent read of the leader key for an
+// operator's call about a node just lost, maybe the Consul cluster's Raft
+// leader: it gives Consul the few seconds it needs to elect another.
+func (r *Runner) readLeaderPatiently(ctx context.Context) (consul.KeyState, cluster.Leader, error) {
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		ks, l, err := r.readLeader(ctx, true)
+		if err == nil || time.Now().After(deadline) || !sleep(ctx, 500*time.Millisecond) {
+			return ks, l, err
+		}
+	}
 }
 
 func mustJSON(v any) []byte {
