@@ -231,13 +231,24 @@ func TestOperatorFailoverThatWouldLoseData(t *testing.T) {
 	if !strings.Contains(msg, "--force") || plan["loses_data"] != true || plan["gap_bytes"].(float64) <= 0 {
 		t.Fatalf("failover without --force refused with %q, plan %v; want the gap shown and --force named", msg, plan)
 	}
+	// The CLI shows the gap and refuses the same way; with --force it
+	// asks, and without a terminal to ask on it wants --yes.
+	outCLI, err := c.cli(t, "cluster", "failover", "--to", target.name)
+	if err == nil || !strings.Contains(outCLI, "bytes of WAL would be lost") || !strings.Contains(outCLI, "--force") {
+		t.Fatalf("cluster failover --to %s without --force: %v\n%s\nwant it refused, the gap shown and --force named", target.name, err, outCLI)
+	}
+	outCLI, err = c.cli(t, "cluster", "failover", "--to", target.name, "--force")
+	if err == nil || !strings.Contains(outCLI, "--yes") {
+		t.Fatalf("cluster failover --force without a terminal: %v\n%s\nwant it refused naming --yes", err, outCLI)
+	}
 	c.noActiveFor(2*time.Second, "after a refused failover in a paused cluster")
 
 	start := time.Now()
-	res := failoverVia(t, other, nodeapi.FailoverRequest{Target: target.name, Force: true}, http.StatusOK)
-	if res["active"] != target.name {
-		t.Fatalf("forced failover answered %v; want %s active", res, target.name)
+	outCLI, err = c.cli(t, "cluster", "failover", "--to", target.name, "--force", "--yes")
+	if err != nil || !strings.Contains(outCLI, target.name+" is the active node") {
+		t.Fatalf("cluster failover --to %s --force --yes: %v\n%s", target.name, err, outCLI)
 	}
+	t.Logf("cluster failover --to %s --force --yes:\n%s", target.name, outCLI)
 	act, _ := c.waitWritable(old, start, 30*time.Second)
 	if act != target {
 		t.Fatalf("%s is active; want %s", act.name, target.name)
@@ -275,8 +286,8 @@ func TestMaintenanceNodeIsNeverChosen(t *testing.T) {
 	if code, out := call(t, other, http.MethodPut, "/v1/cluster/nodes/"+maint.name+"/options", map[string]any{"priority": 1000}); code != http.StatusOK {
 		t.Fatalf("priority of %s: %d %v", maint.name, code, out)
 	}
-	if code, out := call(t, other, http.MethodPut, "/v1/cluster/nodes/"+maint.name+"/maintenance", nodeapi.MaintenanceRequest{Reason: "disk"}); code != http.StatusOK {
-		t.Fatalf("maintenance on %s: %d %v", maint.name, code, out)
+	if out, err := c.cli(t, "node", "maintenance", "on", maint.name, "--reason", "disk"); err != nil {
+		t.Fatalf("node maintenance on %s: %v\n%s", maint.name, err, out)
 	}
 	testenv.Eventually(t, 15*time.Second, func() error {
 		st, err := maint.nodeStatus()
@@ -298,6 +309,9 @@ func TestMaintenanceNodeIsNeverChosen(t *testing.T) {
 		t.Fatalf("cluster status does not show %s in maintenance: %v", maint.name, out)
 	}
 
+	if out, err := c.cli(t, "cluster", "nodes", "list"); err != nil || !strings.Contains(out, "replica (maintenance)") {
+		t.Fatalf("cluster nodes list: %v\n%s\nwant %s shown in maintenance", err, out, maint.name)
+	}
 	if out := switchover(t, old, maint.name, http.StatusConflict); !strings.Contains(fmt.Sprint(out["error"]), "maintenance") {
 		t.Fatalf("switchover to %s refused with %v; want the maintenance named", maint.name, out)
 	}

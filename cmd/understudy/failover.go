@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
@@ -117,7 +118,9 @@ func confirm(in io.Reader, w io.Writer, question string) error {
 	return nil
 }
 
+// isTerminal asks the terminal driver, as golang.org/x/term does: a
+// character device is not enough (/dev/null is one).
 func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
