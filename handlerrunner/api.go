@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -211,14 +212,10 @@ func (r *Runner) handleSwitchover(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusBadRequest, `request body: %v; send {"target": "NODE", "timeout": "60s"}`, err)
 		return
 	}
-	timeout := 60 * time.Second
-	if body.Timeout != "" {
-		d, err := time.ParseDuration(body.Timeout)
-		if err != nil || d <= 0 || d > time.Hour {
-			writeError(w, http.StatusBadRequest, "timeout %q: write a duration up to 1h, like \"60s\"", body.Timeout)
-			return
-		}
-		timeout = d
+	timeout, err := parseTimeout(body.Timeout)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
 	}
 	if body.Target == "" {
 		writeError(w, http.StatusBadRequest, `no target; send {"target": "NODE"} with the name of a standby`)
@@ -233,6 +230,34 @@ func (r *Runner) handleSwitchover(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// parseTimeout is a request's wait for a change to complete: 60 s when
+// unset, at most an hour.
+func parseTimeout(s string) (time.Duration, error) {
+	if s == "" {
+		return 60 * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 || d > time.Hour {
+		return 0, fmt.Errorf("timeout %q: write a duration up to 1h, like \"60s\"", s)
+	}
+	return d, nil
+}
+
+// decodeOptional decodes a request body that may be absent into v; false
+// (the answer written) when it is not the JSON example shows.
+func decodeOptional(w http.ResponseWriter, req *http.Request, v any, example string) bool {
+	if req.ContentLength == 0 {
+		return true
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, "request body: %v; send %s or nothing", err, example)
+		return false
+	}
+	return true
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

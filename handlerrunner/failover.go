@@ -47,14 +47,10 @@ func (r *Runner) handleFailover(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusBadRequest, `no target; send {"target": "NODE"} with the name of a standby`)
 		return
 	}
-	timeout := 60 * time.Second
-	if in.Timeout != "" {
-		d, err := time.ParseDuration(in.Timeout)
-		if err != nil || d <= 0 || d > time.Hour {
-			writeError(w, http.StatusBadRequest, "timeout %q: write a duration up to 1h, like \"60s\"", in.Timeout)
-			return
-		}
-		timeout = d
+	timeout, err := parseTimeout(in.Timeout)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
 	}
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + 10*time.Second))
 	ans, code, err := r.failover(req.Context(), in, timeout)

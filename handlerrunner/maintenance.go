@@ -3,9 +3,7 @@ package handlerrunner
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -35,19 +33,12 @@ import (
 // refreshMaintenance reads this node's maintenance key; on an error it
 // keeps what it knew.
 func (r *Runner) refreshMaintenance(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	var m cluster.Maintenance
-	_, found, err := r.cc.GetJSON(ctx, r.keys.Maintenance(r.name), &m)
+	m, err := readOptional[cluster.Maintenance](ctx, r.cc, r.keys.Maintenance(r.name))
 	if err != nil {
 		return
 	}
-	var cur *cluster.Maintenance
-	if found {
-		cur = &m
-	}
-	r.st.update(func(st *nodeapi.NodeStatus) { st.Maintenance = cur })
-	r.metrics.maintenance.Set(b2f(found))
+	r.st.update(func(st *nodeapi.NodeStatus) { st.Maintenance = m })
+	r.metrics.maintenance.Set(b2f(m != nil))
 }
 
 // inMaintenance is this node's maintenance as last read, nil when none.
@@ -72,22 +63,12 @@ func (r *Runner) maintenances(ctx context.Context) (map[string]cluster.Maintenan
 // /v1/cluster/nodes/NAME/maintenance.
 func (r *Runner) handleMaintenance(w http.ResponseWriter, req *http.Request, name string) {
 	var in nodeapi.MaintenanceRequest
-	if req.Method == http.MethodPut && req.ContentLength != 0 {
-		dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, maxBody))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&in); err != nil && !errors.Is(err, io.EOF) {
-			writeError(w, http.StatusBadRequest, `request body: %v; send {"reason": "..."} or nothing`, err)
-			return
-		}
+	if req.Method == http.MethodPut && !decodeOptional(w, req, &in, `{"reason": "..."}`) {
+		return
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 5*time.Second)
 	defer cancel()
-	var m cluster.Member
-	if _, found, err := r.cc.GetJSON(ctx, r.keys.Member(name), &m); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "cannot read the members from consul: %v; is consul up and has it a leader?", err)
-		return
-	} else if !found {
-		writeError(w, http.StatusNotFound, "no member named %q; see understudy cluster nodes list for the members", name)
+	if !r.isMember(ctx, w, name) {
 		return
 	}
 	who := caller(req.Context())

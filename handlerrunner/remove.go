@@ -105,12 +105,7 @@ func (r *Runner) handleNodeOptions(w http.ResponseWriter, req *http.Request, nam
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 5*time.Second)
 	defer cancel()
-	var m cluster.Member
-	if _, found, err := r.cc.GetJSON(ctx, r.keys.Member(name), &m); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "cannot read the members from consul: %v", err)
-		return
-	} else if !found {
-		writeError(w, http.StatusNotFound, "no member named %q; see GET /v1/status/cluster for the members", name)
+	if !r.isMember(ctx, w, name) {
 		return
 	}
 	// Read, merge, write with CAS: two updates at once must not undo each
@@ -151,6 +146,20 @@ func (r *Runner) readLeaderPatiently(ctx context.Context) (consul.KeyState, clus
 			return ks, l, err
 		}
 	}
+}
+
+// isMember reports whether name has a member record; false with the
+// answer written (404, or 503 when Consul could not be read).
+func (r *Runner) isMember(ctx context.Context, w http.ResponseWriter, name string) bool {
+	var m cluster.Member
+	if _, found, err := r.cc.GetJSON(ctx, r.keys.Member(name), &m); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "cannot read the members from consul: %v; is consul up and has it a leader?", err)
+		return false
+	} else if !found {
+		writeError(w, http.StatusNotFound, "no member named %q; see GET /v1/status/cluster for the members", name)
+		return false
+	}
+	return true
 }
 
 func mustJSON(v any) []byte {
