@@ -472,6 +472,9 @@ func renderNode(w io.Writer, r nodeReport, now time.Time) error {
 		pg := st.Postgres
 		kv("live role", "%s since %s (%s): %s", st.Role, fmtTime(st.Since), fmtAgo(st.Since, now), orDash(oneLine(st.Reason)))
 		kv("live session", "%s, serving %s, leader %s", yesNo(st.HasSession), yesNo(st.Serving), orDash(st.Leader))
+		if mt := st.Maintenance; mt != nil {
+			kv("maintenance", "by %s since %s (%s): never chosen as active; its failing checks are marked [maintenance]", mt.By, fmtTime(mt.At), fmtAgo(mt.At, now))
+		}
 		kv("live postgres", "running %s, in recovery %s, streaming %s, timeline %d, position %s", yesNo(pg.Running), yesNo(pg.InRecovery), yesNo(pg.Streaming), pg.Timeline, pg.Position())
 		if pg.Error != "" {
 			kv("live error", "%s", oneLine(pg.Error))
