@@ -337,3 +337,87 @@ func TestMaintenanceNodeIsNeverChosen(t *testing.T) {
 		t.Fatalf("maintenance events: %+v; want on and off", evs)
 	}
 }
+
+// TestOperatorFailoverWhenNoStandbyIsEligible: not paused, both standbys
+// further behind than maximum_lag_on_failover (their WAL senders on the
+// active frozen while it writes 4 MB), the active node killed: the election
+// chooses nobody. cluster failover --to one of them is refused without
+// --force and, forced, makes it the active while the election is still
+// trying; the other standby follows it.
+func TestOperatorFailoverWhenNoStandbyIsEligible(t *testing.T) {
+	c := newCluster(t, func(int) extraHCL { return extraHCL{postgres: `maximum_lag_on_failover = "1MB"`} })
+	c.sample()
+	old := c.waitHealthy(startTimeout)
+	c.seedRow(old)
+	target, other := c.standbys(old)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := old.conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(ctx, "select pid from pg_stat_replication")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var senders []int
+	for rows.Next() {
+		var pid int
+		if err := rows.Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		senders = append(senders, pid)
+	}
+	if len(senders) != 2 {
+		t.Fatalf("%d WAL senders on %s, want 2", len(senders), old.name)
+	}
+	for _, pid := range senders {
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	}
+	if _, err := conn.Exec(ctx, "create table filler as select g, repeat('x', 1000) as pad from generate_series(1, 4000) g"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	behind := max(target.position(t), other.position(t))
+	testenv.Eventually(t, 10*time.Second, func() error {
+		var l cluster.Leader
+		pair, _, err := other.consul.Client(t).KV().Get("understudy/t/leader", nil)
+		if err != nil || pair == nil || json.Unmarshal(pair.Value, &l) != nil {
+			return fmt.Errorf("read the leader key: %v", err)
+		}
+		if l.WriteLSN < behind+2<<20 {
+			return fmt.Errorf("the leader key shows %v, the standbys are at %v: not yet 2 MB apart", l.WriteLSN, behind)
+		}
+		return nil
+	})
+	c.killNode(old)
+	for _, pid := range senders {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	c.noActiveFor(8*time.Second, "though every standby is further behind than maximum_lag_on_failover")
+
+	out := failoverVia(t, other, nodeapi.FailoverRequest{Target: target.name}, http.StatusConflict)
+	if msg, _ := out["error"].(string); !strings.Contains(msg, "--force") {
+		t.Fatalf("failover without --force refused with %q; want --force named", msg)
+	}
+	start := time.Now()
+	res := failoverVia(t, other, nodeapi.FailoverRequest{Target: target.name, Force: true}, http.StatusOK)
+	if res["active"] != target.name {
+		t.Fatalf("forced failover answered %v; want %s active", res, target.name)
+	}
+	act, took := c.waitWritable(old, start, 30*time.Second)
+	if act != target {
+		t.Fatalf("%s is active; want %s", act.name, target.name)
+	}
+	t.Logf("forced failover to %s: writable after %v", target.name, took.Round(time.Millisecond))
+	if got := c.waitHealthy(rejoinTimeout, old); got != target {
+		t.Fatalf("active changed again: %s", got.name)
+	}
+	if ids := target.ids(t); !ids[1] {
+		t.Fatalf("row 1 is missing on %s", target.name)
+	}
+}
