@@ -72,6 +72,10 @@ type observation struct {
 	// could not be read.
 	options    cluster.NodeOptions
 	optionsErr error
+	// maintenance: the node is in maintenance (maintenance/<node>);
+	// maintenanceErr is set when that could not be read.
+	maintenance    bool
+	maintenanceErr error
 
 	// certs are the node's TLS certificates and how long each is valid;
 	// none on a node not set up by cluster start or join.
@@ -269,4 +273,21 @@ func checkCertificates(o *observation) Result {
 		return warn("%s; renew it before then", strings.Join(soon, "; "))
 	}
 	return pass("%s", strings.Join(ok, ", "))
+}
+
+// maintenancePrefix marks the output of a check that does not pass on a
+// node in maintenance: Consul, nodes get and the journal keep it, and say
+// whose problem it is.
+const maintenancePrefix = "[maintenance] "
+
+// quiet marks every result that does not pass as the maintenance's. The
+// status stays: the node's session, and whether it could take over, still
+// follow its checks.
+func quiet(results map[string]Result) {
+	for name, res := range results {
+		if res.Status != consul.Passing {
+			res.Output = maintenancePrefix + res.Output
+			results[name] = res
+		}
+	}
 }

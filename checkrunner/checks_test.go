@@ -227,3 +227,24 @@ func TestFolderStates(t *testing.T) {
 		t.Fatal("a node without files blocks publishes folder states")
 	}
 }
+
+// TestQuietMarksOnlyFailingChecks: on a node in maintenance the checks that
+// do not pass say so in their output, and keep their status.
+func TestQuietMarksOnlyFailingChecks(t *testing.T) {
+	results := map[string]Result{
+		CheckQuery: {consul.Critical, "no answer"},
+		CheckRole:  {consul.Warning, "no leader"},
+		CheckFiles: {consul.Passing, "in sync"},
+	}
+	quiet(results)
+	want := map[string]Result{
+		CheckQuery: {consul.Critical, "[maintenance] no answer"},
+		CheckRole:  {consul.Warning, "[maintenance] no leader"},
+		CheckFiles: {consul.Passing, "in sync"},
+	}
+	for name, w := range want {
+		if results[name] != w {
+			t.Errorf("%s: %+v, want %+v", name, results[name], w)
+		}
+	}
+}

@@ -47,6 +47,9 @@ type Runner struct {
 	// they override the file's checks.ttl_multiplier, checks.fail_fast,
 	// node.priority and node.no_failover without a restart.
 	opts cluster.NodeOptions
+	// maintenance: the node is in maintenance (maintenance/<node>) as last
+	// read; its failing checks are reported and logged as quieted.
+	maintenance bool
 	// files observes the mirrored folders; nil without files blocks.
 	files *filesObserver
 	// guard stops PostgreSQL on the active node when its handler-runner
@@ -135,6 +138,12 @@ func (r *Runner) runOnce(ctx context.Context) string {
 		return ""
 	}
 	r.applyOptions(o)
+	if o.maintenanceErr == nil {
+		r.maintenance = o.maintenance
+	}
+	if r.maintenance {
+		quiet(results)
+	}
 	if ev := r.guard.check(ctx, o.active(), o.handlerErr, now); ev != nil {
 		ev.Node, ev.Time = r.cfg.Node.Name, now.UTC()
 		if err := r.clusterLog.Write(*ev); err != nil {
@@ -219,6 +228,7 @@ func (r *Runner) observeConsul(ctx context.Context, o *observation) {
 		o.ownRead = err == nil
 	}
 	_, _, o.optionsErr = r.consul.GetJSON(ctx, r.keys.Options(r.cfg.Node.Name), &o.options)
+	_, o.maintenance, o.maintenanceErr = r.consul.GetJSON(ctx, r.keys.Maintenance(r.cfg.Node.Name), &cluster.Maintenance{})
 	var l cluster.Leader
 	_, found, err := r.consul.GetJSON(ctx, r.keys.Leader(), &l)
 	switch {
@@ -350,6 +360,11 @@ func (r *Runner) logTransition(name string, res Result) {
 		r.log.Info("check passing", "check", name, "output", res.Output)
 		return
 	}
+	if r.maintenance {
+		// Kept in the journal, and marked: an operator works on the node.
+		r.log.Info("check "+res.Status, "check", name, "output", res.Output, "maintenance", true)
+		return
+	}
 	r.log.Warn("check "+res.Status, "check", name, "output", res.Output)
 }
 
@@ -439,6 +454,9 @@ func (r *Runner) summary(o *observation, results map[string]Result) string {
 	role := "standby"
 	if o.active() {
 		role = "active"
+	}
+	if r.maintenance {
+		role = "in maintenance, " + role
 	}
 	if len(failing) == 0 {
 		return fmt.Sprintf("%s; all checks passing", role)

@@ -50,8 +50,11 @@ func (r *Runner) runActive(ctx context.Context) (next nodeapi.Role, reason strin
 	r.log.Info("active: postgres promoted", "took", time.Since(start).Round(time.Millisecond), "waited_for_old_active", waited,
 		"because", how, "timeline", st.Timeline, "lsn", st.WriteLSN)
 	kind, by := cluster.EventFailover, ""
-	if nm != nil && nm.Switchover {
+	switch {
+	case nm != nil && nm.Switchover:
 		kind, by = cluster.EventSwitchover, nm.RequestedBy
+	case nm != nil && nm.Operator:
+		by = nm.RequestedBy // a failover an operator asked for (failover.go)
 	}
 	r.metrics.promoted(kind)
 	r.record(ctx, cluster.Event{Kind: kind, From: r.takenFrom, To: r.name, LSN: st.WriteLSN, Reason: r.st.get().Reason,
@@ -141,6 +144,7 @@ func (r *Runner) upkeep(ctx context.Context, holding func() *holder) {
 			r.ensureSync(ctx)
 			holding().setMembers(r.members(ctx))
 			r.refreshPause(ctx)
+			r.refreshMaintenance(ctx) // shown only: the active is not in maintenance (maintenance.go)
 		}
 	}
 }

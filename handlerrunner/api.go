@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -69,6 +70,7 @@ func (r *Runner) handler() http.Handler {
 	route(accessOperator, http.MethodPost, "/v1/node/reload", r.handleReload)
 	route(accessOperator, http.MethodPost, "/v1/node/restart", r.handleRestart)
 	route(accessOperator, http.MethodPost, "/v1/node/reinit", r.handleReinit)
+	route(accessOperator, http.MethodPost, "/v1/cluster/failover", r.handleFailover)
 	route(accessToken, http.MethodPost, "/v1/cluster/join", r.handleJoin)
 	route(accessNode, http.MethodPost, "/v1/lease/grant", r.handleGrant)
 	route(accessNode, http.MethodGet, "/v1/lease/grants", r.handleGrants)
@@ -216,6 +218,9 @@ func (r *Runner) handleCluster(w http.ResponseWriter, req *http.Request) {
 	if _, found, err := r.cc.GetJSON(ctx, r.keys.Paused(), &p); err == nil && found {
 		out.Paused = &p
 	}
+	if mt, err := r.maintenances(ctx); err == nil && len(mt) > 0 {
+		out.Maintenance = mt
+	}
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -245,14 +250,10 @@ func (r *Runner) handleSwitchover(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusBadRequest, `request body: %v; send {"target": "NODE", "timeout": "60s"}`, err)
 		return
 	}
-	timeout := 60 * time.Second
-	if body.Timeout != "" {
-		d, err := time.ParseDuration(body.Timeout)
-		if err != nil || d <= 0 || d > time.Hour {
-			writeError(w, http.StatusBadRequest, "timeout %q: write a duration up to 1h, like \"60s\"", body.Timeout)
-			return
-		}
-		timeout = d
+	timeout, err := parseTimeout(body.Timeout)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
 	}
 	if body.Target == "" {
 		writeError(w, http.StatusBadRequest, `no target; send {"target": "NODE"} with the name of a standby`)
@@ -267,6 +268,34 @@ func (r *Runner) handleSwitchover(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// parseTimeout is a request's wait for a change to complete: 60 s when
+// unset, at most an hour.
+func parseTimeout(s string) (time.Duration, error) {
+	if s == "" {
+		return 60 * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 || d > time.Hour {
+		return 0, fmt.Errorf("timeout %q: write a duration up to 1h, like \"60s\"", s)
+	}
+	return d, nil
+}
+
+// decodeOptional decodes a request body that may be absent into v; false
+// (the answer written) when it is not the JSON example shows.
+func decodeOptional(w http.ResponseWriter, req *http.Request, v any, example string) bool {
+	if req.ContentLength == 0 {
+		return true
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, "request body: %v; send %s or nothing", err, example)
+		return false
+	}
+	return true
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -242,6 +242,10 @@ func TestClientCertificates(t *testing.T) {
 		{"PUT", "/v1/cluster/config", `{"set":{"port":"1"}}`, [5]int{401, 401, 401, 403, 400}},
 		{"POST", "/v1/node/reload", "", [5]int{401, 401, 401, 403, 409}},
 		{"POST", "/v1/node/restart", "", [5]int{401, 401, 401, 403, 409}},
+		{"PUT", "/v1/cluster/nodes/b/maintenance", `{"reason":"x"}`, [5]int{401, 401, 401, 403, 503}},
+		{"DELETE", "/v1/cluster/nodes/b/maintenance", "", [5]int{401, 401, 401, 403, 503}},
+		// No target: the operator's request is refused before Consul is asked.
+		{"POST", "/v1/cluster/failover", `{"target":""}`, [5]int{401, 401, 401, 403, 400}},
 		{"GET", "/nothing", "", [5]int{401, 401, 401, 404, 404}},
 	}
 	for _, e := range endpoints {

@@ -37,7 +37,7 @@ func TestChecksAnswerEveryMethod(t *testing.T) {
 				// A standby's /replica depends on its lag at the moment:
 				// each method is asked until it answers as the node is.
 				testenv.Eventually(t, 5*time.Second, func() error {
-					got, body, err := call(m, n.apiURL()+path)
+					got, body, err := callURL(m, n.apiURL()+path)
 					if err != nil {
 						return err
 					}
@@ -96,8 +96,8 @@ listen postgres
 	})
 }
 
-// call makes one request and returns its status and body.
-func call(method, u string) (int, []byte, error) {
+// callURL makes one request and returns its status and body.
+func callURL(method, u string) (int, []byte, error) {
 	req, err := http.NewRequest(method, u, nil)
 	if err != nil {
 		return 0, nil, err

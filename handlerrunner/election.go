@@ -35,6 +35,15 @@ func (r *Runner) runCandidate(ctx context.Context) (nodeapi.Role, string) {
 		if ks.Session != "" {
 			return nodeapi.RoleRejoining, "the election ended: " + l.Node + " holds the leader key"
 		}
+		// Role loop change (cluster failover --to): a node is a candidate
+		// in a paused cluster only for an operator's next-master naming
+		// it (runStandby). Once that record no longer names it for this
+		// term (it withdrew), it must not choose a node itself.
+		if r.paused() != nil {
+			if nm, ok := r.operatorChoice(ctx, ks.LockIndex); !ok || nm.Node != r.name {
+				return nodeapi.RoleStandby, "the cluster is paused: no election until understudy cluster resume"
+			}
+		}
 		nm, err := r.agreeOnNextMaster(ctx, ks, l, passedOver)
 		if errors.As(err, new(errFormerHolding)) {
 			r.warnEvery("election-former", "not choosing yet", "why", err)
@@ -122,6 +131,13 @@ func (r *Runner) agreeOnNextMaster(ctx context.Context, ks consul.KeyState, l cl
 	return cluster.NextMaster{}, errors.New("next-master keeps changing under this node; retrying")
 }
 
+// operatorChoice is the next-master an operator's failover wrote for term
+// (cluster failover --to), if that is what next-master holds.
+func (r *Runner) operatorChoice(ctx context.Context, term uint64) (cluster.NextMaster, bool) {
+	nm, found, _, err := r.readNextMaster(ctx)
+	return nm, err == nil && found && nm.Operator && nm.Term == term && nm.Node != ""
+}
+
 func (r *Runner) readNextMaster(ctx context.Context) (cluster.NextMaster, bool, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -162,6 +178,16 @@ func (r *Runner) candidates(ctx context.Context, passedOver map[string]bool, for
 		})
 	}
 	wg.Wait()
+	// A node's own word on its maintenance may be an interval old: the
+	// key read here decides as well. Unread, the nodes' words stand.
+	if mt, err := r.maintenances(ctx); err == nil {
+		for i := range out {
+			_, in := mt[out[i].Name]
+			out[i].Maintenance = out[i].Maintenance || in
+		}
+	} else {
+		r.warnEvery("election-maintenance", "cannot read which nodes are in maintenance; going by each node's own answer", "err", err)
+	}
 	for i, m := range members {
 		st := sts[i]
 		if m.Name == former && m.Name != r.name && errs[i] == nil && st.Postgres.Running && !st.Postgres.InRecovery &&
@@ -181,7 +207,7 @@ func candidate(name string, st nodeapi.NodeStatus, err error, passedOver bool) c
 	regaining := st.Regaining && !st.Postgres.InRecovery
 	healthy := err == nil && !passedOver && st.HasSession && st.Postgres.Running && (standby || regaining)
 	return cluster.Candidate{
-		Name: name, Healthy: healthy, NoFailover: st.NoFailover, Priority: st.Priority,
+		Name: name, Healthy: healthy, NoFailover: st.NoFailover, Maintenance: st.Maintenance != nil, Priority: st.Priority,
 		Timeline: st.Postgres.Timeline, LSN: st.Postgres.Position(), Regaining: regaining,
 	}
 }

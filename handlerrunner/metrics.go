@@ -24,6 +24,7 @@ type metrics struct {
 	paused      prometheus.Gauge
 	// pendingRestart counts the parameters waiting for a restart.
 	pendingRestart prometheus.Gauge
+	maintenance    prometheus.Gauge
 }
 
 var roles = []nodeapi.Role{nodeapi.RoleRejoining, nodeapi.RoleStandby, nodeapi.RoleCandidate, nodeapi.RoleActive, nodeapi.RoleDemoting}
@@ -52,8 +53,13 @@ func newMetrics() *metrics {
 		pendingRestart: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "understudy_postgres_pending_restart", Help: "PostgreSQL parameters changed in the files that take effect at the next restart (understudy cluster restart --pending).",
 		}),
+
+		maintenance: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "understudy_node_maintenance",
+			Help: "1 while this node is in maintenance (understudy node maintenance on): never chosen as active; silence its alerts with `unless on(instance) understudy_node_maintenance == 1`.",
+		}),
 	}
-	m.reg.MustRegister(m.role, m.transitions, m.promotions, m.hookFails, m.session, m.paused, m.pendingRestart,
+	m.reg.MustRegister(m.role, m.transitions, m.promotions, m.hookFails, m.session, m.paused, m.pendingRestart, m.maintenance,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range roles {
 		m.role.WithLabelValues(string(r))

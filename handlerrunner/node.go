@@ -95,8 +95,9 @@ func (r *Runner) noFailover() bool {
 	return cluster.Or(r.st.options().NoFailover, r.cfg.Node.NoFailover)
 }
 
-// refreshOptions reads the node's runtime options (options/<node>); on an
-// error the last known ones stay in force.
+// refreshOptions reads the node's runtime options (options/<node>) and its
+// maintenance (maintenance/<node>); on an error the last known ones stay in
+// force.
 func (r *Runner) refreshOptions(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
@@ -104,4 +105,5 @@ func (r *Runner) refreshOptions(ctx context.Context) {
 	if _, _, err := r.cc.GetJSON(ctx, r.keys.Options(r.name), &o); err == nil {
 		r.st.setOptions(o)
 	}
+	r.refreshMaintenance(ctx)
 }

@@ -2,13 +2,11 @@ package handlerrunner
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
@@ -25,19 +23,24 @@ import (
 // refreshPause reads the paused key; on an error it keeps what it knew,
 // since a Consul that does not answer moves nothing anyway.
 func (r *Runner) refreshPause(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	var p cluster.Pause
-	_, found, err := r.cc.GetJSON(ctx, r.keys.Paused(), &p)
+	p, err := readOptional[cluster.Pause](ctx, r.cc, r.keys.Paused())
 	if err != nil {
 		return
 	}
-	var cur *cluster.Pause
-	if found {
-		cur = &p
+	r.st.update(func(st *nodeapi.NodeStatus) { st.Paused = p })
+	r.metrics.paused.Set(b2f(p != nil))
+}
+
+// readOptional reads key, under a second: nil when it does not exist.
+func readOptional[T any](ctx context.Context, cc *consul.Client, key string) (*T, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var v T
+	_, found, err := cc.GetJSON(ctx, key, &v)
+	if err != nil || !found {
+		return nil, err
 	}
-	r.st.update(func(st *nodeapi.NodeStatus) { st.Paused = cur })
-	r.metrics.paused.Set(b2f(found))
+	return &v, nil
 }
 
 // paused is the pause as last read, nil when the cluster runs.
@@ -47,13 +50,8 @@ func (r *Runner) paused() *cluster.Pause { return r.st.get().Paused }
 // or deletes it for /v1/cluster/resume, and records who did.
 func (r *Runner) handlePause(w http.ResponseWriter, req *http.Request) {
 	var in nodeapi.PauseRequest
-	if req.ContentLength != 0 {
-		dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, maxBody))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&in); err != nil && !errors.Is(err, io.EOF) {
-			writeError(w, http.StatusBadRequest, `request body: %v; send {"reason": "..."} or nothing`, err)
-			return
-		}
+	if !decodeOptional(w, req, &in, `{"reason": "..."}`) {
+		return
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 5*time.Second)
 	defer cancel()

@@ -20,18 +20,8 @@ import (
 // that is gone but whose API address now answers for something else.
 func (r *Runner) removeNode(ctx context.Context, name string, force bool) (map[string]any, int, error) {
 	// The node removed is often one just lost, maybe the Consul cluster's
-	// Raft leader: give Consul the few seconds it needs to elect another.
-	var ks consul.KeyState
-	var l cluster.Leader
-	var err error
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		if ks, l, err = r.readLeader(ctx, true); err == nil || time.Now().After(deadline) {
-			break
-		}
-		if !sleep(ctx, 500*time.Millisecond) {
-			break
-		}
-	}
+	// Raft leader.
+	ks, l, err := r.readLeaderPatiently(ctx)
 	if err != nil {
 		return nil, http.StatusServiceUnavailable, fmt.Errorf("cannot read the leader key: %w", err)
 	}
@@ -77,8 +67,9 @@ func (r *Runner) removeNode(ctx context.Context, name string, force bool) (map[s
 	return map[string]any{"removed": name}, http.StatusOK, nil
 }
 
-// handleNodes serves DELETE /v1/cluster/nodes/NAME and PUT
-// /v1/cluster/nodes/NAME/options.
+// handleNodes serves DELETE /v1/cluster/nodes/NAME, PUT
+// /v1/cluster/nodes/NAME/options and PUT and DELETE
+// /v1/cluster/nodes/NAME/maintenance.
 func (r *Runner) handleNodes(w http.ResponseWriter, req *http.Request) {
 	rest := strings.TrimPrefix(req.URL.Path, "/v1/cluster/nodes/")
 	name, sub, _ := strings.Cut(rest, "/")
@@ -89,8 +80,10 @@ func (r *Runner) handleNodes(w http.ResponseWriter, req *http.Request) {
 		r.handleRemoveNode(w, req, name)
 	case sub == "options" && req.Method == http.MethodPut:
 		r.handleNodeOptions(w, req, name)
-	case sub == "" || sub == "options":
-		writeError(w, http.StatusMethodNotAllowed, "%s takes DELETE (remove the node) or, at .../options, PUT", req.URL.Path)
+	case sub == "maintenance" && (req.Method == http.MethodPut || req.Method == http.MethodDelete):
+		r.handleMaintenance(w, req, name)
+	case sub == "" || sub == "options" || sub == "maintenance":
+		writeError(w, http.StatusMethodNotAllowed, "%s takes DELETE (remove the node); .../options takes PUT; .../maintenance takes PUT (on) or DELETE (off)", req.URL.Path)
 	default:
 		writeError(w, http.StatusNotFound, "no such endpoint %s; see DELETE /v1/cluster/nodes/NAME, PUT /v1/cluster/nodes/NAME/options", req.URL.Path)
 	}
@@ -112,12 +105,7 @@ func (r *Runner) handleNodeOptions(w http.ResponseWriter, req *http.Request, nam
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 5*time.Second)
 	defer cancel()
-	var m cluster.Member
-	if _, found, err := r.cc.GetJSON(ctx, r.keys.Member(name), &m); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "cannot read the members from consul: %v", err)
-		return
-	} else if !found {
-		writeError(w, http.StatusNotFound, "no member named %q; see GET /v1/status/cluster for the members", name)
+	if !r.isMember(ctx, w, name) {
 		return
 	}
 	// Read, merge, write with CAS: two updates at once must not undo each
@@ -146,6 +134,32 @@ func (r *Runner) handleNodeOptions(w http.ResponseWriter, req *http.Request, nam
 		}
 	}
 	writeError(w, http.StatusConflict, "the options of %s keep changing; retry", name)
+}
+
+// readLeaderPatiently is a consistent read of the leader key for an
+// operator's call about a node just lost, maybe the Consul cluster's Raft
+// leader: it gives Consul the few seconds it needs to elect another.
+func (r *Runner) readLeaderPatiently(ctx context.Context) (consul.KeyState, cluster.Leader, error) {
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		ks, l, err := r.readLeader(ctx, true)
+		if err == nil || time.Now().After(deadline) || !sleep(ctx, 500*time.Millisecond) {
+			return ks, l, err
+		}
+	}
+}
+
+// isMember reports whether name has a member record; false with the
+// answer written (404, or 503 when Consul could not be read).
+func (r *Runner) isMember(ctx context.Context, w http.ResponseWriter, name string) bool {
+	var m cluster.Member
+	if _, found, err := r.cc.GetJSON(ctx, r.keys.Member(name), &m); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "cannot read the members from consul: %v; is consul up and has it a leader?", err)
+		return false
+	} else if !found {
+		writeError(w, http.StatusNotFound, "no member named %q; see GET /v1/status/cluster for the members", name)
+		return false
+	}
+	return true
 }
 
 func mustJSON(v any) []byte {

@@ -275,6 +275,15 @@ func (r *Runner) enter(ctx context.Context, from, to nodeapi.Role, reason string
 // wait for Consul.
 func (r *Runner) record(ctx context.Context, ev cluster.Event) {
 	ev.Node, ev.Time = r.name, time.Now().UTC()
+	if r.inMaintenance() != nil {
+		// Kept, and marked: what a node in maintenance does is the
+		// maintenance's, not the cluster's problem.
+		d := map[string]string{"maintenance": "true"}
+		for k, v := range ev.Details {
+			d[k] = v
+		}
+		ev.Details = d
+	}
 	r.logEvent(ev)
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()

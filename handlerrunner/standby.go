@@ -59,6 +59,19 @@ func (r *Runner) runStandby(ctx context.Context) (nodeapi.Role, string) {
 				if st, err := r.pgState(ctx); err == nil && !st.InRecovery {
 					return nodeapi.RoleRejoining, "postgres runs as a primary on a standby"
 				}
+				// Role loop change (cluster failover --to): the one way
+				// out of a paused cluster whose active died. Only the
+				// node an operator's next-master names for this term
+				// stands; it then takes the lock as any chosen node
+				// does (lease waited out, runActive), so pausing still
+				// elects nobody on its own.
+				if nm, ok := r.operatorChoice(ctx, ks.LockIndex); ok && nm.Node == r.name {
+					if why := r.notCandidate(); why != "" {
+						r.warnEvery("standby-operator", "an operator asked for a failover to this node, but it cannot stand", "why", why)
+						continue
+					}
+					return nodeapi.RoleCandidate, "the cluster is paused and " + orAPI(nm.RequestedBy, nm.By) + " asked for a failover to this node"
+				}
 				r.warnEvery("standby-paused", "the leader key is free but the cluster is paused: no election until understudy cluster resume", "paused_by", p.By)
 				continue
 			}
@@ -119,6 +132,8 @@ func (r *Runner) notCandidate() string {
 	switch {
 	case r.noFailover():
 		return "nofailover is set"
+	case r.inMaintenance() != nil:
+		return "this node is in maintenance (understudy node maintenance off " + r.name + " ends it)"
 	case time.Now().Before(r.st.graceUntil()):
 		return "this node stepped down moments ago"
 	case r.sess.ID() == "":

@@ -44,6 +44,13 @@ func (r *Runner) switchover(ctx context.Context, target string, timeout time.Dur
 	if member == nil {
 		return nil, http.StatusNotFound, fmt.Errorf("no member named %q; see GET /v1/status/cluster for the members", target)
 	}
+	var mt cluster.Maintenance
+	if _, found, err := r.cc.GetJSON(ctx, r.keys.Maintenance(target), &mt); err != nil {
+		return nil, http.StatusServiceUnavailable, fmt.Errorf("cannot read the maintenance key of %s: %w", target, err)
+	} else if found {
+		return map[string]any{"maintenance": mt}, http.StatusConflict,
+			fmt.Errorf("%s cannot take over: it is in maintenance (by %s); understudy node maintenance off %s first", target, mt.By, target)
+	}
 	st, err := r.askPeer(ctx, *member)
 	if c := candidate(target, st, err, false); !c.Healthy || c.NoFailover {
 		why := "it is not a healthy standby with a consul session"

@@ -71,7 +71,7 @@ is one, else the local node (http://127.0.0.1:8008). Add profiles with
 	cmd.PersistentFlags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	nodes := &cobra.Command{Use: "nodes", Short: "List the cluster's nodes or show one", Args: noArgs}
 	nodes.AddCommand(newNodesListCmd(o), newNodesGetCmd(o), newNodesRemoveCmd(o), newNodesUpdateCmd(o))
-	cmd.AddCommand(newClusterStartCmd(), newClusterJoinCmd(), newClusterTokenCmd(), newClusterStatusCmd(o), nodes, newSetActiveCmd(o), newHistoryCmd(o), newPauseCmd(o), newResumeCmd(o), newClusterConfigCmd(o), newReloadCmd(o), newRestartCmd(o), newReinitCmd(o))
+	cmd.AddCommand(newClusterStartCmd(), newClusterJoinCmd(), newClusterTokenCmd(), newClusterStatusCmd(o), nodes, newSetActiveCmd(o), newHistoryCmd(o), newPauseCmd(o), newResumeCmd(o), newClusterConfigCmd(o), newReloadCmd(o), newRestartCmd(o), newReinitCmd(o), newFailoverCmd(o))
 	return cmd
 }
 
@@ -129,6 +129,11 @@ type nodeRow struct {
 	HeartbeatAge string     `json:"heartbeat_age"`
 	// Unreachable is why the node did not answer /v1/status/node.
 	Unreachable string `json:"unreachable,omitempty"`
+	// Maintenance is set while the node is in maintenance; its checks
+	// that do not pass are then in QuietedChecks, not FailingChecks: the
+	// maintenance's, not the cluster's problems.
+	Maintenance   *cluster.Maintenance `json:"maintenance,omitempty"`
+	QuietedChecks map[string]string    `json:"quieted_checks,omitempty"`
 }
 
 func nodeRows(v clusterView, now time.Time) []nodeRow {
@@ -150,10 +155,29 @@ func nodeRows(v clusterView, now time.Time) []nodeRow {
 			r.Unreachable = live.Err.Error()
 		}
 		r.State = memberState(m, v.status.Leader, r.Unreachable != "", now)
+		if mt, ok := v.status.Maintenance[m.Name]; ok {
+			r.quiet(mt)
+		}
 		rows = append(rows, r)
 	}
 	slices.SortStableFunc(rows, func(a, b nodeRow) int { return strings.Compare(a.Name, b.Name) })
 	return rows
+}
+
+// quiet marks the row in maintenance: its failing checks are kept, as
+// quieted.
+func (r *nodeRow) quiet(mt cluster.Maintenance) {
+	r.Maintenance = &mt
+	r.QuietedChecks, r.FailingChecks = r.FailingChecks, nil
+	r.Checks = "maintenance: " + r.Checks
+}
+
+// stateWords is the STATE cell: the state, and maintenance when it is.
+func (r nodeRow) stateWords() string {
+	if r.Maintenance != nil {
+		return r.State + " (maintenance)"
+	}
+	return r.State
 }
 
 // memberState is offline when the member's heartbeat is older than
@@ -218,7 +242,7 @@ func renderNodes(w io.Writer, rows []nodeRow) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATE\tCONSUL\tDB ROLE\tUPSTREAM\tLAG\tCHECKS\tFILES\tLAST CHANGE\tHEARTBEAT")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, orDash(r.Address), r.State, r.Consul, r.DBRole, orDash(r.Upstream), r.Lag, r.Checks, r.FilesSummary, r.LastChange, r.HeartbeatAge)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, orDash(r.Address), r.stateWords(), r.Consul, r.DBRole, orDash(r.Upstream), r.Lag, r.Checks, r.FilesSummary, r.LastChange, r.HeartbeatAge)
 	}
 	return tw.Flush()
 }
@@ -327,6 +351,16 @@ func renderStatus(w io.Writer, s statusReport, now time.Time) error {
 		fmt.Fprintf(tw, "last failover:\tnone recorded\n")
 	}
 	fmt.Fprintf(tw, "can lose:\t%s\n", toleranceWords(s.Consul, len(s.Nodes)))
+	for _, r := range s.Nodes {
+		if mt := r.Maintenance; mt != nil {
+			reason := ""
+			if mt.Reason != "" {
+				reason = ": " + oneLine(mt.Reason)
+			}
+			fmt.Fprintf(tw, "maintenance:\t%s, by %s since %s (%s)%s; never chosen as active, its alarms quieted, until understudy node maintenance off %s\n",
+				r.Name, mt.By, fmtTime(mt.At), fmtAgo(mt.At, now), reason, r.Name)
+		}
+	}
 	for _, k := range s.KeptAside {
 		fmt.Fprintf(tw, "kept aside:\ton %s, %d transactions a former primary committed after the fork (timeline %d, %s to %s), in %s since %s; read them with %s, remove the directory when done\n",
 			k.Node, k.Commits, k.Timeline, k.From, k.To, k.Dir, fmtTime(k.At), k.Inspect())
@@ -337,7 +371,7 @@ func renderStatus(w io.Writer, s statusReport, now time.Time) error {
 	fmt.Fprintf(w, "members (%d):\n", len(s.Nodes))
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, r := range s.Nodes {
-		line := fmt.Sprintf("  %s\t%s\t%s\tlag %s\t%s\theartbeat %s", r.Name, r.State, r.DBRole, r.Lag, r.Checks, r.HeartbeatAge)
+		line := fmt.Sprintf("  %s\t%s\t%s\tlag %s\t%s\theartbeat %s", r.Name, r.stateWords(), r.DBRole, r.Lag, r.Checks, r.HeartbeatAge)
 		if r.Unreachable != "" {
 			line += "\t(" + r.Unreachable + ")"
 		}
@@ -454,6 +488,9 @@ func renderNode(w io.Writer, r nodeReport, now time.Time) error {
 		pg := st.Postgres
 		kv("live role", "%s since %s (%s): %s", st.Role, fmtTime(st.Since), fmtAgo(st.Since, now), orDash(oneLine(st.Reason)))
 		kv("live session", "%s, serving %s, leader %s", yesNo(st.HasSession), yesNo(st.Serving), orDash(st.Leader))
+		if mt := st.Maintenance; mt != nil {
+			kv("maintenance", "by %s since %s (%s): never chosen as active; its failing checks are marked [maintenance]", mt.By, fmtTime(mt.At), fmtAgo(mt.At, now))
+		}
 		kv("live postgres", "running %s, in recovery %s, streaming %s, timeline %d, position %s", yesNo(pg.Running), yesNo(pg.InRecovery), yesNo(pg.Streaming), pg.Timeline, pg.Position())
 		if pg.Error != "" {
 			kv("live error", "%s", oneLine(pg.Error))

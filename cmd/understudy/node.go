@@ -14,9 +14,9 @@ import (
 func newNodeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
-		Short: "Start or stop this node's processes",
+		Short: "Start or stop this node's processes; put a node in maintenance",
 	}
-	cmd.AddCommand(newNodeStartCmd(), newNodeStopCmd())
+	cmd.AddCommand(newNodeStartCmd(), newNodeStopCmd(), newNodeMaintenanceCmd())
 	return cmd
 }
 

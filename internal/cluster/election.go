@@ -15,6 +15,9 @@ type Candidate struct {
 	// pass and its API answered just now.
 	Healthy    bool
 	NoFailover bool
+	// Maintenance: the node is in maintenance (understudy node
+	// maintenance on), never chosen.
+	Maintenance bool
 	// Timeline is the timeline it receives; 0 when unknown.
 	Timeline uint32
 	// LSN is the most advanced of received and replayed WAL: what it can
@@ -100,6 +103,8 @@ func exclusion(c Candidate, lastPrimaryLSN LSN, maxLag int64, syncSet []string) 
 	switch {
 	case !c.Healthy:
 		return "unhealthy (a Consul check is failing or its API did not answer)"
+	case c.Maintenance:
+		return "in maintenance (understudy node maintenance off " + c.Name + " ends it)"
 	case c.NoFailover:
 		return "nofailover is set"
 	case syncSet != nil && !slices.Contains(syncSet, c.Name):

@@ -17,6 +17,7 @@ var (
 	noFailover candOpt = func(c *Candidate) { c.NoFailover = true }
 	unhealthy  candOpt = func(c *Candidate) { c.Healthy = false }
 	regaining  candOpt = func(c *Candidate) { c.Regaining = true }
+	maint      candOpt = func(c *Candidate) { c.Maintenance = true }
 )
 
 // standby is a healthy candidate on timeline 1 at LSN 0/1000000 unless opts
@@ -43,6 +44,7 @@ func TestChooseNextMaster(t *testing.T) {
 		wantReason string // substring
 	}{
 		{"highest LSN wins", cands(standby("a", at(100)), standby("b", at(200))), 0, 16 * mib, nil, "b", "highest LSN 0/C8 on timeline 1"},
+		{"maintenance never chosen", cands(standby("a", at(300), maint, priority(9)), standby("b", at(200))), 0, 16 * mib, nil, "b", "only eligible"},
 		{"nofailover never chosen", cands(standby("a", at(300), noFailover), standby("b", at(200))), 0, 16 * mib, nil, "b", "only eligible"},
 		{"too far behind is not chosen", cands(standby("a", at(1)), standby("b", at(200<<20))), 200 << 20, 16 * mib, nil, "b", "only eligible"},
 		{"within maximum lag is chosen", cands(standby("a", at(190<<20), priority(9)), standby("b", at(200<<20))), 201 << 20, 16 * mib, nil, "b", "highest LSN"},

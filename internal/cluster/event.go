@@ -24,6 +24,11 @@ const (
 	EventReload      = "reload"       // a node's PostgreSQL was reloaded by an operator
 	EventRestart     = "restart"      // a standby's PostgreSQL was restarted by an operator (cluster restart)
 	EventReinit      = "reinit"       // a standby's data directory was cloned afresh by an operator (Details: aside, took)
+	EventMaintenance = "maintenance"  // a node was put in or taken out of maintenance (To: the node; From: "on"/"off")
+	// EventFailoverRequest: an operator asked for a failover to a node
+	// (cluster failover --to) (To: the node, From: the former active;
+	// Details: last_known_lsn, target_lsn, gap_bytes, forced, paused).
+	EventFailoverRequest = "failover-request"
 )
 
 // Event is one entry of the cluster's history at events/<seq>: what happened,
@@ -64,9 +69,14 @@ type NextMaster struct {
 	// Switchover is true for a planned move: the old active demotes first
 	// and the target waits until it has replayed FromLSN.
 	Switchover bool `json:"switchover,omitempty"`
-	// RequestedBy is who asked for the switchover through the API (see
-	// Event.By).
+	// RequestedBy is who asked for the switchover or the failover through
+	// the API (see Event.By).
 	RequestedBy string `json:"requested_by,omitempty"`
+	// Operator is true for a failover an operator asked for (cluster
+	// failover --to): the node named takes the free lock as in any
+	// election, and it is the only node that stands for it while the
+	// cluster is paused.
+	Operator bool `json:"operator,omitempty"`
 	// FromLSN is the last primary LSN known when the choice was made; the
 	// chosen node must have at least this much before it takes writes in a
 	// switchover.
@@ -90,6 +100,15 @@ type SyncState struct {
 // no automatic change (no election, no PostgreSQL restart), and fencing
 // still protects the one writer.
 type Pause struct {
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// Maintenance is the value of maintenance/<node>: while it exists the node
+// is never chosen as active (election, switchover, operator failover) and
+// its alarms are shown as quieted rather than as the cluster's problems.
+type Maintenance struct {
 	By     string    `json:"by"`
 	At     time.Time `json:"at"`
 	Reason string    `json:"reason,omitempty"`

@@ -24,3 +24,8 @@ func (k Keys) Events() string             { return k.base + "events/" }
 func (k Keys) Fenced(node string) string  { return k.base + "fenced/" + node }
 func (k Keys) Paused() string             { return k.base + "paused" }
 func (k Keys) Parameters() string         { return k.base + "postgres/parameters" }
+
+// Maintenances is the directory of maintenance/<node>; Maintenance the key
+// of one node's.
+func (k Keys) Maintenances() string           { return k.base + "maintenance/" }
+func (k Keys) Maintenance(node string) string { return k.base + "maintenance/" + node }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -35,4 +36,39 @@ func (c *Client) anyNodeDo(ctx context.Context, what, method, path string, in, o
 		}
 		return nil
 	})
+}
+
+// SetMaintenance puts node name in maintenance (on) or takes it out,
+// through the first node that answers (any node may: it writes one key).
+func (c *Client) SetMaintenance(ctx context.Context, name string, on bool, reason string) (MaintenanceAnswer, error) {
+	var out MaintenanceAnswer
+	path := "/v1/cluster/nodes/" + url.PathEscape(name) + "/maintenance"
+	if on {
+		err := c.anyNodeDo(ctx, "put "+name+" in maintenance", http.MethodPut, path, MaintenanceRequest{Reason: reason}, &out)
+		return out, err
+	}
+	err := c.anyNodeDo(ctx, "take "+name+" out of maintenance", http.MethodDelete, path, nil, &out)
+	return out, err
+}
+
+// failoverGrace is how much longer than the failover's own timeout the
+// client waits for the node's answer, which comes only after it.
+const failoverGrace = 10 * time.Second
+
+// Failover asks the first node that answers for a failover to in.Target
+// (any node may ask: it writes next-master, which the election honours).
+// With in.DryRun it answers the plan only. A refusal is an *APIError
+// whose Body holds the plan under "plan".
+func (c *Client) Failover(ctx context.Context, in FailoverRequest, timeout time.Duration) (FailoverAnswer, error) {
+	var out FailoverAnswer
+	in.Timeout = timeout.String()
+	err := c.eachNode(ctx, "failover to "+in.Target, func(base string) error {
+		rctx, cancel := withTimeout(ctx, timeout+failoverGrace)
+		defer cancel()
+		if err := c.do(rctx, http.MethodPost, base, "/v1/cluster/failover", in, &out); err != nil {
+			return fmt.Errorf("ask %s for a failover to %s: %w", base, in.Target, err)
+		}
+		return nil
+	})
+	return out, err
 }

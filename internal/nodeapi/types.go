@@ -50,8 +50,11 @@ type NodeStatus struct {
 	Regaining bool `json:"regaining,omitempty"`
 	// Paused is the cluster's pause as this node last read it (nil: the
 	// cluster runs).
-	Paused   *cluster.Pause `json:"paused,omitempty"`
-	Postgres PGStatus       `json:"postgres"`
+	Paused *cluster.Pause `json:"paused,omitempty"`
+	// Maintenance is this node's maintenance as it last read it (nil: not
+	// in maintenance).
+	Maintenance *cluster.Maintenance `json:"maintenance,omitempty"`
+	Postgres    PGStatus             `json:"postgres"`
 	// Parameters is how far the node applied the cluster-wide PostgreSQL
 	// parameters (nil until it first looked).
 	Parameters *ParametersState `json:"parameters,omitempty"`
@@ -134,6 +137,9 @@ type ClusterStatus struct {
 	// Paused is set while the cluster is paused (understudy cluster
 	// pause).
 	Paused *cluster.Pause `json:"paused,omitempty"`
+	// Maintenance is every node in maintenance, by name (understudy node
+	// maintenance on).
+	Maintenance map[string]cluster.Maintenance `json:"maintenance,omitempty"`
 }
 
 // ServersHealth is autopilot's view of the cluster's Consul servers, one per
@@ -230,4 +236,60 @@ type PauseAnswer struct {
 	// says when none does (the cluster then has no active until resume).
 	Active  string `json:"active,omitempty"`
 	Warning string `json:"warning,omitempty"`
+}
+
+// MaintenanceRequest is the body of PUT /v1/cluster/nodes/NAME/maintenance.
+type MaintenanceRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// MaintenanceAnswer is what PUT and DELETE
+// /v1/cluster/nodes/NAME/maintenance answer: the node's maintenance after
+// the change, nil when it is out of maintenance.
+type MaintenanceAnswer struct {
+	Node        string               `json:"node"`
+	Maintenance *cluster.Maintenance `json:"maintenance"`
+}
+
+// FailoverRequest is the body of POST /v1/cluster/failover.
+type FailoverRequest struct {
+	Target string `json:"target"`
+	// Force accepts losing what the target does not have (its position
+	// behind the former active's last known one, or either unknown).
+	Force bool `json:"force,omitempty"`
+	// DryRun answers the plan (the gap, and why it would be refused)
+	// without acting.
+	DryRun bool `json:"dry_run,omitempty"`
+	// Timeout is how long to wait for the target to hold the lock, e.g.
+	// "60s".
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// FailoverPlan is what a failover to Target would do, as the node asked
+// sees it: the answer of a dry run, and part of every answer.
+type FailoverPlan struct {
+	Target string `json:"target"`
+	// FormerActive is the node the leader key names (held or not); its
+	// state says why it is not a healthy active that could hand over.
+	FormerActive      string `json:"former_active,omitempty"`
+	FormerActiveHolds bool   `json:"former_active_holds_lock"`
+	FormerActiveState string `json:"former_active_state,omitempty"`
+	Paused            bool   `json:"paused"`
+	// Gap is the former active's last known write position against the
+	// target's; GapBytes is -1 when unknown.
+	Gap       cluster.FailoverGap `json:"gap"`
+	GapBytes  int64               `json:"gap_bytes"`
+	LosesData bool                `json:"loses_data"`
+	// Refused is why the failover is refused whatever --force says (a
+	// healthy active, a target that cannot take over); "" when it may go
+	// ahead (with Force when LosesData).
+	Refused string `json:"refused,omitempty"`
+}
+
+// FailoverAnswer is the answer of a failover that completed: the plan, the
+// node active now and how long it took.
+type FailoverAnswer struct {
+	FailoverPlan
+	Active string `json:"active,omitempty"`
+	Took   string `json:"took,omitempty"`
 }
