@@ -154,9 +154,11 @@ deb: consul syncthing
 	VERSION=$(VERSION) SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) packaging/deb/build.sh build/deb/understudy bin/consul bin/syncthing $(DEB_OUT) > build/deb/path
 	@echo "built $$(cat build/deb/path)"
 
-# make deb, then lintian (no error) and the test that reads the
-# package's file list and control fields. About two minutes: not part of
-# make test.
+# make deb, then lintian (no error) and packaging/deb's tests: the
+# package's file list and control fields, and the package installed with
+# apt-get on a SystemdHost whose / is an overlay of the machine's (which is
+# never written), `cluster start` from the installed binaries, remove and
+# purge. About five minutes, as root: not part of make test.
 deb-test: deb
 	lintian --fail-on error $$(cat build/deb/path)
 	UNDERSTUDY_DEB=$$(realpath $$(cat build/deb/path)) $(GO) test -count=1 -run 'TestDeb' ./packaging/deb/

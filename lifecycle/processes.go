@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -84,7 +85,7 @@ func (u *undo) startService(ctx context.Context, cfg *config.Config, o Options, 
 				return fmt.Errorf("unit %s: %w", svc.Name, err)
 			}
 		}
-		unit, err := systemd.Unit(svc.Name, svc.Command, writable)
+		unit, err := systemd.Unit(svc.Name, systemd.Spec{Argv: svc.Command, Writable: writable, Reads: nodePaths(cfg)})
 		if err != nil {
 			return err
 		}
@@ -137,6 +138,18 @@ func writablePaths(cfg *config.Config, name string) []string {
 		return w
 	}
 	return nil
+}
+
+// nodePaths are the paths of the node its processes read, whichever
+// process: a unit's sandbox must not hide any of them (PrivateTmp= hides a
+// mirrored directory under /tmp from the check-runner that looks at it).
+func nodePaths(cfg *config.Config) []string {
+	ca, cert, key := cfg.TLSFiles()
+	paths := []string{cfg.Path, cfg.Node.DataDir, cfg.Postgres.DataDir, cfg.Postgres.BinDir, cfg.Postgres.TLSDir, ca, cert, key, cfg.Syncthing.Binary}
+	for _, f := range cfg.Files {
+		paths = append(paths, f.Path)
+	}
+	return slices.DeleteFunc(paths, func(p string) bool { return p == "" })
 }
 
 // within reports whether path is dir or lies under it.

@@ -68,7 +68,7 @@ func TestUnitsExposure(t *testing.T) {
 		if strings.Contains(string(b), "\nReadWritePaths=") {
 			writable = []string{"/tmp/n"}
 		}
-		rendered, err := Unit(name, argv, writable)
+		rendered, err := Unit(name, Spec{Argv: argv, Writable: writable})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,28 +9,41 @@ import (
 	"embed"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
 //go:embed *.service
 var files embed.FS
 
+// Spec is what a node's unit runs and touches.
+type Spec struct {
+	Argv     []string // ExecStart=
+	Writable []string // ReadWritePaths=: the only paths it may write
+	// Reads are the other paths of the node the process reads (its
+	// configuration's data directory, mirrored directories, TLS files):
+	// they only decide whether the sandbox may hide /tmp and /home.
+	Reads []string
+}
+
 // Unit is the unit of the node process name (understudy-consul, ...) with
-// ExecStart= running argv and ReadWritePaths= naming writable, each
+// ExecStart= running s.Argv and ReadWritePaths= naming s.Writable, each
 // argument and path quoted as systemd reads it. A unit that ships
 // ReadWritePaths= (its file system is read-only but for those) must be
-// given at least one; one that does not, none. A node whose paths
-// (argv's, writable's) lie under /tmp or /var/tmp gets PrivateTmp=no, and
-// one under /home, /root or /run/user ProtectHome=no: the sandbox would
-// hide its own files from it (a trial node, the tests' nodes).
-func Unit(name string, argv, writable []string) ([]byte, error) {
+// given at least one; one that does not, none. A node with a path (of
+// s's) under /tmp or /var/tmp gets PrivateTmp=no, and one under /home,
+// /root or /run/user ProtectHome=no: the sandbox would hide its own files
+// from it (a trial node, the tests' nodes).
+func Unit(name string, s Spec) ([]byte, error) {
 	b, err := files.ReadFile(name + ".service")
 	if err != nil {
 		return nil, fmt.Errorf("no systemd unit for the process %s", name)
 	}
+	argv, writable := s.Argv, s.Writable
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("unit %s: no command", name)
 	}
+	all := slices.Concat(argv, writable, s.Reads)
 	var exec, rw int
 	lines := strings.Split(string(b), "\n")
 	for i, l := range lines {
@@ -43,11 +56,11 @@ func Unit(name string, argv, writable []string) ([]byte, error) {
 			lines[i] = "ReadWritePaths=" + quoteAll(writable)
 			rw++
 		case "PrivateTmp":
-			if under(append(argv, writable...), "/tmp/", "/var/tmp/") {
+			if under(all, "/tmp/", "/var/tmp/") {
 				lines[i] = "PrivateTmp=no"
 			}
 		case "ProtectHome":
-			if under(append(argv, writable...), "/home/", "/root/", "/run/user/") {
+			if under(all, "/home/", "/root/", "/run/user/") {
 				lines[i] = "ProtectHome=no"
 			}
 		}
