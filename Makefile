@@ -17,7 +17,7 @@ APT_PACKAGES  := postgresql-15 postgresql-client-15 iproute2 nftables procps hap
 
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: all demo build deps apt consul syncthing staticcheck test test-short lint vet fmt bench-checkrunner bench-failover bench-files chaos clean
+.PHONY: all demo build deps apt consul syncthing staticcheck test test-short lint vet fmt bench-checkrunner bench-failover bench-files chaos clean deb deb-test
 
 all: build
 
@@ -140,5 +140,28 @@ chaos: deps
 		echo; cat $(CHAOS_LOG).table 2>/dev/null; \
 		[ $$rc = 0 ] || { echo "chaos: FAILED (exit $$rc); see $(CHAOS_LOG)"; tail -n 20 $(CHAOS_LOG); }; exit $$rc
 
+# The Debian package, understudy_<version>_amd64.deb in DEB_OUT, built by
+# packaging/deb/build.sh with dpkg-deb: /usr/bin/understudy, the pinned
+# Consul and Syncthing in /usr/lib/understudy/bin, the units, completion
+# and man pages from the cobra commands. lintian checks it (deb-test).
+DEB_OUT ?= .
+deb: consul syncthing
+	@dpkg-query -W -f='$${Status}' lintian 2>/dev/null | grep -q "install ok installed" || { \
+		echo "installing: lintian"; SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends lintian; }
+	mkdir -p build/deb
+	$(GO) build -trimpath -buildmode=pie -ldflags '-s -w -linkmode=external -extldflags=-Wl,-z,relro,-z,now $(LDFLAGS)' -o build/deb/understudy ./cmd/understudy
+	VERSION=$(VERSION) SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) packaging/deb/build.sh build/deb/understudy bin/consul bin/syncthing $(DEB_OUT) > build/deb/path
+	@echo "built $$(cat build/deb/path)"
+
+# make deb, then lintian (no error) and packaging/deb's tests: the
+# package's file list and control fields, and the package installed with
+# apt-get on a SystemdHost whose / is an overlay of the machine's (which is
+# never written), `cluster start` from the installed binaries, remove and
+# purge. About five minutes, as root: not part of make test.
+deb-test: deb
+	lintian --fail-on error $$(cat build/deb/path)
+	UNDERSTUDY_DEB=$$(realpath $$(cat build/deb/path)) $(GO) test -count=1 -run 'TestDeb' ./packaging/deb/
+
 clean:
-	rm -rf bin
+	rm -rf bin build

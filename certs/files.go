@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // The conventional file names in a node's TLS directory
@@ -134,3 +135,45 @@ func syncDir(dir string) error {
 // GossipKeyFile is where cluster start and join keep the Consul gossip key,
 // in the node's TLS directory (0600): the active hands it to joining nodes.
 const GossipKeyFile = "gossip.key"
+
+// CopyFiles copies the node's CA certificate, certificate and key of src
+// into dir (created 0700 if missing), owned by dir's owner: the copies a
+// process of another user reads (the Consul agent runs as a user of its
+// own, and must not read the CA key beside them). The key is copied before
+// the certificate, as WriteFiles writes them.
+func CopyFiles(src Paths, dir string) (Paths, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Paths{}, fmt.Errorf("copy tls files: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return Paths{}, fmt.Errorf("copy tls files: %w", err)
+	}
+	uid, gid := ownerOf(fi)
+	dst := ReadPaths(dir)
+	dst.CAKey = ""
+	for _, f := range []struct {
+		from, to string
+		mode     os.FileMode
+	}{{src.CA, dst.CA, publicMode}, {src.Key, dst.Key, secretMode}, {src.Cert, dst.Cert, secretMode}} {
+		data, err := os.ReadFile(f.from)
+		if err != nil {
+			return Paths{}, fmt.Errorf("copy tls files: %w", err)
+		}
+		if err := writeFileAtomic(f.to, data, f.mode, uid, gid); err != nil {
+			return Paths{}, fmt.Errorf("copy tls files to %s: %w", dir, err)
+		}
+	}
+	if err := syncDir(dir); err != nil {
+		return Paths{}, fmt.Errorf("copy tls files: %w", err)
+	}
+	return dst, nil
+}
+
+// ownerOf is the owner and group of a file, to give its copies.
+func ownerOf(fi os.FileInfo) (uid, gid int) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid), int(st.Gid)
+	}
+	return -1, -1
+}

@@ -204,3 +204,53 @@ func TestConsulTLSHCL(t *testing.T) {
 		t.Errorf("a path with a quote breaks the HCL: %v", diags)
 	}
 }
+
+// TestCopyFilesTakesTheDirectorysOwner: the copies hold what the node's
+// files hold, the key and certificate 0600 and the CA 0644, owned by the
+// directory's owner, without the CA key.
+func TestCopyFilesTakesTheDirectorysOwner(t *testing.T) {
+	ca, err := NewCA("t", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := ca.IssueNode("n1", "dc1", []string{"127.0.0.1"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := WriteFiles(t.TempDir(), ca, true, nc, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "copies")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Chown(dir, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst, err := CopyFiles(src, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dfi, _ := os.Stat(dir)
+	wantUID, wantGID := ownerOf(dfi)
+	for _, f := range []struct {
+		from, to string
+		mode     os.FileMode
+	}{{src.CA, dst.CA, 0o644}, {src.Key, dst.Key, 0o600}, {src.Cert, dst.Cert, 0o600}} {
+		a, _ := os.ReadFile(f.from)
+		b, err := os.ReadFile(f.to)
+		if err != nil || string(a) != string(b) {
+			t.Fatalf("%s is not a copy of %s: %v", f.to, f.from, err)
+		}
+		fi, _ := os.Stat(f.to)
+		if uid, gid := ownerOf(fi); fi.Mode().Perm() != f.mode || uid != wantUID || gid != wantGID {
+			t.Errorf("%s: mode %v owner %d:%d, want %v %d:%d", f.to, fi.Mode().Perm(), uid, gid, f.mode, wantUID, wantGID)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, CAKeyFile)); err == nil || dst.CAKey != "" {
+		t.Error("the CA key was copied")
+	}
+}

@@ -82,6 +82,13 @@ func RenewCertificate(ctx context.Context, cfg *config.Config, cc *consul.Client
 	if _, err := certs.WriteFiles(dir, ca, false, nc, -1, -1); err != nil {
 		return out, fmt.Errorf("renew the node certificate: %w", err)
 	}
+	// The Consul agent reads copies of its own (cluster start and join made
+	// them, owned by its user): they follow before it reloads.
+	if _, err := os.Stat(cfg.ConsulAgentTLSDir()); err == nil {
+		if _, err := certs.CopyFiles(paths, cfg.ConsulAgentTLSDir()); err != nil {
+			return out, fmt.Errorf("renew the node certificate: %w", err)
+		}
+	}
 	out.Serial, out.NotAfter = nc.Cert.SerialNumber.Text(16), nc.Cert.NotAfter
 	log.Info("node certificate renewed", "serial", out.Serial, "not_after", out.NotAfter, "previous_not_after", old.NotAfter, "by", by)
 

@@ -62,7 +62,9 @@ func consulHCL(cfg *config.Config, l layout, o Options, bootstrap bool, join []s
 }
 
 // writeConsulConfig writes consul.hcl and tls.hcl (which holds the gossip
-// key, hence 0600) into the agent's config directory.
+// key, hence 0600) into the agent's config directory and the copies of the
+// node's TLS files the agent reads; on a systemd host the agent's directory
+// is then ConsulUser's, whose unit it runs as.
 func writeConsulConfig(cfg *config.Config, l layout, o Options, paths certs.Paths, gossipKey string, bootstrap bool, join []string) error {
 	main, err := consulHCL(cfg, l, o, bootstrap, join)
 	if err != nil {
@@ -78,10 +80,26 @@ func writeConsulConfig(cfg *config.Config, l layout, o Options, paths certs.Path
 			return err
 		}
 	}
+	// The agent reads copies of the node's TLS files, its own: as a unit
+	// it runs as ConsulUser, which must not read the CA key beside them.
+	copies, err := certs.CopyFiles(paths, cfg.ConsulAgentTLSDir())
+	if err != nil {
+		return err
+	}
 	if err := os.WriteFile(filepath.Join(l.consulConfig(), "consul.hcl"), []byte(main), 0o600); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(l.consulConfig(), "tls.hcl"), []byte(certs.ConsulTLSHCL(paths, gossipKey, httpsPort)), 0o600)
+	if err := os.WriteFile(filepath.Join(l.consulConfig(), "tls.hcl"), []byte(certs.ConsulTLSHCL(copies, gossipKey, httpsPort)), 0o600); err != nil {
+		return err
+	}
+	if !o.Systemd {
+		return nil
+	}
+	uid, gid, err := ensureSystemUser(ConsulUser)
+	if err != nil {
+		return err
+	}
+	return giveTo(l.consul(), ConsulUser, uid, gid)
 }
 
 // timingHCL is the agent's performance and gossip_lan blocks, from the

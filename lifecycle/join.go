@@ -111,7 +111,7 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	if err != nil {
 		return err
 	}
-	if err := u.startService(ctx, o, consulService(l, o)); err != nil {
+	if err := u.startService(ctx, cfg, o, consulService(l, o)); err != nil {
 		return err
 	}
 	// Leave gracefully on failure, before the agent is stopped (undo runs
@@ -163,7 +163,7 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	}
 	fmt.Fprintln(o.Out, startingWords(daemons))
 	for _, svc := range daemons {
-		if err := u.startService(ctx, o, svc); err != nil {
+		if err := u.startService(ctx, cfg, o, svc); err != nil {
 			return err
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/config"
@@ -71,10 +73,19 @@ func startingWords(svcs []config.Service) string {
 
 // startService starts one of the node's processes, given by its command,
 // the way o runs them; undone, it is stopped, and its unit removed.
-func (u *undo) startService(ctx context.Context, o Options, svc config.Service) error {
+func (u *undo) startService(ctx context.Context, cfg *config.Config, o Options, svc config.Service) error {
 	m, run := o.Services, o.run(svc)
 	if o.Systemd {
-		unit, err := systemd.Unit(svc.Name, svc.Command)
+		writable := writablePaths(cfg, svc.Name)
+		// The file system is read-only for the unit but for these, which
+		// must exist when it starts: a mirrored directory the application
+		// has not made yet, say.
+		for _, d := range writable {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return fmt.Errorf("unit %s: %w", svc.Name, err)
+			}
+		}
+		unit, err := systemd.Unit(svc.Name, systemd.Spec{Argv: svc.Command, Writable: writable, Reads: nodePaths(cfg)})
 		if err != nil {
 			return err
 		}
@@ -97,6 +108,54 @@ func (u *undo) startService(ctx context.Context, o Options, svc config.Service) 
 		return fmt.Errorf("start %s: %w", svc.Name, err)
 	}
 	return nil
+}
+
+// writablePaths are what the unit of the node's process name may write
+// (ReadWritePaths=; the rest of the file system is read-only to it): the
+// Consul agent its directory; Syncthing its home and the mirrored
+// directories; the check-runner node.data_dir (renewed certificates and
+// the copies PostgreSQL and Consul read), and the TLS directories when
+// they are elsewhere. The handler-runner's unit protects /usr and /etc
+// only (ProtectSystem=full): none.
+func writablePaths(cfg *config.Config, name string) []string {
+	switch name {
+	case ConsulProcess:
+		return []string{layout{cfg.Node.DataDir}.consul()}
+	case SyncthingProcess:
+		w := []string{cfg.SyncthingHome()}
+		for _, f := range cfg.Files {
+			w = append(w, f.Path)
+		}
+		return w
+	case CheckRunnerProcess:
+		w := []string{cfg.Node.DataDir}
+		_, cert, _ := cfg.TLSFiles()
+		for _, d := range []string{filepath.Dir(cert), cfg.Postgres.TLSDir} {
+			if cert != "" && d != "" && !within(d, cfg.Node.DataDir) {
+				w = append(w, d)
+			}
+		}
+		return w
+	}
+	return nil
+}
+
+// nodePaths are the paths of the node its processes read, whichever
+// process: a unit's sandbox must not hide any of them (PrivateTmp= hides a
+// mirrored directory under /tmp from the check-runner that looks at it).
+func nodePaths(cfg *config.Config) []string {
+	ca, cert, key := cfg.TLSFiles()
+	paths := []string{cfg.Path, cfg.Node.DataDir, cfg.Postgres.DataDir, cfg.Postgres.BinDir, cfg.Postgres.TLSDir, ca, cert, key, cfg.Syncthing.Binary}
+	for _, f := range cfg.Files {
+		paths = append(paths, f.Path)
+	}
+	return slices.DeleteFunc(paths, func(p string) bool { return p == "" })
+}
+
+// within reports whether path is dir or lies under it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // run is what runs one of the node's processes, given by its command.
@@ -123,24 +182,34 @@ func (o Options) unitDir() string {
 	return ""
 }
 
+// PackageBinDir is where the Debian package puts the pinned Consul and
+// Syncthing, relative to the directory of the understudy binary
+// (/usr/bin/understudy: /usr/lib/understudy/bin).
+const PackageBinDir = "../lib/understudy/bin"
+
 // FindConsul is the Consul agent to run beside the understudy binary at
-// understudy: bin/consul next to it (what `make deps` builds, the pinned
-// version), else consul on PATH.
+// understudy: the package's (PackageBinDir), else bin/consul next to it
+// (what `make deps` builds, the pinned version), else consul on PATH.
 func FindConsul(understudy string) (string, error) {
 	return findBeside(understudy, "consul", "no consul agent beside understudy nor on PATH; run `make deps`, which builds the pinned one into bin/consul")
 }
 
 // FindSyncthing is the Syncthing to run when syncthing.binary is not set:
-// bin/syncthing beside understudy (the pinned version `make deps` builds),
-// else syncthing on PATH.
+// the package's (PackageBinDir), else bin/syncthing beside understudy (the
+// pinned version `make deps` builds), else syncthing on PATH.
 func FindSyncthing(understudy string) (string, error) {
 	return findBeside(understudy, "syncthing", "no syncthing beside understudy nor on PATH; run `make deps`, which builds the pinned one into bin/syncthing, or set syncthing { binary = \"/path/to/syncthing\" }")
 }
 
+// findBeside prefers the package's pinned program to one that happens to
+// be beside understudy or on PATH: an installed node must run the version
+// it was tested with, not a consul of another package in /usr/bin.
 func findBeside(understudy, name, missing string) (string, error) {
-	beside := filepath.Join(filepath.Dir(understudy), name)
-	if fi, err := os.Stat(beside); err == nil && !fi.IsDir() {
-		return beside, nil
+	dir := filepath.Dir(understudy)
+	for _, p := range []string{filepath.Join(dir, PackageBinDir, name), filepath.Join(dir, name)} {
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return filepath.Clean(p), nil
+		}
 	}
 	if p, err := exec.LookPath(name); err == nil {
 		return p, nil

@@ -169,7 +169,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	}
 
 	fmt.Fprintln(o.Out, "starting the Consul agent (a server, TLS on every port)")
-	if err := u.startService(ctx, o, consulService(l, o)); err != nil {
+	if err := u.startService(ctx, cfg, o, consulService(l, o)); err != nil {
 		return Result{}, err
 	}
 	cc, err := consul.New(cfg.Consul)
@@ -221,7 +221,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	}
 	fmt.Fprintln(o.Out, startingWords(daemons))
 	for _, svc := range daemons {
-		if err := u.startService(ctx, o, svc); err != nil {
+		if err := u.startService(ctx, cfg, o, svc); err != nil {
 			return Result{}, err
 		}
 	}

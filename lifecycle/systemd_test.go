@@ -43,6 +43,11 @@ service "app" {
   systemd_unit = "app.service"
   active_only  = true
 }`, testenv.SyncthingBinary(t), testenv.FreePortOn(t, addr), testenv.FreePort(t), shared))
+	// The Consul agent's unit runs as a user of its own, which must be able
+	// to enter node.data_dir (TempDir makes it 0700).
+	if err := os.Chmod(cfg.Node.DataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	// Booted after the node's directories were made, so that its power goes
 	// off (every process of the node killed) before they are removed.
 	h := testenv.BootSystemd(t, name)

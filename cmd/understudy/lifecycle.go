@@ -229,8 +229,9 @@ blocks, the check-runner, the handler-runner) run, with --processes systemd,
 as systemd units written into /etc/systemd/system and enabled: systemd
 restarts each one that exits, starts them at boot, and their output is in
 the journal (journalctl -u 'understudy-*'). The units run this understudy
-binary and the Consul agent from where they are now: put them where they
-stay (such as /usr/bin) before. With --processes supervised they
+binary and the Consul agent from where they are now: install the package
+(/usr/bin/understudy, the pinned Consul and Syncthing in
+/usr/lib/understudy/bin, found first) or put them where they stay before. With --processes supervised they
 are programs this command starts and leaves running, their output and PIDs
 under node.data_dir/services; nothing restarts them once it has exited (use
 it where systemd is not the init, as the dev cluster does). auto, the
@@ -263,7 +264,7 @@ func addLifecycleFlags(cmd *cobra.Command, consulBin, processes *string, node *c
 	cmd.Flags().StringVar(&node.Name, "cluster-node-name", "", "this node's name in the cluster; overrides node.name and is written into the configuration file")
 	cmd.Flags().StringVar(&node.Address, "cluster-host-ip", "", "the IP address the other nodes reach this one at (a private network, not the CLI's); overrides node.address and is written into the configuration file")
 	cmd.Flags().StringVar(processes, "processes", "auto", "how the node's processes run: systemd (enabled units), supervised (programs left running, not restarted), or auto (systemd where it is the init)")
-	cmd.Flags().StringVar(consulBin, "consul", "", "the Consul agent to run (default: bin/consul beside understudy, else consul on PATH)")
+	cmd.Flags().StringVar(consulBin, "consul", "", "the Consul agent to run (default: the package's /usr/lib/understudy/bin/consul, else bin/consul beside understudy, else consul on PATH)")
 	cmd.Flags().IntVar(&o.SerfPort, "consul-serf-port", 8301, "the Consul agent's LAN gossip port")
 	cmd.Flags().IntVar(&o.ServerPort, "consul-server-port", 8300, "the Consul agent's server (Raft, RPC) port")
 }

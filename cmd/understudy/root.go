@@ -27,7 +27,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: false,
 	}
 	root.AddCommand(newVersionCmd(), newConfigCmd(), newCertsCmd(), newCheckRunnerCmd(), newHandlerRunnerCmd(), newWatchdogCmd(), newDevCmd(),
-		newClusterCmd(), newNodeCmd(), newProfileCmd(), newHAProxyConfigCmd())
+		newClusterCmd(), newNodeCmd(), newProfileCmd(), newHAProxyConfigCmd(), newDocsCmd())
 	guideUsage(root)
 	return root
 }

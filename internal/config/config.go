@@ -248,9 +248,10 @@ func (c *Config) ClusterLogPath() string {
 // blocks, one per node, run and configured by understudy (its home is
 // <node.data_dir>/syncthing).
 type Syncthing struct {
-	// Binary is the syncthing program; "" finds bin/syncthing beside the
-	// understudy binary (what `make deps` builds, the pinned version), else
-	// syncthing on PATH.
+	// Binary is the syncthing program; "" finds the package's pinned one
+	// (/usr/lib/understudy/bin/syncthing beside /usr/bin/understudy), else
+	// bin/syncthing beside the understudy binary (what `make deps` builds,
+	// the pinned version), else syncthing on PATH.
 	Binary string
 	// Port is where Syncthing's sync protocol listens, on node.address
 	// only; peers connect there.
@@ -407,6 +408,12 @@ func (c *Config) TLS() bool { return c.Consul.Scheme == "https" }
 // SyncthingHome is the node's Syncthing home: its configuration, database,
 // API key and identity (the node certificate).
 func (c *Config) SyncthingHome() string { return filepath.Join(c.Node.DataDir, "syncthing") }
+
+// ConsulAgentTLSDir is where cluster start and join put the copies of the
+// node's CA certificate, certificate and key that its Consul agent reads
+// (owned by the agent's user on a systemd host), and where a renewal
+// copies the new pair.
+func (c *Config) ConsulAgentTLSDir() string { return filepath.Join(c.Node.DataDir, "consul", "tls") }
 
 // SyncthingListen is where the node's Syncthing takes peer connections:
 // node.address only.

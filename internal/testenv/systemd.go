@@ -52,6 +52,38 @@ var systemdTargets = []string{
 // killed) when the test ends.
 func BootSystemd(t testing.TB, name string) *SystemdHost {
 	t.Helper()
+	return bootSystemd(t, name, "")
+}
+
+// BootSystemdOverlay boots a SystemdHost whose / is an overlay of the
+// machine's: the machine's files are its lower layer, and what the host
+// writes outside /tmp, /dev, /proc and /sys (packages installed with dpkg,
+// users added, /etc, /usr, /var) goes to an upper layer of its own under
+// the test's directory, which outlives Reboot as a disk does. A package
+// installed there never touches the machine's own /. /tmp is the machine's,
+// shared with the test as on every SystemdHost.
+func BootSystemdOverlay(t testing.TB, name string) *SystemdHost {
+	t.Helper()
+	return bootSystemd(t, name, overlayRoot)
+}
+
+// overlayRoot makes the host's / an overlay of the machine's, then pivots
+// into it, before the rest of boot.sh. The upper layer may lie on the
+// lower's file system (under /tmp): the kernel accepts it, and the host
+// never sees it, /tmp being bound over the overlay's.
+const overlayRoot = `mkdir -p "$DIR/root" "$DIR/root-upper" "$DIR/root-work"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$DIR/root-upper,workdir=$DIR/root-work" "$DIR/root"
+for m in /dev /proc /sys /tmp; do mount --rbind "$m" "$DIR/root$m"; done
+mkdir -p "$DIR/root/.oldroot"
+cd "$DIR/root"
+pivot_root . .oldroot
+cd /
+umount -l /.oldroot
+rmdir /.oldroot
+`
+
+func bootSystemd(t testing.TB, name, rootScript string) *SystemdHost {
+	t.Helper()
 	RequireIntegration(t)
 	for _, bin := range []string{"/lib/systemd/systemd", "/lib/systemd/systemd-journald"} {
 		if !isExecutable(bin) {
@@ -109,8 +141,7 @@ func BootSystemd(t testing.TB, name string) *SystemdHost {
 		}
 		h.cg = append(h.cg, cg)
 	}
-	boot := `set -e
-mount -t tmpfs -o mode=755 run /run
+	boot := "set -e\n" + rootScript + `mount -t tmpfs -o mode=755 run /run
 mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup
 mkdir /sys/fs/cgroup/systemd /sys/fs/cgroup/unified
 mount -t cgroup -o none,name=systemd,xattr cgroup /sys/fs/cgroup/systemd
