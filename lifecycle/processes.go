@@ -114,8 +114,8 @@ func (u *undo) startService(ctx context.Context, cfg *config.Config, o Options, 
 // (ReadWritePaths=; the rest of the file system is read-only to it): the
 // Consul agent its directory; Syncthing its home and the mirrored
 // directories; the check-runner node.data_dir (renewed certificates and
-// the copies PostgreSQL and Consul read), and the TLS directories when
-// they are elsewhere. The handler-runner's unit protects /usr and /etc
+// the copies PostgreSQL and Consul read), logging.dir (cluster.log), and
+// the TLS directories when they are elsewhere. The handler-runner's unit protects /usr and /etc
 // only (ProtectSystem=full): none.
 func writablePaths(cfg *config.Config, name string) []string {
 	switch name {
@@ -129,6 +129,11 @@ func writablePaths(cfg *config.Config, name string) []string {
 		return w
 	case CheckRunnerProcess:
 		w := []string{cfg.Node.DataDir}
+		// cluster.log: the check-runner writes its guard's fencing and its
+		// renewals there, beside the handler-runner.
+		if cfg.Logging.Dir != "" && !within(cfg.Logging.Dir, cfg.Node.DataDir) {
+			w = append(w, cfg.Logging.Dir)
+		}
 		_, cert, _ := cfg.TLSFiles()
 		for _, d := range []string{filepath.Dir(cert), cfg.Postgres.TLSDir} {
 			if cert != "" && d != "" && !within(d, cfg.Node.DataDir) {
