@@ -61,9 +61,10 @@ func consulHCL(cfg *config.Config, l layout, o Options, bootstrap bool, join []s
 	return b.String(), nil
 }
 
-// writeConsulConfig writes consul.hcl and tls.hcl (which holds the gossip
-// key, hence 0600) into the agent's config directory.
-func writeConsulConfig(cfg *config.Config, l layout, o Options, paths certs.Paths, gossipKey string, bootstrap bool, join []string) error {
+// writeConsulConfig writes consul.hcl, tls.hcl (which holds the gossip
+// key, hence 0600) and, with an agent token, acl.hcl (0600 too) into the
+// agent's config directory.
+func writeConsulConfig(cfg *config.Config, l layout, o Options, paths certs.Paths, gossipKey, agentToken string, bootstrap bool, join []string) error {
 	main, err := consulHCL(cfg, l, o, bootstrap, join)
 	if err != nil {
 		return err
@@ -80,6 +81,11 @@ func writeConsulConfig(cfg *config.Config, l layout, o Options, paths certs.Path
 	}
 	if err := os.WriteFile(filepath.Join(l.consulConfig(), "consul.hcl"), []byte(main), 0o600); err != nil {
 		return err
+	}
+	if agentToken != "" {
+		if err := os.WriteFile(filepath.Join(l.consulConfig(), "acl.hcl"), []byte(aclHCL(agentToken)), 0o600); err != nil {
+			return err
+		}
 	}
 	return os.WriteFile(filepath.Join(l.consulConfig(), "tls.hcl"), []byte(certs.ConsulTLSHCL(paths, gossipKey, httpsPort)), 0o600)
 }

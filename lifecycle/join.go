@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -61,6 +62,9 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	if err := checkPostgresDataDir(cfg.Postgres.DataDir); err != nil {
 		return err
 	}
+	if err := checkTokenFile(cfg); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o755); err != nil {
 		return err
 	}
@@ -103,7 +107,18 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	if err := u.addRemoveNew(l.consul(), nil); err != nil {
 		return err
 	}
-	if err := writeConsulConfig(cfg, l, o, paths, resp.GossipKey, false, resp.ConsulJoin); err != nil {
+	tokens := joinTokens(resp.ACL)
+	var agentToken string
+	if tokens != nil {
+		agentToken = tokens.Agent
+		if err := u.addRemoveNew(filepath.Dir(cfg.Consul.TokenFile), nil); err != nil {
+			return err
+		}
+		if err := writeTokenFiles(cfg, *tokens); err != nil {
+			return err
+		}
+	}
+	if err := writeConsulConfig(cfg, l, o, paths, resp.GossipKey, agentToken, false, resp.ConsulJoin); err != nil {
 		return err
 	}
 	fmt.Fprintln(o.Out, "starting the Consul agent and joining the cluster's servers")

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/understudy-ha/understudy/certs"
@@ -125,6 +126,9 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	if err := checkPostgresDataDir(cfg.Postgres.DataDir); err != nil {
 		return Result{}, err
 	}
+	if err := checkTokenFile(cfg); err != nil {
+		return Result{}, err
+	}
 	// node.data_dir stays on failure, even when this run made it: the
 	// processes' logs that the error points at are under it.
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o755); err != nil {
@@ -161,15 +165,28 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	if err := os.WriteFile(l.gossipKey(), []byte(gossip+"\n"), 0o600); err != nil {
 		return Result{}, err
 	}
+	tokens, err := newACLTokens()
+	if err != nil {
+		return Result{}, err
+	}
 	if err := u.addRemoveNew(l.consul(), nil); err != nil {
 		return Result{}, err
 	}
-	if err := writeConsulConfig(cfg, l, o, paths, gossip, true, nil); err != nil {
+	if err := writeConsulConfig(cfg, l, o, paths, gossip, tokens.Agent, true, nil); err != nil {
 		return Result{}, err
 	}
 
-	fmt.Fprintln(o.Out, "starting the Consul agent (a server, TLS on every port)")
+	fmt.Fprintln(o.Out, "starting the Consul agent (a server, TLS on every port, ACLs default deny)")
 	if err := u.startService(ctx, o, consulService(l, o)); err != nil {
+		return Result{}, err
+	}
+	if err := bootstrapOnLeader(ctx, cfg, o, tokens); err != nil {
+		return Result{}, err
+	}
+	if err := u.addRemoveNew(filepath.Dir(cfg.Consul.TokenFile), nil); err != nil {
+		return Result{}, err
+	}
+	if err := writeTokenFiles(cfg, tokens); err != nil {
 		return Result{}, err
 	}
 	cc, err := consul.New(cfg.Consul)
@@ -233,6 +250,30 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 		return Result{}, err
 	}
 	return Result{Token: token, TokenExpires: rec.ExpiresAt, CAFingerprint: ca.Fingerprint()}, nil
+}
+
+// bootstrapOnLeader waits for the new agent to elect itself, without a
+// token (/v1/status/leader needs none; everything else is denied until
+// the bootstrap), then bootstraps the cluster's ACLs.
+func bootstrapOnLeader(ctx context.Context, cfg *config.Config, o Options, t aclTokens) error {
+	anon := cfg.Consul
+	anon.Token, anon.TokenFile = "", ""
+	cc, err := consul.New(anon)
+	if err != nil {
+		return err
+	}
+	err = wait.Until(ctx, time.Minute, func() error {
+		leader, err := cc.Leader(ctx)
+		if err == nil && leader == "" {
+			err = errors.New("no raft leader yet")
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(o.Out, "bootstrapping Consul's ACLs: the management, daemons' and agent tokens")
+	return bootstrapACL(ctx, cc, cfg, t)
 }
 
 // waitConsul waits until the agent answers over TLS and the cluster has a

@@ -340,6 +340,9 @@ func TestHTTPSDefaultsFollowDataDir(t *testing.T) {
 	if c.Address != "127.0.0.1:8501" || c.CAFile != "/srv/u/tls/ca.pem" || c.CertFile != "/srv/u/tls/node.pem" || c.KeyFile != "/srv/u/tls/node-key.pem" {
 		t.Errorf("consul %+v; want 127.0.0.1:8501 and the files under /srv/u/tls", c)
 	}
+	if c.TokenFile != "/srv/u/acl/daemons.token" || cfg.ManagementTokenFile() != "/srv/u/acl/management.token" {
+		t.Errorf("consul token_file %q, management token %q; want them under /srv/u/acl", c.TokenFile, cfg.ManagementTokenFile())
+	}
 	// PostgreSQL authenticates with the same files, through copies.
 	p := cfg.Postgres
 	if p.CAFile != c.CAFile || p.CertFile != c.CertFile || p.KeyFile != c.KeyFile || p.TLSDir != "/srv/u/postgres-tls" {
