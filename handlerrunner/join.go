@@ -99,7 +99,10 @@ func (r *Runner) handleJoin(w http.ResponseWriter, req *http.Request) {
 	caCert, err1 := os.ReadFile(filepath.Join(dir, certs.CAFile))
 	caKey, err2 := os.ReadFile(filepath.Join(dir, certs.CAKeyFile))
 	gossip, err3 := os.ReadFile(filepath.Join(dir, certs.GossipKeyFile))
-	if err := joinErr(err1, err2, err3); err != nil {
+	pgPaths := certs.PostgresPaths(dir)
+	pgCACert, err4 := os.ReadFile(pgPaths.CA)
+	pgCAKey, err5 := os.ReadFile(pgPaths.CAKey)
+	if err := joinErr(err1, err2, err3, err4, err5); err != nil {
 		r.log.Error("cannot answer a join", "err", err)
 		writeError(w, http.StatusInternalServerError, "this node lacks its cluster TLS material: %v", err)
 		return
@@ -121,7 +124,7 @@ func (r *Runner) handleJoin(w http.ResponseWriter, req *http.Request) {
 		Cluster: r.cfg.Cluster.Name, KVPrefix: r.cfg.Cluster.KVPrefix,
 		CACert: string(caCert), CAKey: string(caKey), GossipKey: strings.TrimSpace(string(gossip)),
 		ConsulJoin: addrs, Active: r.name, PostgresHost: r.cfg.Postgres.Host, PostgresPort: r.cfg.Postgres.Port,
-		ACL: acl,
+		PostgresCACert: string(pgCACert), PostgresCAKey: string(pgCAKey), ACL: acl,
 	})
 }
 

@@ -104,6 +104,13 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	if err := os.WriteFile(l.gossipKey(), []byte(resp.GossipKey+"\n"), 0o600); err != nil {
 		return err
 	}
+	pgCA, err := certs.LoadCA([]byte(resp.PostgresCACert), []byte(resp.PostgresCAKey))
+	if err != nil {
+		return fmt.Errorf("the PostgreSQL CA the active node sent: %w", err)
+	}
+	if err := writePostgresCert(cfg, l, pgCA, time.Now()); err != nil {
+		return err
+	}
 	if err := u.addRemoveNew(l.consul(), nil); err != nil {
 		return err
 	}

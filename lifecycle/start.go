@@ -141,7 +141,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 		}
 	}()
 
-	fmt.Fprintln(o.Out, "creating the cluster CA, this node's certificate and the Consul gossip key")
+	fmt.Fprintln(o.Out, "creating the cluster CA, this node's certificate, the Consul gossip key and PostgreSQL's CA and certificate")
 	now := time.Now()
 	ca, err := certs.NewCA(cfg.Cluster.Name, now)
 	if err != nil {
@@ -155,11 +155,18 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	if err != nil {
 		return Result{}, err
 	}
+	pgCA, err := certs.NewPostgresCA(cfg.Cluster.Name, now)
+	if err != nil {
+		return Result{}, err
+	}
 	if err := u.addRemoveNew(l.tls(), nil); err != nil {
 		return Result{}, err
 	}
 	paths, err := certs.WriteFiles(l.tls(), ca, true, nc, -1, -1)
 	if err != nil {
+		return Result{}, err
+	}
+	if err := writePostgresCert(cfg, l, pgCA, now); err != nil {
 		return Result{}, err
 	}
 	if err := os.WriteFile(l.gossipKey(), []byte(gossip+"\n"), 0o600); err != nil {
@@ -198,7 +205,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	}
 
 	pg := postgres.NewInstance(cfg.Postgres, cfg.Node.Name, slog.New(slog.DiscardHandler))
-	// PostgreSQL's copy of the node key goes there (initdb, or the
+	// PostgreSQL's copy of its certificate and key goes there (initdb, or the
 	// handler-runner for an adopted directory).
 	if err := u.addRemoveNew(cfg.Postgres.TLSDir, nil); err != nil {
 		return Result{}, err
@@ -250,6 +257,18 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 		return Result{}, err
 	}
 	return Result{Token: token, TokenExpires: rec.ExpiresAt, CAFingerprint: ca.Fingerprint()}, nil
+}
+
+// writePostgresCert signs the node's PostgreSQL certificate with pgCA and
+// writes both beside the node's TLS files, where the configuration's
+// PostgreSQL TLS files are (config: postgres.TLSDir gets copies of them).
+func writePostgresCert(cfg *config.Config, l layout, pgCA *certs.CA, now time.Time) error {
+	pc, err := pgCA.IssuePostgres(cfg.Node.Name, []string{cfg.Node.Address, cfg.Postgres.Host}, now)
+	if err != nil {
+		return err
+	}
+	_, err = certs.WritePostgresFiles(l.tls(), pgCA, true, pc)
+	return err
 }
 
 // bootstrapOnLeader waits for the new agent to elect itself, without a

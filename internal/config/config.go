@@ -347,9 +347,13 @@ func (c *Config) deriveDefaults() {
 		if c.Consul.TokenFile == "" && c.Consul.Token == "" {
 			c.Consul.TokenFile = filepath.Join(c.Node.DataDir, "acl", "daemons.token")
 		}
-		// PostgreSQL authenticates with the same certificates: between
-		// real hosts a peer must prove it is a node of the cluster.
-		c.Postgres.CAFile, c.Postgres.CertFile, c.Postgres.KeyFile = c.TLSFiles()
+		// PostgreSQL authenticates peers by certificate too (between
+		// real hosts a peer must prove it is a node of the cluster), with
+		// a CA and certificate of its own that Consul does not accept:
+		// the postgres OS user holds their key (certs.NewPostgresCA).
+		c.Postgres.CAFile = filepath.Join(tls, "postgres-ca.pem")
+		c.Postgres.CertFile = filepath.Join(tls, "postgres.pem")
+		c.Postgres.KeyFile = filepath.Join(tls, "postgres-key.pem")
 		c.Postgres.TLSDir = filepath.Join(c.Node.DataDir, "postgres-tls")
 	}
 }

@@ -343,10 +343,10 @@ func TestHTTPSDefaultsFollowDataDir(t *testing.T) {
 	if c.TokenFile != "/srv/u/acl/daemons.token" || cfg.ManagementTokenFile() != "/srv/u/acl/management.token" {
 		t.Errorf("consul token_file %q, management token %q; want them under /srv/u/acl", c.TokenFile, cfg.ManagementTokenFile())
 	}
-	// PostgreSQL authenticates with the same files, through copies.
+	// PostgreSQL authenticates with files of its own, through copies.
 	p := cfg.Postgres
-	if p.CAFile != c.CAFile || p.CertFile != c.CertFile || p.KeyFile != c.KeyFile || p.TLSDir != "/srv/u/postgres-tls" {
-		t.Errorf("postgres TLS files %q %q %q in %q; want the node's, copied to /srv/u/postgres-tls", p.CAFile, p.CertFile, p.KeyFile, p.TLSDir)
+	if p.CAFile != "/srv/u/tls/postgres-ca.pem" || p.CertFile != "/srv/u/tls/postgres.pem" || p.KeyFile != "/srv/u/tls/postgres-key.pem" || p.TLSDir != "/srv/u/postgres-tls" {
+		t.Errorf("postgres TLS files %q %q %q in %q; want the PostgreSQL ones under /srv/u/tls, copied to /srv/u/postgres-tls", p.CAFile, p.CertFile, p.KeyFile, p.TLSDir)
 	}
 	roundTrip(t, cfg)
 }

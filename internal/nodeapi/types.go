@@ -155,6 +155,11 @@ type JoinResponse struct {
 	Active       string   `json:"active"`
 	PostgresHost string   `json:"postgres_host"`
 	PostgresPort int      `json:"postgres_port"`
+	// PostgresCACert and PostgresCAKey are the cluster's PostgreSQL CA
+	// (certs.NewPostgresCA), with which the joiner signs its PostgreSQL
+	// certificate.
+	PostgresCACert string `json:"postgres_ca_cert,omitempty"`
+	PostgresCAKey  string `json:"postgres_ca_key,omitempty"`
 	// ACL is the joiner's Consul ACL tokens; nil from a cluster whose
 	// Consul runs without ACLs.
 	ACL *JoinACL `json:"acl,omitempty"`
