@@ -62,7 +62,7 @@ func consulHCL(cfg *config.Config, l layout, o Options, bootstrap bool, join []s
 }
 
 // writeConsulConfig writes consul.hcl, tls.hcl (which holds the gossip
-// key, hence 0600) and, with an agent token, acl.hcl (0600 too) into the
+// key, hence 0600) and acl.hcl (the agent's token, 0600 too) into the
 // agent's config directory.
 func writeConsulConfig(cfg *config.Config, l layout, o Options, paths certs.Paths, gossipKey, agentToken string, bootstrap bool, join []string) error {
 	main, err := consulHCL(cfg, l, o, bootstrap, join)
@@ -82,10 +82,8 @@ func writeConsulConfig(cfg *config.Config, l layout, o Options, paths certs.Path
 	if err := os.WriteFile(filepath.Join(l.consulConfig(), "consul.hcl"), []byte(main), 0o600); err != nil {
 		return err
 	}
-	if agentToken != "" {
-		if err := os.WriteFile(filepath.Join(l.consulConfig(), "acl.hcl"), []byte(aclHCL(agentToken)), 0o600); err != nil {
-			return err
-		}
+	if err := os.WriteFile(filepath.Join(l.consulConfig(), "acl.hcl"), []byte(aclHCL(agentToken)), 0o600); err != nil {
+		return err
 	}
 	return os.WriteFile(filepath.Join(l.consulConfig(), "tls.hcl"), []byte(certs.ConsulTLSHCL(paths, gossipKey, httpsPort)), 0o600)
 }

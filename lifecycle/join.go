@@ -115,17 +115,16 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 		return err
 	}
 	tokens := joinTokens(resp.ACL)
-	var agentToken string
-	if tokens != nil {
-		agentToken = tokens.Agent
-		if err := u.addRemoveNew(filepath.Dir(cfg.Consul.TokenFile), nil); err != nil {
-			return err
-		}
-		if err := writeTokenFiles(cfg, *tokens); err != nil {
-			return err
-		}
+	if tokens == nil {
+		return fmt.Errorf("%s sent no Consul ACL tokens: its cluster's Consul runs without ACLs (set up by an understudy before them), and this one would deny every daemon; join with the cluster's understudy version", j.Active)
 	}
-	if err := writeConsulConfig(cfg, l, o, paths, resp.GossipKey, agentToken, false, resp.ConsulJoin); err != nil {
+	if err := u.addRemoveNew(filepath.Dir(cfg.Consul.TokenFile), nil); err != nil {
+		return err
+	}
+	if err := writeTokenFiles(cfg, *tokens); err != nil {
+		return err
+	}
+	if err := writeConsulConfig(cfg, l, o, paths, resp.GossipKey, tokens.Agent, false, resp.ConsulJoin); err != nil {
 		return err
 	}
 	fmt.Fprintln(o.Out, "starting the Consul agent and joining the cluster's servers")
