@@ -193,6 +193,8 @@ var badInputs = []struct {
 	{"interval too short", minimal + "checks {\n  interval = \"10ms\"\n}\n", 7, `checks.interval = "10ms" is shorter than 100ms`, 1},
 	{"unknown scheme", minimal + "consul {\n  scheme = \"tcp\"\n}\n", 7, `consul.scheme = "tcp" is not http or https`, 1},
 	{"TLS files with http", minimal + "consul {\n  ca_file = \"/ca.pem\"\n}\n", 7, `consul.ca_file is set but consul.scheme is "http"`, 1},
+	{"token and token file", minimal + "consul {\n  token = \"x\"\n  token_file = \"/t\"\n}\n", 7, `consul.token and consul.token_file are both set; keep one`, 1},
+	{"relative token file", minimal + "consul {\n  token_file = \"acl/t\"\n}\n", 7, `consul.token_file = "acl/t" is not an absolute path`, 1},
 	{"bad node name", "cluster { name = \"prod\" }\nnode {\n  name = \"Mgr_1\"\n  address = \"10.0.0.5\"\n}\n", 3,
 		`node.name = "Mgr_1" is not a valid name; use 1 to 63 lowercase letters, digits and '-'`, 1},
 	{"bad partition mode", "cluster {\n  name = \"prod\"\n  partition_mode = \"fenced\"\n}\n" + minimal[26:], 3,
