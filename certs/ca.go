@@ -55,6 +55,28 @@ func NewCA(clusterName string, now time.Time) (*CA, error) {
 	if strings.TrimSpace(clusterName) == "" {
 		return nil, errors.New("new ca: empty cluster name")
 	}
+	return newCA("understudy "+clusterName+" CA", now)
+}
+
+// NewPostgresCA creates the cluster's PostgreSQL CA, "understudy <cluster>
+// PostgreSQL CA", like NewCA. It signs only PostgreSQL's certificates
+// (IssuePostgres), and only PostgreSQL trusts it: a certificate it signed
+// opens no Consul agent, whose TLS trusts the cluster CA alone. That is how
+// the postgres OS user, which must hold its key (the server and
+// walreceiver, pg_basebackup and pg_rewind read it), holds no key Consul
+// accepts. Telling the two apart by extended key usage cannot work: the
+// same certificate is PostgreSQL's server certificate and, for replication,
+// a client certificate, and OpenSSL checks a client certificate's
+// clientAuth usage as Go does, so whatever Consul refused PostgreSQL would
+// refuse too.
+func NewPostgresCA(clusterName string, now time.Time) (*CA, error) {
+	if strings.TrimSpace(clusterName) == "" {
+		return nil, errors.New("new postgres ca: empty cluster name")
+	}
+	return newCA("understudy "+clusterName+" PostgreSQL CA", now)
+}
+
+func newCA(commonName string, now time.Time) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("new ca: generate key: %w", err)
@@ -66,7 +88,7 @@ func NewCA(clusterName string, now time.Time) (*CA, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject: pkix.Name{
-			CommonName:   "understudy " + clusterName + " CA",
+			CommonName:   commonName,
 			Organization: []string{"understudy"},
 		},
 		NotBefore:             now.Add(-backdate).UTC(),
@@ -123,8 +145,24 @@ func (ca *CA) IssueNode(node, datacenter string, addrs []string, now time.Time) 
 	if node == "" || datacenter == "" {
 		return nil, fmt.Errorf("issue node certificate: node (%q) and datacenter (%q) must be set", node, datacenter)
 	}
+	return ca.issue(node, append([]string{node, "server." + datacenter + ".consul", "localhost", "syncthing", "127.0.0.1", "::1"}, addrs...), now)
+}
+
+// IssuePostgres signs node's PostgreSQL certificate with the PostgreSQL CA
+// (NewPostgresCA): server and client authentication, like a node
+// certificate, valid as long, with the node name, "localhost", 127.0.0.1,
+// ::1 and addrs as its SANs, and no Consul server name.
+func (ca *CA) IssuePostgres(node string, addrs []string, now time.Time) (*NodeCert, error) {
+	if node == "" {
+		return nil, errors.New("issue postgres certificate: empty node name")
+	}
+	return ca.issue(node, append([]string{node, "localhost", "127.0.0.1", "::1"}, addrs...), now)
+}
+
+// issue signs a leaf certificate named node with names as its SANs.
+func (ca *CA) issue(node string, names []string, now time.Time) (*NodeCert, error) {
 	var sans sanSet
-	for _, name := range append([]string{node, "server." + datacenter + ".consul", "localhost", "syncthing", "127.0.0.1", "::1"}, addrs...) {
+	for _, name := range names {
 		if err := sans.add(name); err != nil {
 			return nil, fmt.Errorf("issue node certificate for %s: %w", node, err)
 		}

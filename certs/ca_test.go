@@ -296,3 +296,43 @@ func FuzzLoadCA(f *testing.F) {
 		}
 	})
 }
+
+// A PostgreSQL certificate serves and authenticates PostgreSQL's peers
+// (server and client use), its CA alone vouches for it, and renewed it
+// keeps its names: the cluster CA, which Consul trusts, does not.
+func TestPostgresCertificate(t *testing.T) {
+	now := time.Now()
+	ca := newTestCA(t, "prod", now)
+	pgCA, err := NewPostgresCA("prod", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pgCA.Cert.Subject.CommonName != "understudy prod PostgreSQL CA" {
+		t.Errorf("postgres CA named %q", pgCA.Cert.Subject.CommonName)
+	}
+	pc, err := pgCA.IssuePostgres("n1", []string{"10.0.0.5"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(pc.Cert.DNSNames, "server.dc1.consul") {
+		t.Errorf("postgres certificate names a consul server: %v", pc.Cert.DNSNames)
+	}
+	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		opts := x509.VerifyOptions{Roots: x509.NewCertPool(), KeyUsages: []x509.ExtKeyUsage{usage}, CurrentTime: now}
+		opts.Roots.AddCert(pgCA.Cert)
+		if _, err := pc.Cert.Verify(opts); err != nil {
+			t.Errorf("postgres CA, usage %v: %v", usage, err)
+		}
+	}
+	var unknown x509.UnknownAuthorityError
+	if _, err := ca.Verify(pc.CertPEM, now); !errors.As(err, &unknown) {
+		t.Errorf("the cluster CA verifies a postgres certificate: %v", err)
+	}
+	renewed, err := pgCA.RenewPostgres(pc.Cert, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(renewed.Cert.DNSNames, pc.Cert.DNSNames) || len(renewed.Cert.IPAddresses) != len(pc.Cert.IPAddresses) || renewed.Cert.Subject.CommonName != "n1" {
+		t.Errorf("renewed %v %v, was %v %v", renewed.Cert.DNSNames, renewed.Cert.IPAddresses, pc.Cert.DNSNames, pc.Cert.IPAddresses)
+	}
+}

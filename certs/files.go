@@ -20,6 +20,27 @@ const (
 	dirMode    = 0o755 // only when WriteFiles creates dir: the files protect themselves
 )
 
+// The PostgreSQL CA's and the node's PostgreSQL certificate's files, beside
+// the node's (NewPostgresCA says why PostgreSQL has a CA of its own).
+const (
+	PostgresCAFile    = "postgres-ca.pem"
+	PostgresCAKeyFile = "postgres-ca-key.pem"
+	PostgresCertFile  = "postgres.pem"
+	PostgresKeyFile   = "postgres-key.pem"
+)
+
+// PostgresPaths returns the PostgreSQL CA's and certificate's names in dir,
+// whether or not the files exist.
+func PostgresPaths(dir string) Paths {
+	return Paths{
+		Dir:   dir,
+		CA:    filepath.Join(dir, PostgresCAFile),
+		CAKey: filepath.Join(dir, PostgresCAKeyFile),
+		Cert:  filepath.Join(dir, PostgresCertFile),
+		Key:   filepath.Join(dir, PostgresKeyFile),
+	}
+}
+
 // Paths are the node's TLS files.
 type Paths struct {
 	Dir   string
@@ -50,13 +71,24 @@ func ReadPaths(dir string) Paths {
 // should reload only then. An existing ca-key.pem is left alone when
 // includeCAKey is false.
 func WriteFiles(dir string, ca *CA, includeCAKey bool, n *NodeCert, uid, gid int) (Paths, error) {
+	return writeSet(ReadPaths(dir), ca, includeCAKey, n, uid, gid)
+}
+
+// WritePostgresFiles writes the PostgreSQL CA and the node's PostgreSQL
+// certificate into dir (PostgresPaths) the way WriteFiles writes the
+// node's; root's files, which PostgreSQL gets copies of.
+func WritePostgresFiles(dir string, ca *CA, includeCAKey bool, n *NodeCert) (Paths, error) {
+	return writeSet(PostgresPaths(dir), ca, includeCAKey, n, -1, -1)
+}
+
+func writeSet(p Paths, ca *CA, includeCAKey bool, n *NodeCert, uid, gid int) (Paths, error) {
 	if ca == nil || n == nil {
 		return Paths{}, errors.New("write tls files: CA and node certificate are both required")
 	}
+	dir := p.Dir
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return Paths{}, fmt.Errorf("write tls files: %w", err)
 	}
-	p := ReadPaths(dir)
 	files := []struct {
 		path string
 		data []byte

@@ -111,11 +111,7 @@ const RenewBefore = 90 * 24 * time.Hour
 // Renew signs a new node certificate, with a new key, for the node and the
 // names and addresses old has, valid NodeValidity from now.
 func (ca *CA) Renew(old *x509.Certificate, now time.Time) (*NodeCert, error) {
-	var addrs []string
-	addrs = append(addrs, old.DNSNames...)
-	for _, ip := range old.IPAddresses {
-		addrs = append(addrs, ip.String())
-	}
+	addrs := names(old)
 	dc := ""
 	for _, n := range old.DNSNames {
 		if rest, ok := strings.CutPrefix(n, "server."); ok {
@@ -128,4 +124,19 @@ func (ca *CA) Renew(old *x509.Certificate, now time.Time) (*NodeCert, error) {
 		return nil, fmt.Errorf("renew %q: it names no server.<datacenter>.consul: not a node certificate of this cluster", old.Subject.CommonName)
 	}
 	return ca.IssueNode(old.Subject.CommonName, dc, addrs, now)
+}
+
+// RenewPostgres signs a new PostgreSQL certificate (IssuePostgres), with a
+// new key, for the node and the names and addresses old has.
+func (ca *CA) RenewPostgres(old *x509.Certificate, now time.Time) (*NodeCert, error) {
+	return ca.IssuePostgres(old.Subject.CommonName, names(old), now)
+}
+
+// names are a certificate's SANs, DNS names and IP addresses alike.
+func names(c *x509.Certificate) []string {
+	out := append([]string(nil), c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		out = append(out, ip.String())
+	}
+	return out
 }

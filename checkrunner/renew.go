@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -28,6 +29,9 @@ const renewRetry = time.Hour
 type Renewed struct {
 	Serial   string
 	NotAfter time.Time
+	// PostgresSerial is the serial of PostgreSQL's new certificate; ""
+	// on a node without a PostgreSQL CA.
+	PostgresSerial string
 	// Reloaded names what took the new certificate at once; the rest
 	// (an agent or PostgreSQL that is down) read it when they start.
 	Reloaded []string
@@ -35,8 +39,8 @@ type Renewed struct {
 
 // RenewCertificate signs a new node certificate with the cluster's CA (its
 // key is on every node), with the names and addresses of the old one,
-// replaces the node's TLS files, and has Consul's agent and PostgreSQL load
-// it. The daemons' own servers and clients follow the files by themselves
+// replaces the node's TLS files, renews PostgreSQL's certificate with it
+// (renewPostgres), and has Consul's agent and PostgreSQL load theirs. The daemons' own servers and clients follow the files by themselves
 // (certs.KeyPair). Syncthing keeps the identity it was given: its device ID
 // is the certificate's hash, which its peers know it by, and it does not
 // look at the validity of a peer's certificate. The check-runner calls it
@@ -63,17 +67,9 @@ func RenewCertificate(ctx context.Context, cfg *config.Config, cc *consul.Client
 	if err != nil {
 		return out, fmt.Errorf("renew the node certificate: %w", err)
 	}
-	raw, err := os.ReadFile(certFile)
+	old, err := readCert(certFile)
 	if err != nil {
 		return out, fmt.Errorf("renew the node certificate: %w", err)
-	}
-	block, _ := pem.Decode(raw)
-	if block == nil {
-		return out, fmt.Errorf("renew the node certificate: %s holds no PEM certificate", certFile)
-	}
-	old, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return out, fmt.Errorf("renew the node certificate %s: %w", certFile, err)
 	}
 	nc, err := ca.Renew(old, time.Now())
 	if err != nil {
@@ -88,6 +84,9 @@ func RenewCertificate(ctx context.Context, cfg *config.Config, cc *consul.Client
 		if _, err := certs.CopyFiles(paths, cfg.ConsulAgentTLSDir()); err != nil {
 			return out, fmt.Errorf("renew the node certificate: %w", err)
 		}
+	}
+	if out.PostgresSerial, err = renewPostgres(dir, time.Now()); err != nil {
+		return out, fmt.Errorf("renew the postgresql certificate: %w", err)
 	}
 	out.Serial, out.NotAfter = nc.Cert.SerialNumber.Text(16), nc.Cert.NotAfter
 	log.Info("node certificate renewed", "serial", out.Serial, "not_after", out.NotAfter, "previous_not_after", old.NotAfter, "by", by)
@@ -117,6 +116,50 @@ func RenewCertificate(ctx context.Context, cfg *config.Config, cc *consul.Client
 		log.Warn("cannot record the renewal in the history", "err", err)
 	}
 	return out, nil
+}
+
+// readCert reads the certificate in the PEM file path.
+func readCert(path string) (*x509.Certificate, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(raw)
+	if block == nil {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// renewPostgres renews the node's PostgreSQL certificate (certs.NewPostgresCA)
+// along with the node certificate: the two are signed together and expire
+// together. A node whose TLS directory has no PostgreSQL CA (set up before
+// PostgreSQL had one) has nothing to renew.
+func renewPostgres(dir string, now time.Time) (serial string, err error) {
+	p := certs.PostgresPaths(dir)
+	if _, err := os.Stat(p.CA); errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	ca, err := certs.ReadCA(p)
+	if err != nil {
+		return "", err
+	}
+	old, err := readCert(p.Cert)
+	if err != nil {
+		return "", err
+	}
+	pc, err := ca.RenewPostgres(old, now)
+	if err != nil {
+		return "", err
+	}
+	if _, err := certs.WritePostgresFiles(dir, ca, false, pc); err != nil {
+		return "", err
+	}
+	return pc.Cert.SerialNumber.Text(16), nil
 }
 
 // maybeRenew renews the node certificate once it expires within

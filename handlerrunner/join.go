@@ -15,6 +15,7 @@ import (
 
 	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
@@ -98,7 +99,10 @@ func (r *Runner) handleJoin(w http.ResponseWriter, req *http.Request) {
 	caCert, err1 := os.ReadFile(filepath.Join(dir, certs.CAFile))
 	caKey, err2 := os.ReadFile(filepath.Join(dir, certs.CAKeyFile))
 	gossip, err3 := os.ReadFile(filepath.Join(dir, certs.GossipKeyFile))
-	if err := joinErr(err1, err2, err3); err != nil {
+	pgPaths := certs.PostgresPaths(dir)
+	pgCACert, err4 := os.ReadFile(pgPaths.CA)
+	pgCAKey, err5 := os.ReadFile(pgPaths.CAKey)
+	if err := joinErr(err1, err2, err3, err4, err5); err != nil {
 		r.log.Error("cannot answer a join", "err", err)
 		writeError(w, http.StatusInternalServerError, "this node lacks its cluster TLS material: %v", err)
 		return
@@ -108,12 +112,19 @@ func (r *Runner) handleJoin(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "%v", err)
 		return
 	}
+	acl, err := r.joinACL(ctx, in.Node)
+	if err != nil {
+		r.log.Error("cannot answer a join", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "cannot create the joining node's Consul agent token: %v", err)
+		return
+	}
 	r.log.Info("answered a join", "joiner", in.Node, "address", in.Address)
 	r.record(ctx, cluster.Event{Kind: cluster.EventJoin, To: in.Node, Reason: "joined at " + in.Address})
 	writeJSON(w, http.StatusOK, nodeapi.JoinResponse{
 		Cluster: r.cfg.Cluster.Name, KVPrefix: r.cfg.Cluster.KVPrefix,
 		CACert: string(caCert), CAKey: string(caKey), GossipKey: strings.TrimSpace(string(gossip)),
 		ConsulJoin: addrs, Active: r.name, PostgresHost: r.cfg.Postgres.Host, PostgresPort: r.cfg.Postgres.Port,
+		PostgresCACert: string(pgCACert), PostgresCAKey: string(pgCAKey), ACL: acl,
 	})
 }
 
@@ -145,6 +156,31 @@ func (r *Runner) refuseJoin(ctx context.Context, w http.ResponseWriter, req *htt
 		msg = fmt.Sprintf("%v: use the newest token that `understudy cluster start` or `understudy cluster token` printed", why)
 	}
 	writeError(w, http.StatusForbidden, "%s", msg)
+}
+
+// joinACL creates the joiner's Consul agent token with the management
+// token this node keeps, and returns it with the tokens every node shares;
+// nil on a node whose Consul clients use no token file (a cluster whose
+// Consul runs without ACLs). A join run again creates another agent token;
+// the one before stays until an operator deletes it (README "Consul ACLs").
+func (r *Runner) joinACL(ctx context.Context, node string) (*nodeapi.JoinACL, error) {
+	if r.cfg.Consul.TokenFile == "" {
+		return nil, nil
+	}
+	mgmt, err1 := os.ReadFile(r.cfg.ManagementTokenFile())
+	daemons, err2 := os.ReadFile(r.cfg.Consul.TokenFile)
+	if err := joinErr(err1, err2); err != nil {
+		return nil, fmt.Errorf("%w; cluster start and cluster join write it", err)
+	}
+	secret, err := consul.NewSecret()
+	if err != nil {
+		return nil, err
+	}
+	m := strings.TrimSpace(string(mgmt))
+	if err := r.cc.ACL(m).CreateToken(ctx, consul.AgentToken(node, secret)); err != nil {
+		return nil, err
+	}
+	return &nodeapi.JoinACL{AgentToken: secret, DaemonsToken: strings.TrimSpace(string(daemons)), ManagementToken: m}, nil
 }
 
 func joinErr(errs ...error) error {

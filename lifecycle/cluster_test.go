@@ -139,7 +139,7 @@ func TestThreeNodesThenTheCAMovesWithTheCluster(t *testing.T) {
 			t.Fatalf("renew %s: reloaded %v, want consul and postgres", n.cfg.Node.Name, renewed.Reloaded)
 		}
 		testenv.Eventually(t, 10*time.Second, func() error {
-			return servesSerial(ctx, n.cfg, renewed.Serial)
+			return servesSerial(ctx, n.cfg, renewed.Serial, renewed.PostgresSerial)
 		})
 	}
 
@@ -193,9 +193,10 @@ func mustConsul(t *testing.T, cfg *config.Config) *consul.Client {
 	return cc
 }
 
-// servesSerial checks that the node's API, Consul agent and PostgreSQL all
-// present the certificate with serial (hex).
-func servesSerial(ctx context.Context, cfg *config.Config, serial string) error {
+// servesSerial checks that the node's API and Consul agent present the
+// node certificate with serial (hex), and PostgreSQL its own certificate
+// with pgSerial.
+func servesSerial(ctx context.Context, cfg *config.Config, serial, pgSerial string) error {
 	caFile, certFile, keyFile := cfg.TLSFiles()
 	// As the node: Consul's HTTPS asks for a client certificate.
 	_, tc, err := certs.NodeTLS(certs.Paths{CA: caFile, Cert: certFile, Key: keyFile})
@@ -222,8 +223,8 @@ func servesSerial(ctx context.Context, cfg *config.Config, serial string) error 
 	if !ok {
 		return fmt.Errorf("postgres: the connection is not TLS")
 	}
-	if got := tlsConn.ConnectionState().PeerCertificates[0].SerialNumber.Text(16); got != serial {
-		return fmt.Errorf("postgres serves serial %s, want %s", got, serial)
+	if got := tlsConn.ConnectionState().PeerCertificates[0].SerialNumber.Text(16); got != pgSerial {
+		return fmt.Errorf("postgres serves serial %s, want %s", got, pgSerial)
 	}
 	return nil
 }

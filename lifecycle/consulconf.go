@@ -61,11 +61,12 @@ func consulHCL(cfg *config.Config, l layout, o Options, bootstrap bool, join []s
 	return b.String(), nil
 }
 
-// writeConsulConfig writes consul.hcl and tls.hcl (which holds the gossip
-// key, hence 0600) into the agent's config directory and the copies of the
-// node's TLS files the agent reads; on a systemd host the agent's directory
-// is then ConsulUser's, whose unit it runs as.
-func writeConsulConfig(cfg *config.Config, l layout, o Options, paths certs.Paths, gossipKey string, bootstrap bool, join []string) error {
+// writeConsulConfig writes consul.hcl, tls.hcl (which holds the gossip
+// key, hence 0600) and acl.hcl (the agent's token, 0600 too) into the
+// agent's config directory, and the copies of the node's TLS files the
+// agent reads; on a systemd host the agent's directory is then
+// ConsulUser's, whose unit it runs as.
+func writeConsulConfig(cfg *config.Config, l layout, o Options, paths certs.Paths, gossipKey, agentToken string, bootstrap bool, join []string) error {
 	main, err := consulHCL(cfg, l, o, bootstrap, join)
 	if err != nil {
 		return err
@@ -87,6 +88,9 @@ func writeConsulConfig(cfg *config.Config, l layout, o Options, paths certs.Path
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(l.consulConfig(), "consul.hcl"), []byte(main), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(l.consulConfig(), "acl.hcl"), []byte(aclHCL(agentToken)), 0o600); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(l.consulConfig(), "tls.hcl"), []byte(certs.ConsulTLSHCL(copies, gossipKey, httpsPort)), 0o600); err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -61,6 +62,9 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	if err := checkPostgresDataDir(cfg.Postgres.DataDir); err != nil {
 		return err
 	}
+	if err := checkTokenFile(cfg); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o755); err != nil {
 		return err
 	}
@@ -100,10 +104,27 @@ func Join(ctx context.Context, cfg *config.Config, o Options, j JoinOptions) (er
 	if err := os.WriteFile(l.gossipKey(), []byte(resp.GossipKey+"\n"), 0o600); err != nil {
 		return err
 	}
+	pgCA, err := certs.LoadCA([]byte(resp.PostgresCACert), []byte(resp.PostgresCAKey))
+	if err != nil {
+		return fmt.Errorf("the PostgreSQL CA the active node sent: %w", err)
+	}
+	if err := writePostgresCert(cfg, l, pgCA, time.Now()); err != nil {
+		return err
+	}
 	if err := u.addRemoveNew(l.consul(), nil); err != nil {
 		return err
 	}
-	if err := writeConsulConfig(cfg, l, o, paths, resp.GossipKey, false, resp.ConsulJoin); err != nil {
+	tokens := joinTokens(resp.ACL)
+	if tokens == nil {
+		return fmt.Errorf("%s sent no Consul ACL tokens: its cluster's Consul runs without ACLs (set up by an understudy before them), and this one would deny every daemon; join with the cluster's understudy version", j.Active)
+	}
+	if err := u.addRemoveNew(filepath.Dir(cfg.Consul.TokenFile), nil); err != nil {
+		return err
+	}
+	if err := writeTokenFiles(cfg, *tokens); err != nil {
+		return err
+	}
+	if err := writeConsulConfig(cfg, l, o, paths, resp.GossipKey, tokens.Agent, false, resp.ConsulJoin); err != nil {
 		return err
 	}
 	fmt.Fprintln(o.Out, "starting the Consul agent and joining the cluster's servers")

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/understudy-ha/understudy/certs"
@@ -125,6 +126,9 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	if err := checkPostgresDataDir(cfg.Postgres.DataDir); err != nil {
 		return Result{}, err
 	}
+	if err := checkTokenFile(cfg); err != nil {
+		return Result{}, err
+	}
 	// node.data_dir stays on failure, even when this run made it: the
 	// processes' logs that the error points at are under it.
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o755); err != nil {
@@ -137,7 +141,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 		}
 	}()
 
-	fmt.Fprintln(o.Out, "creating the cluster CA, this node's certificate and the Consul gossip key")
+	fmt.Fprintln(o.Out, "creating the cluster CA, this node's certificate, the Consul gossip key and PostgreSQL's CA and certificate")
 	now := time.Now()
 	ca, err := certs.NewCA(cfg.Cluster.Name, now)
 	if err != nil {
@@ -151,6 +155,10 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	if err != nil {
 		return Result{}, err
 	}
+	pgCA, err := certs.NewPostgresCA(cfg.Cluster.Name, now)
+	if err != nil {
+		return Result{}, err
+	}
 	if err := u.addRemoveNew(l.tls(), nil); err != nil {
 		return Result{}, err
 	}
@@ -158,18 +166,34 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	if err != nil {
 		return Result{}, err
 	}
+	if err := writePostgresCert(cfg, l, pgCA, now); err != nil {
+		return Result{}, err
+	}
 	if err := os.WriteFile(l.gossipKey(), []byte(gossip+"\n"), 0o600); err != nil {
+		return Result{}, err
+	}
+	tokens, err := newACLTokens()
+	if err != nil {
 		return Result{}, err
 	}
 	if err := u.addRemoveNew(l.consul(), nil); err != nil {
 		return Result{}, err
 	}
-	if err := writeConsulConfig(cfg, l, o, paths, gossip, true, nil); err != nil {
+	if err := writeConsulConfig(cfg, l, o, paths, gossip, tokens.Agent, true, nil); err != nil {
 		return Result{}, err
 	}
 
-	fmt.Fprintln(o.Out, "starting the Consul agent (a server, TLS on every port)")
+	fmt.Fprintln(o.Out, "starting the Consul agent (a server, TLS on every port, ACLs default deny)")
 	if err := u.startService(ctx, cfg, o, consulService(l, o)); err != nil {
+		return Result{}, err
+	}
+	if err := bootstrapOnLeader(ctx, cfg, o, tokens); err != nil {
+		return Result{}, err
+	}
+	if err := u.addRemoveNew(filepath.Dir(cfg.Consul.TokenFile), nil); err != nil {
+		return Result{}, err
+	}
+	if err := writeTokenFiles(cfg, tokens); err != nil {
 		return Result{}, err
 	}
 	cc, err := consul.New(cfg.Consul)
@@ -181,7 +205,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 	}
 
 	pg := postgres.NewInstance(cfg.Postgres, cfg.Node.Name, slog.New(slog.DiscardHandler))
-	// PostgreSQL's copy of the node key goes there (initdb, or the
+	// PostgreSQL's copy of its certificate and key goes there (initdb, or the
 	// handler-runner for an adopted directory).
 	if err := u.addRemoveNew(cfg.Postgres.TLSDir, nil); err != nil {
 		return Result{}, err
@@ -233,6 +257,42 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (_ Result, err er
 		return Result{}, err
 	}
 	return Result{Token: token, TokenExpires: rec.ExpiresAt, CAFingerprint: ca.Fingerprint()}, nil
+}
+
+// writePostgresCert signs the node's PostgreSQL certificate with pgCA and
+// writes both beside the node's TLS files, where the configuration's
+// PostgreSQL TLS files are (config: postgres.TLSDir gets copies of them).
+func writePostgresCert(cfg *config.Config, l layout, pgCA *certs.CA, now time.Time) error {
+	pc, err := pgCA.IssuePostgres(cfg.Node.Name, []string{cfg.Node.Address, cfg.Postgres.Host}, now)
+	if err != nil {
+		return err
+	}
+	_, err = certs.WritePostgresFiles(l.tls(), pgCA, true, pc)
+	return err
+}
+
+// bootstrapOnLeader waits for the new agent to elect itself, without a
+// token (/v1/status/leader needs none; everything else is denied until
+// the bootstrap), then bootstraps the cluster's ACLs.
+func bootstrapOnLeader(ctx context.Context, cfg *config.Config, o Options, t aclTokens) error {
+	anon := cfg.Consul
+	anon.Token, anon.TokenFile = "", ""
+	cc, err := consul.New(anon)
+	if err != nil {
+		return err
+	}
+	err = wait.Until(ctx, time.Minute, func() error {
+		leader, err := cc.Leader(ctx)
+		if err == nil && leader == "" {
+			err = errors.New("no raft leader yet")
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(o.Out, "bootstrapping Consul's ACLs: the management, daemons' and agent tokens")
+	return bootstrapACL(ctx, cc, cfg, t)
 }
 
 // waitConsul waits until the agent answers over TLS and the cluster has a

@@ -92,6 +92,13 @@ type Consul struct {
 	// `cluster start` and `cluster join` write under <node.data_dir>/tls.
 	Scheme string // "http" (default) or "https"
 	Token  string // ACL token, default ""
+	// TokenFile holds the ACL token every Consul client of this node's
+	// daemons and commands presents (read once, when the client is made:
+	// after a new token is written, restart the daemons). With scheme
+	// "https" and no Token it defaults to <node.data_dir>/acl/daemons.token,
+	// the daemons' token `cluster start` and `cluster join` write there
+	// (README "Consul ACLs"). Token and TokenFile exclude each other.
+	TokenFile string // default "" ("<node.data_dir>/acl/daemons.token" with https)
 	// CAFile, CertFile and KeyFile are only used with scheme "https";
 	// CertFile and KeyFile go together (client certificate).
 	CAFile   string // TLS material for the agent's HTTPS API; "" = none
@@ -360,9 +367,18 @@ func (c *Config) deriveDefaults() {
 		if c.Consul.CertFile == "" && c.Consul.KeyFile == "" {
 			c.Consul.CertFile, c.Consul.KeyFile = filepath.Join(tls, "node.pem"), filepath.Join(tls, "node-key.pem")
 		}
-		// PostgreSQL authenticates with the same certificates: between
-		// real hosts a peer must prove it is a node of the cluster.
-		c.Postgres.CAFile, c.Postgres.CertFile, c.Postgres.KeyFile = c.TLSFiles()
+		// Consul runs with ACLs, default deny (lifecycle): without the
+		// daemons' token a client may do nothing.
+		if c.Consul.TokenFile == "" && c.Consul.Token == "" {
+			c.Consul.TokenFile = filepath.Join(c.Node.DataDir, "acl", "daemons.token")
+		}
+		// PostgreSQL authenticates peers by certificate too (between
+		// real hosts a peer must prove it is a node of the cluster), with
+		// a CA and certificate of its own that Consul does not accept:
+		// the postgres OS user holds their key (certs.NewPostgresCA).
+		c.Postgres.CAFile = filepath.Join(tls, "postgres-ca.pem")
+		c.Postgres.CertFile = filepath.Join(tls, "postgres.pem")
+		c.Postgres.KeyFile = filepath.Join(tls, "postgres-key.pem")
 		c.Postgres.TLSDir = filepath.Join(c.Node.DataDir, "postgres-tls")
 	}
 }
@@ -429,4 +445,15 @@ func (c *Config) SyncthingAPI() string {
 // TLSFiles are the CA certificate, node certificate and key of a TLS node.
 func (c *Config) TLSFiles() (ca, cert, key string) {
 	return c.Consul.CAFile, c.Consul.CertFile, c.Consul.KeyFile
+}
+
+// ManagementTokenFile is where a node keeps the cluster's Consul management
+// token, beside consul.token_file: cluster start writes it, a join brings
+// it, and the handler-runner reads it to create a joining node's agent
+// token. "" on a node whose Consul clients use no token file.
+func (c *Config) ManagementTokenFile() string {
+	if c.Consul.TokenFile == "" {
+		return ""
+	}
+	return filepath.Join(filepath.Dir(c.Consul.TokenFile), "management.token")
 }

@@ -193,6 +193,8 @@ var badInputs = []struct {
 	{"interval too short", minimal + "checks {\n  interval = \"10ms\"\n}\n", 7, `checks.interval = "10ms" is shorter than 100ms`, 1},
 	{"unknown scheme", minimal + "consul {\n  scheme = \"tcp\"\n}\n", 7, `consul.scheme = "tcp" is not http or https`, 1},
 	{"TLS files with http", minimal + "consul {\n  ca_file = \"/ca.pem\"\n}\n", 7, `consul.ca_file is set but consul.scheme is "http"`, 1},
+	{"token and token file", minimal + "consul {\n  token = \"x\"\n  token_file = \"/t\"\n}\n", 7, `consul.token and consul.token_file are both set; keep one`, 1},
+	{"relative token file", minimal + "consul {\n  token_file = \"acl/t\"\n}\n", 7, `consul.token_file = "acl/t" is not an absolute path`, 1},
 	{"bad node name", "cluster { name = \"prod\" }\nnode {\n  name = \"Mgr_1\"\n  address = \"10.0.0.5\"\n}\n", 3,
 		`node.name = "Mgr_1" is not a valid name; use 1 to 63 lowercase letters, digits and '-'`, 1},
 	{"bad partition mode", "cluster {\n  name = \"prod\"\n  partition_mode = \"fenced\"\n}\n" + minimal[26:], 3,
@@ -358,10 +360,13 @@ func TestHTTPSDefaultsFollowDataDir(t *testing.T) {
 	if c.Address != "127.0.0.1:8501" || c.CAFile != "/srv/u/tls/ca.pem" || c.CertFile != "/srv/u/tls/node.pem" || c.KeyFile != "/srv/u/tls/node-key.pem" {
 		t.Errorf("consul %+v; want 127.0.0.1:8501 and the files under /srv/u/tls", c)
 	}
-	// PostgreSQL authenticates with the same files, through copies.
+	if c.TokenFile != "/srv/u/acl/daemons.token" || cfg.ManagementTokenFile() != "/srv/u/acl/management.token" {
+		t.Errorf("consul token_file %q, management token %q; want them under /srv/u/acl", c.TokenFile, cfg.ManagementTokenFile())
+	}
+	// PostgreSQL authenticates with files of its own, through copies.
 	p := cfg.Postgres
-	if p.CAFile != c.CAFile || p.CertFile != c.CertFile || p.KeyFile != c.KeyFile || p.TLSDir != "/srv/u/postgres-tls" {
-		t.Errorf("postgres TLS files %q %q %q in %q; want the node's, copied to /srv/u/postgres-tls", p.CAFile, p.CertFile, p.KeyFile, p.TLSDir)
+	if p.CAFile != "/srv/u/tls/postgres-ca.pem" || p.CertFile != "/srv/u/tls/postgres.pem" || p.KeyFile != "/srv/u/tls/postgres-key.pem" || p.TLSDir != "/srv/u/postgres-tls" {
+		t.Errorf("postgres TLS files %q %q %q in %q; want the PostgreSQL ones under /srv/u/tls, copied to /srv/u/postgres-tls", p.CAFile, p.CertFile, p.KeyFile, p.TLSDir)
 	}
 	roundTrip(t, cfg)
 }

@@ -79,6 +79,7 @@ func (b *Consul) bindings() []binding {
 		{"address", &b.Address, `"127.0.0.1:8500"`},
 		{"scheme", &b.Scheme, `"https"`},
 		{"token", &b.Token, `"00000000-0000-0000-0000-000000000000"`},
+		{"token_file", &b.TokenFile, `"/var/lib/understudy/acl/daemons.token"`},
 		{"ca_file", &b.CAFile, `"/etc/understudy/tls/ca.pem"`},
 		{"cert_file", &b.CertFile, `"/etc/understudy/tls/node.pem"`},
 		{"key_file", &b.KeyFile, `"/etc/understudy/tls/node-key.pem"`},

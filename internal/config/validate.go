@@ -144,6 +144,11 @@ func (v *validator) consul(c *Consul) {
 		v.addAt([]string{"consul.cert_file", "consul.key_file"},
 			"consul.cert_file and consul.key_file go together (a client certificate and its key); set both or neither")
 	}
+	if c.Token != "" && c.TokenFile != "" {
+		v.addAt([]string{"consul.token", "consul.token_file"},
+			"consul.token and consul.token_file are both set; keep one (token_file keeps the secret out of this file)")
+	}
+	v.absPath("consul.token_file", c.TokenFile, `"/var/lib/understudy/acl/daemons.token"`, false)
 	v.absPath("consul.ca_file", c.CAFile, `"/etc/understudy/tls/ca.pem"`, false)
 	v.absPath("consul.cert_file", c.CertFile, `"/etc/understudy/tls/node.pem"`, false)
 	v.absPath("consul.key_file", c.KeyFile, `"/etc/understudy/tls/node-key.pem"`, false)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"strings"
 
 	"github.com/hashicorp/consul/api"
 
@@ -32,6 +34,15 @@ func New(cfg config.Consul) (*Client, error) {
 		ac.Scheme = cfg.Scheme
 	}
 	ac.Token = cfg.Token
+	if cfg.TokenFile != "" {
+		// Read here rather than by api.Config.TokenFile, so that the
+		// error says which setting and which command write it.
+		b, err := os.ReadFile(cfg.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("consul.token_file: %w; `understudy cluster start` and `cluster join` write it, or point token_file at the file of a token (README \"Consul ACLs\")", err)
+		}
+		ac.Token = strings.TrimSpace(string(b))
+	}
 	ac.TLSConfig = api.TLSConfig{CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}
 	if cfg.CertFile != "" {
 		// The client certificate follows a renewal of the files

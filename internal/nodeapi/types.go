@@ -201,6 +201,24 @@ type JoinResponse struct {
 	Active       string   `json:"active"`
 	PostgresHost string   `json:"postgres_host"`
 	PostgresPort int      `json:"postgres_port"`
+	// PostgresCACert and PostgresCAKey are the cluster's PostgreSQL CA
+	// (certs.NewPostgresCA), with which the joiner signs its PostgreSQL
+	// certificate.
+	PostgresCACert string `json:"postgres_ca_cert,omitempty"`
+	PostgresCAKey  string `json:"postgres_ca_key,omitempty"`
+	// ACL is the joiner's Consul ACL tokens; nil from a cluster whose
+	// Consul runs without ACLs.
+	ACL *JoinACL `json:"acl,omitempty"`
+}
+
+// JoinACL are the Consul ACL tokens a joining node needs: its agent's own
+// (created for it by the answering node), the daemons' token every node
+// shares, and the management token, with which the joiner, once active,
+// answers joins in turn (README "Consul ACLs").
+type JoinACL struct {
+	AgentToken      string `json:"agent_token"`
+	DaemonsToken    string `json:"daemons_token"`
+	ManagementToken string `json:"management_token"`
 }
 
 // GrantRequest is what the active sends to a peer's POST /v1/lease/grant

@@ -71,8 +71,9 @@ func renderConf(p confParams) string {
 	w("# Names the instance in ps and in the server log.")
 	w("cluster_name = %s", quoteConf(p.Node))
 	if p.TLS.Cert != "" {
-		w("# TLS with the node certificate. The CA file makes the server ask every")
-		w("# client for a certificate and accept only one the cluster CA signed;")
+		w("# TLS with the node's PostgreSQL certificate. The CA file makes the server")
+		w("# ask every client for a certificate and accept only one the cluster's")
+		w("# PostgreSQL CA signed;")
 		w("# pg_hba.conf requires one of understudy's user.")
 		w("ssl = on")
 		w("ssl_cert_file = %s", quoteConf(p.TLS.Cert))
@@ -177,7 +178,7 @@ func withInclude(conf string) (string, bool) {
 // rewritten with it).
 //
 // On a TLS node understudy's user logs in with a client certificate the
-// cluster CA signed, over TLS, from anywhere, and in no other way: the
+// cluster's PostgreSQL CA signed, over TLS, from anywhere, and in no other way: the
 // daemons, the standbys' walreceivers, pg_basebackup and pg_rewind all do.
 // Elsewhere (a node not set up by `cluster start` or `cluster join`: tests)
 // it trusts loopback only, which is no setting for real hosts.
@@ -186,7 +187,7 @@ func hbaSection(user string, tls bool, extra []string) string {
 	b.WriteString(hbaBegin + " (managed by understudy; rewritten by Init, Clone, Rewind and every start)\n")
 	if tls {
 		u := hbaName(user)
-		b.WriteString("# understudy's user, replication included: a certificate the cluster CA\n")
+		b.WriteString("# understudy's user, replication included: a certificate the PostgreSQL CA\n")
 		b.WriteString("# signed (pg_ident.conf maps it to the user), over TLS, and nothing else.\n")
 		fmt.Fprintf(&b, "hostssl  all          %s  all  cert  map=%s\n", u, identMap)
 		fmt.Fprintf(&b, "hostssl  replication  %s  all  cert  map=%s\n", u, identMap)
@@ -209,14 +210,14 @@ host    replication  all  ::1/128      trust
 }
 
 // identSection is understudy's part of pg_ident.conf: every certificate the
-// cluster CA signed, whatever its CN (a node's name), is understudy's user.
+// cluster's PostgreSQL CA signed, whatever its CN (a node's name), is understudy's user.
 // All nodes are equal peers: any of them may be the active one tomorrow and
 // then needs all the user may do, so no node's certificate is worth less
 // than another's and a mapping per node would protect nothing. A certificate
 // of another CA never gets here: the TLS handshake refuses it (ssl_ca_file).
 func identSection(user string) string {
 	return hbaBegin + " (managed by understudy; rewritten by Init, Clone, Rewind and every start)\n" +
-		"# Any certificate of the cluster CA (pg_hba.conf's cert lines) logs in as understudy's user.\n" +
+		"# Any certificate of the PostgreSQL CA (pg_hba.conf's cert lines) logs in as understudy's user.\n" +
 		identMap + "  /^.*$  " + hbaName(user) + "\n" + hbaEnd + "\n"
 }
 

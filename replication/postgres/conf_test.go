@@ -60,10 +60,10 @@ func TestRenderConfStandby(t *testing.T) {
 			[]string{`primary_conninfo = 'host=a port=1 user=''o\\''brien'' application_name=b connect_timeout=2'` + "\n"}},
 		{"certificate",
 			confParams{Node: "b", Host: "h", Port: 1, User: "postgres", Upstream: &Upstream{Host: "a", Port: 5432},
-				TLS: tlsFiles{CA: "/u/postgres-tls/ca.pem", Cert: "/u/postgres-tls/node.pem", Key: "/u/postgres-tls/node-key.pem"}},
+				TLS: tlsFiles{CA: "/u/postgres-tls/ca.pem", Cert: "/u/postgres-tls/postgres.pem", Key: "/u/postgres-tls/postgres-key.pem"}},
 			[]string{
-				"ssl = on\nssl_cert_file = '/u/postgres-tls/node.pem'\nssl_key_file = '/u/postgres-tls/node-key.pem'\nssl_ca_file = '/u/postgres-tls/ca.pem'\n",
-				"primary_conninfo = 'host=a port=5432 user=postgres application_name=b sslmode=verify-ca sslrootcert=/u/postgres-tls/ca.pem sslcert=/u/postgres-tls/node.pem sslkey=/u/postgres-tls/node-key.pem connect_timeout=2'\n",
+				"ssl = on\nssl_cert_file = '/u/postgres-tls/postgres.pem'\nssl_key_file = '/u/postgres-tls/postgres-key.pem'\nssl_ca_file = '/u/postgres-tls/ca.pem'\n",
+				"primary_conninfo = 'host=a port=5432 user=postgres application_name=b sslmode=verify-ca sslrootcert=/u/postgres-tls/ca.pem sslcert=/u/postgres-tls/postgres.pem sslkey=/u/postgres-tls/postgres-key.pem connect_timeout=2'\n",
 			}},
 		{"extra settings come last",
 			confParams{Node: "b", Host: "h", Port: 1, User: "u", Extra: "fsync = off"},
@@ -261,7 +261,7 @@ func TestConnString(t *testing.T) {
 	}
 	cfg.CAFile, cfg.CertFile, cfg.KeyFile, cfg.TLSDir = "/u/tls/ca.pem", "/u/tls/node.pem", "/u/tls/node-key.pem", "/u/postgres-tls"
 	want := "host=10.0.0.5 port=5432 user=postgres dbname=postgres sslmode=verify-ca sslrootcert=/u/postgres-tls/ca.pem " +
-		"sslcert=/u/postgres-tls/node.pem sslkey=/u/postgres-tls/node-key.pem"
+		"sslcert=/u/postgres-tls/postgres.pem sslkey=/u/postgres-tls/postgres-key.pem"
 	if got := ConnString(cfg); got != want {
 		t.Errorf("ConnString with TLS = %q, want %q (the copies, which postgres.os_user reads too)", got, want)
 	}

@@ -191,7 +191,7 @@ func (c *Client) connect(ctx context.Context) (*pgx.Conn, error) {
 	cc, err := pgx.ParseConfig(ConnString(c.cfg))
 	if err != nil {
 		if c.cfg.TLSDir != "" { // pgx reads the certificate files here
-			err = fmt.Errorf("%w; understudy copies the node's TLS files to %s whenever it starts PostgreSQL", err, c.cfg.TLSDir)
+			err = fmt.Errorf("%w; understudy copies PostgreSQL's TLS files to %s whenever it starts PostgreSQL", err, c.cfg.TLSDir)
 		}
 		return nil, err
 	}

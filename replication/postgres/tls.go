@@ -14,16 +14,18 @@ import (
 	"github.com/understudy-ha/understudy/internal/config"
 )
 
-// The names of the copies in cfg.TLSDir.
+// The names of the copies in cfg.TLSDir. On a node set up by cluster start
+// or join they are copies of the PostgreSQL CA and certificate
+// (certs.NewPostgresCA), not of the node's, whose key Consul accepts.
 const (
 	tlsCAName   = "ca.pem"
-	tlsCertName = "node.pem"
-	tlsKeyName  = "node-key.pem"
+	tlsCertName = "postgres.pem"
+	tlsKeyName  = "postgres-key.pem"
 )
 
-// tlsFiles are the copies of the node's CA certificate, certificate and key
-// in cfg.TLSDir, which both the server and every client understudy starts
-// use: the node certificate is for server and client authentication alike.
+// tlsFiles are the copies of cfg's CA certificate, certificate and key in
+// cfg.TLSDir, which both the server and every client understudy starts
+// use: the certificate is for server and client authentication alike.
 // All "" on a node without TLS.
 type tlsFiles struct{ CA, Cert, Key string }
 
@@ -38,7 +40,7 @@ func tlsCopies(cfg config.Postgres) tlsFiles {
 	}
 }
 
-// params are the libpq parameters of a connection with the node's
+// params are the libpq parameters of a connection with PostgreSQL's
 // certificate; nil without TLS.
 //
 // verify-ca, not verify-full: the server must show a certificate the cluster
@@ -64,7 +66,7 @@ func authParams(passFile string, tf tlsFiles) [][2]string {
 }
 
 // ConnString is the libpq connection string of cfg's server as cfg.User,
-// the way understudy's own connections are made: with the node's
+// the way understudy's own connections are made: with PostgreSQL's
 // certificate on a TLS node, sslmode=prefer elsewhere. Every field is named
 // so that PG* variables in the environment cannot point it at another
 // server. The password, if any, is not in it.
@@ -76,7 +78,7 @@ func ConnString(cfg config.Postgres) string {
 	return conninfo(append(kv, [2]string{"sslmode", "prefer"}))
 }
 
-// copyTLS copies the node's CA certificate, certificate and key into
+// copyTLS copies PostgreSQL's CA certificate, certificate and key into
 // cfg.TLSDir for u (the directory 0700, the files 0600, all u's) and returns
 // the copies; without TLS it does nothing. PostgreSQL's programs (the
 // server, its walreceiver, pg_basebackup, pg_rewind) run as u and cannot
@@ -84,14 +86,14 @@ func ConnString(cfg config.Postgres) string {
 // copies are outside the data directory, so that neither a clone nor a
 // rewind carries them around, and root (the daemons' own connections) reads
 // them too. It runs before everything that uses them (Init, Clone, Rewind,
-// every start), so a renewed node certificate is picked up at the next one.
+// every start), so a renewed certificate is picked up at the next one.
 func (i *Instance) copyTLS(u osUser) (tlsFiles, error) {
 	dst := tlsCopies(i.cfg)
 	if dst.Cert == "" {
 		return dst, nil
 	}
 	fail := func(err error) (tlsFiles, error) {
-		return tlsFiles{}, fmt.Errorf("copy the node's TLS files for postgres into %s: %w", i.cfg.TLSDir, err)
+		return tlsFiles{}, fmt.Errorf("copy the TLS files for postgres into %s: %w", i.cfg.TLSDir, err)
 	}
 	// MkdirAll leaves an existing directory's mode as it is.
 	if err := os.MkdirAll(i.cfg.TLSDir, 0o700); err != nil {
@@ -118,7 +120,7 @@ func (i *Instance) copyTLS(u osUser) (tlsFiles, error) {
 	return dst, nil
 }
 
-// readPair reads the node's CA, certificate and key, the latter two again
+// readPair reads the CA, certificate and key, the latter two again
 // while they do not match: a renewal in another process replaces the key,
 // then the certificate, and the copies must be one pair.
 func readPair(cfg config.Postgres) ([3][]byte, error) {
@@ -157,9 +159,9 @@ func (i *Instance) clientAuth(u osUser) ([][2]string, error) {
 	return authParams(pf, tf), nil
 }
 
-// ReloadTLS copies the node's TLS files to cfg.TLSDir again and, when the
+// ReloadTLS copies PostgreSQL's TLS files to cfg.TLSDir again and, when the
 // server runs, has it reload them (PostgreSQL reads ssl_cert_file and
-// ssl_key_file again on a reload): after a renewal of the node certificate,
+// ssl_key_file again on a reload): after a renewal of the certificate,
 // new connections see the new one, established ones keep theirs.
 func (i *Instance) ReloadTLS(ctx context.Context) error {
 	if tlsCopies(i.cfg).Cert == "" {
