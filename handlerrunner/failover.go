@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
@@ -174,6 +175,7 @@ func (r *Runner) planFailover(ctx context.Context, target string) (nodeapi.Failo
 		st, err = r.askPeer(ctx, *tm)
 	}
 	plan.Gap = cluster.FailoverGap{LastKnown: r.lastPrimaryLSN(ctx, l), Target: st.Postgres.Position(), TargetReplay: st.Postgres.ReplayLSN}
+	r.widenGap(ctx, &plan, ks, l, members)
 	plan.GapBytes, plan.LosesData = plan.Gap.Bytes(), plan.Gap.LosesData()
 	if plan.Refused == "" {
 		plan.Refused = targetRefusal(target, st, err)
@@ -257,4 +259,57 @@ func (r *Runner) waitForHolder(ctx context.Context, target, former string, start
 		}
 	}
 	return "", time.Since(start), fmt.Errorf("failover to %s did not complete within %v; see understudy cluster history", target, timeout)
+}
+
+// widenGap makes the gap say what the target may lack that the cluster
+// acknowledged, beyond the former active's last published position:
+//
+//   - a former active that still holds the lock (it does not answer, or
+//     does not serve) may have taken writes after the position it last
+//     published, which only it knows: the gap is unknown, and only force
+//     goes ahead;
+//   - another standby that received more than the target has writes the
+//     target lacks (and the former active acknowledged them, in
+//     synchronous mode certainly): the known position is the highest any
+//     answering standby has;
+//   - in synchronous mode a member of the synchronous set that does not
+//     answer may hold commits acknowledged after the last publication:
+//     unknown, unless the target is that member.
+func (r *Runner) widenGap(ctx context.Context, plan *nodeapi.FailoverPlan, ks consul.KeyState, l cluster.Leader, members []cluster.Member) {
+	if ks.Session != "" {
+		plan.Gap.LastKnown = 0
+		plan.FormerActiveState += "; it may have taken writes after the position it last published, so the gap is unknown"
+		return
+	}
+	answered := map[string]bool{}
+	for _, m := range members {
+		if m.Name == plan.Target || m.Name == l.Node || m.Address == "" {
+			continue
+		}
+		st, err := r.askPeer(ctx, m)
+		if err != nil {
+			continue
+		}
+		answered[m.Name] = true
+		if p := st.Postgres.Position(); plan.Gap.LastKnown != 0 && p > plan.Gap.LastKnown {
+			plan.Gap.LastKnown = p
+		}
+	}
+	if !r.cfg.Postgres.Synchronous {
+		return
+	}
+	var sync cluster.SyncState
+	if _, found, err := r.cc.GetJSON(ctx, r.keys.Sync(), &sync); err != nil || !found {
+		plan.Gap.LastKnown = 0
+		return
+	}
+	if sync.Leader != l.Node || slices.Contains(sync.Standbys, plan.Target) {
+		return
+	}
+	for _, s := range sync.Standbys {
+		if !answered[s] {
+			plan.Gap.LastKnown = 0
+			return
+		}
+	}
 }

@@ -68,7 +68,9 @@ func (r *Runner) handleMaintenance(w http.ResponseWriter, req *http.Request, nam
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 5*time.Second)
 	defer cancel()
-	if !r.isMember(ctx, w, name) {
+	// Taking a node out of maintenance needs no membership: a removed
+	// node's key must not outlive it unclearable.
+	if req.Method == http.MethodPut && !r.isMember(ctx, w, name) {
 		return
 	}
 	who := caller(req.Context())

@@ -62,11 +62,15 @@ func (r *Runner) runParameters(ctx context.Context) {
 // PostgreSQL when the file changed, and records what PostgreSQL says of it
 // in the node's status.
 func (r *Runner) applyParameters(ctx context.Context, p cluster.Parameters) {
-	st := nodeapi.ParametersState{Version: p.At}
+	var st nodeapi.ParametersState
 	changed, err := r.pg.WriteParameters(p.Values)
 	if err != nil {
 		st.Error = err.Error()
 		r.warnEvery("parameters-write", "cannot write the cluster-wide postgres parameters", "err", err)
+	} else if r.pg.HasData() {
+		// Applied only once written: a node without a data directory yet
+		// (before its clone) has not.
+		st.Version = p.At
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -134,7 +138,7 @@ func (r *Runner) changeConfig(w http.ResponseWriter, req *http.Request) {
 	defer cancel()
 	var refused []string
 	for name, value := range in.Set {
-		if err := cluster.ValidParameterName(name); err != nil {
+		if err := errors.Join(cluster.ValidParameterName(name), cluster.ValidParameterValue(name, value)); err != nil {
 			refused = append(refused, err.Error())
 			continue
 		}
@@ -168,6 +172,15 @@ func (r *Runner) changeConfig(w http.ResponseWriter, req *http.Request) {
 		values, said := cur.Apply(in)
 		if said == "" {
 			writeJSON(w, http.StatusOK, nodeapi.ConfigAnswer{Parameters: cur})
+			return
+		}
+		if err := r.pg.CheckParameterFile(ctx, values); err != nil {
+			var pe *postgres.ParameterError
+			if errors.As(err, &pe) {
+				writeError(w, http.StatusBadRequest, "%v; nothing was changed", err)
+			} else {
+				writeError(w, http.StatusServiceUnavailable, "cannot check the parameters against %s's postgres: %v", r.name, err)
+			}
 			return
 		}
 		next := cluster.Parameters{Values: values, By: who, At: time.Now().UTC()}

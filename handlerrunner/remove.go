@@ -59,6 +59,13 @@ func (r *Runner) removeNode(ctx context.Context, name string, force bool) (map[s
 	if err := r.cc.Delete(rctx, r.keys.Member(name)); err != nil {
 		return nil, http.StatusServiceUnavailable, err
 	}
+	// Its maintenance and options go with it: a node joined later under
+	// the same name starts afresh.
+	for _, k := range []string{r.keys.Maintenance(name), r.keys.Options(name)} {
+		if err := r.cc.Delete(rctx, k); err != nil {
+			r.log.Warn("cannot delete a removed node's key; delete it by hand", "key", k, "err", err)
+		}
+	}
 	// The slot goes with the member: EnsureSlots drops the slots of
 	// non-members.
 	r.ensureSlots(rctx)

@@ -141,7 +141,7 @@ func switchoverTarget(ctx context.Context, c *nodeapi.Client, v clusterView, res
 			continue
 		}
 		st, err := c.NodeStatus(ctx, m.APIURL)
-		if err != nil || st.Role != nodeapi.RoleStandby || !st.Postgres.Streaming || st.NoFailover {
+		if err != nil || st.Role != nodeapi.RoleStandby || !st.Postgres.Streaming || st.NoFailover || !st.HasSession || st.Maintenance != nil {
 			continue
 		}
 		r := slices.Contains(restarted, m.Name)

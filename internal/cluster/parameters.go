@@ -49,6 +49,18 @@ func ValidParameterName(name string) error {
 	return nil
 }
 
+// ValidParameterValue refuses what postgresql.conf cannot hold: a line
+// break or another control character would end the line, or hide what
+// follows.
+func ValidParameterValue(name, value string) error {
+	for _, r := range value {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%s: the value holds a control character (%U); write it on one line", name, r)
+		}
+	}
+	return nil
+}
+
 // ParseParameterSetting reads one KEY=VALUE of `cluster config set`: KEY is
 // postgres.parameters.NAME.
 func ParseParameterSetting(kv string) (name, value string, err error) {

@@ -72,10 +72,10 @@ func (l *Log) reopen() error {
 		l.f.Close()
 		l.f = nil
 	}
-	if err := os.MkdirAll(filepath.Dir(l.path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(l.path), 0o750); err != nil {
 		return fmt.Errorf("create the directory of %s: %w; create it or set logging.dir", l.path, err)
 	}
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return fmt.Errorf("open %s: %w; make it writable or set logging.dir", l.path, err)
 	}

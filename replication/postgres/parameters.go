@@ -52,6 +52,10 @@ var owned = map[string]string{
 	"include":                   "nowhere",
 	"include_if_exists":         "nowhere",
 	"include_dir":               "nowhere",
+	// What the one-writer and no-loss guarantees rest on.
+	"synchronous_commit":       "postgres.synchronous: local or off would acknowledge commits no standby has",
+	"full_page_writes":         "nowhere: pg_rewind needs it, or every rejoin is a clone",
+	"recovery_min_apply_delay": "nowhere: a delayed standby cannot take over in a switchover's time",
 }
 
 // ParameterError is CheckParameter's refusal of a name or value, as
@@ -102,6 +106,38 @@ func (i *Instance) CheckParameter(ctx context.Context, name, value string) error
 		}
 		return nil
 	})
+}
+
+// CheckParameterFile has PostgreSQL itself read the parameters as the
+// nodes will (postgres -C on a file holding just them, as os_user, which a
+// running server allows): a value PostgreSQL would refuse at its next start
+// is refused now, before every node writes it. A reload only logs such a
+// value; the next start of every node would fail on it.
+func (i *Instance) CheckParameterFile(ctx context.Context, values map[string]string) error {
+	if len(values) == 0 {
+		return nil
+	}
+	u, err := lookupOSUser(i.cfg.OSUser)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "understudy-parameters-")
+	if err != nil {
+		return fmt.Errorf("check the parameters: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := u.chown(dir); err != nil {
+		return err
+	}
+	file := filepath.Join(dir, paramsFile)
+	if err := writeFileAtomic(file, renderParams(values), 0o600, u); err != nil {
+		return fmt.Errorf("check the parameters: %w", err)
+	}
+	name := slices.Sorted(maps.Keys(values))[0]
+	if _, err := i.run(ctx, u, "postgres", "-D", i.dataDir, "-C", name, "-c", "config_file="+file); err != nil {
+		return refuse("PostgreSQL refuses the parameters: %v", err)
+	}
+	return nil
 }
 
 // renderParams is the parameters file: one line a parameter, sorted.
