@@ -78,18 +78,23 @@ func (r *Runner) failover(ctx context.Context, in nodeapi.FailoverRequest, timeo
 		return ans, http.StatusConflict, fmt.Errorf("failover to %s refused: it would lose data (%v); pass --force to accept that loss", in.Target, plan.Gap)
 	}
 	who := caller(ctx)
-	_, found, index, err := r.readNextMaster(ctx)
+	cur, found, index, err := r.readNextMaster(ctx)
 	if err != nil {
 		return ans, http.StatusServiceUnavailable, fmt.Errorf("cannot read next-master: %w", err)
 	}
 	if !found {
 		index = 0
 	}
+	// An election (or switchover) already chose for this term: its choice
+	// stands, and the operator looks again rather than overriding it.
+	if found && cur.Term == ks.LockIndex && !cur.Operator && cur.Node != in.Target {
+		return ans, http.StatusConflict, fmt.Errorf("the election of this term already chose %s (%s); look at understudy cluster status and retry", cur.Node, cur.Reason)
+	}
 	reason := fmt.Sprintf("failover to %s requested by %s: %v", in.Target, orAPI(who, r.name), plan.Gap)
 	nm := cluster.NextMaster{Node: in.Target, By: r.name, Reason: reason, At: time.Now().UTC(),
 		Term: ks.LockIndex, RequestedBy: who, Operator: true}
-	// CAS on what was read: an election that wrote meanwhile for this term
-	// wins, and the operator is told to look again.
+	// CAS on what was read: an election that writes between the read and
+	// this write wins, and the operator is told to look again.
 	ok, err := r.cc.CASJSON(ctx, r.keys.NextMaster(), nm, index)
 	if err != nil {
 		return ans, http.StatusServiceUnavailable, fmt.Errorf("cannot write next-master: %w", err)
