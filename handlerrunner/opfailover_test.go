@@ -225,7 +225,26 @@ func TestOperatorFailoverThatWouldLoseData(t *testing.T) {
 	c.killNode(old)
 	_ = syscall.Kill(sender, syscall.SIGKILL)
 
+	// While the dead node's session still holds the lock, nobody can tell
+	// it from an active cut off and still taking writes: the gap is
+	// unknown, and only --force goes ahead.
 	out := failoverVia(t, other, nodeapi.FailoverRequest{Target: target.name}, http.StatusConflict)
+	if plan, _ := out["plan"].(map[string]any); plan["former_active_holds_lock"] == true && plan["gap_bytes"].(float64) != -1 {
+		t.Fatalf("failover while %s's session holds the lock: plan %v; want the gap unknown", old.name, plan)
+	}
+	// Once Consul has ended its session (its agent is gone), the gap is
+	// what it last published.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		pair, _, err := other.consul.Client(t).KV().Get("understudy/t/leader", nil)
+		if err != nil || pair == nil {
+			return fmt.Errorf("read the leader key: %v", err)
+		}
+		if pair.Session != "" {
+			return fmt.Errorf("the leader key is still held by %s's session %s", old.name, pair.Session)
+		}
+		return nil
+	})
+	out = failoverVia(t, other, nodeapi.FailoverRequest{Target: target.name}, http.StatusConflict)
 	msg, _ := out["error"].(string)
 	plan, _ := out["plan"].(map[string]any)
 	if !strings.Contains(msg, "--force") || plan["loses_data"] != true || plan["gap_bytes"].(float64) <= 0 {
