@@ -72,7 +72,7 @@ func testDev(t *testing.T, netns string) {
 	}
 	for _, n := range st.Nodes {
 		p := n.PIDs
-		if p.Consul == 0 || p.Postgres == 0 || p.CheckRunner == 0 || p.HandlerRunner == 0 || p.Syncthing == 0 || n.APIURL == "" || n.PostgresPort == 0 || n.Files["shared"] == "" {
+		if p.Consul == 0 || p.Postgres == 0 || p.CheckRunner == 0 || p.HandlerRunner == 0 || p.ConsulWatcher == 0 || p.Syncthing == 0 || n.APIURL == "" || n.PostgresPort == 0 || n.Files["shared"] == "" {
 			t.Fatalf("node %s in dev status: %+v", n.Name, n)
 		}
 	}
@@ -104,7 +104,7 @@ func testDev(t *testing.T, netns string) {
 		t.Fatalf("dev down: %v\n%s", err, out)
 	}
 	for _, n := range final.Nodes {
-		for _, pid := range []int{n.PIDs.Consul, n.PIDs.Postgres, n.PIDs.CheckRunner, n.PIDs.HandlerRunner, final.HAProxy.PID} {
+		for _, pid := range []int{n.PIDs.Consul, n.PIDs.Postgres, n.PIDs.CheckRunner, n.PIDs.HandlerRunner, n.PIDs.ConsulWatcher, final.HAProxy.PID} {
 			if services.PIDAlive(pid) {
 				t.Errorf("pid %d of %s still runs after dev down", pid, n.Name)
 			}
