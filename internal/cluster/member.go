@@ -104,6 +104,11 @@ type Member struct {
 	// "critical"), for `nodes list` without a second query.
 	Checks    map[string]string `json:"checks,omitempty"`
 	Heartbeat time.Time         `json:"heartbeat"`
+	// Partition is the node's consul-watcher's last view (who it reaches,
+	// whether it is in the majority), as the check-runner found it; nil
+	// when no consul-watcher has run. In a partition the minority side's
+	// record cannot be written: ask the node's GET /v1/status/partition.
+	Partition *Partition `json:"partition,omitempty"`
 }
 
 // FolderState is one mirrored folder on one node, for `nodes list` and the

@@ -12,6 +12,13 @@ func ProbeTimeout(interval time.Duration) time.Duration {
 	return max(interval*3/4, 500*time.Millisecond)
 }
 
+// PartitionStale is how old the consul-watcher's view (a round every
+// interval) may be before its readers mark it stale: three rounds and a
+// probe timeout.
+func PartitionStale(interval time.Duration) time.Duration {
+	return 3*interval + ProbeTimeout(interval)
+}
+
 // CheckTTL is the TTL of a check updated every every: every x multiplier,
 // plus a margin of one probe timeout and 250 ms for the agent round trip,
 // so a check whose probe takes its whole timeout still reports before it

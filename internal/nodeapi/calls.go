@@ -54,6 +54,33 @@ func (c *Client) NodeStatuses(ctx context.Context, urls []string) []NodeResult {
 	return out
 }
 
+// PartitionResult is one node's answer to Partitions.
+type PartitionResult struct {
+	URL  string
+	View cluster.Partition
+	Err  error
+}
+
+// Partitions asks every url for its consul-watcher's view (GET
+// /v1/status/partition) at once, each under the per-node timeout; the
+// results are in the order of urls.
+func (c *Client) Partitions(ctx context.Context, urls []string) []PartitionResult {
+	out := make([]PartitionResult, len(urls))
+	var wg sync.WaitGroup
+	for i, u := range urls {
+		wg.Go(func() {
+			var v cluster.Partition
+			err := c.err
+			if err == nil {
+				err = c.ask(ctx, u, "its partition view", "/v1/status/partition", &v)
+			}
+			out[i] = PartitionResult{URL: u, View: v, Err: err}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
 // Events is GET /v1/events?limit=N of the first node that answers: the
 // cluster's history, newest first. limit is 1 to 10000; 0 is the API's
 // default (100).
