@@ -56,6 +56,9 @@ type Params struct {
 	// Slow is the probe time above which a server that answered is
 	// reported slow (it still counts as reached).
 	Slow time.Duration
+	// Slack is config.RoundSlack: how early the round that completes
+	// MinorityTimeout may run.
+	Slack time.Duration
 }
 
 // Transition is a partition starting or ending on this node.
@@ -64,8 +67,9 @@ type Transition struct {
 	At    time.Time
 	// CutSince is when this node was first seen cut from the majority.
 	CutSince time.Time
-	// ThisSide are the nodes this node reaches, itself first; OtherSide
-	// the nodes it was cut from (at the start, for an end too).
+	// ThisSide are the nodes this node reached, itself first, and
+	// OtherSide those it was cut from, as the partition started (for its
+	// end too). For an end, CutSince is when the partition started.
 	ThisSide, OtherSide []string
 }
 
@@ -85,7 +89,9 @@ type Model struct {
 	state     string
 	since     time.Time
 	cutSince  time.Time // zero while not cut
-	otherSide []string  // who the current partition cut this node from
+	// thisSide and otherSide are the sides of the current partition, as
+	// it started.
+	thisSide, otherSide []string
 	peers     map[string]peerSeen
 }
 
@@ -126,13 +132,11 @@ func (m *Model) Step(o Observation) (cluster.Partition, *Transition) {
 	var tr *Transition
 	switch {
 	case next == cluster.PartitionMinority && m.state != cluster.PartitionMinority:
-		this, other := v.Sides()
-		m.otherSide = other
-		tr = &Transition{Start: true, At: o.At, CutSince: m.cutSince, ThisSide: this, OtherSide: other}
+		m.thisSide, m.otherSide = v.Sides()
+		tr = &Transition{Start: true, At: o.At, CutSince: m.cutSince, ThisSide: m.thisSide, OtherSide: m.otherSide}
 	case next != cluster.PartitionMinority && m.state == cluster.PartitionMinority:
-		this, _ := v.Sides()
-		tr = &Transition{At: o.At, CutSince: m.since, ThisSide: this, OtherSide: m.otherSide}
-		m.otherSide = nil
+		tr = &Transition{At: o.At, CutSince: m.since, ThisSide: m.thisSide, OtherSide: m.otherSide}
+		m.thisSide, m.otherSide = nil, nil
 	}
 	if next != m.state {
 		m.state, m.since = next, o.At
@@ -151,7 +155,7 @@ func (m *Model) next(majority, unreachable bool, at time.Time) string {
 		if m.cutSince.IsZero() {
 			m.cutSince = at
 		}
-		if m.state == cluster.PartitionMinority || at.Sub(m.cutSince) >= m.p.MinorityTimeout {
+		if m.state == cluster.PartitionMinority || at.Sub(m.cutSince)+m.p.Slack >= m.p.MinorityTimeout {
 			return cluster.PartitionMinority
 		}
 		return cluster.PartitionCut

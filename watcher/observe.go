@@ -27,50 +27,88 @@ type known struct {
 	members map[string]cluster.Member
 }
 
+// reads are one round's reads of the local Consul.
+type reads struct {
+	gossip  []consul.GossipMember
+	gErr    error
+	servers []string
+	sErr    error
+	raft    consul.RaftState
+	rErr    error
+	members map[string]cluster.Member
+	mErr    error
+}
+
 // observe makes one round's observations, each read and probe under the
-// round's timeout, the probes in parallel.
+// round's timeout, all at once: the probes go where the servers and APIs
+// were as last read, so that a local Consul that hangs (its server cut
+// off) does not add its timeout to the probes' and the round stays within
+// one timeout, under the interval.
 func (r *Runner) observe(ctx context.Context, now time.Time) Observation {
-	var (
-		wg      sync.WaitGroup
-		gossip  []consul.GossipMember
-		gErr    error
-		servers []string
-		sErr    error
-		raft    consul.RaftState
-		rErr    error
-		members map[string]cluster.Member
-		mErr    error
-	)
-	read := func(f func(ctx context.Context)) {
+	var wg sync.WaitGroup
+	run := func(f func(ctx context.Context)) {
 		wg.Go(func() {
 			rctx, cancel := context.WithTimeout(ctx, r.timeout)
 			defer cancel()
 			f(rctx)
 		})
 	}
-	read(func(ctx context.Context) { gossip, gErr = r.cc.GossipMembers(ctx) })
-	read(func(ctx context.Context) { servers, sErr = r.cc.RaftServersStale(ctx) })
-	read(func(ctx context.Context) { raft, rErr = r.cc.LocalRaft(ctx) })
-	read(func(ctx context.Context) { members, mErr = r.readMembers(ctx) })
-	wg.Wait()
-	r.remember(gossip, gErr, servers, sErr, members, mErr)
-	o := Observation{At: now, Raft: cluster.RaftState{LastContactMS: -1}}
-	if rErr == nil {
-		o.Raft = cluster.RaftState{State: raft.State, LastContactMS: raft.LastContact.Milliseconds()}
-		if raft.LastContact < 0 {
-			o.Raft.LastContactMS = -1
+	var rd reads
+	readAll := func() {
+		run(func(ctx context.Context) { rd.gossip, rd.gErr = r.cc.GossipMembers(ctx) })
+		run(func(ctx context.Context) { rd.servers, rd.sErr = r.cc.RaftServersStale(ctx) })
+		run(func(ctx context.Context) { rd.raft, rd.rErr = r.cc.LocalRaft(ctx) })
+		run(func(ctx context.Context) { rd.members, rd.mErr = r.readMembers(ctx) })
+	}
+	if len(r.known.gossip) == 0 {
+		// Nothing known yet: learn where the servers are first.
+		readAll()
+		wg.Wait()
+		r.remember(rd)
+		rd = reads{}
+	}
+	targets := r.nodes()
+	for i := range targets {
+		n := &targets[i]
+		_, addr, apiURL := r.whereIs(n.Name)
+		// Every node with a Consul server is probed, in the Raft
+		// configuration or not: the majority's Consul removes a server
+		// cut off for long (autopilot's dead server cleanup), and the
+		// view must still say that node is unreachable.
+		if addr != "" {
+			run(func(ctx context.Context) { n.Probe, n.RTT = probe(ctx, addr) })
+		}
+		if !n.Self && apiURL != "" {
+			run(func(ctx context.Context) { n.API = r.api.Alive(ctx, apiURL, r.timeout) == nil })
 		}
 	}
+	readAll()
+	wg.Wait()
+	r.remember(rd)
+
+	o := Observation{At: now, Raft: cluster.RaftState{LastContactMS: -1}}
+	if rd.rErr == nil {
+		o.Raft.State = rd.raft.State
+		if rd.raft.LastContact >= 0 {
+			o.Raft.LastContactMS = rd.raft.LastContact.Milliseconds()
+		}
+	}
+	probed := map[string]NodeObs{}
+	for _, n := range targets {
+		probed[n.Name] = n
+	}
+	// The nodes as this round read them. A server first seen now (a node
+	// that joined, or came back into the Raft configuration) is probed
+	// now: unprobed, it would count as missed for a round.
 	o.Nodes = r.nodes()
 	for i := range o.Nodes {
 		n := &o.Nodes[i]
-		g, addr, apiURL := r.whereIs(n.Name)
+		p := probed[n.Name]
+		n.Probe, n.RTT, n.API = p.Probe, p.RTT, p.API
+		g, addr, _ := r.whereIs(n.Name)
 		n.Gossip = g
-		if n.Server && addr != "" {
-			read(func(ctx context.Context) { n.Probe, n.RTT = probe(ctx, addr) })
-		}
-		if !n.Self && apiURL != "" {
-			read(func(ctx context.Context) { n.API = r.api.Alive(ctx, apiURL, r.timeout) == nil })
+		if p.Probe == ProbeNone && addr != "" {
+			run(func(ctx context.Context) { n.Probe, n.RTT = probe(ctx, addr) })
 		}
 	}
 	wg.Wait()
@@ -94,22 +132,31 @@ func (r *Runner) readMembers(ctx context.Context) (map[string]cluster.Member, er
 
 // remember keeps what this round read; what it could not read is kept
 // from the rounds before.
-func (r *Runner) remember(gossip []consul.GossipMember, gErr error, servers []string, sErr error, members map[string]cluster.Member, mErr error) {
-	if gErr == nil {
-		r.known.gossip = map[string]consul.GossipMember{}
-		for _, g := range gossip {
-			r.known.gossip[g.Name] = g
+func (r *Runner) remember(rd reads) {
+	if rd.gErr == nil {
+		// Merged, not replaced: a node pruned from the gossip pool keeps
+		// the address it had, so that it is still probed while it has a
+		// member record.
+		seen := map[string]bool{}
+		for _, g := range rd.gossip {
+			r.known.gossip[g.Name], seen[g.Name] = g, true
+		}
+		for name, g := range r.known.gossip {
+			if !seen[name] {
+				g.Status = ""
+				r.known.gossip[name] = g
+			}
 		}
 	} else if r.consulUp {
-		r.log.Warn("cannot list consul's gossip members; probing the servers known before", "err", gErr)
+		r.log.Warn("cannot list consul's gossip members; probing the servers known before", "err", rd.gErr)
 	}
-	if sErr == nil && len(servers) > 0 {
-		r.known.servers = servers
+	if rd.sErr == nil && len(rd.servers) > 0 {
+		r.known.servers = rd.servers
 	}
-	if mErr == nil {
-		r.known.members = members
+	if rd.mErr == nil {
+		r.known.members = rd.members
 	}
-	r.consulUp = gErr == nil
+	r.consulUp = rd.gErr == nil
 	if len(r.known.servers) == 0 {
 		// No Raft configuration read yet: the gossip pool's servers.
 		for _, g := range r.known.gossip {

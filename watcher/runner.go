@@ -60,9 +60,10 @@ func New(cfg *config.Config, cc *consul.Client, log *slog.Logger) (*Runner, erro
 		model: NewModel(Params{Node: cfg.Node.Name, Mode: cfg.Cluster.PartitionMode, MinorityTimeout: cfg.Cluster.MinorityTimeout,
 			// A LAN connection takes a millisecond; a third of the
 			// probe timeout is a server in trouble.
-			Slow: timeout / 3}),
+			Slow: timeout / 3, Slack: config.RoundSlack}),
 		timeout:  timeout,
 		consulUp: true,
+		known:    known{gossip: map[string]consul.GossipMember{}},
 	}, nil
 }
 
@@ -133,9 +134,12 @@ func (r *Runner) logChanges(v cluster.Partition) {
 			continue
 		}
 		attrs := []any{"peer", p.Name, "reach", p.Reach, "gossip", p.Gossip, "probe", p.Probe, "probe_ms", p.ProbeMS, "api", p.API}
-		if p.Reach == cluster.Reached || p.Reach == "" {
+		switch p.Reach {
+		case cluster.Reached:
 			r.log.Info("peer reached", attrs...)
-		} else {
+		case "":
+			r.log.Info("peer runs no consul server of the raft configuration", attrs...)
+		default:
 			r.log.Warn("peer "+string(p.Reach), attrs...)
 		}
 	}
@@ -179,7 +183,7 @@ func (r *Runner) queue(ev cluster.Event) {
 func (r *Runner) flush(ctx context.Context) {
 	for len(r.pending) > 0 {
 		wctx, cancel := context.WithTimeout(ctx, r.timeout)
-		_, err := r.cc.AppendEvent(wctx, r.keys.Events(), r.cfg.Node.Name, r.pending[0])
+		_, err := r.cc.PutEventAt(wctx, r.keys.Events(), r.cfg.Node.Name, r.pending[0].Time, r.pending[0])
 		cancel()
 		if err != nil {
 			// Expected in the minority: kept for the next round.

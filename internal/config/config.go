@@ -28,6 +28,13 @@ const (
 // lost probe is never taken for one.
 const DefaultMinorityTimeout = 5 * time.Second
 
+// RoundSlack is how much earlier than minority_timeout after the first
+// round that found a node cut the round that completes it may run: rounds
+// run on a ticker, and a tick late by a fraction of a millisecond would
+// otherwise delay the partition by a whole round. Validate keeps
+// minority_timeout at least this far above the takeover time.
+const RoundSlack = 20 * time.Millisecond
+
 // minorityTimeoutFor is the default cluster.minority_timeout of c:
 // DefaultMinorityTimeout, or, when a longer lease or interval needs more,
 // the takeover time plus one round, in whole seconds.

@@ -115,10 +115,10 @@ func (v *validator) minority(c *Config) {
 	case t <= 0 || t > max(maxMinorityTimeout, c.minorityTimeoutFor()):
 		v.add("cluster.minority_timeout", `cluster.minority_timeout = %s is out of range; write a duration from %s to "10m" ("5s" by default)`,
 			quote(formatDuration(t)), quote(formatDuration(floor.Round(100*time.Millisecond)+100*time.Millisecond)))
-	case t < c.Fencing().Takeover():
+	case t < c.Fencing().Takeover()+RoundSlack:
 		v.addAt([]string{"cluster.minority_timeout", "consul.leader_lease"},
-			`cluster.minority_timeout = %s is shorter than an active cut off needs to stop taking writes (%s: consul.leader_lease and the stop): a node would say it is in the minority while it may still write; write at least %s`,
-			quote(formatDuration(t)), c.Fencing().Takeover(), quote(formatDuration(c.Fencing().Takeover().Round(100*time.Millisecond)+100*time.Millisecond)))
+			`cluster.minority_timeout = %s is shorter than an active cut off needs to stop taking writes (%s: consul.leader_lease and the stop, and %s for the watcher's ticks): a node would say it is in the minority while it may still write; write at least %s`,
+			quote(formatDuration(t)), c.Fencing().Takeover(), RoundSlack, quote(formatDuration(c.Fencing().Takeover().Round(100*time.Millisecond)+100*time.Millisecond)))
 	case t < 2*c.Checks.Interval:
 		v.addAt([]string{"cluster.minority_timeout", "checks.interval"},
 			`cluster.minority_timeout = %s is shorter than two checks.interval = %s (the consul-watcher's round): one lost probe would be a partition; write at least %s`,
