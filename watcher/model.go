@@ -85,14 +85,14 @@ type Transition struct {
 // misses the majority only through Down servers is an outage: it starts
 // no partition, and ends none either.
 type Model struct {
-	p         Params
-	state     string
-	since     time.Time
-	cutSince  time.Time // zero while not cut
+	p        Params
+	state    string
+	since    time.Time
+	cutSince time.Time // zero while not cut
 	// thisSide and otherSide are the sides of the current partition, as
 	// it started.
 	thisSide, otherSide []string
-	peers     map[string]peerSeen
+	peers               map[string]peerSeen
 }
 
 type peerSeen struct {
