@@ -78,6 +78,19 @@ func testDev(t *testing.T, netns string) {
 	}
 
 	testHAProxyConfigCommand(t, bin, &st)
+	// The consul-watchers dev up runs: cluster status shows every node in
+	// the majority, reaching the three servers.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		out, err := exec.Command(bin, "cluster", "status", "--profile", "devtest").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("cluster status: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "partitions (partition_mode fence, minority_timeout 5s):") ||
+			strings.Count(string(out), "reaches 3/3 servers") != 3 {
+			return fmt.Errorf("cluster status shows no three nodes in the majority:\n%s", out)
+		}
+		return nil
+	})
 
 	var demo bytes.Buffer
 	if err := devcluster.Demo(ctx, s, o, &demo); err != nil {
@@ -179,6 +192,16 @@ func testFaults(t *testing.T, bin, dir string) {
 			t.Fatalf("%s (%s) took a write after %s took over", old.Name, fault[0], s.Nodes[next].Name)
 		}
 		t.Logf("%s %s: %s took over; %s refuses writes (%v)", fault[0], old.Name, s.Nodes[next].Name, old.Name, err)
+		if fault[0] == "partition" {
+			// Its consul-watcher says so, asked by cluster status.
+			testenv.Eventually(t, 15*time.Second, func() error {
+				out, err := exec.Command(bin, "cluster", "status", "--profile", "devtest").CombinedOutput()
+				if err != nil || !strings.Contains(string(out), "  "+old.Name+"  MINORITY since") {
+					return fmt.Errorf("cluster status does not show %s in the minority (%v):\n%s", old.Name, err, out)
+				}
+				return nil
+			})
+		}
 		if fault[0] == "partition" {
 			cli("dev", "heal")
 		} else {
