@@ -60,7 +60,7 @@ func (c *Config) Bounds() Bounds {
 		NodeDetection:  g.GossipProbeInterval + g.GossipProbeTimeout + time.Duration(g.GossipSuspicionMult)*g.GossipProbeInterval,
 		ConsulElection: f.MinLease(),
 		LockDelay:      f.LockDelay, Refused: f.Refused(), Takeover: f.Takeover(),
-		Partition:      c.Cluster.MinorityTimeout + c.Checks.Interval,
+		Partition: c.Cluster.MinorityTimeout + c.Checks.Interval,
 	}
 }
 
