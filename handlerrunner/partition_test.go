@@ -48,13 +48,19 @@ func (n *tnode) seesAs(state string, reach map[string]cluster.Reach) (cluster.Pa
 }
 
 // TestWatcherSeesAPartitionedStandby: three nodes on network-namespace
-// hosts, each with its consul-watcher. A standby cut off both ways reports
+// hosts, each with its consul-watcher. A standby cut off, both ways or
+// deafened (it receives nothing; a connection needs both ways), reports
 // the partition (its view says minority) within minority_timeout and a
 // round of the cut; the other two stay in the majority and see it
 // unreachable; after the heal its partition ends, and both ends are in
 // the cluster's history with both sides. The active is left alone:
 // fencing and the role loop are not the watcher's.
 func TestWatcherSeesAPartitionedStandby(t *testing.T) {
+	t.Run("isolated", func(t *testing.T) { testWatcherStandbyCut(t, (*testenv.Net).Isolate) })
+	t.Run("deafened", func(t *testing.T) { testWatcherStandbyCut(t, (*testenv.Net).Deafen) })
+}
+
+func testWatcherStandbyCut(t *testing.T, cutOff func(*testenv.Net, *testenv.Host)) {
 	c, net := newHostCluster(t, nil)
 	act := c.waitHealthy(startTimeout)
 	for _, n := range c.nodes {
@@ -76,7 +82,7 @@ func TestWatcherSeesAPartitionedStandby(t *testing.T) {
 	cfg := standby.cfg
 	timeout, round := cfg.Cluster.MinorityTimeout, cfg.Checks.Interval
 
-	net.Isolate(standby.host)
+	cutOff(net, standby.host)
 	cut := time.Now()
 	var v cluster.Partition
 	testenv.Eventually(t, timeout+10*time.Second, func() error {
