@@ -87,7 +87,8 @@ type Cluster struct {
 	// not answer) before it says the node is in the minority: a partition
 	// starts, recorded as a partition event, shown by cluster status and
 	// GET /v1/status/partition. It ends at the first round that reaches a
-	// majority again. It is at least Fencing().Takeover(): by the time a
+	// majority again. It is at least Fencing().Takeover() (and RoundSlack
+	// above it): by the time a
 	// node says it is in the minority, an active on its side has stopped
 	// taking writes (no renewal of its lease can commit without a
 	// majority), so "minority" never describes a node that may still
