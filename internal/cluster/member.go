@@ -97,6 +97,11 @@ type Member struct {
 	SyncthingAddress  string `json:"syncthing_address,omitempty"`
 	// Files is each mirrored folder as the node's Syncthing last reported it.
 	Files map[string]FolderState `json:"files,omitempty"`
+	// Partition is the node's consul-watcher's last view (who it reaches,
+	// whether it is in the majority), as the check-runner found it; nil
+	// when no consul-watcher has run. In a partition the minority side's
+	// record cannot be written: ask the node's GET /v1/status/partition.
+	Partition *Partition `json:"partition,omitempty"`
 	// Diverged is what rewinds of this node kept aside and an operator has
 	// not removed yet.
 	Diverged []Diverged `json:"diverged,omitempty"`
@@ -104,11 +109,6 @@ type Member struct {
 	// "critical"), for `nodes list` without a second query.
 	Checks    map[string]string `json:"checks,omitempty"`
 	Heartbeat time.Time         `json:"heartbeat"`
-	// Partition is the node's consul-watcher's last view (who it reaches,
-	// whether it is in the majority), as the check-runner found it; nil
-	// when no consul-watcher has run. In a partition the minority side's
-	// record cannot be written: ask the node's GET /v1/status/partition.
-	Partition *Partition `json:"partition,omitempty"`
 }
 
 // FolderState is one mirrored folder on one node, for `nodes list` and the
