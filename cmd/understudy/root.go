@@ -26,7 +26,9 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(newVersionCmd(), newConfigCmd(), newCertsCmd(), newCheckRunnerCmd(), newHandlerRunnerCmd(), newConsulWatcherCmd(), newWatchdogCmd(), newDevCmd(),
+	// The third daemon, beside the check-runner and the handler-runner.
+	root.AddCommand(newConsulWatcherCmd())
+	root.AddCommand(newVersionCmd(), newConfigCmd(), newCertsCmd(), newCheckRunnerCmd(), newHandlerRunnerCmd(), newWatchdogCmd(), newDevCmd(),
 		newClusterCmd(), newNodeCmd(), newProfileCmd(), newHAProxyConfigCmd())
 	return root
 }
