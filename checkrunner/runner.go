@@ -420,6 +420,9 @@ func (r *Runner) member(o *observation, now time.Time) cluster.Member {
 		Files:     o.folderStates(),
 		Diverged:  postgres.KeptAside(r.cfg.Postgres.DataDir),
 	}
+	if p, err := cluster.ReadPartition(r.cfg.Node.DataDir, now, config.PartitionStale(r.cfg.Checks.Interval)); err == nil {
+		m.Partition = &p
+	}
 	if r.files != nil {
 		m.SyncthingDeviceID, m.SyncthingAddress = r.files.deviceID, "tcp://"+r.cfg.SyncthingListen()
 	}

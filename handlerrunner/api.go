@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
@@ -60,6 +61,7 @@ func (r *Runner) handler() http.Handler {
 	route(accessOpen, http.MethodGet, "/metrics", promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP)
 	route(accessNode, http.MethodGet, "/v1/status/node", r.handleNode)
 	route(accessNode, http.MethodGet, "/v1/status/cluster", r.handleCluster)
+	route(accessNode, http.MethodGet, "/v1/status/partition", r.handlePartition)
 	route(accessNode, http.MethodGet, "/v1/events", r.handleEvents)
 	route(accessOperator, http.MethodPost, "/v1/cluster/switchover", r.handleSwitchover)
 	route(accessOperator, "", "/v1/cluster/nodes/", r.handleNodes)
@@ -189,6 +191,19 @@ func (r *Runner) handleReplica(w http.ResponseWriter, req *http.Request) {
 
 func (r *Runner) handleNode(w http.ResponseWriter, req *http.Request) {
 	writeJSON(w, http.StatusOK, r.nodeStatus(req.Context()))
+}
+
+// handlePartition is this node's consul-watcher's view, read from the
+// local file it writes every round: it answers in a partition, where the
+// node's Consul may take no writes. A view older than
+// config.PartitionStale says so (stale: true); none at all is a 503.
+func (r *Runner) handlePartition(w http.ResponseWriter, _ *http.Request) {
+	p, err := cluster.ReadPartition(r.cfg.Node.DataDir, time.Now(), config.PartitionStale(r.cfg.Checks.Interval))
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
 }
 
 func (r *Runner) handleCluster(w http.ResponseWriter, req *http.Request) {

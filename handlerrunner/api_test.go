@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/certs"
+	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/nodeapi"
@@ -139,6 +141,32 @@ func TestBadRequestsGetJSONErrors(t *testing.T) {
 	}
 }
 
+// TestPartitionView: GET /v1/status/partition serves the consul-watcher's
+// local view, says when it is stale, and without one says what to look at.
+func TestPartitionView(t *testing.T) {
+	r := testRunner(t, "")
+	h := r.handler()
+	if code, body := do(t, h, "GET", "/v1/status/partition", "", nil); code != 503 || !strings.Contains(fmt.Sprint(body["error"]), "understudy-consul-watcher") {
+		t.Fatalf("no view: %d %v, want 503 naming the consul-watcher's unit", code, body)
+	}
+	v := cluster.Partition{Node: "a", At: time.Now(), Mode: "fence", State: cluster.PartitionMinority, Servers: 3, ReachedServers: 1,
+		Peers: []cluster.PeerReach{{Name: "a", Self: true, Server: true, Reach: cluster.Reached}, {Name: "b", Server: true, Reach: cluster.Unreachable}}}
+	if err := cluster.WritePartition(r.cfg.Node.DataDir, v); err != nil {
+		t.Fatal(err)
+	}
+	code, body := do(t, h, "GET", "/v1/status/partition", "", nil)
+	if code != 200 || body["state"] != cluster.PartitionMinority || body["stale"] != nil {
+		t.Fatalf("fresh view: %d %v", code, body)
+	}
+	v.At = time.Now().Add(-time.Minute)
+	if err := cluster.WritePartition(r.cfg.Node.DataDir, v); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := do(t, h, "GET", "/v1/status/partition", "", nil); code != 200 || body["stale"] != true {
+		t.Fatalf("a view a minute old: %d %v, want stale", code, body)
+	}
+}
+
 func TestBasicAuth(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "auth")
 	if err := os.WriteFile(file, []byte("haproxy:s3cret\n"), 0o600); err != nil {
@@ -231,6 +259,7 @@ func TestClientCertificates(t *testing.T) {
 		{"GET", "/metrics", "", [5]int{401, 401, 401, 200, 200}},
 		{"GET", "/v1/status/cluster", "", [5]int{401, 401, 401, 503, 503}},
 		{"GET", "/v1/events", "", [5]int{401, 401, 401, 503, 503}},
+		{"GET", "/v1/status/partition", "", [5]int{401, 401, 401, 503, 503}},
 		{"GET", "/v1/lease/grants", "", [5]int{401, 401, 401, 400, 400}},
 		{"POST", "/v1/cluster/switchover", `{"target":"b"}`, [5]int{401, 401, 401, 403, 503}},
 		{"DELETE", "/v1/cluster/nodes/b", "", [5]int{401, 401, 401, 403, 503}},

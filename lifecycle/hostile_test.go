@@ -126,6 +126,7 @@ func TestHostileClients(t *testing.T) {
 		{"GET", "/metrics", "", [6]int{401, 401, 401, 200, 200, 401}},
 		{"GET", "/v1/status/node", "", [6]int{401, 401, 401, 200, 200, 401}},
 		{"GET", "/v1/status/cluster", "", [6]int{401, 401, 401, 200, 200, 401}},
+		{"GET", "/v1/status/partition", "", [6]int{401, 401, 401, 200, 200, 401}},
 		{"GET", "/v1/events", "", [6]int{401, 401, 401, 200, 200, 401}},
 		{"GET", "/v1/lease/grants?session=x", "", [6]int{401, 401, 401, 200, 200, 401}},
 		{"POST", "/v1/lease/grant", `{}`, [6]int{401, 401, 401, 400, 400, 401}},

@@ -72,7 +72,7 @@ func nodePIDs(t *testing.T, dataDir, pgData string) map[string]int {
 		return pid
 	}
 	pids := map[string]int{"postgres": read(filepath.Join(pgData, "postmaster.pid"))}
-	for _, name := range []string{lifecycle.ConsulProcess, lifecycle.CheckRunnerProcess, lifecycle.HandlerRunnerProcess} {
+	for _, name := range []string{lifecycle.ConsulProcess, lifecycle.CheckRunnerProcess, lifecycle.HandlerRunnerProcess, lifecycle.ConsulWatcherProcess} {
 		pids[name] = read(lifecycle.PIDFile(dataDir, name))
 	}
 	return pids

@@ -32,7 +32,7 @@ func consulService(l layout, o Options) config.Service {
 // daemonServices are the processes that start after Consul: Syncthing on a
 // node with files blocks (its home prepared first, its identity the node
 // certificate), then the check-runner and the handler-runner, which
-// configures Syncthing's devices and folders.
+// configures Syncthing's devices and folders, and the consul-watcher.
 func daemonServices(ctx context.Context, cfg *config.Config, o Options) ([]config.Service, error) {
 	var svcs []config.Service
 	if len(cfg.Files) > 0 {
@@ -60,15 +60,16 @@ func daemonServices(ctx context.Context, cfg *config.Config, o Options) ([]confi
 	return append(svcs,
 		config.Service{Name: CheckRunnerProcess, Command: []string{o.Understudy, "check-runner", "--config", cfg.Path}},
 		config.Service{Name: HandlerRunnerProcess, Command: []string{o.Understudy, "handler-runner", "--config", cfg.Path}},
+		config.Service{Name: ConsulWatcherProcess, Command: []string{o.Understudy, "consul-watcher", "--config", cfg.Path}},
 	), nil
 }
 
 // startingWords tells the operator which processes start now.
 func startingWords(svcs []config.Service) string {
-	if len(svcs) > 2 {
-		return "starting Syncthing, the check-runner and the handler-runner"
+	if len(svcs) > 3 {
+		return "starting Syncthing, the check-runner, the handler-runner and the consul-watcher"
 	}
-	return "starting the check-runner and the handler-runner"
+	return "starting the check-runner, the handler-runner and the consul-watcher"
 }
 
 // startService starts one of the node's processes, given by its command,
@@ -275,8 +276,8 @@ func StartProcesses(ctx context.Context, cfg *config.Config, o Options) error {
 // active stops the active-only services and PostgreSQL and gives up the
 // lock, so that another node takes over at once; then PostgreSQL of a
 // standby, which the handler-runner leaves running when it exits (a
-// restart of the daemon must not stop the standby), the check-runner,
-// Syncthing and the Consul agent. The Consul server stays a Raft peer, down
+// restart of the daemon must not stop the standby), the check-runner, the
+// consul-watcher, Syncthing and the Consul agent. The Consul server stays a Raft peer, down
 // until the node starts again. Systemd units stay enabled: the node
 // starts at the next boot. Processes already stopped are skipped.
 func StopProcesses(ctx context.Context, cfg *config.Config, o Options) error {
@@ -299,7 +300,7 @@ func StopProcesses(ctx context.Context, cfg *config.Config, o Options) error {
 	if err := pg.Stop(ctx, "fast"); err != nil {
 		return fmt.Errorf("stop PostgreSQL: %w", err)
 	}
-	for _, name := range []string{CheckRunnerProcess, SyncthingProcess, ConsulProcess} {
+	for _, name := range []string{CheckRunnerProcess, ConsulWatcherProcess, SyncthingProcess, ConsulProcess} {
 		if name == SyncthingProcess && len(cfg.Files) == 0 {
 			continue
 		}
@@ -316,11 +317,12 @@ const (
 	SyncthingProcess     = "understudy-syncthing" // only on a node with files blocks
 	CheckRunnerProcess   = "understudy-check-runner"
 	HandlerRunnerProcess = "understudy-handler-runner"
+	ConsulWatcherProcess = "understudy-consul-watcher"
 )
 
 // ProcessNames are the node's processes, in the order they start;
 // SyncthingProcess runs only on a node with files blocks.
-var ProcessNames = []string{ConsulProcess, SyncthingProcess, CheckRunnerProcess, HandlerRunnerProcess}
+var ProcessNames = []string{ConsulProcess, SyncthingProcess, CheckRunnerProcess, HandlerRunnerProcess, ConsulWatcherProcess}
 
 // PIDFile is where the supervisor of the node's process name keeps its PID
 // (its output goes beside it, NAME.log).

@@ -44,7 +44,7 @@ func freshNode(t *testing.T, name, addr string, postgresExtra ...string) (*confi
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		for _, svc := range []string{lifecycle.HandlerRunnerProcess, lifecycle.CheckRunnerProcess, lifecycle.ConsulProcess} {
+		for _, svc := range []string{lifecycle.HandlerRunnerProcess, lifecycle.CheckRunnerProcess, lifecycle.ConsulWatcherProcess, lifecycle.ConsulProcess} {
 			_ = m.Stop(ctx, config.Service{Name: svc, Command: []string{"x"}})
 		}
 		pg := postgres.NewInstance(cfg.Postgres, name, slog.New(slog.DiscardHandler))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/testenv"
 	"github.com/understudy-ha/understudy/lifecycle"
@@ -213,6 +214,20 @@ func TestClusterOnSystemdHosts(t *testing.T) {
 		n.requireUnits(t)
 		n.streamingStandby(t, 30*time.Second)
 		n.appRuns(t, false)
+	}
+	// The consul-watcher runs as a unit on every node: each node's API
+	// serves its view, every server reached.
+	for _, n := range []*systemdNode{a, b, c} {
+		testenv.Eventually(t, 30*time.Second, func() error {
+			var v cluster.Partition
+			if err := n.get(t, "/v1/status/partition", &v); err != nil {
+				return err
+			}
+			if v.State != cluster.PartitionMajority || v.Servers != 3 || v.ReachedServers != 3 || v.Stale {
+				return fmt.Errorf("%s's partition view: %s, %d/%d servers reached, stale %v: %+v", n.cfg.Node.Name, v.State, v.ReachedServers, v.Servers, v.Stale, v.Peers)
+			}
+			return nil
+		})
 	}
 
 	conn, err := pgx.Connect(ctx, postgres.ConnString(a.cfg.Postgres))

@@ -25,6 +25,7 @@ func TestSystemdUnitsRunWhatLifecycleRuns(t *testing.T) {
 		SyncthingProcess:     files.Command("/usr/lib/understudy/bin/syncthing", cfg.SyncthingHome()),
 		CheckRunnerProcess:   {o.Understudy, "check-runner", "--config", cfg.Path},
 		HandlerRunnerProcess: {o.Understudy, "handler-runner", "--config", cfg.Path},
+		ConsulWatcherProcess: {o.Understudy, "consul-watcher", "--config", cfg.Path},
 	}
 	for _, name := range ProcessNames {
 		path := filepath.Join("..", "packaging", "systemd", name+".service")

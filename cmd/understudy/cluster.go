@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -80,6 +81,8 @@ is one, else the local node (http://127.0.0.1:8008). Add profiles with
 type clusterView struct {
 	status nodeapi.ClusterStatus
 	live   map[string]nodeapi.NodeResult // by member name; absent: no API URL
+	// partitions are the members' consul-watcher views, asked of each.
+	partitions map[string]nodeapi.PartitionResult
 }
 
 func fetchCluster(ctx context.Context, c *nodeapi.Client) (clusterView, error) {
@@ -93,10 +96,17 @@ func fetchCluster(ctx context.Context, c *nodeapi.Client) (clusterView, error) {
 			names, urls = append(names, m.Name), append(urls, m.APIURL)
 		}
 	}
-	v := clusterView{status: cs, live: map[string]nodeapi.NodeResult{}}
+	v := clusterView{status: cs, live: map[string]nodeapi.NodeResult{}, partitions: map[string]nodeapi.PartitionResult{}}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i, r := range c.Partitions(ctx, urls) {
+			v.partitions[names[i]] = r
+		}
+	})
 	for i, r := range c.NodeStatuses(ctx, urls) {
 		v.live[names[i]] = r
 	}
+	wg.Wait()
 	return v, nil
 }
 
@@ -266,6 +276,8 @@ type statusReport struct {
 	KeptAside []keptAside `json:"kept_aside,omitempty"`
 	// Paused is set while the cluster is paused.
 	Paused *cluster.Pause `json:"paused,omitempty"`
+	// Partitions are the nodes' consul-watcher views: who reaches whom.
+	Partitions []partitionRow `json:"partitions"`
 }
 
 type keptAside struct {
@@ -298,6 +310,7 @@ func newStatusReport(v clusterView, events []cluster.Event, now time.Time) statu
 	s := statusReport{Cluster: v.status.Cluster, Leader: v.status.Leader, Nodes: nodeRows(v, now)}
 	s.Consul = v.status.Consul
 	s.Paused = v.status.Paused
+	s.Partitions = partitionRows(v)
 	for _, m := range v.status.Members {
 		for _, d := range m.Diverged {
 			s.KeptAside = append(s.KeptAside, keptAside{Node: m.Name, Diverged: d})
@@ -377,7 +390,10 @@ func renderStatus(w io.Writer, s statusReport, now time.Time) error {
 		}
 		fmt.Fprintln(tw, line)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return renderPartitions(w, s.Partitions, now)
 }
 
 func newClusterStatusCmd(o *apiOpts) *cobra.Command {

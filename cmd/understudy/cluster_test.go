@@ -103,8 +103,47 @@ members (4):
   mgr-2  replica  standby  lag 1.2 MiB  postgres-role critical, services warning  heartbeat 4s ago
   mgr-3  offline  unknown  lag -        consul critical                           heartbeat 2m ago
   mgr-4  offline  standby  lag 0 B      6/6 passing                               heartbeat 1s ago  (ask http://10.0.0.8:8008 for its state: no answer within 2s)
+partitions: unknown: no node has a consul-watcher view (is understudy-consul-watcher running?)
 `
 	if b.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+// TestRenderStatusPartitions: status shows who reaches whom since when,
+// from each node's own view, or its member record when it does not answer.
+func TestRenderStatusPartitions(t *testing.T) {
+	v := fixture()
+	peers := func(reach map[string]cluster.Reach, since time.Time) []cluster.PeerReach {
+		var out []cluster.PeerReach
+		for _, n := range []string{"mgr-1", "mgr-2", "mgr-3", "mgr-4"} {
+			out = append(out, cluster.PeerReach{Name: n, Server: true, Reach: reach[n], Since: since})
+		}
+		return out
+	}
+	cut := now.Add(-30 * time.Second)
+	majority := cluster.Partition{Node: "mgr-1", At: now, Mode: "fence", MinorityTimeoutMS: 5000, State: cluster.PartitionMajority, Since: now.Add(-time.Hour),
+		Servers: 4, ReachedServers: 3, Majority: true,
+		Peers: peers(map[string]cluster.Reach{"mgr-1": cluster.Reached, "mgr-2": cluster.Reached, "mgr-3": cluster.Unreachable, "mgr-4": cluster.Reached}, cut)}
+	minority := cluster.Partition{Node: "mgr-3", At: now.Add(-2 * time.Minute), Mode: "fence", MinorityTimeoutMS: 5000, State: cluster.PartitionMinority, Since: cut.Add(5 * time.Second),
+		Servers: 4, ReachedServers: 1,
+		Peers: peers(map[string]cluster.Reach{"mgr-1": cluster.Unreachable, "mgr-2": cluster.Unreachable, "mgr-3": cluster.Reached, "mgr-4": cluster.Unreachable}, cut)}
+	v.status.Members[2].Partition = &minority
+	v.partitions = map[string]nodeapi.PartitionResult{
+		"mgr-1": {View: majority},
+		"mgr-2": {Err: errors.New("ask http://10.0.0.6:8008 for its partition view: 503: no partition view")},
+	}
+	var b bytes.Buffer
+	if err := renderStatus(&b, newStatusReport(v, events(), now), now); err != nil {
+		t.Fatal(err)
+	}
+	want := `partitions (partition_mode fence, minority_timeout 5s):
+  mgr-1  majority since 2024-05-01 11:00:00Z (1h0m ago)  reaches 3/4 servers: mgr-1, mgr-2, mgr-4; mgr-3 unreachable since 30s ago
+  mgr-2  unknown                                         ask http://10.0.0.6:8008 for its partition view: 503: no partition view
+  mgr-3  MINORITY since 2024-05-01 11:59:35Z (25s ago)   reaches 1/4 servers: mgr-3; mgr-1 unreachable since 30s ago; mgr-2 unreachable since 30s ago; mgr-4 unreachable since 30s ago  (from its member record, 2m ago; the node did not answer: no API URL in its member record)
+  mgr-4  unknown                                         no API URL in its member record and no view in it
+`
+	if !strings.Contains(b.String(), want) {
 		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }

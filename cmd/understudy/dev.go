@@ -164,7 +164,7 @@ func newDevFreezeCmd(dir *string) *cobra.Command {
 		Short: "SIGSTOP a node's processes: a hung agent, hung daemons, a hung PostgreSQL, or a paused machine",
 		Long: `freeze stops (SIGSTOP) a group of the node's processes, as a hang looks to
 the rest of the cluster: --what consul (its Consul agent), daemons (the
-check-runner and the handler-runner), postgres (the postmaster and every
+check-runner, the handler-runner and the consul-watcher), postgres (the postmaster and every
 process it started), or node (all of those, Syncthing and the fencing
 watchdog: a paused machine). ` + "`understudy dev thaw NODE`" + ` resumes them.`,
 		Example: "  understudy dev freeze n1",
@@ -285,7 +285,7 @@ func printDev(out io.Writer, ctx context.Context, s *devcluster.State) {
 	}
 	active, _ := devcluster.Active(ctx, s)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tROLE\tAPI\tPOSTGRES\tCONSUL\tSHARED FILES\tPIDS (consul postgres check-runner handler-runner syncthing)")
+	fmt.Fprintln(tw, "NODE\tROLE\tAPI\tPOSTGRES\tCONSUL\tSHARED FILES\tPIDS (consul postgres check-runner handler-runner consul-watcher syncthing)")
 	for i, n := range s.Nodes {
 		role := "standby"
 		switch {
@@ -294,8 +294,8 @@ func printDev(out io.Writer, ctx context.Context, s *devcluster.State) {
 		case i == active:
 			role = "active"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s:%d\t%s\t%s\t%d %d %d %d %d\n", n.Name, role, n.APIURL, n.PostgresHost, n.PostgresPort,
-			n.ConsulAPI, orDash(n.Files["shared"]), n.PIDs.Consul, n.PIDs.Postgres, n.PIDs.CheckRunner, n.PIDs.HandlerRunner, n.PIDs.Syncthing)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s:%d\t%s\t%s\t%d %d %d %d %d %d\n", n.Name, role, n.APIURL, n.PostgresHost, n.PostgresPort,
+			n.ConsulAPI, orDash(n.Files["shared"]), n.PIDs.Consul, n.PIDs.Postgres, n.PIDs.CheckRunner, n.PIDs.HandlerRunner, n.PIDs.ConsulWatcher, n.PIDs.Syncthing)
 	}
 	tw.Flush()
 	fmt.Fprintf(out, "haproxy: %s (pid %d), postgres of the active node\n", s.HAProxy.Frontend, s.HAProxy.PID)

@@ -28,8 +28,8 @@ func newClusterStartCmd() *cobra.Command {
 starts the Consul agent (a server, TLS on every port, a gossip key),
 initialises PostgreSQL for replication (or adopts the data directory that is
 there), writes the cluster's configuration and a join token to Consul,
-starts the check-runner and the handler-runner, and returns once this node is
-active. It prints the join token once: only its hash is kept. The token
+starts the check-runner, the handler-runner and the consul-watcher, and
+returns once this node is active. It prints the join token once: only its hash is kept. The token
 admits nodes for --token-ttl (1h); "understudy cluster token" on a node
 issues a new one and revokes the old.
 
@@ -123,8 +123,8 @@ func newClusterJoinCmd() *cobra.Command {
 api.listen) for the cluster's CA and Consul settings, over TLS and only once
 the server shows the CA whose fingerprint cluster start printed; signs this
 node's certificate, joins Consul, clones PostgreSQL from the active node
-(showing progress), starts the check-runner and the handler-runner, and
-returns once this node streams from the active node.
+(showing progress), starts the check-runner, the handler-runner and the
+consul-watcher, and returns once this node streams from the active node.
 
 The join token is read from --token-file, or from standard input with
 --token -, so that it does not show in ps; --token T works too. A token that

@@ -28,8 +28,8 @@ func newNodeStartCmd() *cobra.Command {
 		Short: "Start this node's processes again (after a reboot without systemd, or node stop)",
 		Long: `start starts the processes of a node that is in a cluster (cluster start
 or cluster join made it so) and are not running: the Consul agent, Syncthing
-on a node with files blocks, the check-runner and the handler-runner, which
-brings the node back as a standby of the active node (rewinding PostgreSQL
+on a node with files blocks, the check-runner, the consul-watcher and the
+handler-runner, which brings the node back as a standby of the active node (rewinding PostgreSQL
 when it has to), or as the active when no other node is. Processes that run
 are left alone.
 
@@ -69,8 +69,8 @@ func newNodeStopCmd() *cobra.Command {
 		Short: "Stop this node's processes and PostgreSQL",
 		Long: `stop stops this node's processes: the handler-runner first (on the active node
 it stops the active-only services and PostgreSQL and gives up the lock, so
-another node takes over at once), then PostgreSQL, the check-runner,
-Syncthing and the Consul agent. The node stays a member of the cluster, shown
+another node takes over at once), then PostgreSQL, the check-runner, the
+consul-watcher, Syncthing and the Consul agent. The node stays a member of the cluster, shown
 offline, until node start; systemd units stay enabled, so the node also
 comes back at the next boot. To take a node out of the cluster, stop it, then
 run cluster nodes remove NAME from another node.`,

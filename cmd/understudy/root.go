@@ -26,6 +26,8 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
+	// The third daemon, beside the check-runner and the handler-runner.
+	root.AddCommand(newConsulWatcherCmd())
 	root.AddCommand(newVersionCmd(), newConfigCmd(), newCertsCmd(), newCheckRunnerCmd(), newHandlerRunnerCmd(), newWatchdogCmd(), newDevCmd(),
 		newClusterCmd(), newNodeCmd(), newProfileCmd(), newHAProxyConfigCmd(), newDocsCmd())
 	guideUsage(root)

@@ -98,6 +98,11 @@ type Member struct {
 	SyncthingAddress  string `json:"syncthing_address,omitempty"`
 	// Files is each mirrored folder as the node's Syncthing last reported it.
 	Files map[string]FolderState `json:"files,omitempty"`
+	// Partition is the node's consul-watcher's last view (who it reaches,
+	// whether it is in the majority), as the check-runner found it; nil
+	// when no consul-watcher has run. In a partition the minority side's
+	// record cannot be written: ask the node's GET /v1/status/partition.
+	Partition *Partition `json:"partition,omitempty"`
 	// Diverged is what rewinds of this node kept aside and an operator has
 	// not removed yet.
 	Diverged []Diverged `json:"diverged,omitempty"`

@@ -12,6 +12,13 @@ func ProbeTimeout(interval time.Duration) time.Duration {
 	return max(interval*3/4, 500*time.Millisecond)
 }
 
+// PartitionStale is how old the consul-watcher's view (a round every
+// interval) may be before its readers mark it stale: three rounds and a
+// probe timeout.
+func PartitionStale(interval time.Duration) time.Duration {
+	return 3*interval + ProbeTimeout(interval)
+}
+
 // CheckTTL is the TTL of a check updated every every: every x multiplier,
 // plus a margin of one probe timeout and 250 ms for the agent round trip,
 // so a check whose probe takes its whole timeout still reports before it
@@ -37,6 +44,11 @@ type Bounds struct {
 	ConsulElection time.Duration
 	// LockDelay, Refused and Takeover are Fencing's.
 	LockDelay, Refused, Takeover time.Duration
+	// Partition: a node cut from a majority of the Consul servers says
+	// it is in the minority (its consul-watcher's view, a partition
+	// event) within this of the cut: cluster.minority_timeout from the
+	// first round that saw the cut, which comes within a round of it.
+	Partition time.Duration
 }
 
 // Bounds returns the failover times of c.
@@ -48,6 +60,7 @@ func (c *Config) Bounds() Bounds {
 		NodeDetection:  g.GossipProbeInterval + g.GossipProbeTimeout + time.Duration(g.GossipSuspicionMult)*g.GossipProbeInterval,
 		ConsulElection: f.MinLease(),
 		LockDelay:      f.LockDelay, Refused: f.Refused(), Takeover: f.Takeover(),
+		Partition: c.Cluster.MinorityTimeout + c.Checks.Interval,
 	}
 }
 
@@ -67,5 +80,6 @@ func (b Bounds) Lines() []string {
 		fmt.Sprintf("a dead or cut-off active: Consul declares it dead in about %s; another node promotes after %s (and the election, under a second)", b.NodeDetection, b.NodeLoss()),
 		fmt.Sprintf("an active that cannot renew its lease refuses writes %s after its last renewal; a new active waits %s from the last renewal it saw unless the old one said it fenced", b.Refused, b.Takeover),
 		fmt.Sprintf("a Consul leader election takes up to about %s; the lease outlasts it, so losing a standby never fences the active", b.ConsulElection),
+		fmt.Sprintf("a node cut from a majority of the Consul servers reports the partition within %s (minority_timeout and a round), after it stopped taking writes", b.Partition),
 	}
 }

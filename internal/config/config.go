@@ -21,6 +21,28 @@ const (
 	PartitionFence = "fence"
 )
 
+// DefaultMinorityTimeout is cluster.minority_timeout when the file sets
+// none: above the default Fencing().Takeover() (3.475 s) with a margin for
+// a round of probes, so a partition is reported a second or two after the
+// cut-off side fenced, and long enough that a Consul leader election or a
+// lost probe is never taken for one.
+const DefaultMinorityTimeout = 5 * time.Second
+
+// RoundSlack is how much earlier than minority_timeout after the first
+// round that found a node cut the round that completes it may run: rounds
+// run on a ticker, and a tick late by a fraction of a millisecond would
+// otherwise delay the partition by a whole round. Validate keeps
+// minority_timeout at least this far above the takeover time.
+const RoundSlack = 20 * time.Millisecond
+
+// minorityTimeoutFor is the default cluster.minority_timeout of c:
+// DefaultMinorityTimeout, or, when a longer lease or interval needs more,
+// the takeover time plus one round, in whole seconds.
+func (c *Config) minorityTimeoutFor() time.Duration {
+	need := max(c.Fencing().Takeover()+c.Checks.Interval, 2*c.Checks.Interval)
+	return max(DefaultMinorityTimeout, (need + time.Second - 1).Truncate(time.Second))
+}
+
 // Config is one node's effective configuration: the HCL file after defaults
 // and validation. Durations are time.Duration, sizes are bytes.
 type Config struct {
@@ -61,6 +83,22 @@ type Cluster struct {
 	// consul-watcher implements it, so that the file never asks for what
 	// the cluster does not do.
 	PartitionMode string // "fence" (default)
+	// MinorityTimeout is how long the consul-watcher must see this node cut
+	// from a majority of the cluster's Consul servers (their RPC ports do
+	// not answer) before it says the node is in the minority: a partition
+	// starts, recorded as a partition event, shown by cluster status and
+	// GET /v1/status/partition. It ends at the first round that reaches a
+	// majority again. It is at least Fencing().Takeover() (and RoundSlack
+	// above it): by the time a
+	// node says it is in the minority, an active on its side has stopped
+	// taking writes (no renewal of its lease can commit without a
+	// majority), so "minority" never describes a node that may still
+	// write. And at least two checks.interval, the watcher's round, so one
+	// lost probe is no partition.
+	//
+	// Not written (or 0), it is DefaultMinorityTimeout, or more when the
+	// lease or the interval need more (minorityTimeoutFor).
+	MinorityTimeout time.Duration // default 5s, Fencing().Takeover()..10m
 }
 
 // Node is the `node` block: this machine.
@@ -347,6 +385,9 @@ func base() *Config {
 // deriveDefaults fills the fields whose default is another field, so that
 // `node { data_dir = "/srv/u" }` moves PostgreSQL along with it.
 func (c *Config) deriveDefaults() {
+	if c.Cluster.MinorityTimeout == 0 {
+		c.Cluster.MinorityTimeout = c.minorityTimeoutFor()
+	}
 	if c.Postgres.DataDir == "" && c.Node.DataDir != "" {
 		c.Postgres.DataDir = filepath.Join(c.Node.DataDir, "postgres")
 	}

@@ -201,6 +201,12 @@ var badInputs = []struct {
 		`cluster.partition_mode = "fenced" is not a partition mode; write "fence"`, 1},
 	{"active-minority not yet", "cluster {\n  name = \"prod\"\n  partition_mode = \"active-minority\"\n}\n" + minimal[26:], 3,
 		`cluster.partition_mode = "active-minority" is not implemented yet`, 1},
+	{"minority timeout under the takeover", "cluster {\n  name = \"prod\"\n  minority_timeout = \"2s\"\n}\n" + minimal[26:], 3,
+		`cluster.minority_timeout = "2s" is shorter than an active cut off needs to stop taking writes (3.475s`, 1},
+	{"minority timeout under two rounds", "cluster {\n  name = \"prod\"\n  minority_timeout = \"5s\"\n}\n" + minimal[26:] + "checks {\n  interval = \"3s\"\n}\n", 3,
+		`cluster.minority_timeout = "5s" is shorter than two checks.interval = "3s"`, 1},
+	{"minority timeout negative", "cluster {\n  name = \"prod\"\n  minority_timeout = \"-1s\"\n}\n" + minimal[26:], 3,
+		`cluster.minority_timeout = "-1s" is out of range; write a duration from "3.6s" to "10m"`, 1},
 	{"relative data_dir", "cluster { name = \"prod\" }\nnode {\n  name = \"a\"\n  address = \"10.0.0.5\"\n  data_dir = \"data\"\n}\n", 5,
 		`node.data_dir = "data" is not an absolute path; write a path from "/", like "/var/lib/understudy"`, 1},
 	{"relative path", minimal + "files \"r\" {\n  path = \"opt/r\"\n}\n", 7, `is not an absolute path`, 1},
@@ -303,7 +309,7 @@ func TestParseMinimalHasDefaults(t *testing.T) {
 	}
 	want := &Config{
 		Path:    "min.hcl",
-		Cluster: Cluster{Name: "prod", KVPrefix: "understudy", PartitionMode: "fence"},
+		Cluster: Cluster{Name: "prod", KVPrefix: "understudy", PartitionMode: "fence", MinorityTimeout: 5 * time.Second},
 		Node:    Node{Name: "mgr-1", Address: "10.0.0.5", DataDir: "/var/lib/understudy", Priority: 100},
 		Consul: Consul{Address: "127.0.0.1:8500", Scheme: "http", SessionTTL: 10 * time.Second,
 			LockDelay: time.Second, LeaderLease: 3 * time.Second, RaftMultiplier: 1,
@@ -558,5 +564,27 @@ func TestCheckPaths(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "files.ok") {
 		t.Errorf("an existing directory was refused:\n%v", err)
+	}
+}
+
+// TestMinorityTimeoutFollowsTheLease: unwritten, cluster.minority_timeout is
+// 5 s, or more when a longer lease or interval needs more, so raising the
+// lease alone never makes the file invalid.
+func TestMinorityTimeoutFollowsTheLease(t *testing.T) {
+	for _, tc := range []struct {
+		extra string
+		want  time.Duration
+	}{
+		{"", 5 * time.Second},
+		{"consul {\n  leader_lease = \"6s\"\n  session_ttl = \"20s\"\n  lock_delay = \"5s\"\n}\n", 8 * time.Second},
+		{"checks {\n  interval = \"4s\"\n}\n", 8 * time.Second},
+	} {
+		cfg, err := Parse([]byte(minimal+tc.extra), "m.hcl")
+		if err != nil {
+			t.Fatalf("%q: %v", tc.extra, err)
+		}
+		if got := cfg.Cluster.MinorityTimeout; got != tc.want {
+			t.Errorf("%q: minority_timeout %v, want %v", tc.extra, got, tc.want)
+		}
 	}
 }

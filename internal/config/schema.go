@@ -60,6 +60,7 @@ func (b *Cluster) bindings() []binding {
 		{"name", &b.Name, `"prod"`},
 		{"kv_prefix", &b.KVPrefix, `"understudy"`},
 		{"partition_mode", &b.PartitionMode, `"fence"`},
+		{"minority_timeout", &b.MinorityTimeout, `"5s"`},
 	}
 }
 

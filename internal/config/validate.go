@@ -39,6 +39,7 @@ func (c *Config) validate() []Problem {
 	v.node(&c.Node)
 	v.consul(&c.Consul)
 	v.fencing(c)
+	v.minority(c)
 	v.postgres(c)
 	v.checks(&c.Checks)
 	v.api(c)
@@ -99,6 +100,30 @@ func (v *validator) cluster(c *Cluster) {
 	default:
 		v.add("cluster.partition_mode", "cluster.partition_mode = %s is not a partition mode; write %q",
 			quote(c.PartitionMode), PartitionFence)
+	}
+}
+
+// maxMinorityTimeout bounds cluster.minority_timeout: a partition that
+// takes longer to be told is no longer news.
+const maxMinorityTimeout = 10 * time.Minute
+
+// minority checks cluster.minority_timeout against the timings it rests
+// on (Cluster.MinorityTimeout says why each).
+func (v *validator) minority(c *Config) {
+	t := c.Cluster.MinorityTimeout
+	floor := max(c.Fencing().Takeover(), 2*c.Checks.Interval)
+	switch {
+	case t <= 0 || t > max(maxMinorityTimeout, c.minorityTimeoutFor()):
+		v.add("cluster.minority_timeout", `cluster.minority_timeout = %s is out of range; write a duration from %s to "10m" ("5s" by default)`,
+			quote(formatDuration(t)), quote(formatDuration(floor.Round(100*time.Millisecond)+100*time.Millisecond)))
+	case t < c.Fencing().Takeover()+RoundSlack:
+		v.addAt([]string{"cluster.minority_timeout", "consul.leader_lease"},
+			`cluster.minority_timeout = %s is shorter than an active cut off needs to stop taking writes (%s: consul.leader_lease and the stop, and %s for the watcher's ticks): a node would say it is in the minority while it may still write; write at least %s`,
+			quote(formatDuration(t)), c.Fencing().Takeover(), RoundSlack, quote(formatDuration(c.Fencing().Takeover().Round(100*time.Millisecond)+100*time.Millisecond)))
+	case t < 2*c.Checks.Interval:
+		v.addAt([]string{"cluster.minority_timeout", "checks.interval"},
+			`cluster.minority_timeout = %s is shorter than two checks.interval = %s (the consul-watcher's round): one lost probe would be a partition; write at least %s`,
+			quote(formatDuration(t)), quote(formatDuration(c.Checks.Interval)), quote(formatDuration(2*c.Checks.Interval)))
 	}
 }
 

@@ -59,6 +59,33 @@ func (c *Client) AppendEvent(ctx context.Context, eventsPrefix, node string, v a
 	return "", fmt.Errorf("append event under %s: key %s exists after 3 tries; is the clock stuck?", eventsPrefix, key)
 }
 
+// PutEventAt writes v as the event of node at the time at, at the key
+// AppendEvent would give it then, once: a CAS on "does not exist", where a
+// key that exists is this very event written before. It is for an event
+// retried until Consul takes it (a partition's minority takes no writes,
+// and a write that timed out there may still commit once the partition
+// heals): the retry can never write it twice. The key sorts by when the
+// event happened, not when it was written.
+func (c *Client) PutEventAt(ctx context.Context, eventsPrefix, node string, at time.Time, v any) (key string, err error) {
+	if node == "" || strings.Contains(node, "/") {
+		return "", fmt.Errorf("put event under %s: node name %q must be non-empty and without '/'", eventsPrefix, node)
+	}
+	seq := eventSeq(at, node)
+	b, err := json.Marshal(v)
+	if err == nil {
+		b, err = withSeq(b, seq)
+	}
+	if err != nil {
+		return "", fmt.Errorf("put event under %s: %w", eventsPrefix, err)
+	}
+	key = eventsPrefix + seq
+	w := (&api.WriteOptions{}).WithContext(ctx)
+	if _, _, err := c.api.KV().CAS(&api.KVPair{Key: key, Value: b}, w); err != nil {
+		return "", fmt.Errorf("put event %s to consul agent %s: %w", key, c.addr, err)
+	}
+	return key, nil
+}
+
 // withSeq sets the "seq" member of a JSON object; other JSON is returned
 // as is.
 func withSeq(b []byte, seq string) ([]byte, error) {

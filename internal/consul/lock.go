@@ -122,7 +122,11 @@ func (c *Client) CASJSON(ctx context.Context, key string, v any, index uint64) (
 // Consul's UI creates them) are skipped. It stops at the first error of each
 // and returns it wrapped with the key.
 func (c *Client) ListJSON(ctx context.Context, prefix string, each func(key string, raw []byte) error) error {
-	q := (&api.QueryOptions{}).WithContext(ctx)
+	return c.list(ctx, prefix, false, each)
+}
+
+func (c *Client) list(ctx context.Context, prefix string, stale bool, each func(key string, raw []byte) error) error {
+	q := (&api.QueryOptions{AllowStale: stale}).WithContext(ctx)
 	pairs, _, err := c.api.KV().List(prefix, q)
 	if err != nil {
 		return fmt.Errorf("list %s from consul agent %s: %w", prefix, c.addr, err)

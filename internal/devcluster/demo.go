@@ -54,10 +54,10 @@ func Demo(ctx context.Context, s *State, o Options, out io.Writer) error {
 	}
 	s.refresh()
 	old := s.Nodes[a]
-	fmt.Fprintf(out, "killing the active node %s: consul %d, postgres %d, check-runner %d, handler-runner %d, syncthing %d (SIGKILL)\n",
-		old.Name, old.PIDs.Consul, old.PIDs.Postgres, old.PIDs.CheckRunner, old.PIDs.HandlerRunner, old.PIDs.Syncthing)
+	fmt.Fprintf(out, "killing the active node %s: consul %d, postgres %d, check-runner %d, handler-runner %d, consul-watcher %d, syncthing %d (SIGKILL)\n",
+		old.Name, old.PIDs.Consul, old.PIDs.Postgres, old.PIDs.CheckRunner, old.PIDs.HandlerRunner, old.PIDs.ConsulWatcher, old.PIDs.Syncthing)
 	killed := time.Now()
-	for _, pid := range []int{old.PIDs.Consul, old.PIDs.HandlerRunner, old.PIDs.CheckRunner, old.PIDs.Syncthing, old.PIDs.Postgres} {
+	for _, pid := range []int{old.PIDs.Consul, old.PIDs.HandlerRunner, old.PIDs.CheckRunner, old.PIDs.ConsulWatcher, old.PIDs.Syncthing, old.PIDs.Postgres} {
 		if pid > 0 {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}

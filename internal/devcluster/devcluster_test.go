@@ -73,12 +73,25 @@ func testDev(t *testing.T, netns string) {
 	}
 	for _, n := range st.Nodes {
 		p := n.PIDs
-		if p.Consul == 0 || p.Postgres == 0 || p.CheckRunner == 0 || p.HandlerRunner == 0 || p.Syncthing == 0 || n.APIURL == "" || n.PostgresPort == 0 || n.Files["shared"] == "" {
+		if p.Consul == 0 || p.Postgres == 0 || p.CheckRunner == 0 || p.HandlerRunner == 0 || p.ConsulWatcher == 0 || p.Syncthing == 0 || n.APIURL == "" || n.PostgresPort == 0 || n.Files["shared"] == "" {
 			t.Fatalf("node %s in dev status: %+v", n.Name, n)
 		}
 	}
 
 	testHAProxyConfigCommand(t, bin, &st)
+	// The consul-watchers dev up runs: cluster status shows every node in
+	// the majority, reaching the three servers.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		out, err := exec.Command(bin, "cluster", "status", "--profile", "devtest").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("cluster status: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "partitions (partition_mode fence, minority_timeout 5s):") ||
+			strings.Count(string(out), "reaches 3/3 servers") != 3 {
+			return fmt.Errorf("cluster status shows no three nodes in the majority:\n%s", out)
+		}
+		return nil
+	})
 
 	var demo bytes.Buffer
 	if err := devcluster.Demo(ctx, s, o, &demo); err != nil {
@@ -109,7 +122,7 @@ func testDev(t *testing.T, netns string) {
 		t.Fatalf("dev down: %v\n%s", err, out)
 	}
 	for _, n := range final.Nodes {
-		for _, pid := range []int{n.PIDs.Consul, n.PIDs.Postgres, n.PIDs.CheckRunner, n.PIDs.HandlerRunner, final.HAProxy.PID} {
+		for _, pid := range []int{n.PIDs.Consul, n.PIDs.Postgres, n.PIDs.CheckRunner, n.PIDs.HandlerRunner, n.PIDs.ConsulWatcher, final.HAProxy.PID} {
 			if services.PIDAlive(pid) {
 				t.Errorf("pid %d of %s still runs after dev down", pid, n.Name)
 			}
@@ -184,6 +197,16 @@ func testFaults(t *testing.T, bin, dir string) {
 			t.Fatalf("%s (%s) took a write after %s took over", old.Name, fault[0], s.Nodes[next].Name)
 		}
 		t.Logf("%s %s: %s took over; %s refuses writes (%v)", fault[0], old.Name, s.Nodes[next].Name, old.Name, err)
+		if fault[0] == "partition" {
+			// Its consul-watcher says so, asked by cluster status.
+			testenv.Eventually(t, 15*time.Second, func() error {
+				out, err := exec.Command(bin, "cluster", "status", "--profile", "devtest").CombinedOutput()
+				if err != nil || !strings.Contains(string(out), "  "+old.Name+"  MINORITY since") {
+					return fmt.Errorf("cluster status does not show %s in the minority (%v):\n%s", old.Name, err, out)
+				}
+				return nil
+			})
+		}
 		if fault[0] == "partition" {
 			cli("dev", "heal")
 		} else {

@@ -18,7 +18,7 @@ func (s *State) running() bool {
 	}
 	for _, n := range s.Nodes {
 		p := n.PIDs
-		if p.Consul != 0 || p.Postgres != 0 || p.CheckRunner != 0 || p.HandlerRunner != 0 || p.Syncthing != 0 {
+		if p.Consul != 0 || p.Postgres != 0 || p.CheckRunner != 0 || p.HandlerRunner != 0 || p.ConsulWatcher != 0 || p.Syncthing != 0 {
 			return true
 		}
 	}
@@ -34,6 +34,7 @@ func Down(s *State, keep bool) error {
 	}
 	for _, n := range s.Nodes {
 		stop(n.PIDs.CheckRunner, syscall.SIGTERM, 10*time.Second)
+		stop(n.PIDs.ConsulWatcher, syscall.SIGTERM, 10*time.Second)
 		stop(n.PIDs.Syncthing, syscall.SIGTERM, 10*time.Second)
 	}
 	s.refresh()

@@ -83,7 +83,7 @@ func Partitions(s *State) (map[string][]string, error) {
 var Freezable = []string{"consul", "daemons", "postgres", "node"}
 
 // Freeze SIGSTOPs a group of node name's processes: its Consul agent, its
-// daemons (check-runner and handler-runner), its PostgreSQL (the postmaster
+// daemons (check-runner, handler-runner and consul-watcher), its PostgreSQL (the postmaster
 // and every process it started), or the whole node (those, Syncthing and
 // the fencing watchdog: a paused machine). It returns the PIDs it stopped.
 func Freeze(s *State, name, what string) ([]int, error) {
@@ -96,7 +96,7 @@ func Freeze(s *State, name, what string) ([]int, error) {
 	case "consul":
 		pids = []int{n.PIDs.Consul}
 	case "daemons":
-		pids = []int{n.PIDs.CheckRunner, n.PIDs.HandlerRunner}
+		pids = []int{n.PIDs.CheckRunner, n.PIDs.HandlerRunner, n.PIDs.ConsulWatcher}
 	case "postgres":
 		pids = services.WithChildren(n.PIDs.Postgres)
 	case "node":
@@ -144,5 +144,5 @@ func (s *State) node(name string) (Node, error) {
 // nodePIDs is every process of a node.
 func nodePIDs(n Node) []int {
 	p := n.PIDs
-	return append([]int{p.Consul, p.CheckRunner, p.HandlerRunner, p.Syncthing, p.Watchdog}, services.WithChildren(p.Postgres)...)
+	return append([]int{p.Consul, p.CheckRunner, p.HandlerRunner, p.ConsulWatcher, p.Syncthing, p.Watchdog}, services.WithChildren(p.Postgres)...)
 }

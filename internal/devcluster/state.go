@@ -68,6 +68,7 @@ type PIDs struct {
 	Postgres      int `json:"postgres"`
 	CheckRunner   int `json:"check_runner"`
 	HandlerRunner int `json:"handler_runner"`
+	ConsulWatcher int `json:"consul_watcher"`
 	Syncthing     int `json:"syncthing"`
 	// Watchdog is the fencing watchdog the handler-runner supervises.
 	Watchdog int `json:"watchdog"`
@@ -122,6 +123,7 @@ func (s *State) refresh() {
 			Consul:        pidFile(lifecycle.PIDFile(n.Dir, lifecycle.ConsulProcess)),
 			CheckRunner:   pidFile(lifecycle.PIDFile(n.Dir, lifecycle.CheckRunnerProcess)),
 			HandlerRunner: pidFile(lifecycle.PIDFile(n.Dir, lifecycle.HandlerRunnerProcess)),
+			ConsulWatcher: pidFile(lifecycle.PIDFile(n.Dir, lifecycle.ConsulWatcherProcess)),
 			Syncthing:     pidFile(lifecycle.PIDFile(n.Dir, lifecycle.SyncthingProcess)),
 			Postgres:      postmasterPID(n.PostgresData),
 			Watchdog:      pidFile(handlerrunner.WatchdogPIDFile(n.Dir)),

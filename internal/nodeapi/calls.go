@@ -42,16 +42,43 @@ type NodeResult struct {
 // NodeStatuses asks every url for its state at once, each under the
 // per-node timeout; the results are in the order of urls.
 func (c *Client) NodeStatuses(ctx context.Context, urls []string) []NodeResult {
-	out := make([]NodeResult, len(urls))
+	return eachURL(urls, func(u string) NodeResult {
+		st, err := c.NodeStatus(ctx, u)
+		return NodeResult{URL: u, Status: st, Err: err}
+	})
+}
+
+// eachURL calls ask for every url at once and returns the answers in the
+// order of urls.
+func eachURL[T any](urls []string, ask func(url string) T) []T {
+	out := make([]T, len(urls))
 	var wg sync.WaitGroup
 	for i, u := range urls {
-		wg.Go(func() {
-			st, err := c.NodeStatus(ctx, u)
-			out[i] = NodeResult{URL: u, Status: st, Err: err}
-		})
+		wg.Go(func() { out[i] = ask(u) })
 	}
 	wg.Wait()
 	return out
+}
+
+// PartitionResult is one node's answer to Partitions.
+type PartitionResult struct {
+	URL  string
+	View cluster.Partition
+	Err  error
+}
+
+// Partitions asks every url for its consul-watcher's view (GET
+// /v1/status/partition) at once, each under the per-node timeout; the
+// results are in the order of urls.
+func (c *Client) Partitions(ctx context.Context, urls []string) []PartitionResult {
+	return eachURL(urls, func(u string) PartitionResult {
+		var v cluster.Partition
+		err := c.err
+		if err == nil {
+			err = c.ask(ctx, u, "its partition view", "/v1/status/partition", &v)
+		}
+		return PartitionResult{URL: u, View: v, Err: err}
+	})
 }
 
 // Events is GET /v1/events?limit=N of the first node that answers: the
