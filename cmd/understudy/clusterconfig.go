@@ -236,12 +236,7 @@ func newReloadCmd(o *apiOpts) *cobra.Command {
 		Short: "Make PostgreSQL read its configuration files again, on one node or every node",
 		Example: `  understudy cluster reload n2
   understudy cluster reload --all`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if all == (len(args) == 1) || len(args) > 1 {
-				return fmt.Errorf("name one node or give --all; usage: %s", cmd.UseLine())
-			}
-			return nil
-		},
+		Args: oneNodeOrAll(&all),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			asJSON, c, err := o.setup()
 			if err != nil {
@@ -293,4 +288,14 @@ func newReloadCmd(o *apiOpts) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "reload every node")
 	return cmd
+}
+
+// oneNodeOrAll takes one node's name or, with *all (--all), none.
+func oneNodeOrAll(all *bool) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if *all == (len(args) == 1) || len(args) > 1 {
+			return fmt.Errorf("name one node or give --all; usage: %s", cmd.UseLine())
+		}
+		return nil
+	}
 }

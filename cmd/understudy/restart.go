@@ -29,12 +29,7 @@ has parameters waiting for a restart (understudy cluster config show). The
 active's PostgreSQL is never restarted in place.`,
 		Example: `  understudy cluster restart n2
   understudy cluster restart --all --pending`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if all == (len(args) == 1) || len(args) > 1 {
-				return fmt.Errorf("name one standby or give --all; usage: %s", cmd.UseLine())
-			}
-			return nil
-		},
+		Args: oneNodeOrAll(&all),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout <= 0 || timeout > time.Hour {
 				return fmt.Errorf("--timeout %v: write a duration up to 1h, like 2m", timeout)
@@ -197,7 +192,7 @@ place is in the reinit event: understudy cluster history); remove it once
 it is of no use. The active's data is never reinitialized.`,
 		Example: `  understudy cluster reinit n3
   understudy cluster reinit n3 --timeout 2h   # a large database`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout <= 0 {
 				return fmt.Errorf("--timeout %v: write a duration, like 1h", timeout)
