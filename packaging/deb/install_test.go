@@ -306,6 +306,7 @@ func (n *debNode) requireInstalledUnits(t *testing.T) {
 		lifecycle.SyncthingProcess:     "/usr/lib/understudy/bin/syncthing",
 		lifecycle.CheckRunnerProcess:   "/usr/bin/understudy",
 		lifecycle.HandlerRunnerProcess: "/usr/bin/understudy",
+		lifecycle.ConsulWatcherProcess: "/usr/bin/understudy",
 	} {
 		exec, err := n.h.Property(unit+".service", "ExecStart")
 		if err != nil || !strings.Contains(exec, "path="+bin+" ") {
