@@ -156,9 +156,9 @@ deb: consul syncthing
 
 # make deb, then lintian (no error) and packaging/deb's tests: the
 # package's file list and control fields, and the package installed with
-# apt-get on a SystemdHost whose / is an overlay of the machine's (which is
-# never written), `cluster start` from the installed binaries, remove and
-# purge. About five minutes, as root: not part of make test.
+# apt-get on three SystemdHosts whose / is an overlay of the machine's
+# (which is never written), `cluster start` and two `cluster join`s from the
+# installed binaries, a failover, remove and purge. About five minutes, as root: not part of make test.
 deb-test: deb
 	lintian --fail-on error $$(cat build/deb/path)
 	UNDERSTUDY_DEB=$$(realpath $$(cat build/deb/path)) $(GO) test -count=1 -run 'TestDeb' ./packaging/deb/

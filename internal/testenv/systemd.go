@@ -340,6 +340,21 @@ func (h *SystemdHost) Reboot(t testing.TB) {
 	h.boot(t)
 }
 
+// PowerOff kills every process of the host at once, as when the power
+// goes, and leaves it off; Reboot boots it again.
+func (h *SystemdHost) PowerOff(t testing.TB) {
+	t.Helper()
+	if err := h.powerOff(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Root is the host's / as the test reaches it while the host runs (its
+// systemd's root through /proc): on an overlay host, where the files the
+// host wrote outside /tmp are, such as a node's certificates under
+// /var/lib/understudy.
+func (h *SystemdHost) Root() string { return fmt.Sprintf("/proc/%d/root", h.pid) }
+
 // processes are the PIDs, as the test sees them, of every process in the
 // host's PID namespace, systemd first.
 func (h *SystemdHost) processes() []int {
