@@ -81,9 +81,6 @@ func (r *Runner) applyParameters(ctx context.Context, p cluster.Parameters) {
 			r.log.Warn("cannot reload postgres after the cluster-wide parameters changed", "err", err)
 		} else {
 			r.log.Info("postgres reloaded: the cluster-wide parameters changed", "parameters", len(p.Values), "by", p.By)
-			// The postmaster reads its files after the signal; pg_settings
-			// says what it made of them a moment later.
-			sleep(ctx, 500*time.Millisecond)
 		}
 	}
 	if running {
@@ -216,7 +213,6 @@ func (r *Runner) handleReload(w http.ResponseWriter, req *http.Request) {
 	who := caller(req.Context())
 	r.log.Info("postgres reloaded", "by", who)
 	r.record(req.Context(), cluster.Event{Kind: cluster.EventReload, By: who})
-	sleep(ctx, 500*time.Millisecond)
 	ans := nodeapi.ReloadAnswer{Node: r.name}
 	if s, err := r.pg.Settings(ctx); err == nil {
 		ans.PendingRestart, ans.Errors = s.PendingRestart, s.Errors

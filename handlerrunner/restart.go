@@ -166,11 +166,7 @@ func (r *Runner) restartStandby(ctx context.Context, l cluster.Leader, by string
 	if err := r.pg.Stop(ctx, "fast"); err != nil {
 		return err
 	}
-	var up *postgres.Upstream
-	if r.upstream != "" && l.Node == r.upstream {
-		up = &postgres.Upstream{Host: l.Address, Port: l.PostgresPort}
-	}
-	if err := r.pg.StartStandby(ctx, up); err != nil {
+	if err := r.pg.StartStandby(ctx, r.followed(l)); err != nil {
 		return fmt.Errorf("start postgres again as a standby: %w", err)
 	}
 	r.record(ctx, cluster.Event{Kind: cluster.EventRestart, Reason: "postgres restarted", By: by})

@@ -117,11 +117,7 @@ func (r *Runner) keepStandbyRunning(ctx context.Context, l cluster.Leader) strin
 		return ""
 	}
 	r.log.Warn("postgres is not running on this standby; starting it again")
-	var up *postgres.Upstream
-	if r.upstream != "" && l.Node == r.upstream {
-		up = &postgres.Upstream{Host: l.Address, Port: l.PostgresPort}
-	}
-	if err := r.pg.StartStandby(ctx, up); err != nil {
+	if err := r.pg.StartStandby(ctx, r.followed(l)); err != nil {
 		return "cannot restart postgres as a standby: " + err.Error()
 	}
 	return ""
@@ -147,4 +143,13 @@ func (r *Runner) notCandidate() string {
 func streamingFrom(st postgres.State, l cluster.Leader) bool {
 	return st.InRecovery && st.Receiver != nil && st.Receiver.Status == "streaming" &&
 		st.Receiver.SenderHost == l.Address && st.Receiver.SenderPort == l.PostgresPort
+}
+
+// followed is the upstream a standby restarted in place streams from: the
+// active it already followed, or none when the leader key names another.
+func (r *Runner) followed(l cluster.Leader) *postgres.Upstream {
+	if r.upstream != "" && l.Node == r.upstream {
+		return &postgres.Upstream{Host: l.Address, Port: l.PostgresPort}
+	}
+	return nil
 }

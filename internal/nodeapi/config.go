@@ -36,15 +36,20 @@ func (c *Client) ChangeConfig(ctx context.Context, change cluster.ParameterChang
 // Reload asks the node at url to reload its PostgreSQL's configuration.
 func (c *Client) Reload(ctx context.Context, url string) (ReloadAnswer, error) {
 	var out ReloadAnswer
+	return out, c.postNode(ctx, url, "/v1/node/reload", "reload postgres", c.nodeTimeout+10*time.Second, &out)
+}
+
+// postNode sends POST path to the node at url, waiting up to timeout.
+func (c *Client) postNode(ctx context.Context, url, path, what string, timeout time.Duration, out any) error {
 	if c.err != nil {
-		return out, c.err
+		return c.err
 	}
-	rctx, cancel := withTimeout(ctx, c.nodeTimeout+10*time.Second)
+	rctx, cancel := withTimeout(ctx, timeout)
 	defer cancel()
-	if err := c.do(rctx, http.MethodPost, url, "/v1/node/reload", nil, &out); err != nil {
-		return out, fmt.Errorf("ask %s to reload postgres: %w", url, err)
+	if err := c.do(rctx, http.MethodPost, url, path, nil, out); err != nil {
+		return fmt.Errorf("ask %s to %s: %w", url, what, err)
 	}
-	return out, nil
+	return nil
 }
 
 // restartGrace is how much longer than the node's own bound (two minutes)
@@ -55,28 +60,12 @@ const restartGrace = 2*time.Minute + 10*time.Second
 // once PostgreSQL runs again.
 func (c *Client) Restart(ctx context.Context, url string) (RestartAnswer, error) {
 	var out RestartAnswer
-	if c.err != nil {
-		return out, c.err
-	}
-	rctx, cancel := withTimeout(ctx, restartGrace)
-	defer cancel()
-	if err := c.do(rctx, http.MethodPost, url, "/v1/node/restart", nil, &out); err != nil {
-		return out, fmt.Errorf("ask %s to restart postgres: %w", url, err)
-	}
-	return out, nil
+	return out, c.postNode(ctx, url, "/v1/node/restart", "restart postgres", restartGrace, &out)
 }
 
 // Reinit asks the standby at url to replace its data directory with a
 // clone of the active's; it answers once the node has started on it (the
 // clone's end shows in its status and in a reinit event).
 func (c *Client) Reinit(ctx context.Context, url string) error {
-	if c.err != nil {
-		return c.err
-	}
-	rctx, cancel := withTimeout(ctx, restartGrace)
-	defer cancel()
-	if err := c.do(rctx, http.MethodPost, url, "/v1/node/reinit", nil, nil); err != nil {
-		return fmt.Errorf("ask %s to reinitialize postgres: %w", url, err)
-	}
-	return nil
+	return c.postNode(ctx, url, "/v1/node/reinit", "reinitialize postgres", restartGrace, nil)
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -176,8 +177,14 @@ func (i *Instance) WriteParameters(values map[string]string) (changed bool, err 
 	return true, nil
 }
 
+// reloadWait bounds how long Reload waits for the postmaster to have read
+// its files after the signal.
+const reloadWait = 5 * time.Second
+
 // Reload makes the running server read its configuration files again
-// (pg_ctl reload: a SIGHUP to the postmaster, as the PostgreSQL user).
+// (pg_ctl reload: a SIGHUP to the postmaster, as the PostgreSQL user) and
+// returns once it has (pg_conf_load_time moved), so that what pg_settings
+// says next is of the new files.
 func (i *Instance) Reload(ctx context.Context) error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -185,10 +192,34 @@ func (i *Instance) Reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var before time.Time
+	loaded := func() (t time.Time, err error) {
+		err = i.withConn(ctx, func(conn *pgx.Conn) error {
+			return conn.QueryRow(ctx, "select pg_conf_load_time()").Scan(&t)
+		})
+		return t, err
+	}
+	if before, err = loaded(); err != nil {
+		return fmt.Errorf("reload postgres: %w", err)
+	}
 	if _, err := i.run(ctx, u, "pg_ctl", "reload", "-D", i.dataDir); err != nil {
 		return fmt.Errorf("reload postgres: %w", err)
 	}
-	return nil
+	deadline := time.Now().Add(reloadWait)
+	for {
+		t, err := loaded()
+		if err == nil && t.After(before) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("reload postgres: the server did not read its files within %v (%v); see its log", reloadWait, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // SettingsState is what the server says of its configuration files.
