@@ -81,9 +81,8 @@ func (r *Runner) handleJoin(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "cannot read the leader key: %v", err)
 		return
 	}
-	if ks.Session == "" || l.Node != r.name || !r.st.serving(time.Now(), r.fencing.Lease) {
-		writeErrorBody(w, http.StatusConflict, fmt.Sprintf("this node (%s) is not the active node; join through the active node %s", r.name, l.Node),
-			map[string]any{"active": l.Node, "active_api": l.APIURL})
+	if body, code, err := r.notTheActive(ks, l, "join through"); err != nil {
+		writeErrorBody(w, code, err.Error(), body)
 		return
 	}
 	if in.Node == "" || strings.ContainsAny(in.Node, "/ ") || in.Address == "" {

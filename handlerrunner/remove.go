@@ -25,9 +25,8 @@ func (r *Runner) removeNode(ctx context.Context, name string, force bool) (map[s
 	if err != nil {
 		return nil, http.StatusServiceUnavailable, fmt.Errorf("cannot read the leader key: %w", err)
 	}
-	if ks.Session == "" || l.Node != r.name || !r.st.serving(time.Now(), r.fencing.Lease) {
-		return map[string]any{"active": l.Node, "active_api": l.APIURL}, http.StatusConflict,
-			fmt.Errorf("this node (%s) is not the active node; send the removal to the active node %s", r.name, l.Node)
+	if body, code, err := r.notTheActive(ks, l, "send the removal to"); err != nil {
+		return body, code, err
 	}
 	if name == r.name {
 		return nil, http.StatusConflict, fmt.Errorf("%s is the active node; set another node active first (understudy cluster set-active NODE), then remove it", name)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -337,6 +338,28 @@ func (r *Runner) readLeader(ctx context.Context, consistent bool) (consul.KeySta
 	l := decodeLeader(ks)
 	r.seen.read(l, err, time.Since(asked) > slowRead)
 	return ks, l, err
+}
+
+// notTheActive tells a call only the serving active takes (a switchover,
+// a removal, a join) where to go instead, nil when this node is that
+// active. ks and l are the leader key as just read. A key without a
+// session still names its last holder: that node is not the active, and
+// naming it would send the caller to a node that says the same, so the
+// answer is 503 (an election runs; retry) rather than 409 with an active.
+// So is the moment between acquiring the lock and serving (promotion).
+func (r *Runner) notTheActive(ks consul.KeyState, l cluster.Leader, what string) (map[string]any, int, error) {
+	switch {
+	case ks.Session == "":
+		return map[string]any{"active": ""}, http.StatusServiceUnavailable,
+			fmt.Errorf("no node holds the leader lock now (an election or a failover runs); retry once understudy cluster status shows an active node")
+	case l.Node != r.name:
+		return map[string]any{"active": l.Node, "active_api": l.APIURL}, http.StatusConflict,
+			fmt.Errorf("this node (%s) is not the active node; %s the active node %s", r.name, what, l.Node)
+	case !r.st.serving(time.Now(), r.fencing.Lease):
+		return map[string]any{"active": l.Node, "active_api": l.APIURL}, http.StatusServiceUnavailable,
+			fmt.Errorf("this node (%s) holds the leader lock but does not serve yet (it is being promoted, or it is fencing); retry in a few seconds", r.name)
+	}
+	return nil, 0, nil
 }
 
 func decodeLeader(ks consul.KeyState) cluster.Leader {

@@ -20,9 +20,8 @@ func (r *Runner) switchover(ctx context.Context, target string, timeout time.Dur
 	if err != nil {
 		return nil, http.StatusServiceUnavailable, fmt.Errorf("cannot read the leader key: %w", err)
 	}
-	if ks.Session == "" || l.Node != r.name || !r.st.serving(time.Now(), r.fencing.Lease) {
-		return map[string]any{"active": l.Node, "active_api": l.APIURL}, http.StatusConflict,
-			fmt.Errorf("this node (%s) is not the active node; send the switchover to the active node %s", r.name, l.Node)
+	if body, code, err := r.notTheActive(ks, l, "send the switchover to"); err != nil {
+		return body, code, err
 	}
 	if target == r.name {
 		return nil, http.StatusConflict, fmt.Errorf("%s is already the active node", target)

@@ -107,6 +107,15 @@ func rollingRestart(ctx context.Context, out io.Writer, c *nodeapi.Client, name 
 	if !restartActive {
 		return nil
 	}
+	// The standbys' restarts took a while: the switchover is planned from
+	// the cluster as it is now, and a failover meanwhile stops the restart
+	// rather than moving the role away from a node that no longer has it.
+	if v, err = fetchCluster(ctx, c); err != nil {
+		return err
+	}
+	if v.status.Leader != active {
+		return fmt.Errorf("the active changed from %s to %q while the standbys restarted (a failover: see understudy cluster history); the restart stops here: run it again once understudy cluster status shows a healthy active", active, v.status.Leader)
+	}
 	target, err := switchoverTarget(ctx, c, v, standbys)
 	if err != nil {
 		return fmt.Errorf("the active %s needs a restart, but %w", active, err)

@@ -338,7 +338,7 @@ func testRollingRestartThroughHAProxy(t *testing.T, bin, dir string) {
 		t.Helper()
 		out, err := exec.Command(bin, append(args, "--profile", "devtest")...).CombinedOutput()
 		if err != nil {
-			t.Fatalf("understudy %s: %v\n%s", strings.Join(args, " "), err, out)
+			t.Fatalf("understudy %s: %v\n%s\n%s", strings.Join(args, " "), err, out, diagnostics(bin, s))
 		}
 		return string(out)
 	}
@@ -434,4 +434,34 @@ func testRollingRestartThroughHAProxy(t *testing.T, bin, dir string) {
 		t.Errorf("the active shows max_connections %q (%v) after the rolling restart, want 120", maxConn, err)
 	}
 	t.Logf("rolling restart through haproxy: %d rows, pauses over 500 ms %v\n%s", len(acked), gaps, out)
+}
+
+// diagnostics is what a failed step of a dev cluster test prints beside
+// its own error: the cluster's recent history and every warning or error
+// its handler-runners and check-runners logged, so that a failover nobody
+// asked for can be told from a slow one.
+func diagnostics(bin string, s *devcluster.State) string {
+	var b strings.Builder
+	out, err := exec.Command(bin, "cluster", "history", "--profile", "devtest").CombinedOutput()
+	fmt.Fprintf(&b, "understudy cluster history (err %v):\n%s\n", err, out)
+	for _, n := range s.Nodes {
+		for _, d := range []string{"handler-runner", "check-runner"} {
+			path := filepath.Join(n.Dir, "services", "understudy-"+d+".log")
+			data, err := os.ReadFile(path)
+			if err != nil {
+				fmt.Fprintf(&b, "%s: %v\n", path, err)
+				continue
+			}
+			lines := strings.Split(string(data), "\n")
+			fmt.Fprintf(&b, "%s %s, warnings and errors:\n", n.Name, d)
+			shown := 0
+			for i := len(lines) - 1; i >= 0 && shown < 40; i-- {
+				if strings.Contains(lines[i], "level=WARN") || strings.Contains(lines[i], "level=ERROR") {
+					fmt.Fprintf(&b, "  %s\n", lines[i])
+					shown++
+				}
+			}
+		}
+	}
+	return b.String()
 }
