@@ -21,7 +21,9 @@ func (r *Runner) runActive(ctx context.Context) (next nodeapi.Role, reason strin
 	sessID, nm, prev := r.heldWith, r.switchingTo, r.takenFromValue
 	r.switchingTo = nil
 	h := r.hold(ctx, sessID, r.acquiredAt, r.leaderValue(sessID))
-	h.setMembers(r.members(ctx))
+	if ms, err := r.readMembers(ctx); err == nil {
+		h.setMembers(ms)
+	}
 	stopMode := "immediate"
 	var handover *handover
 	defer func() {
@@ -142,7 +144,9 @@ func (r *Runner) upkeep(ctx context.Context, holding func() *holder) {
 		case <-slots.C:
 			r.ensureSlots(ctx)
 			r.ensureSync(ctx)
-			holding().setMembers(r.members(ctx))
+			if ms, err := r.readMembers(ctx); err == nil {
+				holding().setMembers(ms)
+			}
 			r.refreshPause(ctx)
 			r.refreshMaintenance(ctx) // shown only: the active is not in maintenance (maintenance.go)
 		}

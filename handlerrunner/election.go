@@ -214,6 +214,15 @@ func candidate(name string, st nodeapi.NodeStatus, err error, passedOver bool) c
 
 // members reads every member record; the node itself is always included.
 func (r *Runner) members(ctx context.Context) []cluster.Member {
+	out, _ := r.readMembers(ctx)
+	return out
+}
+
+// readMembers is members with the error of the read: a caller that would
+// act on who is not a member (drop a slot, narrow the synchronous set,
+// replace the list lease grants are asked of) must not act on a failed
+// read, which lists this node alone.
+func (r *Runner) readMembers(ctx context.Context) ([]cluster.Member, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var out []cluster.Member
@@ -232,7 +241,7 @@ func (r *Runner) members(ctx context.Context) []cluster.Member {
 	if !self {
 		out = append(out, cluster.Member{Name: r.name})
 	}
-	return out
+	return out, err
 }
 
 func (r *Runner) askPeer(ctx context.Context, m cluster.Member) (nodeapi.NodeStatus, error) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/fence"
 	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
@@ -43,6 +44,17 @@ import (
 // active's lease ends one Lease after a round sent before that leader
 // existed, and the node that acquires reads the key, as every read after a
 // failed or slow one, as a fresh sighting.
+//
+// consul.outage = "failsafe" adds a second rule, for outages longer than an
+// election (servers stopped, no quorum): a round in which every other
+// member granted carries the lease, whether or not the active's and the
+// peers' agents answer. Every node that could acquire the lock later has
+// then forgotten its sighting of the active's renewals and will wait a
+// whole Takeover from a read after its grant, which needs no Consul to be
+// true. A peer grants such a request (FailsafeOnly) while its own agent does
+// not answer; it still refuses while it sees a working leader. Without it
+// ("fence") the majority rule carries the lease for at most ElectionCarry
+// after the last committed renewal. The arithmetic is in config.Fencing.
 
 // grantTimeout bounds one grant question to a peer: the round must end
 // well within the lease it would extend.
@@ -57,28 +69,33 @@ func (r *Runner) handleGrant(w http.ResponseWriter, req *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 300*time.Millisecond)
 	defer cancel()
-	ok, why := r.grant(ctx, g)
-	if ok {
-		r.log.Info("granted the active's lease while Consul has no leader", "holder", g.Holder)
+	rep := r.grant(ctx, g)
+	if rep.Granted {
+		r.infoEvery("lease-grant", "granted the active's lease while Consul has no leader", "holder", g.Holder, "failsafe_only", rep.FailsafeOnly)
 	}
-	writeJSON(w, http.StatusOK, nodeapi.GrantReply{Granted: ok, Why: why})
+	writeJSON(w, http.StatusOK, rep)
 }
 
-func (r *Runner) grant(ctx context.Context, g nodeapi.GrantRequest) (bool, string) {
+func (r *Runner) grant(ctx context.Context, g nodeapi.GrantRequest) nodeapi.GrantReply {
+	refuse := func(why string) nodeapi.GrantReply { return nodeapi.GrantReply{Why: why} }
 	if role := r.st.get().Role; role != nodeapi.RoleStandby {
-		return false, "this node is " + string(role) + ", not a standby"
+		return refuse("this node is " + string(role) + ", not a standby")
 	}
-	if _, err := r.cc.Leader(ctx); err != nil {
-		return false, "the local consul agent does not answer: " + err.Error()
-	}
-	// A consistent read needs a leader that still has a majority behind
-	// it: if one answers, the active must renew through it, not through
-	// this node.
-	if _, err := r.cc.GetKey(ctx, r.keys.Leader(), true); err == nil {
-		return false, "consul has a working leader here: renew through it"
+	_, err := r.cc.Leader(ctx)
+	agentDown := err != nil
+	switch {
+	case agentDown && !g.Failsafe:
+		return refuse("the local consul agent does not answer: " + err.Error())
+	case !agentDown:
+		// A consistent read needs a leader that still has a majority
+		// behind it: if one answers, the active must renew through it,
+		// not through this node.
+		if _, err := r.cc.GetKey(ctx, r.keys.Leader(), true); err == nil {
+			return refuse("consul has a working leader here: renew through it")
+		}
 	}
 	if !r.seen.grant(g.Session) {
-		return false, "the leader key this node last read is not held by that session"
+		return refuse("the leader key this node last read is not held by that session")
 	}
 	r.granted.Lock()
 	defer r.granted.Unlock()
@@ -86,7 +103,7 @@ func (r *Runner) grant(ctx context.Context, g nodeapi.GrantRequest) (bool, strin
 		r.granted.at = map[string]fence.Mono{}
 	}
 	r.granted.at[g.Session] = fence.Now()
-	return true, ""
+	return nodeapi.GrantReply{Granted: true, FailsafeOnly: agentDown}
 }
 
 // handleGrants is GET /v1/lease/grants?session=ID.
@@ -120,9 +137,13 @@ func (r *Runner) grantsFor(ctx context.Context, prev cluster.Leader) (latest fen
 		latest = at
 	}
 	var mu sync.Mutex
+	members, err := r.readMembers(ctx)
+	if err != nil {
+		return latest, false // who could have granted is not known
+	}
 	ok = true
 	var wg sync.WaitGroup
-	for _, m := range r.members(ctx) {
+	for _, m := range members {
 		if m.Name == r.name || m.Name == prev.Node {
 			continue
 		}
@@ -160,15 +181,17 @@ func (h *holder) grantDue() bool {
 
 func (h *holder) grantDueLocked() bool { return h.f.Lease-h.until.Sub(fence.Now()) >= 4*h.f.Renew }
 
-// askGrants runs one round (when grantDue) while the local Consul agent
-// still answers (a hung agent
-// is a node cut off from Consul: no grant then).
+// askGrants runs one round (when grantDue). Without Failsafe it needs the
+// local Consul agent to answer (a hung agent is a node cut off from Consul:
+// no grant then); with it, a round every member grants carries the lease
+// regardless.
 func (h *holder) askGrants(ctx context.Context) {
 	sent := fence.Now()
 	lctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	_, err := h.r.cc.Leader(lctx)
 	cancel()
-	if err != nil {
+	agentUp := err == nil
+	if !agentUp && !h.f.Failsafe {
 		return
 	}
 	members := h.members()
@@ -177,14 +200,14 @@ func (h *holder) askGrants(ctx context.Context) {
 	}
 	var mu sync.Mutex
 	granted := []string{}
-	var refused []string
+	var failsafeOnly, refused []string
 	var wg sync.WaitGroup
 	for _, m := range members {
 		if m.Name == h.r.name {
 			continue
 		}
 		wg.Go(func() {
-			rep, err := h.r.askGrant(ctx, m, nodeapi.GrantRequest{Holder: h.r.name, Session: h.sessID})
+			rep, err := h.r.askGrant(ctx, m, nodeapi.GrantRequest{Holder: h.r.name, Session: h.sessID, Failsafe: h.f.Failsafe})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -192,6 +215,8 @@ func (h *holder) askGrants(ctx context.Context) {
 				refused = append(refused, m.Name+": "+err.Error())
 			case !rep.Granted:
 				refused = append(refused, m.Name+": "+rep.Why)
+			case rep.FailsafeOnly:
+				failsafeOnly = append(failsafeOnly, m.Name)
 			default:
 				granted = append(granted, m.Name)
 			}
@@ -201,14 +226,57 @@ func (h *holder) askGrants(ctx context.Context) {
 	if !h.grantDue() {
 		return // a renewal committed meanwhile
 	}
-	if 1+len(granted) >= len(members)/2+1 {
-		h.extend(sent)
+	switch carry(h.f, agentUp, len(members), len(granted), len(failsafeOnly), h.carried()) {
+	case carriedByMajority:
+		h.extend(sent, false)
 		h.r.warnEvery("lease-granted", "consul has no leader; the lease is carried by the peers' grants",
 			"granted_by", strings.Join(granted, ","), "refused", strings.Join(refused, "; "))
-		return
+	case carriedByAll:
+		h.extend(sent, false)
+		h.r.warnEvery("lease-failsafe", "consul has no leader; failsafe: every member confirms this node as the active, so it keeps taking writes (consul.outage = \"failsafe\")",
+			"granted_by", strings.Join(append(granted, failsafeOnly...), ","), "carried_for", h.carried().Round(time.Second))
+	default:
+		h.r.warnEvery("lease-refused", "consul has no leader and the peers do not carry the lease; the node stops taking writes when it runs out",
+			"remaining", h.Remaining().Round(time.Millisecond), "outage", outageMode(h.f), "carried_for", h.carried().Round(time.Millisecond),
+			"granted_by", strings.Join(granted, ","), "granted_failsafe_only", strings.Join(failsafeOnly, ","), "refused", strings.Join(refused, "; "))
 	}
-	h.r.warnEvery("lease-refused", "consul has no leader and the peers do not carry the lease; the node stops taking writes when it runs out",
-		"remaining", h.Remaining().Round(time.Millisecond), "granted_by", strings.Join(granted, ","), "refused", strings.Join(refused, "; "))
+}
+
+// How a grant round carries the lease, if it does.
+const (
+	notCarried = iota
+	carriedByMajority
+	carriedByAll
+)
+
+// carry decides whether a grant round carries the lease (config.Fencing
+// has the rules): members is the cluster's size, this node included;
+// granted and failsafeOnly count the other members' grants of each kind;
+// carried is how long grants have carried the lease since the last
+// committed renewal.
+func carry(f config.Fencing, agentUp bool, members, granted, failsafeOnly int, carried time.Duration) int {
+	switch {
+	case f.Failsafe && granted+failsafeOnly == members-1:
+		return carriedByAll
+	case agentUp && 1+granted >= members/2+1 && (f.Failsafe || carried < f.ElectionCarry):
+		return carriedByMajority
+	}
+	return notCarried
+}
+
+func outageMode(f config.Fencing) string {
+	if f.Failsafe {
+		return config.OutageFailsafe
+	}
+	return config.OutageFence
+}
+
+// carried is how long grants have carried the lease: since the send time of
+// the last renewal Consul committed.
+func (h *holder) carried() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return fence.Now().Sub(h.committed)
 }
 
 // members is the membership as last read, for grants while Consul cannot

@@ -57,10 +57,10 @@ type tcluster struct {
 	profiles string // the CLI's profiles directory, made on first use
 }
 
-// extraHCL adds to node i's configuration: fields of its node and postgres
-// blocks, and blocks of its own.
+// extraHCL adds to node i's configuration: fields of its node, consul and
+// postgres blocks, and blocks of its own.
 type extraHCL struct {
-	node, postgres, blocks string
+	node, consul, postgres, blocks string
 }
 
 func newCluster(t testing.TB, extra func(i int) extraHCL) *tcluster {
@@ -117,6 +117,7 @@ node {
 }
 consul {
   address = %q
+  %s
 }
 postgres {
   port = %d
@@ -126,7 +127,7 @@ checks { interval = "1s" }
 api    { listen = "%s:%d" }
 logging { dir = %q }
 %s
-`, name, s.Addr, dir, x.node, s.HTTPAddr, pgPort, x.postgres, s.Addr, apiPort, filepath.Join(dir, "log"), x.blocks)
+`, name, s.Addr, dir, x.node, s.HTTPAddr, x.consul, pgPort, x.postgres, s.Addr, apiPort, filepath.Join(dir, "log"), x.blocks)
 		path := filepath.Join(dir, "understudy.hcl")
 		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 			t.Fatal(err)

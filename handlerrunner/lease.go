@@ -28,18 +28,21 @@ type holder struct {
 	lease  *fence.Lease
 	base   cluster.Leader // the value, without its renewal fields
 
-	mu       sync.Mutex
-	until    fence.Mono
-	renewal  uint64
-	inflight int
-	lsn      cluster.LSN
-	peers    []cluster.Member // the membership as last read
-	grants   bool             // a grant round is in flight
-	why      string           // why the lock is lost, "" while held
-	gone     bool             // lost because Consul no longer knows the session
-	lost     chan struct{}    // closed with why set
-	cancel   context.CancelFunc
-	done     chan struct{}
+	mu    sync.Mutex
+	until fence.Mono
+	// committed is the send time of the last renewal Consul committed
+	// (or of the acquire): how long grants have carried the lease since.
+	committed fence.Mono
+	renewal   uint64
+	inflight  int
+	lsn       cluster.LSN
+	peers     []cluster.Member // the membership as last read
+	grants    bool             // a grant round is in flight
+	why       string           // why the lock is lost, "" while held
+	gone      bool             // lost because Consul no longer knows the session
+	lost      chan struct{}    // closed with why set
+	cancel    context.CancelFunc
+	done      chan struct{}
 }
 
 // hold starts holding the lock acquired with sessID by a request sent at
@@ -48,7 +51,7 @@ func (r *Runner) hold(ctx context.Context, sessID string, sent fence.Mono, value
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h := &holder{r: r, sessID: sessID, f: r.fencing, lease: r.lease, base: value,
 		renewal: value.Renewal, lsn: value.WriteLSN, lost: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
-	h.extend(sent)
+	h.extend(sent, true)
 	go h.run(hctx)
 	return h
 }
@@ -119,11 +122,16 @@ func (h *holder) stop() {
 	<-h.done
 }
 
-func (h *holder) extend(sent fence.Mono) {
+// extend extends the lease by Lease from sent, the send time of a renewal
+// Consul committed (committed) or of a grant round that carried it.
+func (h *holder) extend(sent fence.Mono, committed bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.why != "" {
 		return
+	}
+	if committed && sent > h.committed {
+		h.committed = sent
 	}
 	if until := sent.Add(h.f.Lease); until > h.until {
 		h.until = until
@@ -202,7 +210,7 @@ func (h *holder) renew(ctx context.Context, v cluster.Leader) {
 	ok, err := h.r.cc.Acquire(rctx, h.r.keys.Leader(), v, h.sessID)
 	switch {
 	case ok:
-		h.extend(sent)
+		h.extend(sent, true)
 	case errors.Is(err, consul.ErrSessionGone):
 		h.lostSession()
 	case err == nil:

@@ -90,8 +90,12 @@ func (r *Runner) stopActiveOnly(ctx context.Context) {
 // ensureSlots keeps a replication slot for every other member, so a standby
 // that falls behind is not cut off.
 func (r *Runner) ensureSlots(ctx context.Context) {
+	ms, err := r.readMembers(ctx)
+	if err != nil {
+		return // a slot dropped for a failed read would cut a standby off
+	}
 	var names []string
-	for _, m := range r.members(ctx) {
+	for _, m := range ms {
 		names = append(names, m.Name)
 	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -304,16 +304,29 @@ func (r *Runner) logEvent(ev cluster.Event) {
 // warnEvery logs a warning at most every 30 s per key: a retry loop that
 // fails every interval must not flood the journal.
 func (r *Runner) warnEvery(key, msg string, args ...any) {
+	if r.due(key) {
+		r.log.Warn(msg, args...)
+	}
+}
+
+// infoEvery is warnEvery at level info.
+func (r *Runner) infoEvery(key, msg string, args ...any) {
+	if r.due(key) {
+		r.log.Info(msg, args...)
+	}
+}
+
+// due says whether key was last logged 30 s ago or more, and if so notes
+// that it is logged now.
+func (r *Runner) due(key string) bool {
 	r.warnMu.Lock()
-	last := r.lastWarn[key]
+	defer r.warnMu.Unlock()
 	now := time.Now()
-	if now.Sub(last) < 30*time.Second {
-		r.warnMu.Unlock()
-		return
+	if now.Sub(r.lastWarn[key]) < 30*time.Second {
+		return false
 	}
 	r.lastWarn[key] = now
-	r.warnMu.Unlock()
-	r.log.Warn(msg, args...)
+	return true
 }
 
 // sleep waits d or until ctx ends; false when ctx ended.

@@ -21,6 +21,19 @@ const (
 	PartitionFence = "fence"
 )
 
+// Consul outage modes (consul.outage): what the active does while no Consul
+// server has a leader and the network between the nodes is whole.
+const (
+	// OutageFailsafe: the active keeps taking writes while every other
+	// member confirms it over the API (Patroni's failsafe mode); see
+	// Fencing.
+	OutageFailsafe = "failsafe"
+	// OutageFence: the peers carry the active's lease across a Consul
+	// leader election only (Fencing.ElectionCarry); a longer outage
+	// stops its writes.
+	OutageFence = "fence"
+)
+
 // DefaultMinorityTimeout is cluster.minority_timeout when the file sets
 // none: above the default Fencing().Takeover() (3.475 s) with a margin for
 // a round of probes, so a partition is reported a second or two after the
@@ -167,6 +180,11 @@ type Consul struct {
 	GossipProbeInterval time.Duration // default 500ms, 100ms..10s
 	GossipProbeTimeout  time.Duration // default 250ms, under the interval
 	GossipSuspicionMult int           // default 3, 1..10
+	// Outage is what the active does while Consul has no leader (servers
+	// down or restarting, no quorum) but the nodes reach each other:
+	// OutageFailsafe (the default) or OutageFence. A partition is not an
+	// outage: a cut-off active fences in both.
+	Outage string // default "failsafe"
 }
 
 // Postgres is the `postgres` block: the PostgreSQL instance understudy owns
@@ -360,6 +378,7 @@ func base() *Config {
 			SessionTTL:  10 * time.Second,
 			LockDelay:   time.Second,
 			LeaderLease: DefaultLeaderLease,
+			Outage:      OutageFailsafe,
 		},
 		Postgres: Postgres{
 			BinDir:               "/usr/lib/postgresql/15/bin",

@@ -48,6 +48,23 @@ import (
 // leader election, during which no renewal commits: about 1-2 s at
 // raft_multiplier 1, which is why a standby's loss, the Consul leader's
 // node included, does not make the active fence itself.
+//
+// Consul without a leader. No renewal commits then, and the peers carry the
+// lease instead (handlerrunner's grants): a peer that grants forgets when it
+// saw the active's last renewal, so should it acquire the lock later it
+// counts Takeover() from a read after its grant, and the active extends its
+// lease by Lease from the moment it sent a round. Two rules decide whether
+// a round carries the lease. The majority rule (always on): the active and
+// the peers that granted while their own Consul agent answered without a
+// working leader are a majority, so no Consul leader existed while they
+// granted; without Failsafe it carries at most ElectionCarry past the last
+// committed renewal, a leader election. The failsafe rule
+// (consul.outage = "failsafe"): every other member granted, its agent
+// answering or not; no node that could acquire the lock later did not
+// promise to wait, so the carry needs no Consul at all and lasts as long as
+// every member answers. A peer that sees a working leader never grants (the
+// active must renew through it), so an active cut off from Consul while its
+// peers are not still fences, and so does one cut off from any peer.
 type Fencing struct {
 	// Lease is consul.leader_lease: how long after sending a renewal that
 	// Consul committed the active may take writes.
@@ -78,6 +95,14 @@ type Fencing struct {
 	// RaftMultiplier (consul.raft_multiplier) scales how long a Consul
 	// leader election takes, which the lease must outlast.
 	RaftMultiplier int
+	// Failsafe (consul.outage = "failsafe") lets the peers carry the
+	// active's lease for as long as Consul has no leader, provided every
+	// other member grants it; otherwise the carry lasts ElectionCarry.
+	Failsafe bool
+	// ElectionCarry bounds, without Failsafe, how long peer grants carry
+	// the lease after the last renewal Consul committed: a Consul leader
+	// election, with room for a slow one.
+	ElectionCarry time.Duration
 }
 
 // The fixed parts of the fencing timing; only the lease is configurable.
@@ -97,6 +122,10 @@ const (
 	watchdogPoll   = 25 * time.Millisecond
 	stopBudget     = 200 * time.Millisecond
 	fenceMargin    = 250 * time.Millisecond
+	// electionCarry is ElectionCarry at raft_multiplier 1: five times the
+	// longest election measured here (README), so only an outage, not a
+	// slow election, outlasts it.
+	electionCarry = 10 * time.Second
 )
 
 // Fencing returns the node's fencing timing.
@@ -105,6 +134,7 @@ func (c *Config) Fencing() Fencing {
 		Lease: c.Consul.LeaderLease, Renew: renewEvery, RenewTimeout: renewTimeout, RenewInFlight: renewInFlight,
 		WatchdogPoll: watchdogPoll, Stop: stopBudget, Margin: fenceMargin,
 		LockDelay: c.Consul.LockDelay, SessionTTL: c.Consul.SessionTTL, RaftMultiplier: max(c.Consul.RaftMultiplier, 1),
+		Failsafe: c.Consul.Outage != OutageFence, ElectionCarry: electionCarry * time.Duration(max(c.Consul.RaftMultiplier, 1)),
 	}
 }
 

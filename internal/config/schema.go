@@ -91,6 +91,7 @@ func (b *Consul) bindings() []binding {
 		{"gossip_probe_interval", &b.GossipProbeInterval, `"500ms"`},
 		{"gossip_probe_timeout", &b.GossipProbeTimeout, `"250ms"`},
 		{"gossip_suspicion_mult", &b.GossipSuspicionMult, `3`},
+		{"outage", &b.Outage, `"failsafe"`},
 	}
 }
 

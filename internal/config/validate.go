@@ -196,6 +196,12 @@ func (v *validator) consul(c *Consul) {
 			`consul.gossip_probe_timeout = %s must be above 0 and under consul.gossip_probe_interval = %s; write half of it, %s`,
 			quote(formatDuration(c.GossipProbeTimeout)), quote(formatDuration(c.GossipProbeInterval)), quote(formatDuration(c.GossipProbeInterval/2)))
 	}
+	switch c.Outage {
+	case OutageFailsafe, OutageFence:
+	default:
+		v.add("consul.outage", "consul.outage = %s is not an outage mode; write %q (the active serves while every member confirms it) or %q (it stops taking writes once a Consul leader election is over)",
+			quote(c.Outage), OutageFailsafe, OutageFence)
+	}
 	if c.GossipSuspicionMult < 1 || c.GossipSuspicionMult > 10 {
 		v.add("consul.gossip_suspicion_mult", "consul.gossip_suspicion_mult = %d: write 1 to 10 (3 by default)", c.GossipSuspicionMult)
 	}

@@ -226,12 +226,20 @@ type JoinACL struct {
 type GrantRequest struct {
 	Holder  string `json:"holder"`
 	Session string `json:"session"`
+	// Failsafe asks for a grant the holder counts only when every member
+	// grants (consul.outage = "failsafe"): the peer may grant it while its
+	// own Consul agent does not answer.
+	Failsafe bool `json:"failsafe,omitempty"`
 }
 
 // GrantReply is the peer's answer to a GrantRequest.
 type GrantReply struct {
 	Granted bool   `json:"granted"`
 	Why     string `json:"why,omitempty"`
+	// FailsafeOnly is set on a grant made while the peer's own Consul
+	// agent did not answer: it counts toward the failsafe rule (every
+	// member) only, not toward a majority.
+	FailsafeOnly bool `json:"failsafe_only,omitempty"`
 }
 
 // GrantRecord is what GET /v1/lease/grants?session=ID answers: whether the
