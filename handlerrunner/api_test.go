@@ -207,6 +207,7 @@ func TestBasicAuth(t *testing.T) {
 // what it may do before it reads anything (the runner has no Consul: a call
 // let through answers 503, or 400 for a bad body).
 func TestClientCertificates(t *testing.T) {
+	t.Parallel() // as parallelSafe (harness_test.go) does: an API test, not a timing one
 	now := time.Now()
 	ca, err := certs.NewCA("t", now)
 	if err != nil {

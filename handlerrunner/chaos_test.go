@@ -111,7 +111,7 @@ func faults() []fault {
 		return freeze(c.t, []int{n.handler.PID(), n.checks.PID()})
 	})
 	both("SIGSTOP whole node", func(c *tcluster, _ *testenv.Net, n *tnode) func() {
-		pids := []int{n.consul.Process.PID(), n.handler.PID(), n.checks.PID()}
+		pids := []int{n.consul.Process.PID(), n.handler.PID(), n.checks.PID(), n.watcher.PID()}
 		if pid := n.watchdogPID(); pid != 0 {
 			pids = append(pids, pid)
 		}
@@ -128,6 +128,20 @@ func faults() []fault {
 	both("consul restart", func(c *tcluster, _ *testenv.Net, n *tnode) func() {
 		n.consul.Stop(c.t)
 		return func() { n.consul.Start(c.t) }
+	})
+	// Two of three servers stopped with the network whole: Consul has no
+	// leader (consul.outage). On the active, the standbys' servers stop
+	// and the active's agent still answers; on a standby, the active's own
+	// agent is among those stopped.
+	both("consul outage (the other two servers)", func(c *tcluster, _ *testenv.Net, n *tnode) func() {
+		var stopped []*testenv.Consul
+		for _, o := range c.nodes {
+			if o != n {
+				o.consul.Stop(c.t)
+				stopped = append(stopped, o.consul)
+			}
+		}
+		return func() { testenv.StartServers(c.t, stopped...) }
 	})
 	out = append(out, fault{"disk full", "standby", func(c *tcluster, _ *testenv.Net, n *tnode) func() {
 		return fillDisk(c.t, filepath.Dir(n.cfg.Postgres.DataDir))

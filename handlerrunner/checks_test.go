@@ -24,6 +24,7 @@ import (
 // /status, and a real HAProxy with a bare "option httpchk" (which sends
 // OPTIONS /) marks the active up and the standbys down.
 func TestChecksAnswerEveryMethod(t *testing.T) {
+	parallelSafe(t)
 	c := newCluster(t, nil)
 	act := c.waitHealthy(startTimeout)
 
@@ -153,6 +154,7 @@ func serverStates(sock string) (map[string]string, error) {
 // keeps its own; every standby names the active as its upstream; and each
 // node's cluster.log has a line for each of its role transitions.
 func TestNodesListAndClusterLogFollowASwitchover(t *testing.T) {
+	parallelSafe(t)
 	c := newCluster(t, nil)
 	old := c.waitHealthy(startTimeout)
 	type row struct {
@@ -249,6 +251,7 @@ func TestNodesListAndClusterLogFollowASwitchover(t *testing.T) {
 // credentials: a stale address goes, the members it lacked are added, and a
 // second run changes nothing.
 func TestProfileUpdate(t *testing.T) {
+	parallelSafe(t)
 	c := newCluster(t, nil)
 	c.waitHealthy(startTimeout)
 	dir := t.TempDir()

@@ -50,6 +50,7 @@ func (c *tcluster) profileDir(t testing.TB) string {
 // of Consul's members and Raft peers, its slot and the member list, and the
 // cluster goes on with two nodes; a running node and the active are refused.
 func TestRemoveAStoppedStandby(t *testing.T) {
+	parallelSafe(t)
 	c := newCluster(t, nil)
 	c.sample()
 	act := c.waitHealthy(startTimeout)
@@ -171,6 +172,7 @@ func servers(ss []*api.RaftServer) []string {
 // flap of its checks; a nofailover node is refused as a switchover target
 // until the option is lifted.
 func TestNodeOptionsAtRuntime(t *testing.T) {
+	parallelSafe(t)
 	c := newCluster(t, nil)
 	c.sample()
 	act := c.waitHealthy(startTimeout)

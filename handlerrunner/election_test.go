@@ -63,6 +63,7 @@ func (c *tcluster) readKey(t testing.TB, key string, v any) {
 // cluster waits for the node that has every write. Also: a failing promote
 // hook is recorded, and the node stays active.
 func TestNofailoverAndLaggingStandbyAreNeverChosen(t *testing.T) {
+	parallelSafe(t)
 	c := newCluster(t, func(i int) extraHCL {
 		x := extraHCL{
 			postgres: `maximum_lag_on_failover = "1MB"`,

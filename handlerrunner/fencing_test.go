@@ -516,31 +516,33 @@ func leaderKey(t testing.TB, cc *api.Client) (cluster.Leader, uint64) {
 // (hosts with network stacks of their own; the test and its writers still
 // reach every node). The majority promotes a standby; the old active never
 // acknowledges a write after the new one's first, and after the heal it is
-// a standby again.
+// a standby again. Then, on the same cluster healed, a one-way partition:
+// the new active receives nothing from the standbys while they still
+// receive what it sends (its gossip, its WAL stream's packets), with the
+// same promise.
 func TestPartitionedActive(t *testing.T) {
-	testActiveCutOff(t, "partitioned", (*testenv.Net).Isolate)
-}
-
-// TestDeafenedActive: a one-way partition: the active receives nothing from
-// the standbys while they still receive what it sends (its gossip, its WAL
-// stream's packets). Same promise as a full partition.
-func TestDeafenedActive(t *testing.T) {
-	testActiveCutOff(t, "deafened", (*testenv.Net).Deafen)
-}
-
-func testActiveCutOff(t *testing.T, how string, cut func(*testenv.Net, *testenv.Host)) {
 	c, net := newHostCluster(t, nil)
-	old := c.waitHealthy(startTimeout)
-	w := c.startWriters(old)
+	act := c.waitHealthy(startTimeout)
+	act = testActiveCutOff(t, c, net, act, "partitioned", (*testenv.Net).Isolate)
+	c.waitConsulWhole(act)
+	// The writers number their rows from 1 again, per node.
+	act.exec(t, "truncate acks")
+	testActiveCutOff(t, c, net, act, "deafened", (*testenv.Net).Deafen)
+}
 
+// testActiveCutOff cuts old off with cut, checks the handover, heals, and
+// returns the active after the heal.
+func testActiveCutOff(t *testing.T, c *tcluster, net *testenv.Net, old *tnode, how string, cut func(*testenv.Net, *testenv.Host)) *tnode {
+	w := c.startWriters(old)
 	at := time.Now()
 	cut(net, old.host)
 	act, took := c.waitWritable(old, at, nodeKillBound)
 	t.Logf("%s %s: %s active and took a write after %v", old.name, how, act.name, took.Round(time.Millisecond))
 	time.Sleep(2 * time.Second)
 	net.Heal()
-	c.waitHealedAfter(act)
+	now := c.waitHealedAfter(act)
 	t.Log(w.handedOver(t, old, act))
+	return now
 }
 
 // waitHealedAfter waits, after a partition healed (or a frozen agent was
@@ -551,11 +553,13 @@ func testActiveCutOff(t *testing.T, how string, cut func(*testenv.Net, *testenv.
 // node refutes it (memberlist accepts a "dead" of the same incarnation). The new active then fences as
 // it must and another is elected; the writers, still running, check that
 // no two nodes took writes at once then too.
-func (c *tcluster) waitHealedAfter(act *tnode) {
+func (c *tcluster) waitHealedAfter(act *tnode) *tnode {
 	c.t.Helper()
-	if got := c.waitHealthy(rejoinTimeout); got != act {
+	got := c.waitHealthy(rejoinTimeout)
+	if got != act {
 		c.t.Logf("after the heal the active moved from %s to %s (a stale failure report of the cut-off side)", act.name, got.name)
 	}
+	return got
 }
 
 // TestPartitionedStandby: a standby cut off both ways, the one that runs

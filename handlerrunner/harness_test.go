@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/understudy-ha/understudy/handlerrunner"
@@ -40,6 +41,7 @@ type tnode struct {
 	inst    *postgres.Instance
 	checks  *testenv.Process
 	handler *testenv.Process
+	watcher *testenv.Process
 	// syncthing runs on a node with files blocks, as cluster start or join
 	// would run it.
 	syncthing *testenv.Process
@@ -169,6 +171,9 @@ func (c *tcluster) startDaemons(n *tnode) {
 	}
 	n.checks = c.startDaemon(n, "check-runner")
 	n.handler = c.startDaemon(n, "handler-runner")
+	// The third daemon, as on every real node: among other things it
+	// brings a server back into the gossip pool after a partition.
+	n.watcher = c.startDaemon(n, "consul-watcher")
 }
 
 // startDaemon starts one of n's daemons, the first time or again after it
@@ -244,6 +249,7 @@ func (c *tcluster) killNode(n *tnode) {
 	n.consul.Kill(c.t)
 	_ = n.handler.Kill()
 	_ = n.checks.Kill()
+	_ = n.watcher.Kill()
 	n.killWatchdog()
 	if n.syncthing != nil {
 		_ = n.syncthing.Kill()
@@ -539,4 +545,43 @@ func (n *tnode) metrics(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// parallelSafe marks a test that checks what the API and the CLI answer
+// and which node is chosen, not how fast a failover is, as one that may
+// run beside another such test. Go runs parallel tests after every serial
+// one has ended, so they never share the machine with a test of failover
+// timing (nor with another package's: make test runs -p 1); two run at
+// once on two cores, which takes about two minutes off `make test`.
+func parallelSafe(t *testing.T) {
+	t.Parallel()
+}
+
+// waitConsulWhole waits until every node's Consul server is a voter of the
+// Raft configuration again. After a cut, autopilot removes the cut-off
+// server; the consul-watcher's rejoin brings it back into the gossip pool
+// once the cut heals, and autopilot makes it a voter after its
+// stabilization time (10 s). A test that cuts a second node before then
+// leaves two voters that cannot lose one.
+func (c *tcluster) waitConsulWhole(act *tnode) {
+	c.t.Helper()
+	cc := act.consul.Client(c.t)
+	start := time.Now()
+	testenv.Eventually(c.t, 60*time.Second, func() error {
+		rc, err := cc.Operator().RaftGetConfiguration(&api.QueryOptions{RequireConsistent: true})
+		if err != nil {
+			return err
+		}
+		var voters []string
+		for _, s := range rc.Servers {
+			if s.Voter {
+				voters = append(voters, s.Node)
+			}
+		}
+		if len(voters) != len(c.nodes) {
+			return fmt.Errorf("raft voters %v, want %d", voters, len(c.nodes))
+		}
+		return nil
+	})
+	c.t.Logf("consul whole again: %d voters, %v after the heal was seen", len(c.nodes), time.Since(start).Round(time.Millisecond))
 }

@@ -117,6 +117,7 @@ func eventsOf(t testing.TB, n *tnode, kind string) []cluster.Event {
 // killed: nothing takes over. cluster failover --to a caught-up standby
 // makes it the active without --force, and writes land on it.
 func TestOperatorFailoverInPausedCluster(t *testing.T) {
+	parallelSafe(t)
 	c := newCluster(t, nil)
 	s := c.sample()
 	old := c.waitHealthy(startTimeout)
@@ -169,6 +170,7 @@ func TestOperatorFailoverInPausedCluster(t *testing.T) {
 // refused without --force, naming the gap, and goes through with it: the
 // target takes writes, and the rows it never received are gone from it.
 func TestOperatorFailoverThatWouldLoseData(t *testing.T) {
+	parallelSafe(t)
 	c := newCluster(t, nil)
 	c.sample()
 	old := c.waitHealthy(startTimeout)
@@ -292,6 +294,7 @@ func TestOperatorFailoverThatWouldLoseData(t *testing.T) {
 // other standby is), a switchover to it is refused, the active cannot be
 // put in maintenance, and /metrics and the cluster status say so.
 func TestMaintenanceNodeIsNeverChosen(t *testing.T) {
+	parallelSafe(t)
 	c := newCluster(t, nil)
 	s := c.sample()
 	old := c.waitHealthy(startTimeout)
@@ -364,6 +367,7 @@ func TestMaintenanceNodeIsNeverChosen(t *testing.T) {
 // --force and, forced, makes it the active while the election is still
 // trying; the other standby follows it.
 func TestOperatorFailoverWhenNoStandbyIsEligible(t *testing.T) {
+	parallelSafe(t)
 	c := newCluster(t, func(int) extraHCL { return extraHCL{postgres: `maximum_lag_on_failover = "1MB"`} })
 	c.sample()
 	old := c.waitHealthy(startTimeout)

@@ -19,6 +19,7 @@ import (
 // refuses are refused with nothing changed, unset goes back to the
 // default, and the history names each change.
 func TestClusterWideParameters(t *testing.T) {
+	parallelSafe(t)
 	c := newCluster(t, nil)
 	c.waitHealthy(startTimeout)
 	cli := func(wantOK bool, args ...string) string {

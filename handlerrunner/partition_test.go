@@ -54,31 +54,47 @@ func (n *tnode) seesAs(state string, reach map[string]cluster.Reach) (cluster.Pa
 // round of the cut; the other two stay in the majority and see it
 // unreachable; after the heal its partition ends, and both ends are in
 // the cluster's history with both sides. The active is left alone:
-// fencing and the role loop are not the watcher's.
+// fencing and the role loop are not the watcher's. One cluster for both
+// cuts, one standby each, the second after the first healed.
 func TestWatcherSeesAPartitionedStandby(t *testing.T) {
-	t.Run("isolated", func(t *testing.T) { testWatcherStandbyCut(t, (*testenv.Net).Isolate) })
-	t.Run("deafened", func(t *testing.T) { testWatcherStandbyCut(t, (*testenv.Net).Deafen) })
-}
-
-func testWatcherStandbyCut(t *testing.T, cutOff func(*testenv.Net, *testenv.Host)) {
 	c, net := newHostCluster(t, nil)
 	act := c.waitHealthy(startTimeout)
-	for _, n := range c.nodes {
-		c.startDaemon(n, "consul-watcher")
-	}
+	t.Log("one standby isolated")
+	testWatcherStandbyCut(t, c, net, act, 0, (*testenv.Net).Isolate)
+	t.Log("the other standby deafened")
+	testWatcherStandbyCut(t, c, net, act, 1, (*testenv.Net).Deafen)
+}
+
+// testWatcherStandbyCut cuts off the which-th standby of c (0 or 1) with
+// cutOff and heals it.
+func testWatcherStandbyCut(t *testing.T, c *tcluster, net *testenv.Net, act *tnode, which int, cutOff func(*testenv.Net, *testenv.Host)) {
 	var standby *tnode
 	var others []string
 	for _, n := range c.nodes {
-		if n != act && standby == nil {
-			standby = n
-		} else {
-			others = append(others, n.name)
+		if n != act {
+			if which == 0 && standby == nil {
+				standby = n
+				continue
+			}
+			which--
 		}
+		others = append(others, n.name)
 	}
 	all := map[string]cluster.Reach{"n1": cluster.Reached, "n2": cluster.Reached, "n3": cluster.Reached}
+	// Every server back in the Raft configuration too: after a cut,
+	// autopilot removes the cut-off server, and the watchers' rejoin
+	// brings it back.
+	whole := time.Now()
 	for _, n := range c.nodes {
-		testenv.Eventually(t, 30*time.Second, func() error { _, err := n.seesAs(cluster.PartitionMajority, all); return err })
+		testenv.Eventually(t, 30*time.Second, func() error {
+			v, err := n.seesAs(cluster.PartitionMajority, all)
+			if err == nil && v.Servers != 3 {
+				err = fmt.Errorf("%s sees %d servers in the raft configuration, want 3: %+v", n.name, v.Servers, v.Peers)
+			}
+			return err
+		})
 	}
+	t.Logf("every node sees three servers, reached, %v after the start of this step", time.Since(whole).Round(time.Millisecond))
 	cfg := standby.cfg
 	timeout, round := cfg.Cluster.MinorityTimeout, cfg.Checks.Interval
 

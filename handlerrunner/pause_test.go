@@ -19,6 +19,7 @@ import (
 // for twenty times as long as a failover takes; every node and
 // /metrics show the pause. Resumed, the cluster fails over and is whole.
 func TestPauseHoldsTheRoles(t *testing.T) {
+	parallelSafe(t)
 	c := newCluster(t, nil)
 	old := c.waitHealthy(startTimeout)
 	post := func(n *tnode, path, body string) nodeapi.PauseAnswer {

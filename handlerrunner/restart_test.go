@@ -120,6 +120,7 @@ func eventKinds(t *testing.T, raw string) map[string]int {
 // `cluster reinit`: it streams again, answers with every row, and its old
 // data directory is kept aside where the event says.
 func TestReinitRepairsADamagedStandby(t *testing.T) {
+	parallelSafe(t)
 	c := newCluster(t, nil)
 	act := c.waitHealthy(startTimeout)
 	c.seedRow(act)

@@ -76,6 +76,7 @@ func (n *tnode) kill(t *testing.T) {
 // certificate with the CA that moved with the cluster, and is trusted by
 // the others (Consul over TLS, the API over HTTPS).
 func TestThreeNodesThenTheCAMovesWithTheCluster(t *testing.T) {
+	t.Parallel() // see "Parallel lifecycle tests" in start_test.go
 	testenv.RequireIntegration(t)
 	ctx := context.Background()
 	var nodes []*tnode

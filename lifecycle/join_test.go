@@ -29,6 +29,7 @@ import (
 // the active reaches the new standby; failed joins are recorded, and held
 // off once too many.
 func TestClusterStartThenJoin(t *testing.T) {
+	t.Parallel() // see "Parallel lifecycle tests" in start_test.go
 	testenv.RequireIntegration(t)
 	ctx := context.Background()
 	acfg, ao := freshNode(t, "a", "127.0.0.42")
@@ -164,7 +165,7 @@ func TestClusterStartThenJoin(t *testing.T) {
 
 	// One more failure makes five from this address in the minute: the
 	// next join is held off, whatever its token.
-	ccfg, co := freshNode(t, "c", "127.0.0.45")
+	ccfg, co := freshNode(t, "c", "127.0.0.51")
 	if err := lifecycle.Join(ctx, ccfg, co, lifecycle.JoinOptions{Active: active, Token: "ust1.wrong", CAFingerprint: res.CAFingerprint}); err == nil || !strings.Contains(err.Error(), "not this cluster's") {
 		t.Fatalf("fifth failed join: %v", err)
 	}

@@ -23,6 +23,7 @@ import (
 // the middle of pg_basebackup (with pg_basebackup) leaves a node that can run
 // the same join again and succeed.
 func TestJoinKilledDuringTheCloneRunsAgain(t *testing.T) {
+	t.Parallel() // see "Parallel lifecycle tests" in start_test.go
 	testenv.RequireIntegration(t)
 	ctx := context.Background()
 	acfg, ao := freshNode(t, "a", "127.0.0.48")

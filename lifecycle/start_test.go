@@ -288,3 +288,9 @@ func dirNames(t *testing.T, dir string) []string {
 	}
 	return names
 }
+
+// Parallel lifecycle tests: the tests that call t.Parallel here check what cluster
+// start, join and a failover leave behind, not how fast a failover is;
+// each has loopback addresses of its own (127.0.0.42-43 and 51, 44-47,
+// 48-49) and ports picked free on them. Go runs them after every serial
+// test, two at once on two cores: a minute off `make test`.

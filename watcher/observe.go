@@ -215,6 +215,19 @@ func (r *Runner) whereIs(name string) (gossip, rpc, apiURL string) {
 	return gossip, rpc, apiURL
 }
 
+// serfAddr is the gossip (serf LAN) address of a node's Consul, "" when not
+// known.
+func (r *Runner) serfAddr(name string) string {
+	consulName := name
+	if m, ok := r.known.members[name]; ok && m.ConsulNode != "" {
+		consulName = m.ConsulNode
+	}
+	if g, ok := r.known.gossip[consulName]; ok && g.Addr != "" && g.Port > 0 {
+		return net.JoinHostPort(g.Addr, strconv.Itoa(g.Port))
+	}
+	return ""
+}
+
 // probe opens a TCP connection to a server's RPC port and closes it at
 // once: Consul reads the first byte to choose the protocol and takes the
 // end of the stream quietly.

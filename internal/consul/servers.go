@@ -17,6 +17,8 @@ type GossipMember struct {
 	Addr   string
 	Status string // "alive", "leaving", "left", "failed"
 	Server bool
+	// Port is the member's gossip (serf LAN) port.
+	Port int
 	// RPCPort is a server's RPC (and Raft) port, from its gossip tags; 0
 	// for a client agent.
 	RPCPort int
@@ -28,6 +30,7 @@ func (c *Client) GossipMembers(ctx context.Context) ([]GossipMember, error) {
 	var ms []struct {
 		Name   string
 		Addr   string
+		Port   int
 		Status int
 		Tags   map[string]string
 	}
@@ -37,13 +40,23 @@ func (c *Client) GossipMembers(ctx context.Context) ([]GossipMember, error) {
 	}
 	out := make([]GossipMember, 0, len(ms))
 	for _, m := range ms {
-		g := GossipMember{Name: m.Name, Addr: m.Addr, Status: serfStatus(m.Status), Server: m.Tags["role"] == "consul"}
+		g := GossipMember{Name: m.Name, Addr: m.Addr, Port: m.Port, Status: serfStatus(m.Status), Server: m.Tags["role"] == "consul"}
 		if g.Server {
 			g.RPCPort, _ = strconv.Atoi(m.Tags["port"])
 		}
 		out = append(out, g)
 	}
 	return out, nil
+}
+
+// Join asks the local agent to join the gossip pool through addr (host:port
+// of a member's serf LAN port): what `consul join` does.
+func (c *Client) Join(ctx context.Context, addr string) error {
+	q := (&api.WriteOptions{}).WithContext(ctx)
+	if _, err := c.api.Raw().Write("/v1/agent/join/"+addr, nil, nil, q); err != nil {
+		return fmt.Errorf("join the consul gossip pool through %s: %w", addr, err)
+	}
+	return nil
 }
 
 // RaftServersStale lists the Consul nodes of the Raft configuration as the

@@ -93,14 +93,19 @@ func testDev(t *testing.T, netns string) {
 		return nil
 	})
 
-	var demo bytes.Buffer
-	if err := devcluster.Demo(ctx, s, o, &demo); err != nil {
-		hlog, _ := os.ReadFile(filepath.Join(dir, "haproxy.log"))
-		t.Fatalf("dev demo: %v\n%s\nhaproxy.log:\n%s", err, demo.String(), hlog)
-	}
-	t.Logf("dev demo:\n%s", demo.String())
-	if !strings.Contains(demo.String(), "rows intact") || !strings.Contains(demo.String(), "is back, streaming from") {
-		t.Fatalf("dev demo output: %s", demo.String())
+	// The demo runs once, on the hosts `make demo` makes as root (netns
+	// auto); its steps do not depend on the network, and the loopback
+	// cluster's minute goes to the rolling restart instead.
+	if netns == "on" {
+		var demo bytes.Buffer
+		if err := devcluster.Demo(ctx, s, o, &demo); err != nil {
+			hlog, _ := os.ReadFile(filepath.Join(dir, "haproxy.log"))
+			t.Fatalf("dev demo: %v\n%s\nhaproxy.log:\n%s", err, demo.String(), hlog)
+		}
+		t.Logf("dev demo:\n%s", demo.String())
+		if !strings.Contains(demo.String(), "rows intact") || !strings.Contains(demo.String(), "is back, streaming from") {
+			t.Fatalf("dev demo output: %s", demo.String())
+		}
 	}
 	testSwitchoverThroughHAProxy(t, bin, dir)
 	if netns == "off" {
