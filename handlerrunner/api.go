@@ -210,7 +210,10 @@ func (r *Runner) handleCluster(w http.ResponseWriter, req *http.Request) {
 	ctx := req.Context()
 	ks, l, err := r.readLeader(ctx, false)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "cannot read the cluster from consul: %v; is the local consul agent running?", err)
+		// Without a Consul leader (an outage, in which failsafe may keep
+		// the active serving) the operator still sees the cluster as
+		// this node's server last knew it, marked stale.
+		r.handleClusterStale(w, req, err)
 		return
 	}
 	out := nodeapi.ClusterStatus{Cluster: r.cfg.Cluster.Name, Members: []cluster.Member{}}
@@ -236,6 +239,30 @@ func (r *Runner) handleCluster(w http.ResponseWriter, req *http.Request) {
 	if mt, err := r.maintenances(ctx); err == nil && len(mt) > 0 {
 		out.Maintenance = mt
 	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// handleClusterStale is GET /v1/status/cluster from the local Consul
+// server's own state: the leader key and the members, no more.
+func (r *Runner) handleClusterStale(w http.ResponseWriter, req *http.Request, cause error) {
+	ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
+	defer cancel()
+	ks, err := r.cc.GetKeyStale(ctx, r.keys.Leader())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "cannot read the cluster from consul: %v; is the local consul agent running?", cause)
+		return
+	}
+	out := nodeapi.ClusterStatus{Cluster: r.cfg.Cluster.Name, Members: []cluster.Member{}, Stale: true}
+	if l := decodeLeader(ks); ks.Session != "" {
+		out.Leader = l.Node
+	}
+	_ = r.cc.ListJSONStale(ctx, r.keys.Members(), func(_ string, raw []byte) error {
+		var m cluster.Member
+		if json.Unmarshal(raw, &m) == nil && m.Name != "" {
+			out.Members = append(out.Members, m)
+		}
+		return nil
+	})
 	writeJSON(w, http.StatusOK, out)
 }
 

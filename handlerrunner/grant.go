@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -226,7 +227,17 @@ func (h *holder) askGrants(ctx context.Context) {
 	if !h.grantDue() {
 		return // a renewal committed meanwhile
 	}
-	switch carry(h.f, agentUp, len(members), len(granted), len(failsafeOnly), h.carried()) {
+	rule := carry(h.f, agentUp, len(members), len(granted), len(failsafeOnly), h.carried())
+	if rule != notCarried {
+		c := &nodeapi.LeaseCarry{Rule: nodeapi.CarryMajority, GrantedBy: granted,
+			Since: time.Now().Add(-h.carried()).UTC().Truncate(time.Millisecond)}
+		if rule == carriedByAll {
+			c.Rule, c.GrantedBy = nodeapi.CarryFailsafe, append(slices.Clone(granted), failsafeOnly...)
+		}
+		h.r.st.setCarry(c)
+		h.r.metrics.carried(c)
+	}
+	switch rule {
 	case carriedByMajority:
 		h.extend(sent, false)
 		h.r.warnEvery("lease-granted", "consul has no leader; the lease is carried by the peers' grants",

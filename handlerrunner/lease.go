@@ -132,6 +132,11 @@ func (h *holder) extend(sent fence.Mono, committed bool) {
 	}
 	if committed && sent > h.committed {
 		h.committed = sent
+		if h.r.st.carried() != nil {
+			h.r.st.setCarry(nil)
+			h.r.metrics.carried(nil)
+			h.r.log.Info("consul commits the lease's renewals again; the peers no longer carry it")
+		}
 	}
 	if until := sent.Add(h.f.Lease); until > h.until {
 		h.until = until

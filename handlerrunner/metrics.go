@@ -25,6 +25,7 @@ type metrics struct {
 	// pendingRestart counts the parameters waiting for a restart.
 	pendingRestart prometheus.Gauge
 	maintenance    prometheus.Gauge
+	leaseCarried   *prometheus.GaugeVec
 }
 
 var roles = []nodeapi.Role{nodeapi.RoleRejoining, nodeapi.RoleStandby, nodeapi.RoleCandidate, nodeapi.RoleActive, nodeapi.RoleDemoting}
@@ -58,8 +59,15 @@ func newMetrics() *metrics {
 			Name: "understudy_node_maintenance",
 			Help: "1 while this node is in maintenance (understudy node maintenance on): never chosen as active; silence its alerts with `unless on(instance) understudy_node_maintenance == 1`.",
 		}),
+		leaseCarried: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "understudy_lease_carried",
+			Help: "1 on the active while Consul commits none of its lease renewals and the peers' grants carry it, by rule: majority (a Consul leader election) or failsafe (a Consul outage, every member confirms; consul.outage).",
+		}, []string{"rule"}),
 	}
-	m.reg.MustRegister(m.role, m.transitions, m.promotions, m.hookFails, m.session, m.paused, m.pendingRestart, m.maintenance,
+	for _, rule := range []string{nodeapi.CarryMajority, nodeapi.CarryFailsafe} {
+		m.leaseCarried.WithLabelValues(rule)
+	}
+	m.reg.MustRegister(m.role, m.transitions, m.promotions, m.hookFails, m.session, m.paused, m.pendingRestart, m.maintenance, m.leaseCarried,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range roles {
 		m.role.WithLabelValues(string(r))
@@ -77,6 +85,13 @@ func (m *metrics) transition(from, to nodeapi.Role) {
 	}
 	if from != "" {
 		m.transitions.WithLabelValues(string(from), string(to)).Inc()
+	}
+}
+
+// carried sets understudy_lease_carried to c's rule, none when c is nil.
+func (m *metrics) carried(c *nodeapi.LeaseCarry) {
+	for _, rule := range []string{nodeapi.CarryMajority, nodeapi.CarryFailsafe} {
+		m.leaseCarried.WithLabelValues(rule).Set(b2f(c != nil && c.Rule == rule))
 	}
 }
 

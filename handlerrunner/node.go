@@ -20,6 +20,7 @@ func (r *Runner) nodeStatus(ctx context.Context) nodeapi.NodeStatus {
 	st.Serving = r.st.serving(time.Now(), r.fencing.Lease)
 	if t := r.st.lastConfirmed(); !t.IsZero() && st.Role == nodeapi.RoleActive {
 		st.LeaseConfirmed = &t
+		st.LeaseCarried = r.st.carried()
 	}
 	st.NoFailover = r.noFailover() || time.Now().Before(r.st.graceUntil())
 	st.Priority = cluster.Or(r.st.options().Priority, r.cfg.Node.Priority)

@@ -1,12 +1,29 @@
 package handlerrunner_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/internal/testenv"
 )
+
+// getJSON GETs url with the tests' client and decodes a 200's body.
+func getJSON(url string, v any) error {
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
 
 // outageHold is how long the tests below keep Consul without a leader:
 // several leases, and longer than the carry of a leader election
@@ -53,9 +70,29 @@ func TestFailsafeKeepsTheActiveThroughAConsulOutage(t *testing.T) {
 	stopped := c.stopStandbysConsul(act)
 	out := time.Now()
 	t.Logf("consul has no leader: the servers of the standbys are stopped")
+	// What an operator sees meanwhile: the active says its lease is
+	// carried by failsafe, in its status and its metrics, and the cluster
+	// status still answers, from its server's own state.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		st, err := act.nodeStatus()
+		if err != nil {
+			return err
+		}
+		if c := st.LeaseCarried; c == nil || c.Rule != nodeapi.CarryFailsafe || len(c.GrantedBy) != 2 {
+			return fmt.Errorf("%s's lease_carried is %+v, want failsafe granted by both standbys", act.name, c)
+		}
+		return nil
+	})
+	if m := act.metrics(t); !strings.Contains(m, `understudy_lease_carried{rule="failsafe"} 1`) {
+		t.Errorf("metrics of %s during the outage lack understudy_lease_carried{rule=\"failsafe\"} 1", act.name)
+	}
+	var cs nodeapi.ClusterStatus
+	if err := getJSON(act.apiURL()+"/v1/status/cluster", &cs); err != nil || !cs.Stale || cs.Leader != act.name || len(cs.Members) != 3 {
+		t.Errorf("GET /v1/status/cluster on %s during the outage: %+v, %v; want stale, leader %s, 3 members", act.name, cs, err, act.name)
+	}
 	// Not a sleep-and-hope: the writers and the sampler record every
 	// moment of the outage, checked below.
-	time.Sleep(outageHold)
+	time.Sleep(outageHold - time.Since(out))
 	if code := act.statusCode(); code != 200 {
 		t.Errorf("%s answers /status %d after %v without a consul leader, want 200 (failsafe)", act.name, code, time.Since(out).Round(time.Second))
 	}
@@ -70,6 +107,9 @@ func TestFailsafeKeepsTheActiveThroughAConsulOutage(t *testing.T) {
 	})
 	w.halt()
 	keptRole(t, cc, act, lockIndex)
+	if st, err := act.nodeStatus(); err != nil || st.LeaseCarried != nil {
+		t.Errorf("%s after the outage: lease_carried %+v (%v), want none", act.name, st.LeaseCarried, err)
+	}
 	for _, o := range w.overlaps() {
 		t.Errorf("two writers: %s", o)
 	}

@@ -25,6 +25,21 @@ type state struct {
 	grace time.Time
 	// opts are the node's runtime options as last read.
 	opts cluster.NodeOptions
+	// carry is how the peers carry the active's lease now, nil while
+	// Consul commits its renewals.
+	carry *nodeapi.LeaseCarry
+}
+
+func (s *state) setCarry(c *nodeapi.LeaseCarry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.carry = c
+}
+
+func (s *state) carried() *nodeapi.LeaseCarry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.carry
 }
 
 func (s *state) get() nodeapi.NodeStatus {

@@ -278,6 +278,12 @@ type statusReport struct {
 	Paused *cluster.Pause `json:"paused,omitempty"`
 	// Partitions are the nodes' consul-watcher views: who reaches whom.
 	Partitions []partitionRow `json:"partitions"`
+	// Stale: Consul had no leader; the leader and members are one node's
+	// server's last knowledge.
+	Stale bool `json:"stale,omitempty"`
+	// LeaseCarried is how the active keeps its lease while Consul commits
+	// none of its renewals (its own word).
+	LeaseCarried *nodeapi.LeaseCarry `json:"lease_carried,omitempty"`
 }
 
 type keptAside struct {
@@ -311,6 +317,7 @@ func newStatusReport(v clusterView, events []cluster.Event, now time.Time) statu
 	s.Consul = v.status.Consul
 	s.Paused = v.status.Paused
 	s.Partitions = partitionRows(v)
+	s.Stale = v.status.Stale
 	for _, m := range v.status.Members {
 		for _, d := range m.Diverged {
 			s.KeptAside = append(s.KeptAside, keptAside{Node: m.Name, Diverged: d})
@@ -321,6 +328,7 @@ func newStatusReport(v clusterView, events []cluster.Event, now time.Time) statu
 	}
 	if live, ok := v.live[s.Leader]; ok && live.Err == nil && live.Status.Role == nodeapi.RoleActive && !live.Status.Since.IsZero() {
 		s.LeaderSince = &live.Status.Since
+		s.LeaseCarried = live.Status.LeaseCarried
 	}
 	for _, e := range events { // newest first
 		if e.Kind == cluster.EventFailover || e.Kind == cluster.EventSwitchover {
@@ -351,6 +359,18 @@ func renderStatus(w io.Writer, s statusReport, now time.Time) error {
 		fmt.Fprintf(tw, "leader:\t%s, active since %s (%s)\n", s.Leader, fmtTime(*s.LeaderSince), fmtAgo(*s.LeaderSince, now))
 	default:
 		fmt.Fprintf(tw, "leader:\t%s\n", s.Leader)
+	}
+	if s.Stale {
+		fmt.Fprintf(tw, "CONSUL:\tno leader: the leader and members here are one node's Consul server's last knowledge and may be old (a Consul outage, or that node cut off; see partitions below)\n")
+	}
+	if c := s.LeaseCarried; c != nil {
+		who := strings.Join(c.GrantedBy, ", ")
+		if c.Rule == nodeapi.CarryFailsafe {
+			fmt.Fprintf(tw, "FAILSAFE:\t%s keeps taking writes without a Consul leader since %s (%s): every other member confirms it (%s); consul.outage = \"failsafe\"\n",
+				s.Leader, fmtTime(c.Since), fmtAgo(c.Since, now), who)
+		} else {
+			fmt.Fprintf(tw, "lease:\tConsul commits no renewal since %s (%s), a leader election: the lease is carried by %s\n", fmtTime(c.Since), fmtAgo(c.Since, now), who)
+		}
 	}
 	if nm := s.NextMaster; nm != nil {
 		fmt.Fprintf(tw, "next master:\t%s, chosen by %s %s: %s\n", nm.Node, nm.By, fmtAgo(nm.At, now), oneLine(nm.Reason))

@@ -443,3 +443,26 @@ func TestReadJoinToken(t *testing.T) {
 		})
 	}
 }
+
+// TestRenderStatusFailsafe: in a Consul outage the status is read from one
+// node's server (stale) and says so, and the active says how it keeps its
+// lease.
+func TestRenderStatusFailsafe(t *testing.T) {
+	v := fixture()
+	v.status.Stale = true
+	st := v.live["mgr-1"]
+	st.Status.LeaseCarried = &nodeapi.LeaseCarry{Rule: nodeapi.CarryFailsafe, Since: now.Add(-90 * time.Second), GrantedBy: []string{"mgr-2", "mgr-4"}}
+	v.live["mgr-1"] = st
+	var b bytes.Buffer
+	if err := renderStatus(&b, newStatusReport(v, nil, now), now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"CONSUL:         no leader: the leader and members here are one node's Consul server's last knowledge and may be old",
+		`FAILSAFE:       mgr-1 keeps taking writes without a Consul leader since 2024-05-01 11:58:30Z (1m ago): every other member confirms it (mgr-2, mgr-4); consul.outage = "failsafe"`,
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Fatalf("got\n%s\nwant a line with\n%s", b.String(), want)
+		}
+	}
+}

@@ -157,8 +157,10 @@ func newProfileUpdateCmd() *cobra.Command {
 		Long: `update asks the nodes of profile NAME, the first that answers, for the
 cluster's members and stores their API addresses as the profile's nodes
 (the Conductor Manager CLI's update-profile): a node that joined is added, a
-node that was removed goes. The profile's CA, client certificate and basic
-auth file are kept. It prints what changed; a cluster that names no member
+node that was removed goes. An address in the profile that answers as a
+member is kept as it was typed (a DNS name, an address behind NAT) rather
+than replaced by the one the member publishes. The profile's CA, client
+certificate and basic auth file are kept. It prints what changed; a cluster that names no member
 with an API address leaves the profile as it was.`,
 		Example: "  understudy profile update prod",
 		Args:    exactArgs(1),
@@ -173,11 +175,20 @@ with an API address leaves the profile as it was.`,
 			}
 			ctx, cancel := signalContext()
 			defer cancel()
-			cs, err := nodeapi.New(p).ClusterStatus(ctx)
+			c := nodeapi.New(p)
+			cs, err := c.ClusterStatus(ctx)
 			if err != nil {
 				return fmt.Errorf("profile update %s: %w", p.Name, err)
 			}
-			ch, err := nodeapi.RefreshNodes(p, cs)
+			// The addresses the operator typed that answer keep their
+			// place: a member's own API URL may not be reachable from here.
+			answered := map[string]string{}
+			for _, r := range c.NodeStatuses(ctx, p.Nodes) {
+				if r.Err == nil && r.Status.Name != "" {
+					answered[r.Status.Name] = r.URL
+				}
+			}
+			ch, err := nodeapi.RefreshNodes(p, cs, answered)
 			if err != nil {
 				return err
 			}

@@ -85,6 +85,23 @@ func ParseParameterKey(key string) (string, error) {
 	return name, nil
 }
 
+// SecretParameter says whether a parameter's value may hold a credential
+// (a command line with a password, a connection string): its changes are
+// recorded by name only in events and logs, which more people read than
+// the parameters key.
+func SecretParameter(name string) bool {
+	name = strings.ToLower(name)
+	if strings.HasSuffix(name, "_command") {
+		return true
+	}
+	for _, s := range []string{"conninfo", "password", "passphrase", "secret"} {
+		if strings.Contains(name, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // Apply returns p's values with c applied, and a one-line account of what
 // changed ("" when nothing does). PostgreSQL's names are case-insensitive:
 // names are kept in lower case.
@@ -101,7 +118,11 @@ func (p Parameters) Apply(c ParameterChange) (map[string]string, string) {
 			continue
 		}
 		out[n] = v
-		said = append(said, n+"="+v)
+		if SecretParameter(n) {
+			said = append(said, n+" changed (value not recorded)")
+		} else {
+			said = append(said, n+"="+v)
+		}
 	}
 	for _, n := range c.Unset {
 		n = strings.ToLower(n)

@@ -47,6 +47,12 @@ func TestParametersApply(t *testing.T) {
 	if _, said := p.Apply(ParameterChange{Unset: []string{"WORK_MEM"}}); said != "unset work_mem" {
 		t.Errorf("unset said %q", said)
 	}
+	// A command line or a connection string may hold a password: the
+	// account names the parameter, not the value.
+	got, said = p.Apply(ParameterChange{Set: map[string]string{"archive_command": "PGPASSWORD=hunter2 pgbackrest push %p"}})
+	if said != "archive_command changed (value not recorded)" || strings.Contains(said, "hunter2") || got["archive_command"] == "" {
+		t.Errorf("a secret parameter said %q (value kept: %q)", said, got["archive_command"])
+	}
 	if _, said := p.Apply(ParameterChange{Set: map[string]string{"work_mem": "4MB"}}); said != "" {
 		t.Errorf("a change to the same value said %q, want nothing", said)
 	}

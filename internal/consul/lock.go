@@ -41,6 +41,17 @@ func (c *Client) GetKey(ctx context.Context, key string, consistent bool) (KeySt
 	return keyState(pair), nil
 }
 
+// GetKeyStale reads key from the local server's state, without a leader: a
+// value for display, which may be old.
+func (c *Client) GetKeyStale(ctx context.Context, key string) (KeyState, error) {
+	q := (&api.QueryOptions{AllowStale: true}).WithContext(ctx)
+	pair, _, err := c.api.KV().Get(key, q)
+	if err != nil {
+		return KeyState{}, fmt.Errorf("read %s from consul agent %s (stale): %w", key, c.addr, err)
+	}
+	return keyState(pair), nil
+}
+
 // Acquire takes the lock on key with session and writes value as JSON. It
 // returns false, without error, when another session holds the key or when
 // the key's lock delay has not passed since its last holder's session was

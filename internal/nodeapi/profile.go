@@ -327,13 +327,22 @@ type NodeChanges struct {
 // RefreshNodes is p's node list as the cluster status cs names its
 // members' API addresses: the nodes p had that are still members keep
 // their order, new members follow by name, and nodes that are no longer
-// members go. It is an error when no member has an API address: a profile
-// is never emptied.
-func RefreshNodes(p Profile, cs ClusterStatus) (NodeChanges, error) {
+// members go. answered names, by member name, the profile's address that
+// answered as that member: it is kept rather than the address the member
+// publishes, which the operator may not reach (NAT, a DNS name, a
+// different network). It is an error when no member has an API address: a
+// profile is never emptied.
+func RefreshNodes(p Profile, cs ClusterStatus, answered map[string]string) (NodeChanges, error) {
 	var fresh []string
 	members := slices.Clone(cs.Members)
 	slices.SortFunc(members, func(a, b cluster.Member) int { return strings.Compare(a.Name, b.Name) })
 	for _, m := range members {
+		if u, ok := answered[m.Name]; ok && slices.Contains(p.Nodes, u) {
+			if !slices.Contains(fresh, u) {
+				fresh = append(fresh, u)
+			}
+			continue
+		}
 		if m.APIURL == "" {
 			continue
 		}

@@ -189,7 +189,7 @@ func TestRefreshNodes(t *testing.T) {
 		member("mgr-4", "https://10.0.0.8:8008"), member("mgr-1", "https://10.0.0.5:8008"),
 		member("mgr-3", "https://10.0.0.7:8008"), member("mgr-2", "https://10.0.0.6:8008"), member("old", ""),
 	}}
-	ch, err := RefreshNodes(p, cs)
+	ch, err := RefreshNodes(p, cs, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,18 @@ func TestRefreshNodes(t *testing.T) {
 	if !reflect.DeepEqual(ch, want) {
 		t.Fatalf("RefreshNodes = %+v, want %+v", ch, want)
 	}
-	if _, err := RefreshNodes(p, ClusterStatus{Cluster: "prod", Members: []cluster.Member{member("old", "")}}); err == nil || !strings.Contains(err.Error(), "left as it was") {
+	// An address the operator typed that answered as a member stays, in
+	// place of the one the member publishes (behind NAT, say).
+	nat := Profile{Name: "prod", Nodes: []string{"https://mgr-3.example.com:8008", "https://10.0.0.5:8008"}, CAFile: "/ca.pem"}
+	ch, err = RefreshNodes(nat, cs, map[string]string{"mgr-3": "https://mgr-3.example.com:8008", "mgr-1": "https://10.0.0.5:8008"})
+	want = NodeChanges{
+		Nodes: []string{"https://mgr-3.example.com:8008", "https://10.0.0.5:8008", "https://10.0.0.6:8008", "https://10.0.0.8:8008"},
+		Added: []string{"https://10.0.0.6:8008", "https://10.0.0.8:8008"},
+	}
+	if err != nil || !reflect.DeepEqual(ch, want) {
+		t.Fatalf("RefreshNodes with typed addresses = %+v, %v; want %+v", ch, err, want)
+	}
+	if _, err := RefreshNodes(p, ClusterStatus{Cluster: "prod", Members: []cluster.Member{member("old", "")}}, nil); err == nil || !strings.Contains(err.Error(), "left as it was") {
 		t.Fatalf("no member with an API address: %v", err)
 	}
 }

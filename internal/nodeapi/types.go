@@ -48,6 +48,9 @@ type NodeStatus struct {
 	// Regaining: the active lost its Consul session while alive and
 	// healthy and is taking its lock back under its lease.
 	Regaining bool `json:"regaining,omitempty"`
+	// LeaseCarried is set on the active while Consul commits none of its
+	// renewals and the peers' grants carry its lease instead.
+	LeaseCarried *LeaseCarry `json:"lease_carried,omitempty"`
 	// Paused is the cluster's pause as this node last read it (nil: the
 	// cluster runs).
 	Paused *cluster.Pause `json:"paused,omitempty"`
@@ -58,6 +61,26 @@ type NodeStatus struct {
 	// Parameters is how far the node applied the cluster-wide PostgreSQL
 	// parameters (nil until it first looked).
 	Parameters *ParametersState `json:"parameters,omitempty"`
+}
+
+// The rules by which the peers carry the active's lease (LeaseCarry.Rule;
+// config.Fencing has them).
+const (
+	// CarryMajority: the active and the peers that granted are a majority
+	// of the cluster, their agents up: a Consul leader election.
+	CarryMajority = "majority"
+	// CarryFailsafe: every other member granted (consul.outage =
+	// "failsafe"): a Consul outage.
+	CarryFailsafe = "failsafe"
+)
+
+// LeaseCarry says how the active keeps its lease while Consul has no
+// leader.
+type LeaseCarry struct {
+	Rule string `json:"rule"`
+	// Since is when the last renewal Consul committed was sent.
+	Since     time.Time `json:"since"`
+	GrantedBy []string  `json:"granted_by"`
 }
 
 // ParametersState is a node's account of the cluster-wide PostgreSQL
@@ -140,6 +163,10 @@ type ClusterStatus struct {
 	// Maintenance is every node in maintenance, by name (understudy node
 	// maintenance on).
 	Maintenance map[string]cluster.Maintenance `json:"maintenance,omitempty"`
+	// Stale: Consul had no leader, and the node answered from its own
+	// server's state, which may be old (a Consul outage, or this node in
+	// a partition's minority).
+	Stale bool `json:"stale,omitempty"`
 }
 
 // ServersHealth is autopilot's view of the cluster's Consul servers, one per
