@@ -127,14 +127,17 @@ bench-files: deps
 # hosts with a writer on every node's PostgreSQL; prints a table, a row per
 # kind of fault. Not part of `make test`. CHAOS_FAULTS faults (default 30;
 # about 12 s each here), CHAOS_MODE sync (default) or async,
-# CHAOS_SEED repeats a draw. The daemons' logs go to CHAOS_LOG.
+# CHAOS_SEED repeats a draw, CHAOS_OUTAGE failsafe (default) or fence is
+# the consul.outage the Consul outage fault meets. The daemons' logs go to
+# CHAOS_LOG.
 CHAOS_FAULTS ?= 30
 CHAOS_MODE   ?= sync
+CHAOS_OUTAGE ?= failsafe
 CHAOS_LOG    ?= /tmp/understudy-chaos.log
 chaos: deps
-	@echo "chaos: $(CHAOS_FAULTS) faults in $(CHAOS_MODE) mode; the whole log goes to $(CHAOS_LOG)"
+	@echo "chaos: $(CHAOS_FAULTS) faults in $(CHAOS_MODE) mode, consul.outage $(CHAOS_OUTAGE); the whole log goes to $(CHAOS_LOG)"
 	@rm -f $(CHAOS_LOG).table
-	@CHAOS_FAULTS=$(CHAOS_FAULTS) CHAOS_MODE=$(CHAOS_MODE) CHAOS_SEED=$(CHAOS_SEED) CHAOS_TABLE=$(CHAOS_LOG).table \
+	@CHAOS_FAULTS=$(CHAOS_FAULTS) CHAOS_MODE=$(CHAOS_MODE) CHAOS_OUTAGE=$(CHAOS_OUTAGE) CHAOS_SEED=$(CHAOS_SEED) CHAOS_TABLE=$(CHAOS_LOG).table \
 		$(GO) test -tags chaos -run '^TestChaos$$' -count 1 -v -timeout 12h ./handlerrunner/ >$(CHAOS_LOG) 2>&1; rc=$$?; \
 		grep -E '^ +chaos_test.go:[0-9]+: (fault|chaos:)|two writers|lost in synchronous|: not whole' $(CHAOS_LOG) | sed 's/^ *//'; \
 		echo; cat $(CHAOS_LOG).table 2>/dev/null; \

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/understudy-ha/understudy/internal/services"
+	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/testenv"
 )
 
@@ -36,8 +37,9 @@ import (
 // written in). It ends with one table, a row per kind of fault.
 //
 // Settings (environment): CHAOS_FAULTS (default 30), CHAOS_MODE "sync"
-// (default) or "async", CHAOS_SEED (default: the time), CHAOS_TABLE (a file
-// the table is also written to).
+// (default) or "async", CHAOS_OUTAGE "failsafe" (default) or "fence"
+// (consul.outage), CHAOS_SEED (default: the time), CHAOS_TABLE (a file the
+// table is also written to).
 
 const (
 	// chaosRecovery bounds the time from a fault's heal to a whole
@@ -250,6 +252,16 @@ func TestChaos(t *testing.T) {
 	default:
 		t.Fatalf("CHAOS_MODE=%q: want sync or async", mode)
 	}
+	// The partition faults run in the only partition mode there is,
+	// "fence"; CHAOS_OUTAGE picks what the Consul outage fault meets.
+	outage := os.Getenv("CHAOS_OUTAGE")
+	switch outage {
+	case "":
+		outage = config.OutageFailsafe
+	case config.OutageFailsafe, config.OutageFence:
+	default:
+		t.Fatalf("CHAOS_OUTAGE=%q: want %s or %s", outage, config.OutageFailsafe, config.OutageFence)
+	}
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("CHAOS_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
@@ -258,7 +270,7 @@ func TestChaos(t *testing.T) {
 		}
 		seed = v
 	}
-	t.Logf("chaos: %d faults, %s mode, seed %d (CHAOS_SEED=%d repeats the draw)", count, mode, seed, seed)
+	t.Logf("chaos: %d faults, %s mode, consul.outage %s, partition_mode fence, seed %d (CHAOS_SEED=%d repeats the draw)", count, mode, outage, seed, seed)
 	rng := rand.New(rand.NewPCG(seed, seed))
 
 	testenv.RequireNetns(t)
@@ -267,7 +279,8 @@ func TestChaos(t *testing.T) {
 		disks[i] = mountDisk(t, fmt.Sprintf("n%d", i+1))
 	}
 	c, net := newHostCluster(t, func(i int) extraHCL {
-		return extraHCL{postgres: fmt.Sprintf("data_dir = %q\n  synchronous = %v", filepath.Join(disks[i], "postgres"), mode == "sync")}
+		return extraHCL{postgres: fmt.Sprintf("data_dir = %q\n  synchronous = %v", filepath.Join(disks[i], "postgres"), mode == "sync"),
+			consul: fmt.Sprintf("outage = %q", outage)}
 	})
 	act := c.waitHealthy(startTimeout)
 	w := c.startWriters(act)
@@ -354,7 +367,7 @@ func TestChaos(t *testing.T) {
 		pause(chaosSettle)
 	}
 	w.halt()
-	table, bad := chaosTable(outs, w.overlapWindows(), mode)
+	table, bad := chaosTable(outs, w.overlapWindows(), mode, outage)
 	t.Log("\n" + table)
 	if path := os.Getenv("CHAOS_TABLE"); path != "" {
 		if err := os.WriteFile(path, []byte(table), 0o644); err != nil {
@@ -435,7 +448,7 @@ func lostRows(acks []ack, have, lost map[ack]bool) []ack {
 
 // chaosTable is the suite's report, a row per kind of fault, and what broke
 // a promise.
-func chaosTable(outs []outcome, overlaps []overlap, mode string) (string, []string) {
+func chaosTable(outs []outcome, overlaps []overlap, mode, outage string) (string, []string) {
 	type row struct {
 		faults, failovers, overlaps, lost, unrecovered int
 		worstOverlap, worstRecovery                    time.Duration
@@ -513,7 +526,7 @@ func chaosTable(outs []outcome, overlaps []overlap, mode string) (string, []stri
 		total.unrecovered += r.unrecovered
 		total.worstRecovery = max(total.worstRecovery, r.worstRecovery)
 	}
-	fmt.Fprintf(&b, "| **all (%s mode)** | %d | %d | %d (%v) | %d | %d | %v |\n", mode, total.faults, total.failovers,
+	fmt.Fprintf(&b, "| **all (%s mode, consul.outage %s, partition_mode fence)** | %d | %d | %d (%v) | %d | %d | %v |\n", mode, outage, total.faults, total.failovers,
 		total.overlaps, total.worstOverlap.Round(time.Millisecond), total.lost, total.unrecovered, total.worstRecovery.Round(100*time.Millisecond))
 	return b.String(), bad
 }
