@@ -21,8 +21,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/internal/testenv"
 )
 

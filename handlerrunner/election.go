@@ -106,7 +106,10 @@ func (r *Runner) agreeOnNextMaster(ctx context.Context, ks consul.KeyState, l cl
 		if found && cur.Node != "" && cur.Term == ks.LockIndex && !passedOver[cur.Node] {
 			return cur, nil
 		}
-		cands, holding := r.candidates(ctx, passedOver, l.Node)
+		cands, holding, err := r.candidates(ctx, passedOver, l.Node)
+		if err != nil {
+			return cluster.NextMaster{}, err
+		}
 		if holding != "" {
 			return cluster.NextMaster{}, errFormerHolding{holding}
 		}
@@ -161,8 +164,13 @@ func (r *Runner) readNextMaster(ctx context.Context) (cluster.NextMaster, bool, 
 // (regain.go). It either takes the lock back or fences when its lease runs
 // out, which a new active would have to wait for anyway; a former active
 // that does not answer is not waited for.
-func (r *Runner) candidates(ctx context.Context, passedOver map[string]bool, former string) (cands []cluster.Candidate, holding string) {
-	members := r.members(ctx)
+func (r *Runner) candidates(ctx context.Context, passedOver map[string]bool, former string) (cands []cluster.Candidate, holding string, err error) {
+	members, err := r.readMembers(ctx)
+	if err != nil {
+		// A failed read lists this node alone: it must not be chosen
+		// over peers it did not ask.
+		return nil, "", fmt.Errorf("cannot read the members to choose among them: %w", err)
+	}
 	out := make([]cluster.Candidate, len(members))
 	sts := make([]nodeapi.NodeStatus, len(members))
 	errs := make([]error, len(members))
@@ -195,7 +203,7 @@ func (r *Runner) candidates(ctx context.Context, passedOver map[string]bool, for
 			holding = fmt.Sprintf("the former active %s still runs its primary under its lease (taking its lock back, or fencing when the lease ends); waiting", former)
 		}
 	}
-	return out, holding
+	return out, holding, nil
 }
 
 // candidate turns a node's answer into what the choice compares. Only a

@@ -161,6 +161,13 @@ func (h *holder) run(ctx context.Context) {
 	defer renew.Stop()
 	expiry := time.NewTicker(h.f.WatchdogPoll)
 	defer expiry.Stop()
+	// Once the renewals and grant rounds in flight are done (wg.Wait runs
+	// first), nothing carries this lease any more: a round that ended
+	// after the demotion cleared it must not leave it set.
+	defer func() {
+		h.r.st.setCarry(nil)
+		h.r.metrics.carried(nil)
+	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {

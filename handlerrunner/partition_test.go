@@ -60,14 +60,14 @@ func TestWatcherSeesAPartitionedStandby(t *testing.T) {
 	c, net := newHostCluster(t, nil)
 	act := c.waitHealthy(startTimeout)
 	t.Log("one standby isolated")
-	testWatcherStandbyCut(t, c, net, act, 0, (*testenv.Net).Isolate)
+	act = testWatcherStandbyCut(t, c, net, act, 0, (*testenv.Net).Isolate)
 	t.Log("the other standby deafened")
 	testWatcherStandbyCut(t, c, net, act, 1, (*testenv.Net).Deafen)
 }
 
 // testWatcherStandbyCut cuts off the which-th standby of c (0 or 1) with
-// cutOff and heals it.
-func testWatcherStandbyCut(t *testing.T, c *tcluster, net *testenv.Net, act *tnode, which int, cutOff func(*testenv.Net, *testenv.Host)) {
+// cutOff and heals it; it returns the active after the heal.
+func testWatcherStandbyCut(t *testing.T, c *tcluster, net *testenv.Net, act *tnode, which int, cutOff func(*testenv.Net, *testenv.Host)) *tnode {
 	var standby *tnode
 	var others []string
 	for _, n := range c.nodes {
@@ -171,5 +171,5 @@ func testWatcherStandbyCut(t *testing.T, c *tcluster, net *testenv.Net, act *tno
 		}
 		return nil
 	})
-	c.waitHealedAfter(act)
+	return c.waitHealedAfter(act)
 }

@@ -58,13 +58,19 @@ import (
 // the peers that granted while their own Consul agent answered without a
 // working leader are a majority, so no Consul leader existed while they
 // granted; without Failsafe it carries at most ElectionCarry past the last
-// committed renewal, a leader election. The failsafe rule
-// (consul.outage = "failsafe"): every other member granted, its agent
-// answering or not; no node that could acquire the lock later did not
-// promise to wait, so the carry needs no Consul at all and lasts as long as
-// every member answers. A peer that sees a working leader never grants (the
-// active must renew through it), so an active cut off from Consul while its
-// peers are not still fences, and so does one cut off from any peer.
+// committed renewal, a leader election; with it, without a bound. The
+// failsafe rule (consul.outage = "failsafe"): every other member granted,
+// its agent answering or not; no node that could acquire the lock later
+// did not promise to wait, so the carry needs no Consul at all and lasts
+// as long as every member answers. A peer that sees a working leader never
+// grants (the active must renew through it), so an active cut off from
+// Consul while its peers are not still fences, and so does one cut off
+// from a majority. What both rules take as given: the members the active
+// asks are the cluster's (its list is at most a few seconds old, and a
+// node needs a Consul leader to join), and the node that takes over reads
+// the old active's value in the leader key (a Consul rebuilt from a
+// snapshot or peers.json may not have it: the README says to stop the old
+// active first).
 type Fencing struct {
 	// Lease is consul.leader_lease: how long after sending a renewal that
 	// Consul committed the active may take writes.

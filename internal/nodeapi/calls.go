@@ -16,10 +16,34 @@ import (
 // ClusterStatus is GET /v1/status/cluster of the first node that answers:
 // the leader, next-master and every member record, as Consul holds them.
 func (c *Client) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
+	// A node whose Consul has no leader answers from its own server,
+	// marked stale (a Consul outage, or that node cut off): another node
+	// may have the cluster as it is, so the search goes on, and the first
+	// stale answer serves only when no node has better.
+	var stale *ClusterStatus
 	var cs ClusterStatus
-	err := c.anyNode(ctx, "the cluster status", "/v1/status/cluster", &cs)
+	err := c.eachNode(ctx, "the cluster status", func(base string) error {
+		var got ClusterStatus
+		if err := c.ask(ctx, base, "the cluster status", "/v1/status/cluster", &got); err != nil {
+			return err
+		}
+		if got.Stale {
+			if stale == nil {
+				stale = &got
+			}
+			return errStaleAnswer
+		}
+		cs = got
+		return nil
+	})
+	if err != nil && stale != nil {
+		return *stale, nil
+	}
 	return cs, err
 }
+
+// errStaleAnswer makes eachNode ask the next node after a stale answer.
+var errStaleAnswer = &APIError{Status: http.StatusServiceUnavailable, Message: "a stale answer (its Consul has no leader)"}
 
 // NodeStatus is GET /v1/status/node of the node at url (a member's API URL
 // or one of the profile's): what the node says of itself now.

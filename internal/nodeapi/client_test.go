@@ -159,6 +159,24 @@ func TestClusterStatusTriesNodesInOrder(t *testing.T) {
 	}
 }
 
+// TestClusterStatusPrefersAFreshAnswer: a node cut off (or in a Consul
+// outage) answers stale; the client asks on and takes a fresh answer, and
+// the stale one only when no node has better.
+func TestClusterStatusPrefersAFreshAnswer(t *testing.T) {
+	minority := &fakeNode{name: "a", statusBody: ClusterStatus{Cluster: "prod", Leader: "a", Stale: true}}
+	majority := &fakeNode{name: "b", statusBody: ClusterStatus{Cluster: "prod", Leader: "b"}}
+	cs, err := New(startNodes(t, minority, majority)).ClusterStatus(context.Background())
+	if err != nil || cs.Leader != "b" || cs.Stale {
+		t.Fatalf("ClusterStatus = %+v, %v; want b's fresh answer", cs, err)
+	}
+	down := &fakeNode{name: "c", statusCode: http.StatusServiceUnavailable, statusBody: map[string]any{"error": "no consul"}}
+	alone := &fakeNode{name: "a", statusBody: ClusterStatus{Cluster: "prod", Leader: "a", Stale: true}}
+	cs, err = New(startNodes(t, alone, down)).ClusterStatus(context.Background())
+	if err != nil || cs.Leader != "a" || !cs.Stale {
+		t.Fatalf("ClusterStatus = %+v, %v; want a's stale answer, the only one", cs, err)
+	}
+}
+
 func TestErrorsSurfaceTheNodesMessage(t *testing.T) {
 	msg := "cannot read the cluster from consul: connection refused; is the local consul agent running?"
 	a := &fakeNode{name: "a", statusCode: http.StatusServiceUnavailable, statusBody: map[string]any{"error": msg}}
