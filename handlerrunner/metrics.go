@@ -2,6 +2,7 @@ package handlerrunner
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -122,8 +123,12 @@ func (c memberCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.checks; 
 func (c memberCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
+	// A stale read, from the local server: a scrape during a Consul
+	// outage (failsafe) answers at once, with the record as last
+	// replicated here, rather than waiting for a leader.
+	ks, err := c.r.cc.GetKeyStale(ctx, c.r.keys.Member(c.r.name))
 	var m cluster.Member
-	if _, found, err := c.r.cc.GetJSON(ctx, c.r.keys.Member(c.r.name), &m); err != nil || !found {
+	if err != nil || !ks.Found || json.Unmarshal(ks.Value, &m) != nil {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(m.LagBytes))
