@@ -24,9 +24,13 @@
 # }
 
 # TLS everywhere: Consul over HTTPS with the certificates cluster start and
-# join write under node.data_dir/tls.
+# join write under node.data_dir/tls. outage: while Consul has no leader but
+# the nodes reach each other, "failsafe" keeps the active serving as long as
+# every other member confirms it; "fence" stops its writes after a leader
+# election's worth (README, "Fencing").
 # consul {
 #   scheme = "https"
+#   outage = "failsafe"
 # }
 
 # postgres {
