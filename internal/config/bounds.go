@@ -49,6 +49,10 @@ type Bounds struct {
 	// event) within this of the cut: cluster.minority_timeout from the
 	// first round that saw the cut, which comes within a round of it.
 	Partition time.Duration
+	// Failsafe and ElectionCarry are Fencing's: what a Consul outage
+	// does to the active (consul.outage).
+	Failsafe      bool
+	ElectionCarry time.Duration
 }
 
 // Bounds returns the failover times of c.
@@ -61,6 +65,7 @@ func (c *Config) Bounds() Bounds {
 		ConsulElection: f.MinLease(),
 		LockDelay:      f.LockDelay, Refused: f.Refused(), Takeover: f.Takeover(),
 		Partition: c.Cluster.MinorityTimeout + c.Checks.Interval,
+		Failsafe:  f.Failsafe, ElectionCarry: f.ElectionCarry,
 	}
 }
 
@@ -81,5 +86,13 @@ func (b Bounds) Lines() []string {
 		fmt.Sprintf("an active that cannot renew its lease refuses writes %s after its last renewal; a new active waits %s from the last renewal it saw unless the old one said it fenced", b.Refused, b.Takeover),
 		fmt.Sprintf("a Consul leader election takes up to about %s; the lease outlasts it, so losing a standby never fences the active", b.ConsulElection),
 		fmt.Sprintf("a node cut from a majority of the Consul servers reports the partition within %s (minority_timeout and a round), after it stopped taking writes", b.Partition),
+		b.outageLine(),
 	}
+}
+
+func (b Bounds) outageLine() string {
+	if b.Failsafe {
+		return fmt.Sprintf("Consul without a leader, the nodes whole (consul.outage = %q): the active keeps taking writes while every other member confirms it (or a majority whose Consul agents answer); otherwise it stops %s after the last confirmation", OutageFailsafe, b.Refused)
+	}
+	return fmt.Sprintf("Consul without a leader (consul.outage = %q): the active stops taking writes at most %s after its last committed renewal (a leader election's carry, then the lease)", OutageFence, b.ElectionCarry+b.Refused)
 }

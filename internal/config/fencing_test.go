@@ -29,7 +29,8 @@ func TestFencingConstants(t *testing.T) {
 func TestBoundsOfTheDefaults(t *testing.T) {
 	b := Default().Bounds()
 	want := Bounds{CheckTTL: 2 * time.Second, NodeDetection: 2250 * time.Millisecond, ConsulElection: 2 * time.Second,
-		LockDelay: time.Second, Refused: 3225 * time.Millisecond, Takeover: 3475 * time.Millisecond, Partition: 6 * time.Second}
+		LockDelay: time.Second, Refused: 3225 * time.Millisecond, Takeover: 3475 * time.Millisecond, Partition: 6 * time.Second,
+		Failsafe: true, ElectionCarry: 10 * time.Second}
 	if b != want {
 		t.Fatalf("bounds of the defaults %+v, want %+v", b, want)
 	}
