@@ -352,16 +352,7 @@ func TestLosingTheConsulLeadersStandbyKeepsTheActive(t *testing.T) {
 		return nil
 	})
 	t.Logf("consul had a leader again %v after the kill", time.Since(killed).Round(time.Millisecond))
-	// Past the lease of any renewal sent before the election: renewals
-	// commit again, a whole lease's worth of them (or the lock moved,
-	// which the check below reports).
-	renewed, _ := leaderKey(t, cc)
-	testenv.Eventually(t, 30*time.Second, func() error {
-		if l, _ := leaderKey(t, cc); l.Renewal < renewed.Renewal+12 && l.Node == act.name {
-			return fmt.Errorf("renewal %d of the leader key, want %d", l.Renewal, renewed.Renewal+12)
-		}
-		return nil
-	})
+	waitRenewals(t, cc, act)
 	w.halt()
 	keptRole(t, cc, act, lockIndex)
 	if s.everActive(victim.name) {
@@ -481,6 +472,20 @@ func makeConsulLeader(t testing.TB, cc *api.Client, n *tnode) {
 // keptRole fails the test unless the leader key still names act. Consul
 // may have ended act's session on a stale failure report; act then took
 // its lock back (a new lock index), which the writers' pauses measure.
+// waitRenewals waits, once Consul has a leader again, past the lease of
+// any renewal sent before: renewals commit again, a whole lease's worth of
+// them (or the lock moved, which keptRole then reports).
+func waitRenewals(t testing.TB, cc *api.Client, act *tnode) {
+	t.Helper()
+	renewed, _ := leaderKey(t, cc)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if l, _ := leaderKey(t, cc); l.Renewal < renewed.Renewal+12 && l.Node == act.name {
+			return fmt.Errorf("renewal %d of the leader key, want %d", l.Renewal, renewed.Renewal+12)
+		}
+		return nil
+	})
+}
+
 func keptRole(t testing.TB, cc *api.Client, act *tnode, lockIndex uint64) {
 	t.Helper()
 	l, index := leaderKey(t, cc)

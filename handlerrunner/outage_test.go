@@ -98,13 +98,7 @@ func TestFailsafeKeepsTheActiveThroughAConsulOutage(t *testing.T) {
 	}
 	testenv.StartServers(t, stopped...)
 	t.Logf("consul has a leader again %v after the outage began", time.Since(out).Round(time.Millisecond))
-	renewed, _ := leaderKey(t, cc)
-	testenv.Eventually(t, 30*time.Second, func() error {
-		if l, _ := leaderKey(t, cc); l.Renewal < renewed.Renewal+12 && l.Node == act.name {
-			return fmt.Errorf("renewal %d of the leader key, want %d", l.Renewal, renewed.Renewal+12)
-		}
-		return nil
-	})
+	waitRenewals(t, cc, act)
 	w.halt()
 	keptRole(t, cc, act, lockIndex)
 	if st, err := act.nodeStatus(); err != nil || st.LeaseCarried != nil {
