@@ -161,7 +161,7 @@ func (r *Runner) refuseJoin(ctx context.Context, w http.ResponseWriter, req *htt
 // token this node keeps, and returns it with the tokens every node shares;
 // nil on a node whose Consul clients use no token file (a cluster whose
 // Consul runs without ACLs). A join run again creates another agent token;
-// the one before stays until an operator deletes it (README "Consul ACLs").
+// the one before stays until the node is removed (deleteAgentTokens).
 func (r *Runner) joinACL(ctx context.Context, node string) (*nodeapi.JoinACL, error) {
 	if r.cfg.Consul.TokenFile == "" {
 		return nil, nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -68,9 +69,30 @@ func (r *Runner) removeNode(ctx context.Context, name string, force bool) (map[s
 	// The slot goes with the member: EnsureSlots drops the slots of
 	// non-members.
 	r.ensureSlots(rctx)
+	reason := "removed through the API"
+	if n, err := r.deleteAgentTokens(rctx, consulNode); err != nil {
+		r.log.Warn("cannot delete the removed node's consul agent tokens; delete them by hand (consul acl token list, then consul acl token delete)", "node", consulNode, "err", err)
+		reason += fmt.Sprintf("; its consul agent tokens could not be deleted (%v): delete them by hand", err)
+	} else if n > 0 {
+		reason += fmt.Sprintf("; %d consul agent token(s) of it deleted", n)
+	}
 	r.log.Info("removed node", "removed", name, "consul_node", consulNode)
-	r.record(ctx, cluster.Event{Kind: cluster.EventRemove, From: name, Reason: "removed through the API", By: caller(ctx)})
+	r.record(ctx, cluster.Event{Kind: cluster.EventRemove, From: name, Reason: reason, By: caller(ctx)})
 	return map[string]any{"removed": name}, http.StatusOK, nil
+}
+
+// deleteAgentTokens deletes the Consul agent tokens of a removed node with
+// the management token this node keeps (the one joinACL made them with);
+// nothing in a cluster whose Consul runs without ACLs.
+func (r *Runner) deleteAgentTokens(ctx context.Context, consulNode string) (int, error) {
+	if r.cfg.Consul.TokenFile == "" {
+		return 0, nil
+	}
+	mgmt, err := os.ReadFile(r.cfg.ManagementTokenFile())
+	if err != nil {
+		return 0, fmt.Errorf("%w; cluster start and cluster join write it", err)
+	}
+	return r.cc.ACL(strings.TrimSpace(string(mgmt))).DeleteNodeTokens(ctx, consulNode)
 }
 
 // handleNodes serves DELETE /v1/cluster/nodes/NAME, PUT

@@ -3,6 +3,7 @@ package lifecycle_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -74,7 +75,8 @@ func (n *tnode) kill(t *testing.T) {
 // give one leader and two replicas at lag 0 after a write; after the active
 // node is killed, a fourth node joins through the new active, signs its
 // certificate with the CA that moved with the cluster, and is trusted by
-// the others (Consul over TLS, the API over HTTPS).
+// the others (Consul over TLS, the API over HTTPS); the killed node,
+// removed by an operator, leaves no Consul agent token behind.
 func TestThreeNodesThenTheCAMovesWithTheCluster(t *testing.T) {
 	t.Parallel() // see "Parallel lifecycle tests" in start_test.go
 	testenv.RequireIntegration(t)
@@ -183,6 +185,42 @@ func TestThreeNodesThenTheCAMovesWithTheCluster(t *testing.T) {
 		}
 		return nil
 	})
+
+	// a, killed, is removed through the active by an operator: its Consul
+	// agent tokens go with it.
+	mgmt, err := os.ReadFile(active.cfg.ManagementTokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := cc.ACL(strings.TrimSpace(string(mgmt)))
+	if ids, err := admin.NodeTokens(ctx, "a"); err != nil || len(ids) == 0 {
+		t.Fatalf("consul agent tokens of a before its removal: %v, %v; want one", ids, err)
+	}
+	caFile, _, _ := active.cfg.TLSFiles()
+	ca, err := certs.ReadCA(certs.ReadPaths(filepath.Dir(caFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := ca.IssueOperator("alice", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(op.CertPEM, op.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	operator := nodeapi.NewNodeClient(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, "", "")
+	if err := operator.Do(ctx, active.cfg.APIURL(), http.MethodDelete, "/v1/cluster/nodes/a?force=true", nil, nil, 30*time.Second); err != nil {
+		t.Fatalf("remove a through %s: %v", active.cfg.Node.Name, err)
+	}
+	if ids, err := admin.NodeTokens(ctx, "a"); err != nil || len(ids) != 0 {
+		t.Fatalf("consul agent tokens of a after its removal: %v, %v; want none", ids, err)
+	}
+	if ids, err := admin.NodeTokens(ctx, "d"); err != nil || len(ids) != 1 {
+		t.Fatalf("consul agent tokens of d: %v, %v; want its one", ids, err)
+	}
 }
 
 func mustConsul(t *testing.T, cfg *config.Config) *consul.Client {

@@ -127,6 +127,43 @@ func (a *ACLAdmin) CreateToken(ctx context.Context, t Token) error {
 	return nil
 }
 
+// NodeTokens lists the accessor IDs of the tokens with node's identity:
+// its Consul agent's, one per join.
+func (a *ACLAdmin) NodeTokens(ctx context.Context, node string) ([]string, error) {
+	q := (&api.QueryOptions{Token: a.token}).WithContext(ctx)
+	toks, _, err := a.c.api.ACL().TokenList(q)
+	if err != nil {
+		return nil, fmt.Errorf("list acl tokens: %w", err)
+	}
+	var out []string
+	for _, t := range toks {
+		for _, ni := range t.NodeIdentities {
+			if ni.NodeName == node {
+				out = append(out, t.AccessorID)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// DeleteNodeTokens deletes every token with node's identity (NodeTokens)
+// and returns how many it deleted: a node removed from the cluster keeps
+// no way into its Consul.
+func (a *ACLAdmin) DeleteNodeTokens(ctx context.Context, node string) (int, error) {
+	ids, err := a.NodeTokens(ctx, node)
+	if err != nil {
+		return 0, err
+	}
+	w := (&api.WriteOptions{Token: a.token}).WithContext(ctx)
+	for i, id := range ids {
+		if _, err := a.c.api.ACL().TokenDelete(id, w); err != nil {
+			return i, fmt.Errorf("delete acl token %s of node %s: %w", id, node, err)
+		}
+	}
+	return len(ids), nil
+}
+
 // IsPermissionDenied tells an error of a call that Consul's ACLs refused.
 func IsPermissionDenied(err error) bool {
 	var se api.StatusError
