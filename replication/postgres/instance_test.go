@@ -379,3 +379,28 @@ func TestStartOverAZombiesLockFile(t *testing.T) {
 	}
 	stopForGood(t, a)
 }
+
+// TestClientSurvivesARestart: a client whose connection a restart of the
+// server ended answers from the restarted server on its next call, rather
+// than failing with the old connection's "terminating connection due to
+// administrator command" (a check-runner reported a standby restarted a
+// second before as failing, and Consul ended its session).
+func TestClientSurvivesARestart(t *testing.T) {
+	testenv.RequireIntegration(t)
+	t.Parallel()
+	ctx := testCtx(t)
+	a := newTestInstance(t, "restarted", "127.0.0.29")
+	must(t, a.Init(ctx))
+	must(t, a.StartStandby(ctx, nil))
+	c := a.Client()
+	must(t, c.Ping(ctx))
+	must(t, a.Stop(ctx, "fast"))
+	must(t, a.StartStandby(ctx, nil))
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("the first call after a restart: %v", err)
+	}
+	must(t, a.Stop(ctx, "fast"))
+	if err := c.Ping(ctx); err == nil {
+		t.Fatal("a call to a stopped server succeeded")
+	}
+}

@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/config"
@@ -19,7 +22,8 @@ import (
 
 // Client asks one PostgreSQL server about itself. It keeps one connection
 // and opens a new one after any error, so a restarted server is picked up on
-// the next call without restarting the daemon.
+// the next call without restarting the daemon; a call that finds its
+// connection ended by the server is tried once more on a new one (with).
 type Client struct {
 	cfg config.Postgres
 
@@ -173,18 +177,49 @@ func (c *Client) drop() {
 func (c *Client) with(ctx context.Context, f func(*pgx.Conn) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.conn == nil || c.conn.IsClosed() {
+	reused := c.conn != nil && !c.conn.IsClosed()
+	if !reused {
 		conn, err := c.connect(ctx)
 		if err != nil {
 			return err
 		}
 		c.conn = conn
 	}
+	err := f(c.conn)
+	if err == nil {
+		return nil
+	}
+	c.drop()
+	if !reused || !endedByServer(err) || ctx.Err() != nil {
+		return err
+	}
+	// A connection a restart of the server ended says so only on its next
+	// use, maybe after the server is back: one fresh try tells whether the
+	// server is down now. Without it a check-runner reported a standby
+	// restarted a second earlier as failing, and Consul ended its session
+	// just as a switchover chose it.
+	conn, cerr := c.connect(ctx)
+	if cerr != nil {
+		return cerr
+	}
+	c.conn = conn
 	if err := f(c.conn); err != nil {
 		c.drop()
 		return err
 	}
 	return nil
+}
+
+// endedByServer says whether err is a connection's end rather than an
+// answer of a running server: the server terminated it (its shutdown, a
+// crash) or the connection broke.
+func endedByServer(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "57P01" || pe.Code == "57P02" // admin_shutdown, crash_shutdown
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func (c *Client) connect(ctx context.Context) (*pgx.Conn, error) {
