@@ -217,8 +217,7 @@ func (r *Runner) promote(ctx context.Context) error {
 // much to wait for.
 func (r *Runner) demote(ctx context.Context, h *holder, mode string, ho *handover, reason string) {
 	r.st.unserve()
-	r.st.setCarry(nil)
-	r.metrics.carried(nil)
+	r.setCarry(nil)
 	start := time.Now()
 	if mode == "immediate" {
 		h.stop()

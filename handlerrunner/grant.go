@@ -234,8 +234,7 @@ func (h *holder) askGrants(ctx context.Context) {
 		if rule == carriedByAll {
 			c.Rule, c.GrantedBy = nodeapi.CarryFailsafe, append(slices.Clone(granted), failsafeOnly...)
 		}
-		h.r.st.setCarry(c)
-		h.r.metrics.carried(c)
+		h.r.setCarry(c)
 	}
 	switch rule {
 	case carriedByMajority:

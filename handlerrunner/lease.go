@@ -133,8 +133,7 @@ func (h *holder) extend(sent fence.Mono, committed bool) {
 	if committed && sent > h.committed {
 		h.committed = sent
 		if h.r.st.carried() != nil {
-			h.r.st.setCarry(nil)
-			h.r.metrics.carried(nil)
+			h.r.setCarry(nil)
 			h.r.log.Info("consul commits the lease's renewals again; the peers no longer carry it")
 		}
 	}
@@ -165,8 +164,7 @@ func (h *holder) run(ctx context.Context) {
 	// first), nothing carries this lease any more: a round that ended
 	// after the demotion cleared it must not leave it set.
 	defer func() {
-		h.r.st.setCarry(nil)
-		h.r.metrics.carried(nil)
+		h.r.setCarry(nil)
 	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()

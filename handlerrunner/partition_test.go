@@ -3,7 +3,6 @@ package handlerrunner_test
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -18,15 +17,10 @@ import (
 // partitionView is the node's GET /v1/status/partition.
 func (n *tnode) partitionView() (cluster.Partition, error) {
 	var v cluster.Partition
-	resp, err := client.Get(n.apiURL() + "/v1/status/partition")
-	if err != nil {
-		return v, err
+	if err := getJSON(n.apiURL()+"/v1/status/partition", &v); err != nil {
+		return v, fmt.Errorf("%s: %w", n.name, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return v, fmt.Errorf("%s: GET /v1/status/partition: %s", n.name, resp.Status)
-	}
-	return v, json.NewDecoder(resp.Body).Decode(&v)
+	return v, nil
 }
 
 // seesAs fails unless n's view is fresh, in state, and sees each of reach's

@@ -30,6 +30,13 @@ type state struct {
 	carry *nodeapi.LeaseCarry
 }
 
+// setCarry records how the peers carry the active's lease (nil: they do
+// not), in the node's status and its metric at once.
+func (r *Runner) setCarry(c *nodeapi.LeaseCarry) {
+	r.st.setCarry(c)
+	r.metrics.carried(c)
+}
+
 func (s *state) setCarry(c *nodeapi.LeaseCarry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -199,14 +199,8 @@ func (r *Runner) nodes() []NodeObs {
 // whereIs is a node's gossip status, its server's RPC address and its
 // API's URL, as far as known.
 func (r *Runner) whereIs(name string) (gossip, rpc, apiURL string) {
-	consulName := name
-	if m, ok := r.known.members[name]; ok {
-		apiURL = m.APIURL
-		if m.ConsulNode != "" {
-			consulName = m.ConsulNode
-		}
-	}
-	if g, ok := r.known.gossip[consulName]; ok {
+	apiURL = r.known.members[name].APIURL
+	if g, ok := r.gossipMember(name); ok {
 		gossip = g.Status
 		if g.Server && g.Addr != "" && g.RPCPort > 0 {
 			rpc = net.JoinHostPort(g.Addr, strconv.Itoa(g.RPCPort))
@@ -215,14 +209,21 @@ func (r *Runner) whereIs(name string) (gossip, rpc, apiURL string) {
 	return gossip, rpc, apiURL
 }
 
-// serfAddr is the gossip (serf LAN) address of a node's Consul, "" when not
-// known.
-func (r *Runner) serfAddr(name string) string {
+// gossipMember is a node's member of the gossip pool as last read, found
+// by its Consul node name (its member record's, else its own name).
+func (r *Runner) gossipMember(name string) (consul.GossipMember, bool) {
 	consulName := name
 	if m, ok := r.known.members[name]; ok && m.ConsulNode != "" {
 		consulName = m.ConsulNode
 	}
-	if g, ok := r.known.gossip[consulName]; ok && g.Addr != "" && g.Port > 0 {
+	g, ok := r.known.gossip[consulName]
+	return g, ok
+}
+
+// serfAddr is the gossip (serf LAN) address of a node's Consul, "" when not
+// known.
+func (r *Runner) serfAddr(name string) string {
+	if g, ok := r.gossipMember(name); ok && g.Addr != "" && g.Port > 0 {
 		return net.JoinHostPort(g.Addr, strconv.Itoa(g.Port))
 	}
 	return ""
