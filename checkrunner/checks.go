@@ -55,6 +55,9 @@ type observation struct {
 	pingErr  error
 	state    postgres.State
 	stateErr error
+	// planned is set when PostgreSQL failed a probe of this round while
+	// the handler-runner restarted it on purpose (planned.go).
+	planned *PlannedRestart
 
 	agent    consul.AgentInfo
 	agentErr error
@@ -114,7 +117,21 @@ type serviceState struct {
 // active reports whether this node holds the leader key.
 func (o *observation) active() bool { return o.leader != nil && o.leader.Node == o.self }
 
+// plannedDown is the verdict on a probe that failed while the handler-runner
+// restarted PostgreSQL on purpose: a warning, which leaves the node's
+// session alone (planned.go says why).
+func plannedDown(o *observation, what string, err error) Result {
+	by := ""
+	if o.planned.By != "" {
+		by = " (" + o.planned.By + ")"
+	}
+	return warn("postgres is being restarted by understudy%s since %s: %s: %v", by, o.planned.Began.UTC().Format(time.TimeOnly), what, err)
+}
+
 func checkListening(o *observation) Result {
+	if o.dialErr != nil && o.planned != nil {
+		return plannedDown(o, "not accepting connections at "+o.pgAddr, o.dialErr)
+	}
 	if o.dialErr != nil {
 		return fail("postgres is not accepting connections at %s: %v; is it running? see its log, or `understudy` will restart it", o.pgAddr, o.dialErr)
 	}
@@ -122,6 +139,9 @@ func checkListening(o *observation) Result {
 }
 
 func checkQuery(o *observation) Result {
+	if o.pingErr != nil && o.planned != nil {
+		return plannedDown(o, "select 1 failed", o.pingErr)
+	}
 	if o.pingErr != nil {
 		return fail("select 1 failed on postgres at %s: %v", o.pgAddr, o.pingErr)
 	}
@@ -129,6 +149,9 @@ func checkQuery(o *observation) Result {
 }
 
 func checkRole(o *observation) Result {
+	if o.pingErr != nil && o.planned != nil {
+		return plannedDown(o, "cannot ask its role", o.pingErr)
+	}
 	if o.pingErr != nil {
 		return fail("cannot ask postgres its role: %v", o.pingErr)
 	}

@@ -192,6 +192,7 @@ func (r *Runner) runOnce(ctx context.Context) string {
 func (r *Runner) observe(ctx context.Context) *observation {
 	timeout := ProbeTimeout(r.cfg.Checks.Interval)
 	o := &observation{self: r.cfg.Node.Name, pgAddr: r.pg.Addr()}
+	began := time.Now()
 	var wg sync.WaitGroup
 	probe := func(f func(ctx context.Context)) {
 		wg.Go(func() {
@@ -214,11 +215,29 @@ func (r *Runner) observe(ctx context.Context) *observation {
 	}
 	r.observeCerts(o)
 	wg.Wait()
+	if o.dialErr != nil || o.pingErr != nil {
+		// Read after the probes: a restart that began while one ran
+		// (and made it fail) is in the file by now.
+		r.observePlannedRestart(o, began, time.Now())
+	}
 	if o.leaderErr != nil && len(o.services) > 0 {
 		// Which services should run depends on the leader key.
 		o.servicesErr = o.leaderErr
 	}
 	return o
+}
+
+// observePlannedRestart sets o.planned when the handler-runner restarted
+// PostgreSQL during the round that ran from began to ended.
+func (r *Runner) observePlannedRestart(o *observation, began, ended time.Time) {
+	p, ok, err := readPlannedRestart(PlannedRestartFile(r.cfg.Node.DataDir))
+	if err != nil {
+		r.log.Warn("cannot read the planned restart window; a planned restart is reported as a failure", "err", err)
+		return
+	}
+	if ok && p.covers(began, ended) {
+		o.planned = &p
+	}
 }
 
 func (r *Runner) observeConsul(ctx context.Context, o *observation) {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/understudy-ha/understudy/checkrunner"
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/nodeapi"
 	"github.com/understudy-ha/understudy/replication/postgres"
@@ -163,6 +164,18 @@ func (r *Runner) handleReinit(w http.ResponseWriter, req *http.Request) {
 
 func (r *Runner) restartStandby(ctx context.Context, l cluster.Leader, by string) error {
 	r.log.Info("restarting postgres", "by", by)
+	// The check-runner reports this restart as planned, which keeps the
+	// node's session (checkrunner/planned.go). Without the window it would
+	// be reported as a failure: worth a warning, not a refusal.
+	window := checkrunner.PlannedRestartFile(r.cfg.Node.DataDir)
+	if err := checkrunner.BeginPlannedRestart(window, by, time.Now(), restartWait); err != nil {
+		r.log.Warn("the check-runner will report this restart as a failure; the node's consul session ends until postgres is back", "err", err)
+	}
+	defer func() {
+		if err := checkrunner.EndPlannedRestart(window, time.Now()); err != nil {
+			r.log.Warn("cannot end the planned restart window; it ends by itself", "err", err, "within", restartWait)
+		}
+	}()
 	if err := r.pg.Stop(ctx, "fast"); err != nil {
 		return err
 	}

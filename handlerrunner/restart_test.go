@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/testenv"
 )
@@ -45,6 +46,7 @@ func TestRollingRestartAppliesAPendingParameter(t *testing.T) {
 		return nil
 	})
 	before := eventKinds(t, cli(true, "cluster", "history", "--limit", "500", "-o", "json"))
+	sessions := c.sessions(act)
 	out := cli(true, "cluster", "restart", "--all", "--pending")
 	t.Logf("cluster restart --all --pending:\n%s", out)
 	// A few more acknowledged writes on the new active.
@@ -60,6 +62,14 @@ func TestRollingRestartAppliesAPendingParameter(t *testing.T) {
 	now := c.waitHealthy(rejoinTimeout)
 	if now == act {
 		t.Errorf("%s is still the active after a restart of every node", act.name)
+	}
+	// A planned restart is no failure: each standby kept its Consul
+	// session through it (the new active took the lock with its own).
+	after := c.sessions(now)
+	for _, n := range c.nodes {
+		if n != act && after[n.name] != sessions[n.name] {
+			t.Errorf("%s's consul session went from %q to %q across its planned restart; its checks must not fail it", n.name, sessions[n.name], after[n.name])
+		}
 	}
 	if m := missing(acked, now.ids(t)); len(m) > 0 {
 		t.Errorf("%d acknowledged rows missing on %s: %v", len(m), now.name, m[:min(len(m), 10)])
@@ -99,6 +109,25 @@ func TestRollingRestartAppliesAPendingParameter(t *testing.T) {
 	if strings.Count(out, "nothing waits for a restart") != len(c.nodes) {
 		t.Errorf("a second restart --all --pending:\n%s", out)
 	}
+}
+
+// sessions returns each node's handler-runner session, as the servers
+// have them.
+func (c *tcluster) sessions(via *tnode) map[string]string {
+	c.t.Helper()
+	ss, _, err := via.consul.Client(c.t).Session().List(&api.QueryOptions{RequireConsistent: true})
+	if err != nil {
+		c.t.Fatalf("list consul sessions: %v", err)
+	}
+	ids := map[string]string{}
+	for _, s := range ss {
+		for _, n := range c.nodes {
+			if s.Name == "understudy-handler-runner "+n.name {
+				ids[n.name] = s.ID
+			}
+		}
+	}
+	return ids
 }
 
 // eventKinds counts the events of history -o json by kind.

@@ -55,6 +55,18 @@ func daemonServices(ctx context.Context, cfg *config.Config, o Options) ([]confi
 				return nil, fmt.Errorf("set up syncthing in %s: %w", setup.Home, err)
 			}
 		}
+		if o.Systemd {
+			// Its unit runs as SyncthingUser; supervised, Syncthing runs
+			// as whoever ran the command. Given every time: a home that
+			// an older understudy made is root's.
+			uid, gid, err := ensureSystemUser(SyncthingUser)
+			if err != nil {
+				return nil, err
+			}
+			if err := chownTree(setup.Home, uid, gid); err != nil {
+				return nil, fmt.Errorf("give the syncthing home %s to %s: %w", setup.Home, SyncthingUser, err)
+			}
+		}
 		svcs = append(svcs, svc)
 	}
 	return append(svcs,

@@ -100,6 +100,12 @@ func (n *systemdNode) requireUnits(t *testing.T) {
 			}
 		}
 	}
+	for unit, want := range map[string]string{lifecycle.ConsulProcess: lifecycle.ConsulUser, lifecycle.SyncthingProcess: lifecycle.SyncthingUser} {
+		pid, _ := n.host.Property(unit+".service", "MainPID") // as the host sees it, for its ps
+		if user := strings.TrimSpace(n.host.Run(t, "ps", "-o", "user=", "-p", pid)); user != want {
+			t.Fatalf("on %s %s runs as %q, want %s", n.host.Name, unit, user, want)
+		}
+	}
 }
 
 // appRuns fails unless the node's app.service, its active-only service,
@@ -331,12 +337,18 @@ func (n *systemdNode) requireUnitsWithin(t *testing.T, timeout time.Duration) {
 	n.requireUnits(t)
 }
 
-// waitRowsAndFile writes a file into the active a's mirrored directory and
-// waits until b has it and rows rows of the table t.
+// waitRowsAndFile writes a file into the active a's mirrored directory, as
+// an application's user would (not Syncthing's, mode 0600), and waits until
+// b has it, owned by the same user, and rows rows of the table t.
 func waitRowsAndFile(t *testing.T, a, b *systemdNode, rows int, name string) {
 	t.Helper()
 	ctx := context.Background()
-	if err := os.WriteFile(filepath.Join(a.files, name), []byte(name), 0o644); err != nil {
+	const appUID, appGID = 4242, 4343
+	path := filepath.Join(a.files, name)
+	if err := os.WriteFile(path, []byte(name), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(path, appUID, appGID); err != nil {
 		t.Fatal(err)
 	}
 	bc := b.cfg.Postgres
@@ -358,6 +370,13 @@ func waitRowsAndFile(t *testing.T, a, b *systemdNode, rows int, name string) {
 				return fmt.Errorf("b has no file %s yet", name)
 			}
 			return fmt.Errorf("b's file %s: %q %v", name, got, err)
+		}
+		fi, err := os.Stat(filepath.Join(b.files, name))
+		if err != nil {
+			return err
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != appUID || st.Gid != appGID {
+			return fmt.Errorf("b's file %s is owned by %d:%d, want %d:%d as on the active", name, st.Uid, st.Gid, appUID, appGID)
 		}
 		return nil
 	})

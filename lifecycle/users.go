@@ -19,6 +19,13 @@ import (
 // agent runs as whoever ran the command.
 const ConsulUser = "understudy-consul"
 
+// SyncthingUser is the user Syncthing's systemd unit runs as
+// (packaging/systemd/understudy-syncthing.service), made and given the
+// Syncthing home the same way. Its capabilities over files (the unit's
+// AmbientCapabilities=) let it reach the mirrored directories, whoever
+// owns them.
+const SyncthingUser = "understudy-syncthing"
+
 // ensureSystemUser is the uid and gid of the system user name, created
 // with a group of its own, no login shell and no home when missing (as
 // Debian's adduser --system --group does).
@@ -59,6 +66,11 @@ func giveTo(dir, name string, uid, gid int) error {
 			break
 		}
 	}
+	return chownTree(dir, uid, gid)
+}
+
+// chownTree makes dir and everything under it uid's and gid's.
+func chownTree(dir string, uid, gid int) error {
 	return filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err

@@ -188,6 +188,7 @@ func TestDebInstallStartRemovePurge(t *testing.T) {
 		h.Run(t, "test", "-e", f)
 	}
 	h.Run(t, "getent", "passwd", lifecycle.ConsulUser)
+	h.Run(t, "getent", "passwd", lifecycle.SyncthingUser)
 
 	// purge: the data, the logs, the user, the configuration and the
 	// units cluster join wrote gone.
@@ -197,8 +198,10 @@ func TestDebInstallStartRemovePurge(t *testing.T) {
 			t.Errorf("after purge %s is still there", f)
 		}
 	}
-	if _, err := h.Command(ctx, "getent", "passwd", lifecycle.ConsulUser).CombinedOutput(); err == nil {
-		t.Errorf("after purge the user %s is still there", lifecycle.ConsulUser)
+	for _, u := range []string{lifecycle.ConsulUser, lifecycle.SyncthingUser} {
+		if _, err := h.Command(ctx, "getent", "passwd", u).CombinedOutput(); err == nil {
+			t.Errorf("after purge the user %s is still there", u)
+		}
 	}
 	if units, _ := h.Command(ctx, "systemctl", "list-unit-files", "--no-legend", "understudy-*").CombinedOutput(); strings.Contains(string(units), "understudy-") {
 		t.Errorf("after purge systemd still knows units:\n%s", units)
@@ -261,6 +264,7 @@ files "shared" { path = %q }
 	h.Run(t, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "--no-install-recommends", pkg)
 	// What postinst made, and no unit enabled.
 	h.Run(t, "getent", "passwd", lifecycle.ConsulUser)
+	h.Run(t, "getent", "passwd", lifecycle.SyncthingUser)
 	if got := strings.TrimSpace(h.Run(t, "stat", "-c", "%U %a", "/var/lib/understudy/consul")); got != lifecycle.ConsulUser+" 700" {
 		t.Fatalf("/var/lib/understudy/consul on %s: %q", name, got)
 	}
@@ -298,7 +302,8 @@ func (n *debNode) lifecycle(t *testing.T, args ...string) string {
 func (n *debNode) apiAddr() string { return strings.TrimPrefix(n.cfg.APIURL(), "https://") }
 
 // requireInstalledUnits fails unless the node's units run the installed
-// programs, are active, and the Consul agent runs as its own user.
+// programs, are active, and the Consul agent and Syncthing run as users of
+// their own.
 func (n *debNode) requireInstalledUnits(t *testing.T) {
 	t.Helper()
 	for unit, bin := range map[string]string{
@@ -316,9 +321,11 @@ func (n *debNode) requireInstalledUnits(t *testing.T) {
 			t.Errorf("on %s %s is %s\n%s", n.name, unit, st, n.h.Journal(unit+".service", 30))
 		}
 	}
-	pid, _ := n.h.Property(lifecycle.ConsulProcess+".service", "MainPID")
-	if user := strings.TrimSpace(n.h.Run(t, "ps", "-o", "user=", "-p", pid)); user != lifecycle.ConsulUser {
-		t.Errorf("on %s the Consul agent runs as %q, want %s", n.name, user, lifecycle.ConsulUser)
+	for unit, want := range map[string]string{lifecycle.ConsulProcess: lifecycle.ConsulUser, lifecycle.SyncthingProcess: lifecycle.SyncthingUser} {
+		pid, _ := n.h.Property(unit+".service", "MainPID")
+		if user := strings.TrimSpace(n.h.Run(t, "ps", "-o", "user=", "-p", pid)); user != want {
+			t.Errorf("on %s %s runs as %q, want %s", n.name, unit, user, want)
+		}
 	}
 	if t.Failed() {
 		t.FailNow()

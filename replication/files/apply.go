@@ -68,6 +68,12 @@ type folderJSON struct {
 	FSWatcherDelayS  float64            `json:"fsWatcherDelayS"`
 	Paused           bool               `json:"paused"`
 	Versioning       versioningJSON     `json:"versioning"`
+	// SendOwnership and SyncOwnership carry each file's owner and group
+	// from the active to the standbys: after a failover the application
+	// runs on a node whose copies are its own, not Syncthing's user's.
+	// Applying them needs CAP_CHOWN and CAP_FOWNER, which the unit gives.
+	SendOwnership bool `json:"sendOwnership"`
+	SyncOwnership bool `json:"syncOwnership"`
 }
 
 type folderDeviceJSON struct {
@@ -251,6 +257,8 @@ func desiredFolders(myID string, devices []deviceJSON, folders []Folder) ([]fold
 			RescanIntervalS:  rescanIntervalS,
 			FSWatcherEnabled: true,
 			FSWatcherDelayS:  fsWatcherDelayS,
+			SendOwnership:    true,
+			SyncOwnership:    true,
 		})
 	}
 	return out, nil
@@ -281,7 +289,8 @@ func sameFolder(a, b folderJSON) bool {
 	return a.ID == b.ID && a.Label == b.Label && a.Path == b.Path && a.Type == b.Type &&
 		slices.Equal(ad, bd) && a.RescanIntervalS == b.RescanIntervalS &&
 		a.FSWatcherEnabled == b.FSWatcherEnabled && a.FSWatcherDelayS == b.FSWatcherDelayS &&
-		a.Paused == b.Paused && a.Versioning == b.Versioning
+		a.Paused == b.Paused && a.Versioning == b.Versioning &&
+		a.SendOwnership == b.SendOwnership && a.SyncOwnership == b.SyncOwnership
 }
 
 // SetFolderTypes makes every configured folder send-only (sendOnly, the

@@ -94,7 +94,8 @@ func TestPlan(t *testing.T) {
 }
 
 // What Apply writes for a folder is what Syncthing is asked for: shared with
-// itself and every device, watched with a 1 s delay, no versioning.
+// itself and every device, watched with a 1 s delay, no versioning, owners
+// sent and applied.
 func TestPlanFolderBody(t *testing.T) {
 	calls, err := plan(idSelf, configJSON{}, []Device{dev(idB, "b")}, []Folder{fold("res", false)})
 	if err != nil {
@@ -107,7 +108,8 @@ func TestPlanFolderBody(t *testing.T) {
 	}
 	want := folderJSON{ID: "res", Label: "RES", Path: "/srv/res", Type: "receiveonly",
 		Devices:         sorted2(folderDeviceJSON{idSelf}, folderDeviceJSON{idB}),
-		RescanIntervalS: 60, FSWatcherEnabled: true, FSWatcherDelayS: 1}
+		RescanIntervalS: 60, FSWatcherEnabled: true, FSWatcherDelayS: 1,
+		SendOwnership: true, SyncOwnership: true}
 	if !sameFolder(f, want) {
 		t.Errorf("folder body %s, want %+v", body, want)
 	}

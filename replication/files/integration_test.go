@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -329,6 +330,24 @@ func TestReplication(t *testing.T) {
 	a.write(t, "sub/nested.txt", "nested")
 	t.Logf("created: on B after %v", waitSame(t, 30*time.Second, want, a, b)) // includes connecting
 
+	// Owners travel with the files: the application that owns them on the
+	// active owns the copies after a failover.
+	if err := os.Lchown(filepath.Join(a.dir, "sub/nested.txt"), 4242, 4343); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	testenv.Eventually(t, syncDeadline, func() error {
+		fi, err := os.Stat(filepath.Join(b.dir, "sub/nested.txt"))
+		if err != nil {
+			return err
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 4242 || st.Gid != 4343 {
+			return fmt.Errorf("B's copy is owned by %d:%d, want 4242:4343 as on A", st.Uid, st.Gid)
+		}
+		return nil
+	})
+	t.Logf("owner: on B after %v", time.Since(start))
+
 	a.write(t, "hello.txt", "two, longer")
 	want["hello.txt"] = "two, longer"
 	t.Logf("changed: on B after %v", waitSame(t, syncDeadline, want, a, b))
@@ -349,7 +368,7 @@ func TestReplication(t *testing.T) {
 	// A standby's own writes are local changes, and Revert undoes them.
 	b.write(t, "local.txt", "written on the standby")
 	b.write(t, "sub/nested.txt", "changed on the standby")
-	start := time.Now()
+	start = time.Now()
 	testenv.Eventually(t, syncDeadline, func() error {
 		st, err := b.client.FolderStatus(ctx, folderID)
 		if err != nil || st.ReceiveOnlyChangedItems < 2 {
