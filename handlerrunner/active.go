@@ -97,6 +97,18 @@ func (r *Runner) runActive(ctx context.Context) (next nodeapi.Role, reason strin
 			}
 			r.st.setGrace(time.Now().Add(stepDownGrace))
 			return nodeapi.RoleRejoining, why
+		case rq := <-r.restarts:
+			if !rq.active {
+				rq.done <- fmt.Errorf("%s is the active node now: nothing was restarted or cloned (see understudy cluster status)", r.name)
+				continue
+			}
+			if err := r.restartActive(ctx, rq.by, h.Lost()); err != nil {
+				rq.done <- err
+				r.st.setGrace(time.Now().Add(stepDownGrace))
+				return nodeapi.RoleRejoining, "postgres did not start again after a restart in place: " + err.Error()
+			}
+			rq.done <- nil
+			continue
 		case <-t.C:
 		}
 		why, ho, fenceNow := r.checkActive(ctx, h)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/consul"
 	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
@@ -208,11 +209,19 @@ func (r *Runner) handlePartition(w http.ResponseWriter, _ *http.Request) {
 
 func (r *Runner) handleCluster(w http.ResponseWriter, req *http.Request) {
 	ctx := req.Context()
+	// Without a Consul leader (an outage, in which failsafe may keep the
+	// active serving) the operator still sees the cluster as this node's
+	// server last knew it, marked stale: at once when the server knows it
+	// has no leader, else once a read that needs one fails.
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	sks, known, serr := r.cc.GetKeyStaleLeader(sctx, r.keys.Leader())
+	cancel()
+	if serr == nil && !known {
+		r.writeClusterStale(ctx, w, sks)
+		return
+	}
 	ks, l, err := r.readLeader(ctx, false)
 	if err != nil {
-		// Without a Consul leader (an outage, in which failsafe may keep
-		// the active serving) the operator still sees the cluster as
-		// this node's server last knew it, marked stale.
 		r.handleClusterStale(w, req, err)
 		return
 	}
@@ -252,6 +261,14 @@ func (r *Runner) handleClusterStale(w http.ResponseWriter, req *http.Request, ca
 		writeError(w, http.StatusServiceUnavailable, "cannot read the cluster from consul: %v; is the local consul agent running?", cause)
 		return
 	}
+	r.writeClusterStale(ctx, w, ks)
+}
+
+// writeClusterStale answers the cluster status from the leader key ks and
+// the members as the local Consul server has them.
+func (r *Runner) writeClusterStale(ctx context.Context, w http.ResponseWriter, ks consul.KeyState) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
 	out := nodeapi.ClusterStatus{Cluster: r.cfg.Cluster.Name, Members: []cluster.Member{}, Stale: true}
 	if l := decodeLeader(ks); ks.Session != "" {
 		out.Leader = l.Node

@@ -85,7 +85,7 @@ func (r *Runner) applyParameters(ctx context.Context, p cluster.Parameters) {
 	}
 	if running {
 		if s, err := r.pg.Settings(ctx); err == nil {
-			st.PendingRestart, st.Errors = s.PendingRestart, s.Errors
+			st.PendingRestart, st.Lowered, st.Errors = s.PendingRestart, s.Lowered, s.Errors
 		} else if st.Error == "" {
 			st.Error = err.Error()
 		}

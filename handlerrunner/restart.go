@@ -2,8 +2,10 @@ package handlerrunner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/understudy-ha/understudy/checkrunner"
@@ -28,6 +30,9 @@ import (
 type restartReq struct {
 	by     string
 	reinit bool
+	// active: a restart in place of the active's PostgreSQL, taken by the
+	// active loop (restartActive).
+	active bool
 	done   chan error
 }
 
@@ -40,10 +45,16 @@ const (
 	takeWait    = 30 * time.Second
 )
 
-// handleRestart is POST /v1/node/restart.
+// handleRestart is POST /v1/node/restart: a standby's PostgreSQL, or with
+// ?active=1 the active's, in place.
 func (r *Runner) handleRestart(w http.ResponseWriter, req *http.Request) {
 	st := r.st.get()
-	if st.Role != nodeapi.RoleStandby {
+	active := req.URL.Query().Get("active") == "1"
+	switch {
+	case active && st.Role != nodeapi.RoleActive:
+		writeError(w, http.StatusConflict, "%s is %s, not the active node: nothing was restarted; see understudy cluster status", r.name, st.Role)
+		return
+	case !active && st.Role != nodeapi.RoleStandby:
 		writeError(w, http.StatusConflict, "%s is %s, not a standby: only a standby's postgres is restarted in place; for the active, understudy cluster restart --all moves the active role first (or set-active another node, then restart this one)", r.name, st.Role)
 		return
 	}
@@ -51,7 +62,7 @@ func (r *Runner) handleRestart(w http.ResponseWriter, req *http.Request) {
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(restartWait + 10*time.Second))
 	ctx, cancel := context.WithTimeout(req.Context(), restartWait)
 	defer cancel()
-	rq := restartReq{by: caller(req.Context()), done: make(chan error, 1)}
+	rq := restartReq{by: caller(req.Context()), active: active, done: make(chan error, 1)}
 	started := time.Now()
 	take := time.NewTimer(takeWait)
 	defer take.Stop()
@@ -88,6 +99,8 @@ func (r *Runner) takeRestart(ctx context.Context, role nodeapi.Role, l cluster.L
 		return false
 	}
 	switch {
+	case rq.active:
+		rq.done <- fmt.Errorf("%s is %s now, not the active node; nothing was restarted", r.name, role)
 	case rq.reinit:
 		return r.reinit(ctx, l, rq.by, rq.done)
 	case role != nodeapi.RoleStandby:
@@ -163,7 +176,82 @@ func (r *Runner) handleReinit(w http.ResponseWriter, req *http.Request) {
 }
 
 func (r *Runner) restartStandby(ctx context.Context, l cluster.Leader, by string) error {
+	if err := r.standbyWouldStart(ctx); err != nil {
+		return err
+	}
 	r.log.Info("restarting postgres", "by", by)
+	return r.restartPostgres(ctx, by, "postgres restarted", func() error {
+		if err := r.pg.StartStandby(ctx, r.followed(l)); err != nil {
+			return fmt.Errorf("start postgres again as a standby: %w", err)
+		}
+		return nil
+	})
+}
+
+// belowPrimaryWait bounds how long a standby's restart waits for the
+// standby to learn that its primary runs values as low as its own next
+// ones: after the primary's restart (cluster restart --all, lowering one)
+// the standby streams again within wal_retrieve_retry_interval (5 s) and
+// learns them from the first record it replays.
+const belowPrimaryWait = 15 * time.Second
+
+// standbyWouldStart is nil when the standby's PostgreSQL, stopped now,
+// would start again: a standby whose next value of one of
+// postgres.StandbyAtLeastPrimary is lower than its primary's refuses to
+// start ("recovery aborted because of insufficient parameter settings")
+// and would stay down. It waits up to belowPrimaryWait for the primary's
+// values to come down, and otherwise says what to do, with nothing stopped.
+func (r *Runner) standbyWouldStart(ctx context.Context) error {
+	deadline := time.Now().Add(belowPrimaryWait)
+	for {
+		next, err := r.pg.NextSettings(ctx)
+		if err != nil {
+			return err
+		}
+		cd, err := r.pg.ControlData(ctx)
+		if err != nil {
+			return err
+		}
+		below := postgres.BelowPrimary(next, cd.PrimarySettings)
+		if len(below) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || !sleep(ctx, 500*time.Millisecond) {
+			return fmt.Errorf("postgres would start with %s, lower than its primary runs, and would refuse to start as its standby; nothing was restarted: the primary must run the lower values first (understudy cluster restart --all restarts the active in place first when it has them pending)", strings.Join(below, ", "))
+		}
+	}
+}
+
+// restartActive restarts the active's PostgreSQL in place, from the active
+// loop (which holds the lock and the lease all along): the one way to lower
+// a parameter a standby needs at least the primary's value of
+// (postgres.StandbyAtLeastPrimary), since whichever node is the primary
+// must run the lower value before any standby does. Writes pause for the
+// restart; no other node may take over meanwhile (the checks report the
+// restart as planned, so the session and the lock stay). A PostgreSQL that
+// does not start again ends the active role: the caller steps down. So
+// does a lease lost meanwhile (lost closed): PostgreSQL is then not started
+// at all, and should the lease run out after this look the watchdog stops
+// it, as it would any primary.
+func (r *Runner) restartActive(ctx context.Context, by string, lost <-chan struct{}) error {
+	r.log.Warn("restarting postgres on the active node in place; writes pause until it is back", "by", by)
+	return r.restartPostgres(ctx, by, "postgres restarted in place on the active node", func() error {
+		select {
+		case <-lost:
+			return errors.New("the lease was lost during the restart; postgres stays stopped")
+		default:
+		}
+		if err := r.pg.StartPrimary(ctx); err != nil {
+			return fmt.Errorf("start postgres again as the primary: %w", err)
+		}
+		return nil
+	})
+}
+
+// restartPostgres stops PostgreSQL (fast) and starts it with start, within
+// a planned restart window, records the restart and applies the parameters
+// that waited for it.
+func (r *Runner) restartPostgres(ctx context.Context, by, reason string, start func() error) error {
 	// The check-runner reports this restart as planned, which keeps the
 	// node's session (checkrunner/planned.go). Without the window it would
 	// be reported as a failure: worth a warning, not a refusal.
@@ -176,13 +264,15 @@ func (r *Runner) restartStandby(ctx context.Context, l cluster.Leader, by string
 			r.log.Warn("cannot end the planned restart window; it ends by itself", "err", err, "within", restartWait)
 		}
 	}()
+	started := time.Now()
 	if err := r.pg.Stop(ctx, "fast"); err != nil {
 		return err
 	}
-	if err := r.pg.StartStandby(ctx, r.followed(l)); err != nil {
-		return fmt.Errorf("start postgres again as a standby: %w", err)
+	if err := start(); err != nil {
+		return err
 	}
-	r.record(ctx, cluster.Event{Kind: cluster.EventRestart, Reason: "postgres restarted", By: by})
+	r.record(ctx, cluster.Event{Kind: cluster.EventRestart, Reason: reason, By: by,
+		Details: map[string]string{"took": time.Since(started).Round(time.Millisecond).String()}})
 	// What waited for this restart is in force now.
 	var p cluster.Parameters
 	if _, _, err := r.cc.GetJSON(ctx, r.keys.Parameters(), &p); err == nil {

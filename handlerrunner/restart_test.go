@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,104 @@ func TestRollingRestartAppliesAPendingParameter(t *testing.T) {
 	out = cli(true, "cluster", "restart", "--all", "--pending")
 	if strings.Count(out, "nothing waits for a restart") != len(c.nodes) {
 		t.Errorf("a second restart --all --pending:\n%s", out)
+	}
+}
+
+// TestLoweringAParameterRestartsTheActiveFirst: a parameter a standby needs
+// at least the primary's value of, lowered cluster-wide, reaches every node
+// with `cluster restart --all --pending`: the active first, in place (a
+// switchover would make a standby still running the higher value the
+// primary, and a standby restarted first would run less than its primary),
+// then the standbys. The active stays the active, writes pause once, for
+// its restart, nothing acknowledged is lost, and every standby streams
+// again. A standby restarted by name before the active is refused and left
+// running: it would not start.
+func TestLoweringAParameterRestartsTheActiveFirst(t *testing.T) {
+	c := newCluster(t, nil)
+	act := c.waitHealthy(startTimeout)
+	c.seedRow(act)
+	cli := func(args ...string) string {
+		t.Helper()
+		out, err := c.cli(t, args...)
+		if err != nil {
+			t.Fatalf("understudy %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	was, err := show(act, "max_connections")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli("cluster", "config", "set", "postgres.parameters.max_connections=60")
+	testenv.Eventually(t, 10*time.Second, func() error {
+		st, err := act.nodeStatus()
+		if err != nil || st.Parameters == nil || !slices.Equal(st.Parameters.Lowered, []string{"max_connections"}) {
+			return fmt.Errorf("%s: parameters state %+v (%v), want max_connections lowered (from %s)", act.name, st.Parameters, err, was)
+		}
+		return nil
+	})
+
+	// A standby restarted first would not start: refused, with what to
+	// do, and the standby left running.
+	var sb *tnode
+	for _, n := range c.nodes {
+		if n != act {
+			sb = n
+			break
+		}
+	}
+	out, err := c.cli(t, "cluster", "restart", sb.name)
+	if err == nil || !strings.Contains(out, "max_connections = 60 (the primary's: "+was+")") || !strings.Contains(out, "understudy cluster restart --all") {
+		t.Errorf("cluster restart %s before the active: %v\n%s\nwant a refusal naming max_connections and cluster restart --all", sb.name, err, out)
+	}
+	if st, err := sb.nodeStatus(); err != nil || !st.Postgres.Streaming {
+		t.Errorf("%s after the refused restart: streaming %v (%v), want still streaming", sb.name, st.Postgres.Streaming, err)
+	}
+
+	w := c.startWriter()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if w.count() < 10 {
+			return fmt.Errorf("%d rows acknowledged", w.count())
+		}
+		return nil
+	})
+	before := eventKinds(t, cli("cluster", "history", "--limit", "500", "-o", "json"))
+	out = cli("cluster", "restart", "--all", "--pending")
+	t.Logf("cluster restart --all --pending:\n%s", out)
+	if !strings.Contains(out, act.name+" (active): max_connections lowered: restarting in place first") {
+		t.Errorf("the restart did not say it restarts the active %s in place first:\n%s", act.name, out)
+	}
+	n := w.count()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if w.count() < n+10 {
+			return fmt.Errorf("%d rows acknowledged after the restart, want 10", w.count()-n)
+		}
+		return nil
+	})
+	acked := w.finish()
+
+	if now := c.waitHealthy(rejoinTimeout); now != act {
+		t.Errorf("%s is the active after the restart, want %s still", now.name, act.name)
+	}
+	if m := missing(acked, act.ids(t)); len(m) > 0 {
+		t.Errorf("%d acknowledged rows missing on %s: %v", len(m), act.name, m[:min(len(m), 10)])
+	}
+	gaps := w.gaps(500 * time.Millisecond)
+	if len(gaps) > 1 || (len(gaps) == 1 && gaps[0] > 4*time.Second) {
+		t.Errorf("writes paused %v during the restart; want one pause under 4 s (the active's restart)", gaps)
+	}
+	t.Logf("%d rows acknowledged; pauses over 500 ms: %v", len(acked), gaps)
+	for _, n := range c.nodes {
+		if v, err := show(n, "max_connections"); err != nil || v != "60" {
+			t.Errorf("%s shows max_connections = %q (%v) after the restart, want 60", n.name, v, err)
+		}
+	}
+	kinds := eventKinds(t, cli("cluster", "history", "--limit", "500", "-o", "json"))
+	for k, n := range before {
+		kinds[k] -= n
+	}
+	if kinds[cluster.EventRestart] != 3 || kinds[cluster.EventSwitchover] != 0 || kinds[cluster.EventFailover] != 0 {
+		t.Errorf("the restart recorded %v; want three restarts and no switchover or failover", kinds)
 	}
 }
 

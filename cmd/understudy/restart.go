@@ -25,8 +25,15 @@ standbys one after another, each streaming again before the next, then the
 active role moves to a standby that was restarted (a switchover, which stops
 and starts the old active's PostgreSQL on its way to standby). Writes stop
 once, for the switchover. --pending restarts only the nodes whose PostgreSQL
-has parameters waiting for a restart (understudy cluster config show). The
-active's PostgreSQL is never restarted in place.`,
+has parameters waiting for a restart (understudy cluster config show).
+
+The active's PostgreSQL is restarted in place only when one of the
+parameters a standby needs at least the primary's value of
+(max_connections, max_locks_per_transaction, max_prepared_transactions,
+max_wal_senders, max_worker_processes) was lowered: whichever node is the
+primary must run the lower value before any standby does, so the active
+restarts first, in place (writes pause for the restart, and no switchover
+follows), then the standbys.`,
 		Example: `  understudy cluster restart n2
   understudy cluster restart --all --pending`,
 		Args: oneNodeOrAll(&all),
@@ -83,12 +90,41 @@ func rollingRestart(ctx context.Context, out io.Writer, c *nodeapi.Client, name 
 			standbys = append(standbys, m.Name)
 		}
 	}
+	var lowered []string
+	if r, ok := v.live[active]; ok && r.Err == nil && r.Status.Parameters != nil {
+		lowered = r.Status.Parameters.Lowered
+	}
 	if name != "" {
 		if _, ok := urls[name]; !ok {
 			return fmt.Errorf("no member %q; see understudy cluster nodes list", name)
 		}
-		if restartActive {
+		if restartActive && len(lowered) == 0 {
 			return fmt.Errorf("%s is the active node: its PostgreSQL is not restarted in place; use understudy cluster restart --all (standbys first, then a switchover), or set-active another node and then restart %s", name, name)
+		}
+	}
+	if restartActive && len(lowered) > 0 {
+		// Lowered: the primary first, in place; a switchover would make
+		// a standby still running the higher value the primary.
+		if urls[active] == "" {
+			return fmt.Errorf("%s publishes no API address; is its handler-runner running?", active)
+		}
+		fmt.Fprintf(out, "%s (active): %s lowered: restarting in place first (a standby may not run a lower value than its primary); writes pause for the restart\n", active, strings.Join(lowered, ", "))
+		started := time.Now()
+		if _, err := c.RestartActive(ctx, urls[active]); err != nil {
+			return fmt.Errorf("%w; the restart stops here (see understudy cluster history)", err)
+		}
+		if err := waitServing(ctx, c, urls[active], timeout); err != nil {
+			return fmt.Errorf("%s after its restart in place: %w; the restart stops here (see understudy cluster status)", active, err)
+		}
+		fmt.Fprintf(out, "%s: restarted in place, the active again after %.1f s\n", active, time.Since(started).Seconds())
+		restartActive = false
+		// A standby learns the primary's new values from the WAL it
+		// streams: restarted before it has, it would run less than the
+		// primary as it last knew it, and refuse to start.
+		for _, n := range standbys {
+			if err := waitStreaming(ctx, c, urls[n], timeout); err != nil {
+				return fmt.Errorf("%s after the active's restart: %w; the restart stops here (see understudy cluster nodes list)", n, err)
+			}
 		}
 	}
 	for _, n := range standbys {
@@ -157,6 +193,32 @@ func switchoverTarget(ctx context.Context, c *nodeapi.Client, v clusterView, res
 		return "", fmt.Errorf("no standby streams and may take over (nofailover, or down); restart the standbys first")
 	}
 	return best, nil
+}
+
+// waitServing waits until the node at url is the active again, its
+// PostgreSQL a primary that runs, with a Consul session.
+func waitServing(ctx context.Context, c *nodeapi.Client, url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var seen string
+	for {
+		st, err := c.NodeStatus(ctx, url)
+		switch {
+		case err != nil:
+			seen = err.Error()
+		case st.Role == nodeapi.RoleActive && st.Serving && st.Postgres.Running && !st.Postgres.InRecovery && st.HasSession:
+			return nil
+		default:
+			seen = fmt.Sprintf("role %s, serving %v, postgres running %v, in recovery %v, consul session %v", st.Role, st.Serving, st.Postgres.Running, st.Postgres.InRecovery, st.HasSession)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not the active again after %v (%s)", timeout, seen)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // waitStreaming waits until the node at url is a standby streaming again

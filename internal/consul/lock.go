@@ -44,12 +44,20 @@ func (c *Client) GetKey(ctx context.Context, key string, consistent bool) (KeySt
 // GetKeyStale reads key from the local server's state, without a leader: a
 // value for display, which may be old.
 func (c *Client) GetKeyStale(ctx context.Context, key string) (KeyState, error) {
+	ks, _, err := c.GetKeyStaleLeader(ctx, key)
+	return ks, err
+}
+
+// GetKeyStaleLeader is GetKeyStale, and whether the server that answered
+// knows a Consul leader now (false in an outage: a read that needs the
+// leader would wait for one until it times out).
+func (c *Client) GetKeyStaleLeader(ctx context.Context, key string) (KeyState, bool, error) {
 	q := (&api.QueryOptions{AllowStale: true}).WithContext(ctx)
-	pair, _, err := c.api.KV().Get(key, q)
+	pair, meta, err := c.api.KV().Get(key, q)
 	if err != nil {
-		return KeyState{}, fmt.Errorf("read %s from consul agent %s (stale): %w", key, c.addr, err)
+		return KeyState{}, false, fmt.Errorf("read %s from consul agent %s (stale): %w", key, c.addr, err)
 	}
-	return keyState(pair), nil
+	return keyState(pair), meta.KnownLeader, nil
 }
 
 // Acquire takes the lock on key with session and writes value as JSON. It

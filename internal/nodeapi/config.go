@@ -63,6 +63,14 @@ func (c *Client) Restart(ctx context.Context, url string) (RestartAnswer, error)
 	return out, c.postNode(ctx, url, "/v1/node/restart", "restart postgres", restartGrace, &out)
 }
 
+// RestartActive asks the active node at url to restart its PostgreSQL in
+// place (writes pause meanwhile): what lowering a parameter a standby needs
+// at least the primary's value of takes, before the standbys restart.
+func (c *Client) RestartActive(ctx context.Context, url string) (RestartAnswer, error) {
+	var out RestartAnswer
+	return out, c.postNode(ctx, url, "/v1/node/restart?active=1", "restart postgres on the active in place", restartGrace, &out)
+}
+
 // Reinit asks the standby at url to replace its data directory with a
 // clone of the active's; it answers once the node has started on it (the
 // clone's end shows in its status and in a reinit event).

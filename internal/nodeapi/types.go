@@ -92,6 +92,10 @@ type ParametersState struct {
 	// PendingRestart are the parameters that take effect at the next
 	// restart (understudy cluster restart --pending).
 	PendingRestart []string `json:"pending_restart,omitempty"`
+	// Lowered are those of PendingRestart that a standby needs at least
+	// the primary's value of, lowered: this node, if it is the active,
+	// restarts before the standbys (postgres.StandbyAtLeastPrimary).
+	Lowered []string `json:"lowered,omitempty"`
 	// Errors are the lines PostgreSQL refused (pg_file_settings).
 	Errors []string `json:"errors,omitempty"`
 	// Error is why the node could not write or reload.

@@ -37,6 +37,20 @@ type ControlData struct {
 	// WALSegmentSize is the size of a WAL segment file (16 MB unless
 	// initdb was told otherwise); 0 when pg_controldata did not say.
 	WALSegmentSize uint64
+	// PrimarySettings are the values of StandbyAtLeastPrimary the primary
+	// ran with, by parameter name, as this data directory last learned
+	// them (a standby, from the WAL it replayed): a standby started with
+	// less refuses to start. Those pg_controldata did not print are absent.
+	PrimarySettings map[string]int64
+}
+
+// controlSettings are pg_controldata's lines of StandbyAtLeastPrimary.
+var controlSettings = map[string]string{
+	"max_connections setting":      "max_connections",
+	"max_worker_processes setting": "max_worker_processes",
+	"max_wal_senders setting":      "max_wal_senders",
+	"max_prepared_xacts setting":   "max_prepared_transactions",
+	"max_locks_per_xact setting":   "max_locks_per_transaction",
 }
 
 // Clean says whether the last stop wrote a shutdown checkpoint.
@@ -134,6 +148,18 @@ func parseControlData(out string) (ControlData, error) {
 	if v, ok := fields[cdSegmentSize]; ok {
 		if cd.WALSegmentSize, err = strconv.ParseUint(v, 10, 64); err != nil {
 			return ControlData{}, fmt.Errorf("%s: %w", cdSegmentSize, err)
+		}
+	}
+	for line, name := range controlSettings {
+		if v, ok := fields[line]; ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return ControlData{}, fmt.Errorf("%s: %w", line, err)
+			}
+			if cd.PrimarySettings == nil {
+				cd.PrimarySettings = map[string]int64{}
+			}
+			cd.PrimarySettings[name] = n
 		}
 	}
 	return cd, nil

@@ -3,6 +3,7 @@ package postgres
 import (
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -20,12 +21,28 @@ func TestParseControlData(t *testing.T) {
 	}
 	want := ControlData{SystemIdentifier: 7711165856981819761, State: "in production", Timeline: 3,
 		CheckpointLSN: 0x1_A17414F8, MinRecoveryLSN: 0x3000060, MinRecoveryTimeline: 2,
-		DataChecksums: true, WALLogHints: true}
-	if got != want {
+		DataChecksums: true, WALLogHints: true,
+		PrimarySettings: map[string]int64{"max_connections": 100, "max_worker_processes": 8, "max_wal_senders": 10,
+			"max_prepared_transactions": 0, "max_locks_per_transaction": 64}}
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("parseControlData =\n%+v, want\n%+v", got, want)
 	}
 	if got.Clean() {
 		t.Errorf("%q is clean", got.State)
+	}
+}
+
+// TestBelowPrimary: a standby's next values below its primary's are named,
+// with both; equal, higher or unknown ones are not.
+func TestBelowPrimary(t *testing.T) {
+	primary := map[string]int64{"max_connections": 100, "max_wal_senders": 10, "max_worker_processes": 8}
+	next := map[string]int64{"max_connections": 60, "max_wal_senders": 10, "max_worker_processes": 16, "max_locks_per_transaction": 32}
+	got := BelowPrimary(next, primary)
+	if want := []string{"max_connections = 60 (the primary's: 100)"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("BelowPrimary = %q, want %q", got, want)
+	}
+	if got := BelowPrimary(primary, primary); got != nil {
+		t.Errorf("BelowPrimary of equal values = %q, want none", got)
 	}
 }
 
@@ -86,6 +103,11 @@ func renderControlData(cd ControlData) string {
 	} {
 		fmt.Fprintf(&b, "%-38s%s\n", kv[0]+":", kv[1])
 	}
+	for line, name := range controlSettings {
+		if v, ok := cd.PrimarySettings[name]; ok {
+			fmt.Fprintf(&b, "%-38s%d\n", line+":", v)
+		}
+	}
 	return b.String()
 }
 
@@ -113,7 +135,7 @@ func FuzzParseControlData(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-parse of %+v: %v", cd, err)
 		}
-		if again != cd {
+		if !reflect.DeepEqual(again, cd) {
 			t.Fatalf("round trip: %+v, then %+v", cd, again)
 		}
 	})

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -229,7 +230,65 @@ type SettingsState struct {
 	PendingRestart []string
 	// Errors are the lines of the files the server could not apply.
 	Errors []string
+	// Lowered are the parameters of PendingRestart, among
+	// StandbyAtLeastPrimary, whose value in the files is lower than the
+	// one the server runs with: on the primary, restarted before its
+	// standbys (a standby restarted first would run a lower value than its
+	// primary).
+	Lowered []string
 }
+
+// NextSettings are the values of StandbyAtLeastPrimary the running server
+// would start with: the last line of its files that sets one, else its
+// built-in default (a line removed), else for one given on the command line
+// the value it runs with.
+func (i *Instance) NextSettings(ctx context.Context) (map[string]int64, error) {
+	next := map[string]int64{}
+	err := i.withConn(ctx, func(conn *pgx.Conn) error {
+		rows, err := conn.Query(ctx, `select s.name, case when s.source = 'command line' then s.setting
+				else coalesce((select f.setting from pg_file_settings f where f.name = s.name order by f.seqno desc limit 1), s.boot_val) end
+			from pg_settings s where s.name = any($1)`, StandbyAtLeastPrimary)
+		if err != nil {
+			return err
+		}
+		var name, v string
+		_, err = pgx.ForEachRow(rows, []any{&name, &v}, func() error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return fmt.Errorf("%s = %q: %w", name, v, err)
+			}
+			next[name] = n
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the settings postgres would start with: %w", err)
+	}
+	return next, nil
+}
+
+// BelowPrimary names the parameters of next lower than the primary's
+// values (ControlData.PrimarySettings), with both values: a standby started
+// with them refuses to start ("recovery aborted because of insufficient
+// parameter settings").
+func BelowPrimary(next, primary map[string]int64) []string {
+	var below []string
+	for _, name := range StandbyAtLeastPrimary {
+		n, okN := next[name]
+		p, okP := primary[name]
+		if okN && okP && n < p {
+			below = append(below, fmt.Sprintf("%s = %d (the primary's: %d)", name, n, p))
+		}
+	}
+	return below
+}
+
+// StandbyAtLeastPrimary are the parameters a hot standby must have at
+// least its primary's values of (PostgreSQL's "Hot Standby" section):
+// with less it pauses replay when it learns the primary's. Raised, they
+// reach the standbys first; lowered, the primary first.
+var StandbyAtLeastPrimary = []string{"max_connections", "max_locks_per_transaction", "max_prepared_transactions", "max_wal_senders", "max_worker_processes"}
 
 // Settings asks the running server which parameters wait for a restart and
 // which lines of its configuration files it refused.
@@ -241,6 +300,18 @@ func (i *Instance) Settings(ctx context.Context) (SettingsState, error) {
 			return err
 		}
 		s.PendingRestart, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		// The files' value is the last line that sets it (by seqno).
+		rows, err = conn.Query(ctx, `select s.name from pg_settings s
+			join lateral (select f.setting from pg_file_settings f where f.name = s.name order by f.seqno desc limit 1) f on true
+			where s.pending_restart and s.name = any($1) and f.setting ~ '^[0-9]+$' and f.setting::bigint < s.setting::bigint
+			order by s.name`, StandbyAtLeastPrimary)
+		if err != nil {
+			return err
+		}
+		s.Lowered, err = pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil {
 			return err
 		}
