@@ -149,6 +149,27 @@ func ReadCA(p Paths) (*CA, error) {
 	return LoadCA(certPEM, keyPEM)
 }
 
+// WriteCA writes ca's certificate (0644) and key (0600) into dir (made 0700
+// when missing) as ca.pem and ca-key.pem, refusing to replace either.
+func WriteCA(dir string, ca *CA) (Paths, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Paths{}, fmt.Errorf("write the CA: %w", err)
+	}
+	p := ReadPaths(dir)
+	for _, f := range []string{p.CA, p.CAKey} {
+		if _, err := os.Stat(f); err == nil {
+			return Paths{}, fmt.Errorf("%s exists; choose another directory", f)
+		}
+	}
+	if err := writeFileAtomic(p.CAKey, ca.KeyPEM, secretMode, -1, -1); err != nil {
+		return Paths{}, fmt.Errorf("write the CA: %w", err)
+	}
+	if err := writeFileAtomic(p.CA, ca.CertPEM, publicMode, -1, -1); err != nil {
+		return Paths{}, fmt.Errorf("write the CA: %w", err)
+	}
+	return p, nil
+}
+
 // WriteOperator writes an operator's certificate and key into dir as
 // NAME.pem (0644) and NAME-key.pem (0600), refusing to replace either
 // unless replace is set, and returns their paths.

@@ -15,6 +15,7 @@ import (
 	"github.com/understudy-ha/understudy/checkrunner"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/lifecycle"
 )
 
 func newCertsCmd() *cobra.Command {
@@ -23,7 +24,7 @@ func newCertsCmd() *cobra.Command {
 		Short: "Issue certificates of the cluster's CA",
 		Args:  noArgs,
 	}
-	cmd.AddCommand(newCertsOperatorCmd(), newCertsRenewCmd())
+	cmd.AddCommand(newCertsOperatorCmd(), newCertsRenewCmd(), newCertsNewCACmd(), newCertsReplaceCACmd())
 	return cmd
 }
 
@@ -104,7 +105,8 @@ does the same on its own 90 days before the certificate expires.
 Syncthing keeps the identity it was set up with: its device ID is that
 certificate's hash, which the other nodes know it by.
 
-The cluster's CA is valid ten years; replacing it is not automated yet.`,
+The cluster's CA is valid ten years; understudy certs new-ca and replace-ca
+replace it (the README's "Replacing the cluster CA").`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
@@ -130,5 +132,88 @@ The cluster's CA is valid ten years; replacing it is not automated yet.`,
 		},
 	}
 	addConfigFlag(cmd, &path)
+	return cmd
+}
+
+func newCertsNewCACmd() *cobra.Command {
+	var path, out string
+	cmd := &cobra.Command{
+		Use:   "new-ca --out DIR",
+		Short: "Make a new CA for the cluster, for certs replace-ca on every node",
+		Long: `new-ca makes a new CA for the cluster (valid ten years) and writes ca.pem and
+ca-key.pem (0600) into --out, which must not hold them yet. Copy the
+directory to every node of the cluster (the key is the cluster's: keep it
+secret), and run understudy certs replace-ca --from DIR on each, the
+cluster stopped; the README's "Replacing the cluster CA" is the whole
+procedure.`,
+		Example: "  understudy certs new-ca --out /root/new-ca",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			if !cfg.TLS() {
+				return fmt.Errorf("%s does not set up TLS (consul.scheme is %q): the cluster has no CA", path, cfg.Consul.Scheme)
+			}
+			ca, err := certs.NewCA(cfg.Cluster.Name, time.Now())
+			if err != nil {
+				return err
+			}
+			p, err := certs.WriteCA(out, ca)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "new CA of cluster %s, %s, valid until %s:\n  %s\n  %s (keep it secret)\nnext: copy %s to every node, then on each (the cluster stopped):\n  understudy certs replace-ca --from %s\n",
+				cfg.Cluster.Name, ca.Fingerprint(), ca.Cert.NotAfter.UTC().Format(time.DateOnly), p.CA, p.CAKey, out, out)
+			return nil
+		},
+	}
+	addConfigFlag(cmd, &path)
+	cmd.Flags().StringVar(&out, "out", "", "directory to write ca.pem and ca-key.pem into (made 0700 if missing)")
+	_ = cmd.MarkFlagRequired("out")
+	return cmd
+}
+
+func newCertsReplaceCACmd() *cobra.Command {
+	var path, from string
+	cmd := &cobra.Command{
+		Use:   "replace-ca --from DIR",
+		Short: "Make the CA in DIR (certs new-ca) this node's, its certificate signed again",
+		Long: `replace-ca makes the CA in --from (ca.pem and ca-key.pem, from understudy
+certs new-ca) this node's: the node certificate is signed again by it, with
+the same names and addresses and a new key; the old CA, its key and the old
+certificate and key are moved into a replaced-<time> directory beside them
+(never deleted); the Consul agent's copies follow. It refuses while the
+node runs (understudy node stop first): a node on the new CA and one on the
+old cannot talk, so the whole cluster is stopped, replaced node by node,
+and started again. The PostgreSQL CA and Syncthing's identity stay.
+
+Afterwards operator certificates, profiles and HAProxy need the new CA:
+understudy certs operator NAME again, profile add --ca with the new
+ca.pem, and a new join token (understudy cluster token).`,
+		Example: "  understudy certs replace-ca --from /root/new-ca",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			ca, err := certs.ReadCA(certs.ReadPaths(from))
+			if err != nil {
+				return fmt.Errorf("%w (certs new-ca --out %s writes ca.pem and ca-key.pem there)", err, from)
+			}
+			r, err := lifecycle.ReplaceCA(cfg, ca, time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s now has the CA %s; node certificate serial %s, valid until %s; the old files are in %s\nnext: the same on every other node, then understudy node start on each (the old active first)\n",
+				cfg.Node.Name, r.Fingerprint, r.Serial, r.NotAfter.UTC().Format(time.DateOnly), r.Aside)
+			return nil
+		},
+	}
+	addConfigFlag(cmd, &path)
+	cmd.Flags().StringVar(&from, "from", "", "directory holding the new ca.pem and ca-key.pem (understudy certs new-ca)")
+	_ = cmd.MarkFlagRequired("from")
 	return cmd
 }
