@@ -1,13 +1,11 @@
 package checkrunner
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/understudy-ha/understudy/internal/jsonfile"
 )
 
 // A standby's PostgreSQL restarted on purpose (understudy cluster restart)
@@ -62,34 +60,16 @@ func EndPlannedRestart(path string, now time.Time) error {
 }
 
 func writePlanned(path string, p PlannedRestart) error {
-	b, err := json.Marshal(p)
-	if err != nil {
-		return err
-	}
-	// Renamed into place: the check-runner never reads half a file.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("write the planned restart window: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write the planned restart window: %w", err)
+	if err := jsonfile.Write(path, p); err != nil {
+		return fmt.Errorf("the planned restart window: %w", err)
 	}
 	return nil
 }
 
 func readPlannedRestart(path string) (PlannedRestart, bool, error) {
 	var p PlannedRestart
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return p, false, nil
-	}
-	if err != nil {
-		return p, false, err
-	}
-	if err := json.Unmarshal(b, &p); err != nil {
-		return p, false, fmt.Errorf("%s: %w", path, err)
-	}
-	return p, true, nil
+	found, err := jsonfile.Read(path, &p)
+	return p, found && err == nil, err
 }
 
 // covers tells whether a round that probed from from to to overlapped the

@@ -196,6 +196,29 @@ func (w *writer) gaps(min time.Duration) []time.Duration {
 	return out
 }
 
+// waitMore waits until k more rows are acknowledged than now.
+func (w *writer) waitMore(t testing.TB, k int) {
+	t.Helper()
+	n := w.count()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if got := w.count() - n; got < k {
+			return fmt.Errorf("%d more rows acknowledged, want %d", got, k)
+		}
+		return nil
+	})
+}
+
+// atMostOnePause fails the test unless the writes, finished, paused over
+// 500 ms at most once, for under bound, during what.
+func (w *writer) atMostOnePause(t testing.TB, bound time.Duration, what string) {
+	t.Helper()
+	gaps := w.gaps(500 * time.Millisecond)
+	if len(gaps) > 1 || (len(gaps) == 1 && gaps[0] > bound) {
+		t.Errorf("writes paused %v during %s; want one pause under %v", gaps, what, bound)
+	}
+	t.Logf("pauses over 500 ms during %s: %v", what, gaps)
+}
+
 func (w *writer) count() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -1,15 +1,11 @@
 package lifecycle
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/understudy-ha/understudy/certs"
+	"github.com/understudy-ha/understudy/internal/jsonfile"
 )
 
 // layout is where a node in a cluster keeps what lifecycle writes, under
@@ -40,29 +36,10 @@ type Identity struct {
 // ReadIdentity reads the node's identity; found is false for a node in no
 // cluster.
 func ReadIdentity(dataDir string) (id Identity, found bool, err error) {
-	path := layout{dataDir}.identity()
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return Identity{}, false, nil
-	}
-	if err != nil {
-		return Identity{}, false, fmt.Errorf("read %s: %w", path, err)
-	}
-	if err := json.Unmarshal(b, &id); err != nil {
-		return Identity{}, true, fmt.Errorf("read %s: %w", path, err)
-	}
-	return id, true, nil
+	found, err = jsonfile.Read(layout{dataDir}.identity(), &id)
+	return id, found, err
 }
 
 func writeIdentity(dataDir string, id Identity) error {
-	b, err := json.MarshalIndent(id, "", "  ")
-	if err != nil {
-		return err
-	}
-	path := layout{dataDir}.identity()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return os.Rename(tmp, path)
+	return jsonfile.Write(layout{dataDir}.identity(), id)
 }

@@ -198,50 +198,43 @@ func switchoverTarget(ctx context.Context, c *nodeapi.Client, v clusterView, res
 // waitServing waits until the node at url is the active again, its
 // PostgreSQL a primary that runs, with a Consul session.
 func waitServing(ctx context.Context, c *nodeapi.Client, url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var seen string
-	for {
-		st, err := c.NodeStatus(ctx, url)
-		switch {
-		case err != nil:
-			seen = err.Error()
-		case st.Role == nodeapi.RoleActive && st.Serving && st.Postgres.Running && !st.Postgres.InRecovery && st.HasSession:
-			return nil
-		default:
-			seen = fmt.Sprintf("role %s, serving %v, postgres running %v, in recovery %v, consul session %v", st.Role, st.Serving, st.Postgres.Running, st.Postgres.InRecovery, st.HasSession)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not the active again after %v (%s)", timeout, seen)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return waitNode(ctx, c, url, timeout, "not the active again", func(st nodeapi.NodeStatus) (bool, string) {
+		return st.Role == nodeapi.RoleActive && st.Serving && st.Postgres.Running && !st.Postgres.InRecovery && st.HasSession,
+			fmt.Sprintf("role %s, serving %v, postgres running %v, in recovery %v, consul session %v", st.Role, st.Serving, st.Postgres.Running, st.Postgres.InRecovery, st.HasSession)
+	})
 }
 
 // waitStreaming waits until the node at url is a standby streaming again
 // with a Consul session: its checks, which failed while PostgreSQL was
 // down, pass again, so it could be elected (and be a switchover's target).
 func waitStreaming(ctx context.Context, c *nodeapi.Client, url string, timeout time.Duration) error {
+	return waitNode(ctx, c, url, timeout, "not streaming", func(st nodeapi.NodeStatus) (bool, string) {
+		seen := fmt.Sprintf("role %s, postgres running %v, streaming %v, consul session %v", st.Role, st.Postgres.Running, st.Postgres.Streaming, st.HasSession)
+		if st.Postgres.Error != "" {
+			seen += ": " + st.Postgres.Error
+		}
+		return st.Role == nodeapi.RoleStandby && st.Postgres.Running && st.Postgres.Streaming && st.HasSession, seen
+	})
+}
+
+// waitNode asks the node at url for its status every half second until ok
+// says it is as wanted, or timeout passes: then the error is notYet and
+// what ok last saw.
+func waitNode(ctx context.Context, c *nodeapi.Client, url string, timeout time.Duration, notYet string, ok func(nodeapi.NodeStatus) (bool, string)) error {
 	deadline := time.Now().Add(timeout)
 	var seen string
 	for {
 		st, err := c.NodeStatus(ctx, url)
-		switch {
-		case err != nil:
+		if err != nil {
 			seen = err.Error()
-		case st.Role == nodeapi.RoleStandby && st.Postgres.Running && st.Postgres.Streaming && st.HasSession:
-			return nil
-		default:
-			seen = fmt.Sprintf("role %s, postgres running %v, streaming %v, consul session %v", st.Role, st.Postgres.Running, st.Postgres.Streaming, st.HasSession)
-			if st.Postgres.Error != "" {
-				seen += ": " + st.Postgres.Error
+		} else {
+			var done bool
+			if done, seen = ok(st); done {
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not streaming after %v (%s)", timeout, strings.TrimSpace(seen))
+			return fmt.Errorf("%s after %v (%s)", notYet, timeout, strings.TrimSpace(seen))
 		}
 		select {
 		case <-ctx.Done():

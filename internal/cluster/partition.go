@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/understudy-ha/understudy/internal/jsonfile"
 )
 
 // Partition states of a node, as its consul-watcher sees them.
@@ -128,17 +130,8 @@ func PartitionFile(dataDir string) string { return filepath.Join(dataDir, "parti
 // WritePartition replaces the view in dataDir at once (a rename), so a
 // reader never sees half of it.
 func WritePartition(dataDir string, p Partition) error {
-	b, err := json.Marshal(p)
-	if err != nil {
-		return fmt.Errorf("write the partition view: %w", err)
-	}
-	path := PartitionFile(dataDir)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("write the partition view: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write the partition view: %w", err)
+	if err := jsonfile.Write(PartitionFile(dataDir), p); err != nil {
+		return fmt.Errorf("the partition view: %w", err)
 	}
 	return nil
 }

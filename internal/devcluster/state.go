@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/understudy-ha/understudy/handlerrunner"
+	"github.com/understudy-ha/understudy/internal/jsonfile"
 	"github.com/understudy-ha/understudy/internal/netns"
 	"github.com/understudy-ha/understudy/internal/services"
 	"github.com/understudy-ha/understudy/lifecycle"
@@ -82,15 +83,10 @@ type HAProxy struct {
 }
 
 func (s *State) save() error {
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return err
+	if err := jsonfile.Write(filepath.Join(s.Dir, stateFile), s); err != nil {
+		return fmt.Errorf("dev cluster state: %w", err)
 	}
-	tmp := filepath.Join(s.Dir, stateFile+".tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write dev cluster state: %w", err)
-	}
-	return os.Rename(tmp, filepath.Join(s.Dir, stateFile))
+	return nil
 }
 
 // ErrNoCluster is returned when the directory holds no dev cluster.
