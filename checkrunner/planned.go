@@ -8,14 +8,15 @@ import (
 	"github.com/understudy-ha/understudy/internal/jsonfile"
 )
 
-// A standby's PostgreSQL restarted on purpose (understudy cluster restart)
-// is down for a moment. Reported as it is, critical, its checks would end
-// the node's Consul session: the node would drop out of the candidates and
+// A PostgreSQL restarted on purpose (understudy cluster restart: a
+// standby's, or the active's in place when a parameter is lowered) is down
+// for a moment. Reported as it is, critical, its checks would end the
+// node's Consul session: a standby would drop out of the candidates and
 // come back a check interval later with a new session, and a switchover
 // that chose it in between (cluster restart --all moves the active role to
 // a standby it has just restarted) would find it gone and end in an
-// election instead (seen in CI). Patroni too keeps a restarting member in
-// its place.
+// election instead (seen in CI); the active would lose its lock. Patroni
+// too keeps a restarting member in its place.
 //
 // So the handler-runner, which does the restart, writes when it began and
 // when PostgreSQL answered again to a file in node.data_dir, and the
