@@ -152,20 +152,9 @@ func ReadCA(p Paths) (*CA, error) {
 // WriteCA writes ca's certificate (0644) and key (0600) into dir (made 0700
 // when missing) as ca.pem and ca-key.pem, refusing to replace either.
 func WriteCA(dir string, ca *CA) (Paths, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return Paths{}, fmt.Errorf("write the CA: %w", err)
-	}
 	p := ReadPaths(dir)
-	for _, f := range []string{p.CA, p.CAKey} {
-		if _, err := os.Stat(f); err == nil {
-			return Paths{}, fmt.Errorf("%s exists; choose another directory", f)
-		}
-	}
-	if err := writeFileAtomic(p.CAKey, ca.KeyPEM, secretMode, -1, -1); err != nil {
-		return Paths{}, fmt.Errorf("write the CA: %w", err)
-	}
-	if err := writeFileAtomic(p.CA, ca.CertPEM, publicMode, -1, -1); err != nil {
-		return Paths{}, fmt.Errorf("write the CA: %w", err)
+	if err := writePair(dir, 0o700, p.CA, ca.CertPEM, p.CAKey, ca.KeyPEM, false, "the CA", "choose another directory"); err != nil {
+		return Paths{}, err
 	}
 	return p, nil
 }
@@ -175,21 +164,33 @@ func WriteCA(dir string, ca *CA) (Paths, error) {
 // unless replace is set, and returns their paths.
 func WriteOperator(dir, name string, c *NodeCert, replace bool) (certPath, keyPath string, err error) {
 	certPath, keyPath = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
+	err = writePair(dir, dirMode, certPath, c.CertPEM, keyPath, c.KeyPEM, replace, "the operator certificate",
+		"remove it, choose another --out, or pass --force to replace it")
+	if err != nil {
+		return "", "", err
+	}
+	return certPath, keyPath, nil
+}
+
+// writePair writes a certificate (0644) and its key (0600, first) into dir,
+// made with mode when missing. Unless replace, it refuses when either file
+// exists, saying so and what to do (hint).
+func writePair(dir string, mode os.FileMode, certPath string, certPEM []byte, keyPath string, keyPEM []byte, replace bool, what, hint string) error {
 	if !replace {
 		for _, p := range []string{certPath, keyPath} {
 			if _, err := os.Stat(p); err == nil {
-				return "", "", fmt.Errorf("%s exists; remove it, choose another --out, or pass --force to replace it", p)
+				return fmt.Errorf("%s exists; %s", p, hint)
 			}
 		}
 	}
-	if err := os.MkdirAll(dir, dirMode); err != nil {
-		return "", "", fmt.Errorf("write the operator certificate: %w", err)
+	if err := os.MkdirAll(dir, mode); err != nil {
+		return fmt.Errorf("write %s: %w", what, err)
 	}
-	if err := writeFileAtomic(keyPath, c.KeyPEM, secretMode, -1, -1); err != nil {
-		return "", "", fmt.Errorf("write the operator certificate: %w", err)
+	if err := writeFileAtomic(keyPath, keyPEM, secretMode, -1, -1); err != nil {
+		return fmt.Errorf("write %s: %w", what, err)
 	}
-	if err := writeFileAtomic(certPath, c.CertPEM, publicMode, -1, -1); err != nil {
-		return "", "", fmt.Errorf("write the operator certificate: %w", err)
+	if err := writeFileAtomic(certPath, certPEM, publicMode, -1, -1); err != nil {
+		return fmt.Errorf("write %s: %w", what, err)
 	}
-	return certPath, keyPath, syncDir(dir)
+	return syncDir(dir)
 }

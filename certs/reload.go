@@ -126,6 +126,46 @@ func (ca *CA) Renew(old *x509.Certificate, now time.Time) (*NodeCert, error) {
 	return ca.IssueNode(old.Subject.CommonName, dc, addrs, now)
 }
 
+// ReadCert reads the certificate in the PEM file path.
+func ReadCert(path string) (*x509.Certificate, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := parseCertPEM(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ReissueNode signs the node certificate in p again with ca (Renew: its
+// names and addresses, a new key), writes it and ca into p.Dir (the CA's
+// key too when includeCAKey: a new CA), and refreshes the copies in copies
+// when that directory exists (the Consul agent's, CopyFiles). It returns the
+// new certificate and the one it replaced. A renewal passes the node's own
+// CA, a replacement of the CA the new one.
+func ReissueNode(p Paths, ca *CA, includeCAKey bool, copies string, now time.Time) (nc *NodeCert, old *x509.Certificate, err error) {
+	if old, err = ReadCert(p.Cert); err != nil {
+		return nil, nil, err
+	}
+	if nc, err = ca.Renew(old, now); err != nil {
+		return nil, nil, err
+	}
+	if _, err := WriteFiles(p.Dir, ca, includeCAKey, nc, -1, -1); err != nil {
+		return nil, nil, err
+	}
+	if copies == "" {
+		return nc, old, nil
+	}
+	if _, err := os.Stat(copies); err == nil {
+		if _, err := CopyFiles(p, copies); err != nil {
+			return nil, nil, err
+		}
+	}
+	return nc, old, nil
+}
+
 // RenewPostgres signs a new PostgreSQL certificate (IssuePostgres), with a
 // new key, for the node and the names and addresses old has.
 func (ca *CA) RenewPostgres(old *x509.Certificate, now time.Time) (*NodeCert, error) {

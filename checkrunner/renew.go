@@ -2,8 +2,6 @@ package checkrunner
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -50,12 +48,11 @@ func RenewCertificate(ctx context.Context, cfg *config.Config, cc *consul.Client
 	if !cfg.TLS() {
 		return out, errors.New("this node was not set up by cluster start or join (no TLS): it has no certificate to renew")
 	}
-	caFile, certFile, _ := cfg.TLSFiles()
-	dir := filepath.Dir(caFile)
-	paths := certs.ReadPaths(dir)
-	if filepath.Dir(certFile) != dir {
-		return out, fmt.Errorf("the node certificate %s is not beside the CA %s, where cluster start and join put it: renew it by hand", certFile, caFile)
+	dir, err := cfg.NodeTLSDir()
+	if err != nil {
+		return out, err
 	}
+	paths := certs.ReadPaths(dir)
 	// One renewal at a time (the check-runner's and certs renew's), so
 	// that the key and certificate on disk are one pair.
 	unlock, err := lockDir(dir)
@@ -67,23 +64,11 @@ func RenewCertificate(ctx context.Context, cfg *config.Config, cc *consul.Client
 	if err != nil {
 		return out, fmt.Errorf("renew the node certificate: %w", err)
 	}
-	old, err := readCert(certFile)
-	if err != nil {
-		return out, fmt.Errorf("renew the node certificate: %w", err)
-	}
-	nc, err := ca.Renew(old, time.Now())
-	if err != nil {
-		return out, err
-	}
-	if _, err := certs.WriteFiles(dir, ca, false, nc, -1, -1); err != nil {
-		return out, fmt.Errorf("renew the node certificate: %w", err)
-	}
 	// The Consul agent reads copies of its own (cluster start and join made
 	// them, owned by its user): they follow before it reloads.
-	if _, err := os.Stat(cfg.ConsulAgentTLSDir()); err == nil {
-		if _, err := certs.CopyFiles(paths, cfg.ConsulAgentTLSDir()); err != nil {
-			return out, fmt.Errorf("renew the node certificate: %w", err)
-		}
+	nc, old, err := certs.ReissueNode(paths, ca, false, cfg.ConsulAgentTLSDir(), time.Now())
+	if err != nil {
+		return out, fmt.Errorf("renew the node certificate: %w", err)
 	}
 	if out.PostgresSerial, err = renewPostgres(dir, time.Now()); err != nil {
 		return out, fmt.Errorf("renew the postgresql certificate: %w", err)
@@ -118,23 +103,6 @@ func RenewCertificate(ctx context.Context, cfg *config.Config, cc *consul.Client
 	return out, nil
 }
 
-// readCert reads the certificate in the PEM file path.
-func readCert(path string) (*x509.Certificate, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode(raw)
-	if block == nil {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	c, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
-}
-
 // renewPostgres renews the node's PostgreSQL certificate (certs.NewPostgresCA)
 // along with the node certificate: the two are signed together and expire
 // together. A node whose TLS directory has no PostgreSQL CA (set up before
@@ -148,7 +116,7 @@ func renewPostgres(dir string, now time.Time) (serial string, err error) {
 	if err != nil {
 		return "", err
 	}
-	old, err := readCert(p.Cert)
+	old, err := certs.ReadCert(p.Cert)
 	if err != nil {
 		return "", err
 	}

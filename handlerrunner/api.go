@@ -222,7 +222,11 @@ func (r *Runner) handleCluster(w http.ResponseWriter, req *http.Request) {
 	}
 	ks, l, err := r.readLeader(ctx, false)
 	if err != nil {
-		r.handleClusterStale(w, req, err)
+		if serr != nil {
+			writeError(w, http.StatusServiceUnavailable, "cannot read the cluster from consul: %v; is the local consul agent running?", err)
+			return
+		}
+		r.writeClusterStale(ctx, w, sks)
 		return
 	}
 	out := nodeapi.ClusterStatus{Cluster: r.cfg.Cluster.Name, Members: []cluster.Member{}}
@@ -249,19 +253,6 @@ func (r *Runner) handleCluster(w http.ResponseWriter, req *http.Request) {
 		out.Maintenance = mt
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// handleClusterStale is GET /v1/status/cluster from the local Consul
-// server's own state: the leader key and the members, no more.
-func (r *Runner) handleClusterStale(w http.ResponseWriter, req *http.Request, cause error) {
-	ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
-	defer cancel()
-	ks, err := r.cc.GetKeyStale(ctx, r.keys.Leader())
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "cannot read the cluster from consul: %v; is the local consul agent running?", cause)
-		return
-	}
-	r.writeClusterStale(ctx, w, ks)
 }
 
 // writeClusterStale answers the cluster status from the leader key ks and

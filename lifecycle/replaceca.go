@@ -1,8 +1,6 @@
 package lifecycle
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -62,30 +60,13 @@ func ReplaceCA(cfg *config.Config, ca *certs.CA, now time.Time) (ReplacedCA, err
 			return out, fmt.Errorf("%s answers at %s: the node runs; run understudy node stop on every node first (a node on the new CA and one on the old cannot talk)", what, addr)
 		}
 	}
-	caFile, certFile, _ := cfg.TLSFiles()
-	dir := filepath.Dir(caFile)
-	if filepath.Dir(certFile) != dir {
-		return out, fmt.Errorf("the node certificate %s is not beside the CA %s, where cluster start and join put it: replace them by hand", certFile, caFile)
-	}
-	paths := certs.ReadPaths(dir)
-	raw, err := os.ReadFile(paths.Cert)
-	if err != nil {
-		return out, fmt.Errorf("replace the CA: %w", err)
-	}
-	block, _ := pem.Decode(raw)
-	if block == nil {
-		return out, fmt.Errorf("replace the CA: %s holds no PEM certificate", paths.Cert)
-	}
-	old, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return out, fmt.Errorf("replace the CA: %s: %w", paths.Cert, err)
-	}
-	if certs.Fingerprint(ca.Cert) == id.CAFingerprint {
-		return out, fmt.Errorf("%s already has the CA %s", cfg.Node.Name, id.CAFingerprint)
-	}
-	nc, err := ca.Renew(old, now)
+	dir, err := cfg.NodeTLSDir()
 	if err != nil {
 		return out, err
+	}
+	paths := certs.ReadPaths(dir)
+	if ca.Fingerprint() == id.CAFingerprint {
+		return out, fmt.Errorf("%s already has the CA %s", cfg.Node.Name, id.CAFingerprint)
 	}
 	// Aside first, copied: until the new files are in place the old ones
 	// stay where they are.
@@ -102,13 +83,9 @@ func ReplaceCA(cfg *config.Config, ca *certs.CA, now time.Time) (ReplacedCA, err
 			return out, fmt.Errorf("replace the CA: keep the old files aside: %w", err)
 		}
 	}
-	if _, err := certs.WriteFiles(dir, ca, true, nc, -1, -1); err != nil {
+	nc, _, err := certs.ReissueNode(paths, ca, true, cfg.ConsulAgentTLSDir(), now)
+	if err != nil {
 		return out, fmt.Errorf("replace the CA: %w; the old files are in %s", err, aside)
-	}
-	if _, err := os.Stat(cfg.ConsulAgentTLSDir()); err == nil {
-		if _, err := certs.CopyFiles(paths, cfg.ConsulAgentTLSDir()); err != nil {
-			return out, fmt.Errorf("replace the CA: the Consul agent's copies: %w", err)
-		}
 	}
 	out = ReplacedCA{Fingerprint: ca.Fingerprint(), Aside: aside, Serial: nc.Cert.SerialNumber.Text(16), NotAfter: nc.Cert.NotAfter}
 	id.CAFingerprint = out.Fingerprint

@@ -58,12 +58,9 @@ operator who made each change. Use the files in a profile:
 			if !operatorNameRE.MatchString(name) {
 				return fmt.Errorf("operator name %q: use up to 64 letters, digits, '.', '_', '@' or '-', e.g. alice", name)
 			}
-			cfg, err := config.Load(path)
+			cfg, err := loadTLSConfig(path, "its API asks for no certificate; nodes made by understudy cluster start/join do")
 			if err != nil {
 				return err
-			}
-			if !cfg.TLS() {
-				return fmt.Errorf("%s does not set up TLS (consul.scheme is %q): its API asks for no certificate; nodes made by understudy cluster start/join do", path, cfg.Consul.Scheme)
 			}
 			caFile, _, _ := cfg.TLSFiles()
 			ca, err := certs.ReadCA(certs.ReadPaths(filepath.Dir(caFile)))
@@ -135,6 +132,19 @@ replace it (the README's "Replacing the cluster CA").`,
 	return cmd
 }
 
+// loadTLSConfig loads the node's configuration, which must set up TLS;
+// why says what its absence means for the command.
+func loadTLSConfig(path, why string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.TLS() {
+		return nil, fmt.Errorf("%s does not set up TLS (consul.scheme is %q): %s", path, cfg.Consul.Scheme, why)
+	}
+	return cfg, nil
+}
+
 func newCertsNewCACmd() *cobra.Command {
 	var path, out string
 	cmd := &cobra.Command{
@@ -149,12 +159,9 @@ procedure.`,
 		Example: "  understudy certs new-ca --out /root/new-ca",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
+			cfg, err := loadTLSConfig(path, "the cluster has no CA")
 			if err != nil {
 				return err
-			}
-			if !cfg.TLS() {
-				return fmt.Errorf("%s does not set up TLS (consul.scheme is %q): the cluster has no CA", path, cfg.Consul.Scheme)
 			}
 			ca, err := certs.NewCA(cfg.Cluster.Name, time.Now())
 			if err != nil {

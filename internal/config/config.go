@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -505,6 +506,18 @@ func (c *Config) SyncthingAPI() string {
 // TLSFiles are the CA certificate, node certificate and key of a TLS node.
 func (c *Config) TLSFiles() (ca, cert, key string) {
 	return c.Consul.CAFile, c.Consul.CertFile, c.Consul.KeyFile
+}
+
+// NodeTLSDir is the directory of the node's CA, certificate and key, which
+// cluster start and join put side by side (certs.ReadPaths); an error when
+// the certificate was put elsewhere by hand: understudy does not renew or
+// replace such files.
+func (c *Config) NodeTLSDir() (string, error) {
+	ca, cert, _ := c.TLSFiles()
+	if filepath.Dir(cert) != filepath.Dir(ca) {
+		return "", fmt.Errorf("the node certificate %s is not beside the CA %s, where cluster start and join put it: renew or replace it by hand", cert, ca)
+	}
+	return filepath.Dir(ca), nil
 }
 
 // ManagementTokenFile is where a node keeps the cluster's Consul management

@@ -243,29 +243,39 @@ type SettingsState struct {
 // built-in default (a line removed), else for one given on the command line
 // the value it runs with.
 func (i *Instance) NextSettings(ctx context.Context) (map[string]int64, error) {
-	next := map[string]int64{}
-	err := i.withConn(ctx, func(conn *pgx.Conn) error {
-		rows, err := conn.Query(ctx, `select s.name, case when s.source = 'command line' then s.setting
-				else coalesce((select f.setting from pg_file_settings f where f.name = s.name order by f.seqno desc limit 1), s.boot_val) end
-			from pg_settings s where s.name = any($1)`, StandbyAtLeastPrimary)
-		if err != nil {
-			return err
-		}
-		var name, v string
-		_, err = pgx.ForEachRow(rows, []any{&name, &v}, func() error {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return fmt.Errorf("%s = %q: %w", name, v, err)
-			}
-			next[name] = n
-			return nil
-		})
+	var next map[string]int64
+	err := i.withConn(ctx, func(conn *pgx.Conn) (err error) {
+		next, _, err = standbyAtLeastSettings(ctx, conn)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read the settings postgres would start with: %w", err)
 	}
 	return next, nil
+}
+
+// standbyAtLeastSettings reads, for each of StandbyAtLeastPrimary, the
+// value the server would start with (NextSettings) and the one it runs
+// with.
+func standbyAtLeastSettings(ctx context.Context, conn *pgx.Conn) (next, running map[string]int64, err error) {
+	rows, err := conn.Query(ctx, `select s.name, s.setting, case when s.source = 'command line' then s.setting
+			else coalesce((select f.setting from pg_file_settings f where f.name = s.name order by f.seqno desc limit 1), s.boot_val) end
+		from pg_settings s where s.name = any($1)`, StandbyAtLeastPrimary)
+	if err != nil {
+		return nil, nil, err
+	}
+	next, running = map[string]int64{}, map[string]int64{}
+	var name, run, nxt string
+	_, err = pgx.ForEachRow(rows, []any{&name, &run, &nxt}, func() error {
+		r, err1 := strconv.ParseInt(run, 10, 64)
+		n, err2 := strconv.ParseInt(nxt, 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return fmt.Errorf("%s = %q, next %q: %w", name, run, nxt, err)
+		}
+		running[name], next[name] = r, n
+		return nil
+	})
+	return next, running, err
 }
 
 // BelowPrimary names the parameters of next lower than the primary's
@@ -303,17 +313,14 @@ func (i *Instance) Settings(ctx context.Context) (SettingsState, error) {
 		if err != nil {
 			return err
 		}
-		// The files' value is the last line that sets it (by seqno).
-		rows, err = conn.Query(ctx, `select s.name from pg_settings s
-			join lateral (select f.setting from pg_file_settings f where f.name = s.name order by f.seqno desc limit 1) f on true
-			where s.pending_restart and s.name = any($1) and f.setting ~ '^[0-9]+$' and f.setting::bigint < s.setting::bigint
-			order by s.name`, StandbyAtLeastPrimary)
+		next, running, err := standbyAtLeastSettings(ctx, conn)
 		if err != nil {
 			return err
 		}
-		s.Lowered, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
+		for _, name := range s.PendingRestart {
+			if n, ok := next[name]; ok && n < running[name] {
+				s.Lowered = append(s.Lowered, name)
+			}
 		}
 		// A parameter that waits for a restart has the error "setting could
 		// not be applied" too: said once, under pending_restart.
