@@ -114,13 +114,14 @@ func startCluster(t testing.TB, servers []*Consul) []*Consul {
 
 // StartConsulClusterOn starts one Consul server on each host, Consul's
 // default ports on the host's address (each host has ports of its own),
-// and returns once they form one cluster as StartConsulCluster's do.
-func StartConsulClusterOn(t testing.TB, hosts []*Host) []*Consul {
+// and returns once they form one cluster as StartConsulCluster's do. args
+// are more flags for every agent (say -encrypt=KEY).
+func StartConsulClusterOn(t testing.TB, hosts []*Host, args ...string) []*Consul {
 	t.Helper()
 	servers := make([]*Consul, len(hosts))
 	for i, h := range hosts {
 		servers[i] = newConsulAt(t, h.Name, h.IP, []int{8500, 8301, 8300}, h,
-			"-server", "-bootstrap-expect="+strconv.Itoa(len(hosts)))
+			append([]string{"-server", "-bootstrap-expect=" + strconv.Itoa(len(hosts))}, args...)...)
 	}
 	return startCluster(t, servers)
 }
