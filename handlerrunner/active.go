@@ -3,6 +3,7 @@ package handlerrunner
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -212,7 +213,31 @@ func (r *Runner) promote(ctx context.Context) error {
 	if !st.InRecovery {
 		return nil
 	}
-	return r.pg.Promote(pctx)
+	return r.pg.PromoteTo(pctx, r.minorityTimeline(st.Timeline))
+}
+
+// minorityTimelineGap spaces the timelines of the sides of an
+// active-minority partition: each side promotes onto one of its own,
+// above the majority's next ones (it would take that many failovers in one
+// partition for the majority to reach it).
+const minorityTimelineGap = 100
+
+// minorityTimeline is the lowest timeline a promotion on a minority side
+// may take (0 off one): one per node, by its place among the members, so
+// that no two sides promote onto the same number (postgres.PromoteTo).
+func (r *Runner) minorityTimeline(cur uint32) uint32 {
+	if r.minority() == nil {
+		return 0
+	}
+	var names []string
+	for _, m := range r.members(context.Background()) {
+		names = append(names, m.Name)
+	}
+	if !slices.Contains(names, r.name) {
+		names = append(names, r.name)
+	}
+	slices.Sort(names)
+	return cur + minorityTimelineGap*uint32(slices.Index(names, r.name)+1)
 }
 
 // demote fences the node, PostgreSQL first: /status stops answering 200

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -16,6 +17,7 @@ import (
 	"github.com/understudy-ha/understudy/internal/cluster"
 	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/consul"
+	"github.com/understudy-ha/understudy/internal/jsonfile"
 	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
@@ -63,6 +65,7 @@ func (r *Runner) handler() http.Handler {
 	route(accessNode, http.MethodGet, "/v1/status/node", r.handleNode)
 	route(accessNode, http.MethodGet, "/v1/status/cluster", r.handleCluster)
 	route(accessNode, http.MethodGet, "/v1/status/partition", r.handlePartition)
+	route(accessNode, http.MethodGet, "/v1/consul/keyring", r.handleConsulKeyring)
 	route(accessNode, http.MethodGet, "/v1/events", r.handleEvents)
 	route(accessOperator, http.MethodPost, "/v1/cluster/switchover", r.handleSwitchover)
 	route(accessOperator, "", "/v1/cluster/nodes/", r.handleNodes)
@@ -151,6 +154,10 @@ func (r *Runner) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	st := r.st.get()
 	body := nodeapi.StatusAnswer{Node: r.name, Role: st.Role}
 	if r.st.serving(time.Now(), r.fencing.Lease) {
+		if r.minority() != nil {
+			body.Minority = true
+			w.Header().Set(nodeapi.MinorityHeader, "true")
+		}
 		writeJSON(w, http.StatusOK, body)
 		return
 	}
@@ -365,4 +372,39 @@ func writeErrorBody(w http.ResponseWriter, code int, msg string, extra map[strin
 		body[k] = v
 	}
 	writeJSON(w, code, body)
+}
+
+// handleConsulKeyring gives the gossip keyring of this node's Consul agent
+// (as its consul-watcher keeps it) to another node's consul-watcher, which
+// resets its agent to join this node's Consul cluster at the heal of an
+// active-minority partition. Node certificates only, and only over TLS:
+// the key admits its holder to the cluster's gossip.
+func (r *Runner) handleConsulKeyring(w http.ResponseWriter, req *http.Request) {
+	if r.clientCAs == nil || !strings.HasPrefix(caller(req.Context()), "node ") {
+		writeError(w, http.StatusForbidden, "the consul keyring is given to the cluster's nodes only, over TLS with a node certificate")
+		return
+	}
+	var k nodeapi.ConsulKeyring
+	found, err := jsonfile.Read(cluster.ConsulKeyringFile(r.cfg.Node.DataDir), &k)
+	switch {
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, "%v", err)
+	case !found || len(k.Keys) == 0:
+		writeError(w, http.StatusNotFound, "no consul keyring kept on %s: its consul-watcher keeps it only in partition_mode active-minority, on a node set up by cluster start or join", r.name)
+	default:
+		writeJSON(w, http.StatusOK, k)
+	}
+}
+
+// minority is the side this node runs on in an active-minority
+// partition, from its consul-watcher's fresh view; nil when none.
+func (r *Runner) minority() *cluster.Minority {
+	if r.cfg.Cluster.PartitionMode != config.PartitionActiveMinority {
+		return nil
+	}
+	p, err := cluster.ReadPartition(r.cfg.Node.DataDir, time.Now(), config.PartitionStale(r.cfg.Checks.Interval))
+	if err != nil || p.Stale {
+		return nil
+	}
+	return p.Minority
 }

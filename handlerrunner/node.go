@@ -24,6 +24,7 @@ func (r *Runner) nodeStatus(ctx context.Context) nodeapi.NodeStatus {
 	}
 	st.NoFailover = r.noFailover() || time.Now().Before(r.st.graceUntil())
 	st.Priority = cluster.Or(r.st.options().Priority, r.cfg.Node.Priority)
+	st.Minority = r.minority()
 	r.metrics.session.Set(b2f(st.HasSession))
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout*3/4)
 	defer cancel()
@@ -39,6 +40,7 @@ func (r *Runner) nodeStatus(ctx context.Context) nodeapi.NodeStatus {
 	}
 	st.Postgres.InRecovery, st.Postgres.Timeline = ps.InRecovery, ps.Timeline
 	st.Postgres.WriteLSN, st.Postgres.ReceiveLSN, st.Postgres.ReplayLSN = ps.WriteLSN, ps.ReceiveLSN, ps.ReplayLSN
+	st.Postgres.LastCommit = ps.LastCommit
 	if ps.Receiver != nil {
 		st.Postgres.Upstream = net.JoinHostPort(ps.Receiver.SenderHost, strconv.Itoa(ps.Receiver.SenderPort))
 		st.Postgres.Streaming = ps.Receiver.Status == "streaming"

@@ -153,6 +153,12 @@ func (r *Runner) remember(rd reads) {
 	if rd.sErr == nil && len(rd.servers) > 0 {
 		r.known.servers = rd.servers
 	}
+	if r.min != nil && r.min.state != nil {
+		// Recovered in the minority: the local Raft configuration is the
+		// side's; the partition lasts until the servers it was cut from
+		// are reached again.
+		r.known.servers = r.min.state.Servers
+	}
 	if rd.mErr == nil {
 		r.known.members = rd.members
 	}

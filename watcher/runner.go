@@ -42,10 +42,24 @@ type Runner struct {
 	// joined is when the watcher last joined the gossip pool through
 	// each peer (rejoin).
 	joined map[string]time.Time
+	// min is partition_mode "active-minority"'s part, nil in other modes;
+	// agent is the node's Consul agent it restarts.
+	min   *minority
+	agent Agent
+	// warned are the warnings logged once until they clear (warnOnce).
+	warned map[string]bool
 }
 
-// New returns the consul-watcher of the node cfg describes.
-func New(cfg *config.Config, cc *consul.Client, log *slog.Logger) (*Runner, error) {
+// Option changes how New makes the watcher.
+type Option func(*Runner)
+
+// WithAgent gives the watcher the node's Consul agent, which
+// partition_mode "active-minority" restarts (lifecycle.ConsulAgent).
+func WithAgent(a Agent) Option { return func(r *Runner) { r.agent = a } }
+
+// New returns the consul-watcher of the node cfg describes. In
+// partition_mode "active-minority" it needs the node's agent (WithAgent).
+func New(cfg *config.Config, cc *consul.Client, log *slog.Logger, opts ...Option) (*Runner, error) {
 	var client *tls.Config
 	if cfg.TLS() {
 		ca, cert, key := cfg.TLSFiles()
@@ -55,7 +69,7 @@ func New(cfg *config.Config, cc *consul.Client, log *slog.Logger) (*Runner, erro
 		}
 	}
 	timeout := config.ProbeTimeout(cfg.Checks.Interval)
-	return &Runner{
+	r := &Runner{
 		cfg: cfg, cc: cc, log: log.With("component", "consul-watcher", "node", cfg.Node.Name),
 		// No basic auth: any answer, a refusal too, says the API is there.
 		api:  nodeapi.NewNodeClient(client, "", ""),
@@ -68,7 +82,31 @@ func New(cfg *config.Config, cc *consul.Client, log *slog.Logger) (*Runner, erro
 		consulUp: true,
 		known:    known{gossip: map[string]consul.GossipMember{}},
 		joined:   map[string]time.Time{},
-	}, nil
+		warned:   map[string]bool{},
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	if cfg.Cluster.PartitionMode == config.PartitionActiveMinority {
+		if r.agent == nil {
+			return nil, fmt.Errorf("partition_mode %q needs the node's consul agent, which only a node set up by understudy cluster start or join has", config.PartitionActiveMinority)
+		}
+		m, err := newMinority(cfg.Node.DataDir, r.agent)
+		if err != nil {
+			return nil, err
+		}
+		r.min = m
+	}
+	return r, nil
+}
+
+// warnOnce logs a warning once per key and run of the daemon.
+func (r *Runner) warnOnce(key, msg string, args ...any) {
+	if r.warned[key] {
+		return
+	}
+	r.warned[key] = true
+	r.log.Warn(msg, args...)
 }
 
 // Run observes every checks.interval until ctx ends. Its view goes to the
@@ -77,6 +115,9 @@ func New(cfg *config.Config, cc *consul.Client, log *slog.Logger) (*Runner, erro
 func (r *Runner) Run(ctx context.Context) error {
 	r.log.Info("starting", "interval", r.cfg.Checks.Interval, "minority_timeout", r.cfg.Cluster.MinorityTimeout,
 		"partition_mode", r.cfg.Cluster.PartitionMode, "probe_timeout", r.timeout, "view", cluster.PartitionFile(r.cfg.Node.DataDir))
+	for _, w := range r.cfg.Warnings() {
+		r.log.Warn(w)
+	}
 	defer r.stop(ctx)
 	t := time.NewTicker(r.cfg.Checks.Interval)
 	defer t.Stop()
@@ -102,6 +143,9 @@ func (r *Runner) runOnce(ctx context.Context, now time.Time) string {
 		return "stopping"
 	}
 	v, tr := r.model.Step(o)
+	if r.min != nil {
+		r.minorityRound(ctx, o, &v)
+	}
 	r.rejoin(ctx, o)
 	r.logChanges(v)
 	r.last = v
@@ -131,6 +175,11 @@ const rejoinEvery = 10 * time.Second
 func (r *Runner) rejoin(ctx context.Context, o Observation) {
 	for _, n := range o.Nodes {
 		if n.Self || n.Probe != ProbeOK || (n.Gossip != "failed" && n.Gossip != "left") {
+			continue
+		}
+		if r.min != nil && r.min.apart[n.Name] {
+			// In another Consul cluster (active-minority) until the
+			// heal is decided: a join would fail on the gossip key.
 			continue
 		}
 		addr := r.serfAddr(n.Name)

@@ -39,6 +39,9 @@ exits 1.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
+			for _, w := range cfg.Warnings() {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", path, w)
+			}
 			fmt.Fprintf(out, "# %s is valid; effective configuration:\n\n%s", path, cfg.Redacted().HCL())
 			fmt.Fprintf(out, "\n# failover bounds of this configuration:\n")
 			for _, l := range cfg.Bounds().Lines() {

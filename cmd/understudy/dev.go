@@ -48,7 +48,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 
 func newDevUpCmd(dir *string) *cobra.Command {
 	var nodes int
-	var netnsMode string
+	var netnsMode, partitionMode string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start a local cluster: a Consul server, PostgreSQL and the daemons per node, and HAProxy",
@@ -69,7 +69,7 @@ other. Elsewhere (or with --netns off) the nodes run on loopback addresses
 			ctx, cancel := signalContext()
 			defer cancel()
 			out := cmd.OutOrStdout()
-			s, err := devcluster.Up(ctx, devcluster.Options{Dir: *dir, Nodes: nodes, Out: out, Netns: netnsMode})
+			s, err := devcluster.Up(ctx, devcluster.Options{Dir: *dir, Nodes: nodes, Out: out, Netns: netnsMode, PartitionMode: partitionMode})
 			if err != nil {
 				return fmt.Errorf("dev up: %w", err)
 			}
@@ -95,6 +95,7 @@ Hang a process or a node:    understudy dev freeze NODE [--what consul|daemons|p
 		},
 	}
 	cmd.Flags().IntVar(&nodes, "nodes", 3, "how many nodes (1 to 9)")
+	cmd.Flags().StringVar(&partitionMode, "partition-mode", "fence", "the nodes' cluster.partition_mode: fence, or active-minority (a cut-off side elects an active of its own; try it with --netns on and dev partition)")
 	cmd.Flags().StringVar(&netnsMode, "netns", "auto", "each node in a network namespace of its own: on, off, or auto (on where root with iproute2 and nftables)")
 	return cmd
 }

@@ -221,11 +221,33 @@ type Diverged struct {
 	// Commits counts the transactions committed after From: what was lost.
 	Commits int       `json:"commits"`
 	At      time.Time `json:"at"`
+	// Ranges are the timelines the kept records span, when more than one
+	// (a partition's minority side that promoted on its own).
+	Ranges []WALRange `json:"ranges,omitempty"`
 }
 
-// Inspect is the command that shows the kept records.
+// WALRange is the records of one timeline from From to To (0: to the end).
+type WALRange struct {
+	Timeline uint32 `json:"timeline"`
+	From     LSN    `json:"from"`
+	To       LSN    `json:"to,omitempty"`
+	Commits  int    `json:"commits"`
+}
+
+// Inspect is the command that shows the kept records (one per timeline).
 func (d Diverged) Inspect() string {
-	return fmt.Sprintf("pg_waldump -p %s -t %d -s %s", d.Dir, d.Timeline, d.From)
+	if len(d.Ranges) == 0 {
+		return fmt.Sprintf("pg_waldump -p %s -t %d -s %s", d.Dir, d.Timeline, d.From)
+	}
+	var cmds []string
+	for _, r := range d.Ranges {
+		c := fmt.Sprintf("pg_waldump -p %s -t %d -s %s", d.Dir, r.Timeline, r.From)
+		if r.To != 0 {
+			c += " -e " + r.To.String()
+		}
+		cmds = append(cmds, c)
+	}
+	return strings.Join(cmds, "; ")
 }
 
 // Fenced is what a node writes at fenced/<node> once its PostgreSQL has

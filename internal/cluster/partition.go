@@ -71,6 +71,16 @@ type Partition struct {
 	Peers []PeerReach `json:"peers"`
 	// Raft is what this node's Consul server says of its Raft state.
 	Raft RaftState `json:"raft"`
+	// Cluster is the ID of the Consul cluster this node's agent is in
+	// (ConsulClusterID; "" without gossip encryption): two nodes with
+	// different IDs are on two sides of an active-minority partition.
+	Cluster string `json:"cluster,omitempty"`
+	// Minority is set while this node's side runs on a Consul quorum of
+	// its own (partition_mode "active-minority").
+	Minority *Minority `json:"minority,omitempty"`
+	// Heal is the decision of a heal this node made or follows, while
+	// the sides it names are still apart.
+	Heal *Heal `json:"heal,omitempty"`
 	// Stale is set by a reader when the view is older than three rounds:
 	// the consul-watcher is not running.
 	Stale bool `json:"stale,omitempty"`

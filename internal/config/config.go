@@ -91,11 +91,12 @@ type Cluster struct {
 	// KVPrefix is the Consul KV folder above the cluster ("a/b" allowed, no
 	// leading or trailing '/').
 	KVPrefix string // default "understudy"
-	// PartitionMode is what the minority side of a partition does. Only
-	// "fence" exists so far (the fencing the role loop does: the minority
-	// takes no writes); "active-minority" is refused until the
-	// consul-watcher implements it, so that the file never asks for what
-	// the cluster does not do.
+	// PartitionMode is what the minority side of a partition does:
+	// "fence" (the fencing the role loop does: the minority takes no
+	// writes), or "active-minority" (its consul-watchers recover a Consul
+	// quorum of their own and it elects an active; at the heal the side
+	// written last stays: acknowledged writes of the other can be lost,
+	// hence refused with postgres.synchronous, and Warnings).
 	PartitionMode string // "fence" (default)
 	// MinorityTimeout is how long the consul-watcher must see this node cut
 	// from a majority of the cluster's Consul servers (their RPC ports do

@@ -201,8 +201,8 @@ var badInputs = []struct {
 		`node.name = "Mgr_1" is not a valid name; use 1 to 63 lowercase letters, digits and '-'`, 1},
 	{"bad partition mode", "cluster {\n  name = \"prod\"\n  partition_mode = \"fenced\"\n}\n" + minimal[26:], 3,
 		`cluster.partition_mode = "fenced" is not a partition mode; write "fence"`, 1},
-	{"active-minority not yet", "cluster {\n  name = \"prod\"\n  partition_mode = \"active-minority\"\n}\n" + minimal[26:], 3,
-		`cluster.partition_mode = "active-minority" is not implemented yet`, 1},
+	{"active-minority with synchronous mode", "cluster {\n  name = \"prod\"\n  partition_mode = \"active-minority\"\n}\n" + minimal[26:] + "postgres {\n  synchronous = true\n}\n", 3,
+		`cluster.partition_mode = "active-minority" with postgres.synchronous = true: synchronous mode promises that no acknowledged write is lost`, 1},
 	{"minority timeout under the takeover", "cluster {\n  name = \"prod\"\n  minority_timeout = \"2s\"\n}\n" + minimal[26:], 3,
 		`cluster.minority_timeout = "2s" is shorter than an active cut off needs to stop taking writes (3.475s`, 1},
 	{"minority timeout under two rounds", "cluster {\n  name = \"prod\"\n  minority_timeout = \"5s\"\n}\n" + minimal[26:] + "checks {\n  interval = \"3s\"\n}\n", 3,
@@ -588,5 +588,25 @@ func TestMinorityTimeoutFollowsTheLease(t *testing.T) {
 		if got := cfg.Cluster.MinorityTimeout; got != tc.want {
 			t.Errorf("%q: minority_timeout %v, want %v", tc.extra, got, tc.want)
 		}
+	}
+}
+
+// TestActiveMinorityWarns: the mode is valid (asynchronous) and config
+// check's warning says it can lose acknowledged writes; fence warns of
+// nothing.
+func TestActiveMinorityWarns(t *testing.T) {
+	c, err := Parse([]byte("cluster {\n  name = \"prod\"\n  partition_mode = \"active-minority\"\n}\n"+minimal[26:]), "x.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "can lose acknowledged writes") {
+		t.Fatalf("warnings %q", w)
+	}
+	c, err = Parse([]byte(minimal), "x.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Fatalf("fence warns %q", w)
 	}
 }

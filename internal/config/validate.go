@@ -40,6 +40,7 @@ func (c *Config) validate() []Problem {
 	v.consul(&c.Consul)
 	v.fencing(c)
 	v.minority(c)
+	v.activeMinority(c)
 	v.postgres(c)
 	v.checks(&c.Checks)
 	v.api(c)
@@ -95,12 +96,32 @@ func (v *validator) cluster(c *Cluster) {
 	switch c.PartitionMode {
 	case PartitionFence:
 	case PartitionActiveMinority:
-		v.add("cluster.partition_mode", `cluster.partition_mode = %s is not implemented yet (it needs the consul-watcher): a minority takes no writes; write %q or remove the line`,
-			quote(c.PartitionMode), PartitionFence)
 	default:
 		v.add("cluster.partition_mode", "cluster.partition_mode = %s is not a partition mode; write %q",
 			quote(c.PartitionMode), PartitionFence)
 	}
+}
+
+// activeMinority refuses what partition_mode "active-minority" cannot
+// keep: synchronous mode promises that no acknowledged write is lost, and
+// this mode throws away the writes of every side but one at the heal (and
+// a minority has no synchronous standby to acknowledge them).
+func (v *validator) activeMinority(c *Config) {
+	if c.Cluster.PartitionMode == PartitionActiveMinority && c.Postgres.Synchronous {
+		v.addAt([]string{"cluster.partition_mode", "postgres.synchronous"},
+			`cluster.partition_mode = %s with postgres.synchronous = true: synchronous mode promises that no acknowledged write is lost, and active-minority throws away a side's writes when a partition heals; write partition_mode = %q, or synchronous = false`,
+			quote(PartitionActiveMinority), PartitionFence)
+	}
+}
+
+// Warnings are what a valid configuration chooses knowingly that may
+// lose acknowledged writes: config check prints them and the
+// consul-watcher logs them at its start.
+func (c *Config) Warnings() []string {
+	if c.Cluster.PartitionMode != PartitionActiveMinority {
+		return nil
+	}
+	return []string{`cluster.partition_mode = "active-minority" can lose acknowledged writes: a node or group cut from the majority for minority_timeout recovers a Consul quorum of its own and takes writes beside the majority's active; when the partition heals, the side whose database was written last stays and the other side's writes are kept aside, out of the database (understudy cluster status lists them). Write "fence" for one writer and no lost write.`}
 }
 
 // maxMinorityTimeout bounds cluster.minority_timeout: a partition that

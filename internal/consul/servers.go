@@ -63,14 +63,37 @@ func (c *Client) Join(ctx context.Context, addr string) error {
 // local server last knew it (a stale read: it answers without a leader, as
 // in a partition's minority).
 func (c *Client) RaftServersStale(ctx context.Context) ([]string, error) {
+	rc, err := c.RaftConfigStale(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(rc))
+	for _, s := range rc {
+		out = append(out, s.Node)
+	}
+	return out, nil
+}
+
+// RaftServer is a server of the Raft configuration.
+type RaftServer struct {
+	ID      string // its node ID
+	Node    string // its Consul node name
+	Address string // its RPC (and Raft) address, host:port
+	Voter   bool
+}
+
+// RaftConfigStale is the Raft configuration as the local server holds it,
+// with or without a leader: the servers a minority recovers with are
+// named by it.
+func (c *Client) RaftConfigStale(ctx context.Context) ([]RaftServer, error) {
 	q := (&api.QueryOptions{AllowStale: true}).WithContext(ctx)
 	rc, err := c.api.Operator().RaftGetConfiguration(q)
 	if err != nil {
 		return nil, fmt.Errorf("read the raft configuration: %w", err)
 	}
-	out := make([]string, 0, len(rc.Servers))
+	out := make([]RaftServer, 0, len(rc.Servers))
 	for _, s := range rc.Servers {
-		out = append(out, s.Node)
+		out = append(out, RaftServer{ID: s.ID, Node: s.Node, Address: s.Address, Voter: s.Voter})
 	}
 	return out, nil
 }

@@ -23,6 +23,8 @@ const stateFile = "dev.json"
 type State struct {
 	Dir     string `json:"dir"`
 	Cluster string `json:"cluster"`
+	// PartitionMode is the nodes' cluster.partition_mode.
+	PartitionMode string `json:"partition_mode,omitempty"`
 	// CAFile is the cluster CA's certificate: clients of the nodes' HTTPS
 	// APIs trust it (the CLI's dev profile does).
 	CAFile string `json:"ca_file"`

@@ -1,6 +1,7 @@
 package devcluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -40,6 +41,10 @@ type Options struct {
 	// "off" on loopback addresses, "auto" (or "") on where the machine
 	// allows it.
 	Netns string
+	// PartitionMode is the nodes' cluster.partition_mode ("" for the
+	// default, "fence"); "active-minority" needs Netns "on" to be tried
+	// with `dev partition`.
+	PartitionMode string
 }
 
 // Defaults fills in the programs: this binary, bin/consul and
@@ -149,7 +154,7 @@ func Up(ctx context.Context, o Options) (_ *State, err error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, err
 	}
-	s := &State{Dir: dir, Cluster: "dev"}
+	s := &State{Dir: dir, Cluster: "dev", PartitionMode: cmp.Or(o.PartitionMode, config.PartitionFence)}
 	// On failure everything stops but the directory stays: the error
 	// points at the processes' logs in it. The next `dev up` (or `dev
 	// down`) removes it.
@@ -313,7 +318,10 @@ func layoutNode(dir string, i int, host *netns.Host) (Node, error) {
 func writeConfig(s *State, i int) error {
 	n := s.Nodes[i]
 	hcl := fmt.Sprintf(`# understudy dev cluster: node %s
-cluster { name = %q }
+cluster {
+  name           = %q
+  partition_mode = %q
+}
 node {
   name     = %q
   address  = %q
@@ -337,7 +345,7 @@ syncthing {
 }
 files "shared" { path = %q }
 logging { dir = %q }
-`, n.Name, s.Cluster, n.Name, n.Address, n.Dir, strings.TrimPrefix(n.ConsulAPI, "https://"), n.PostgresPort, n.PostgresData, trusted(s),
+`, n.Name, s.Cluster, cmp.Or(s.PartitionMode, config.PartitionFence), n.Name, n.Address, n.Dir, strings.TrimPrefix(n.ConsulAPI, "https://"), n.PostgresPort, n.PostgresData, trusted(s),
 		strings.TrimPrefix(n.APIURL, "https://"), n.SyncthingPort, strings.TrimPrefix(n.SyncthingAPI, "127.0.0.1:"), n.Files["shared"], n.Dir)
 	if err := os.WriteFile(n.Config, []byte(hcl), 0o644); err != nil {
 		return err

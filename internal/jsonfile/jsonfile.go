@@ -15,13 +15,17 @@ import (
 )
 
 // Write replaces path with v as indented JSON (0644).
-func Write(path string, v any) error {
+func Write(path string, v any) error { return WriteMode(path, v, 0o644) }
+
+// WriteMode is Write with the file's mode: 0600 for a secret.
+func WriteMode(path string, v any, mode os.FileMode) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+	_ = os.Remove(tmp) // WriteFile keeps the mode of a file that exists
+	if err := os.WriteFile(tmp, append(b, '\n'), mode); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/understudy-ha/understudy/internal/cluster"
 )
 
 // maxBody bounds an answer: 10000 events are a few MiB.
@@ -107,6 +109,23 @@ func (c *NodeClient) NodeStatus(ctx context.Context, base string, timeout time.D
 	var st NodeStatus
 	err := c.Do(ctx, base, http.MethodGet, "/v1/status/node", nil, &st, timeout)
 	return st, err
+}
+
+// Partition is GET /v1/status/partition of the node at base: its
+// consul-watcher's view.
+func (c *NodeClient) Partition(ctx context.Context, base string, timeout time.Duration) (cluster.Partition, error) {
+	var p cluster.Partition
+	err := c.Do(ctx, base, http.MethodGet, "/v1/status/partition", nil, &p, timeout)
+	return p, err
+}
+
+// ConsulKeyring is GET /v1/consul/keyring of the node at base: the gossip
+// keyring of its Consul agent, primary key first, which a node that resets
+// its agent to join that node's Consul cluster needs. Nodes only.
+func (c *NodeClient) ConsulKeyring(ctx context.Context, base string, timeout time.Duration) (ConsulKeyring, error) {
+	var k ConsulKeyring
+	err := c.Do(ctx, base, http.MethodGet, "/v1/consul/keyring", nil, &k, timeout)
+	return k, err
 }
 
 // Active is GET /status of the node at base under timeout: nil when the node

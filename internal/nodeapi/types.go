@@ -57,7 +57,11 @@ type NodeStatus struct {
 	// Maintenance is this node's maintenance as it last read it (nil: not
 	// in maintenance).
 	Maintenance *cluster.Maintenance `json:"maintenance,omitempty"`
-	Postgres    PGStatus             `json:"postgres"`
+	// Minority is the partition side this node runs on while it runs on
+	// a Consul quorum of its own (partition_mode "active-minority"): its
+	// side's writes may be thrown away at the heal.
+	Minority *cluster.Minority `json:"minority,omitempty"`
+	Postgres PGStatus          `json:"postgres"`
 	// Parameters is how far the node applied the cluster-wide PostgreSQL
 	// parameters (nil until it first looked).
 	Parameters *ParametersState `json:"parameters,omitempty"`
@@ -135,7 +139,11 @@ type PGStatus struct {
 	// Upstream is host:port of the primary a standby streams from.
 	Upstream  string `json:"upstream,omitempty"`
 	Streaming bool   `json:"streaming"`
-	Error     string `json:"error,omitempty"`
+	// LastCommit is when its last transaction committed (or, on a
+	// standby, the last it replayed), when PostgreSQL knows
+	// (track_commit_timestamp).
+	LastCommit time.Time `json:"last_commit,omitzero"`
+	Error      string    `json:"error,omitempty"`
 }
 
 // Position is the most advanced WAL position the node has: what the
@@ -149,7 +157,22 @@ func (p PGStatus) Position() cluster.LSN {
 type StatusAnswer struct {
 	Node string `json:"node"`
 	Role Role   `json:"role"`
+	// Minority: the node serves as the active of a partition's minority
+	// side (partition_mode "active-minority"): its writes may be thrown
+	// away when the partition heals. The header MinorityHeader says so
+	// too, for a load balancer's check that reads no body.
+	Minority bool `json:"minority,omitempty"`
 }
+
+// ConsulKeyring is GET /v1/consul/keyring: the node's Consul cluster (its
+// ID, cluster.ConsulClusterID) and gossip keys, primary first.
+type ConsulKeyring struct {
+	Cluster string   `json:"cluster"`
+	Keys    []string `json:"keys"`
+}
+
+// MinorityHeader is set ("true") on /status of a minority active.
+const MinorityHeader = "X-Understudy-Minority"
 
 // ClusterStatus is what GET /v1/status/cluster answers: what `nodes list`
 // shows.

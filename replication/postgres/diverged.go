@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,7 +36,7 @@ var divergedRe = regexp.MustCompile(`servers diverged at WAL location ([0-9A-Fa-
 // pg_waldump to find what they hold. Nothing diverged (no transaction
 // committed after the fork point, or no rewind required): nothing is kept. It runs as root, the
 // daemons' user; the copy is root's, 0700.
-func (i *Instance) keepDiverged(ctx context.Context, u osUser, args []string) (Kept, error) {
+func (i *Instance) keepDiverged(ctx context.Context, u osUser, source Upstream, args []string) (Kept, error) {
 	// pg_rewind --dry-run refuses a directory that was not shut down
 	// cleanly: finish its crash recovery first, as pg_rewind itself would
 	// (single-user mode replays the WAL and keeps it).
@@ -50,7 +51,7 @@ func (i *Instance) keepDiverged(ctx context.Context, u osUser, args []string) (K
 		return Kept{}, fmt.Errorf("pg_rewind --dry-run: %w", err)
 	}
 	if strings.Contains(out, "no rewind required") {
-		return Kept{}, nil
+		return Kept{}, i.sameHistory(ctx, source)
 	}
 	m := divergedRe.FindStringSubmatch(out)
 	if m == nil {
@@ -66,7 +67,13 @@ func (i *Instance) keepDiverged(ctx context.Context, u osUser, args []string) (K
 	if seg == 0 {
 		seg = 16 << 20
 	}
-	first := walFileName(tli, uint64(from)/seg, seg)
+	// The records after the fork may span timelines of this directory's
+	// own (a minority side that promoted after it was cut off): every
+	// timeline of its history from the fork's on.
+	ranges, err := i.pathFrom(cd.Timeline, tli, from)
+	if err != nil {
+		return Kept{}, err
+	}
 	src := filepath.Join(i.dataDir, "pg_wal")
 	entries, err := os.ReadDir(src)
 	if err != nil {
@@ -75,8 +82,14 @@ func (i *Instance) keepDiverged(ctx context.Context, u osUser, args []string) (K
 	var names []string
 	for _, e := range entries {
 		n := e.Name()
-		if len(n) == 24 && strings.HasPrefix(n, first[:8]) && n >= first && e.Type().IsRegular() {
-			names = append(names, n)
+		if len(n) != 24 || !e.Type().IsRegular() {
+			continue
+		}
+		for _, r := range ranges {
+			if first := walFileName(r.Timeline, uint64(r.From)/seg, seg); strings.HasPrefix(n, first[:8]) && n >= first {
+				names = append(names, n)
+				break
+			}
 		}
 	}
 	sort.Strings(names)
@@ -95,7 +108,16 @@ func (i *Instance) keepDiverged(ctx context.Context, u osUser, args []string) (K
 		}
 	}
 	k := Kept{Dir: dir, Timeline: tli, From: from, At: now}
-	k.To, k.Commits = i.readKept(ctx, k)
+	if len(ranges) > 1 {
+		k.Ranges = ranges
+	}
+	for j, r := range ranges {
+		last, commits := i.readKept(ctx, dir, r)
+		k.To, k.Commits = max(k.To, last), k.Commits+commits
+		if k.Ranges != nil {
+			k.Ranges[j].Commits = commits
+		}
+	}
 	if k.Commits == 0 {
 		// Checkpoints and unfinished transactions only: no write was
 		// acknowledged after the fork.
@@ -121,9 +143,12 @@ Remove this directory once you have what you need from it.
 // readKept reads the kept records with pg_waldump: where the last one
 // starts and how many commits there are. pg_waldump ends with an error at
 // the end of the WAL it was given, which is expected.
-func (i *Instance) readKept(ctx context.Context, k Kept) (last cluster.LSN, commits int) {
-	out, _ := exec.CommandContext(ctx, filepath.Join(i.cfg.BinDir, "pg_waldump"),
-		"-p", k.Dir, "-t", strconv.Itoa(int(k.Timeline)), "-s", k.From.String()).CombinedOutput()
+func (i *Instance) readKept(ctx context.Context, dir string, r cluster.WALRange) (last cluster.LSN, commits int) {
+	args := []string{"-p", dir, "-t", strconv.Itoa(int(r.Timeline)), "-s", r.From.String()}
+	if r.To != 0 {
+		args = append(args, "-e", r.To.String())
+	}
+	out, _ := exec.CommandContext(ctx, filepath.Join(i.cfg.BinDir, "pg_waldump"), args...).CombinedOutput()
 	for _, line := range strings.Split(string(out), "\n") {
 		_, rest, ok := strings.Cut(line, " lsn: ")
 		if !ok {
@@ -180,4 +205,90 @@ func KeptAside(dataDir string) []Kept {
 		}
 	}
 	return out
+}
+
+// ErrTimelineCollision: this directory and the rewind source are on
+// timelines of the same number with different histories (two sides of a
+// partition promoted apart onto the same number). pg_rewind compares the
+// numbers only and would say no rewind is required; the directory must be
+// cloned afresh instead (Clone keeps it aside).
+var ErrTimelineCollision = errors.New("this node and the source are on timelines of the same number with different histories: pg_rewind cannot rewind it")
+
+// sameHistory is nil when "no rewind required" can be believed: the
+// directory's timeline is 1, or the source's history file of that
+// timeline is this directory's.
+func (i *Instance) sameHistory(ctx context.Context, source Upstream) error {
+	cd, err := i.ControlData(ctx)
+	if err != nil {
+		return err
+	}
+	if cd.Timeline <= 1 {
+		return nil
+	}
+	name := fmt.Sprintf("%08X.history", cd.Timeline)
+	mine, err := os.ReadFile(filepath.Join(i.dataDir, "pg_wal", name))
+	if err != nil {
+		return fmt.Errorf("read this node's history of timeline %d: %w", cd.Timeline, err)
+	}
+	cfg := i.cfg
+	cfg.Host, cfg.Port = source.Host, source.Port
+	conn, err := NewClient(cfg).connect(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to rewind source %s: %w", source.Addr(), err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+	var theirs []byte
+	if err := conn.QueryRow(ctx, `select pg_read_binary_file('pg_wal/' || $1, 0, 1048576, true)`, name).Scan(&theirs); err != nil {
+		return fmt.Errorf("read the history of timeline %d on %s: %w", cd.Timeline, source.Addr(), err)
+	}
+	if theirs != nil && !bytes.Equal(mine, theirs) {
+		return fmt.Errorf("timeline %d: %w", cd.Timeline, ErrTimelineCollision)
+	}
+	return nil
+}
+
+// pathFrom is this directory's history (timeline cur's history file) from
+// the fork (timeline tli at from) on: each timeline with where its records
+// start and end (To 0: the end of the WAL).
+func (i *Instance) pathFrom(cur, tli uint32, from cluster.LSN) ([]cluster.WALRange, error) {
+	type entry struct {
+		tli uint32
+		end cluster.LSN
+	}
+	var hist []entry
+	if cur > 1 {
+		b, err := os.ReadFile(filepath.Join(i.dataDir, "pg_wal", fmt.Sprintf("%08X.history", cur)))
+		if err != nil {
+			return nil, fmt.Errorf("read the history of timeline %d: %w", cur, err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 || strings.HasPrefix(f[0], "#") {
+				continue
+			}
+			t, err1 := parseTimeline(f[0])
+			end, err2 := cluster.ParseLSN(f[1])
+			if err1 != nil || err2 != nil {
+				return nil, fmt.Errorf("timeline %d's history: bad line %q", cur, line)
+			}
+			hist = append(hist, entry{t, end})
+		}
+	}
+	hist = append(hist, entry{cur, 0})
+	var out []cluster.WALRange
+	start := cluster.LSN(0)
+	for _, e := range hist {
+		if e.tli >= tli && (e.end == 0 || e.end > from) {
+			out = append(out, cluster.WALRange{Timeline: e.tli, From: max(start, from), To: e.end})
+		}
+		start = e.end
+	}
+	if len(out) == 0 {
+		out = []cluster.WALRange{{Timeline: tli, From: from}}
+	}
+	return out, nil
 }

@@ -64,7 +64,7 @@ func (i *Instance) Rewind(ctx context.Context, source Upstream) (Kept, error) {
 	if err := setStandbySignal(u, i.dataDir, false); err != nil {
 		return fail(err)
 	}
-	kept, err := i.keepDiverged(ctx, u, args)
+	kept, err := i.keepDiverged(ctx, u, source, args)
 	if err != nil {
 		return fail(errors.Join(fmt.Errorf("keep the diverged WAL aside: %w", err), setStandbySignal(u, i.dataDir, true)))
 	}

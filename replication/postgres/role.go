@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,7 +42,20 @@ func inRecovery(ctx context.Context, conn *pgx.Conn) (bool, error) {
 //
 // synchronous_standby_names is not touched: a clone carries the old
 // primary's value, so call SetSynchronousStandbys right after.
-func (i *Instance) Promote(ctx context.Context) error {
+func (i *Instance) Promote(ctx context.Context) error { return i.PromoteTo(ctx, 0) }
+
+// PromoteTo is Promote onto a timeline numbered minTLI or above (0: the
+// next, as PostgreSQL chooses). Two sides of an active-minority partition
+// promote apart, and PostgreSQL would give both the same number (one more
+// than the newest it knows), with different histories: pg_rewind compares
+// the numbers only, says "no rewind required", and the losing side would
+// stream the winner's WAL over its own. PostgreSQL takes the number after
+// the last of the consecutive timeline history files it finds in pg_wal,
+// so empty ones for the numbers to skip are put there for the promotion
+// and removed after it (empty: a standby that rescans for a newer
+// timeline meanwhile finds none that is a child of its own, and keeps to
+// it).
+func (i *Instance) PromoteTo(ctx context.Context, minTLI uint32) error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	fail := func(err error) error {
@@ -54,6 +70,17 @@ func (i *Instance) Promote(ctx context.Context) error {
 		rec, err := inRecovery(ctx, conn)
 		if err != nil || !rec {
 			return err
+		}
+		if minTLI > 0 {
+			skipped, err := i.skipTimelines(ctx, conn, u, minTLI)
+			defer func() {
+				for _, f := range skipped {
+					_ = os.Remove(f)
+				}
+			}()
+			if err != nil {
+				return err
+			}
 		}
 		// pg_promote waits (up to wait_seconds) for the end of recovery;
 		// false means it was still in progress when the wait ran out.
@@ -162,4 +189,46 @@ func (i *Instance) repoint(ctx context.Context, u osUser, up Upstream) error {
 	}
 	i.log.Info("following new upstream", "upstream", up.Addr())
 	return nil
+}
+
+// newestTimelineQuery is the newest timeline a standby knows: its last
+// checkpoint's or the newest history file's in pg_wal.
+const newestTimelineQuery = `select greatest((select timeline_id from pg_control_checkpoint()),
+  coalesce((select max(('x' || substr(name, 1, 8))::bit(32)::int) from pg_ls_waldir()
+            where name ~ '^[0-9A-F]{8}[.]history$'), 0))`
+
+// maxSkippedTimelines bounds the placeholder files of one promotion.
+const maxSkippedTimelines = 10000
+
+// skipTimelines puts empty history files (the server's user's: it opens
+// them) in pg_wal for the timelines from
+// the one after the newest known up to minTLI-1, and returns those it made.
+func (i *Instance) skipTimelines(ctx context.Context, conn *pgx.Conn, u osUser, minTLI uint32) ([]string, error) {
+	var cur int32
+	if err := conn.QueryRow(ctx, newestTimelineQuery).Scan(&cur); err != nil {
+		return nil, fmt.Errorf("read the newest timeline: %w", err)
+	}
+	if minTLI <= uint32(cur)+1 {
+		return nil, nil
+	}
+	if minTLI-uint32(cur) > maxSkippedTimelines {
+		return nil, fmt.Errorf("timeline %d asked for, %d above the newest (%d)", minTLI, minTLI-uint32(cur), cur)
+	}
+	var made []string
+	for t := uint32(cur) + 1; t < minTLI; t++ {
+		f := filepath.Join(i.dataDir, "pg_wal", fmt.Sprintf("%08X.history", t))
+		h, err := os.OpenFile(f, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return made, fmt.Errorf("skip timeline %d: %w", t, err)
+		}
+		made = append(made, f)
+		if err := errors.Join(h.Close(), u.chown(f)); err != nil {
+			return made, err
+		}
+	}
+	i.log.Info("promoting onto a timeline of its own", "newest", cur, "min_timeline", minTLI)
+	return made, nil
 }

@@ -67,6 +67,11 @@ type State struct {
 	ReplayLSN  cluster.LSN // standby only
 	// Receiver is the standby's WAL receiver; nil when none is running.
 	Receiver *Receiver
+	// LastCommit is when the last transaction this server committed or
+	// replayed committed (track_commit_timestamp); zero when it does not
+	// know (the setting off, or no commit since it was turned on). It
+	// tells which side of an active-minority partition was written last.
+	LastCommit time.Time
 }
 
 // Receiver is a standby's row of pg_stat_wal_receiver.
@@ -98,6 +103,11 @@ select pg_is_in_recovery(),
        coalesce(pg_last_wal_receive_lsn()::text, ''),
        coalesce(pg_last_wal_replay_lsn()::text, '')`
 
+// lastCommitQuery is asked apart: it fails while commit timestamps are not
+// tracked (the setting off, or, on a standby, off on its primary), which
+// must not fail the rest.
+const lastCommitQuery = `select (pg_last_committed_xact()).timestamp`
+
 // receiverQuery needs a superuser or pg_read_all_stats: other roles see NULL
 // sender columns.
 const receiverQuery = `
@@ -112,6 +122,10 @@ func (c *Client) State(ctx context.Context) (State, error) {
 		var tli int32
 		if err := conn.QueryRow(ctx, stateQuery).Scan(&st.InRecovery, &st.ServerVersion, &write, &tli, &recv, &replay); err != nil {
 			return err
+		}
+		var lastCommit *time.Time
+		if err := conn.QueryRow(ctx, lastCommitQuery).Scan(&lastCommit); err == nil && lastCommit != nil {
+			st.LastCommit = lastCommit.UTC()
 		}
 		st.Timeline = uint32(tli)
 		var err error
