@@ -144,6 +144,11 @@ type nodeRow struct {
 	// maintenance's, not the cluster's problems.
 	Maintenance   *cluster.Maintenance `json:"maintenance,omitempty"`
 	QuietedChecks map[string]string    `json:"quieted_checks,omitempty"`
+	// Minority is the side the node runs on while it runs on a Consul
+	// quorum of its own (partition_mode active-minority), as it says
+	// itself; MinorityActive is set when it is that side's active.
+	Minority       *cluster.Minority `json:"minority,omitempty"`
+	MinorityActive bool              `json:"minority_active,omitempty"`
 }
 
 func nodeRows(v clusterView, now time.Time) []nodeRow {
@@ -163,6 +168,8 @@ func nodeRows(v clusterView, now time.Time) []nodeRow {
 		r.Files, r.FilesSummary = m.Files, filesSummary(m.Files)
 		if live, ok := v.live[m.Name]; ok && live.Err != nil {
 			r.Unreachable = live.Err.Error()
+		} else if ok && live.Status.Minority != nil {
+			r.Minority, r.MinorityActive = live.Status.Minority, live.Status.Role == nodeapi.RoleActive && live.Status.Serving
 		}
 		r.State = memberState(m, v.status.Leader, r.Unreachable != "", now)
 		if mt, ok := v.status.Maintenance[m.Name]; ok {
@@ -184,8 +191,14 @@ func (r *nodeRow) quiet(mt cluster.Maintenance) {
 
 // stateWords is the STATE cell: the state, and maintenance when it is.
 func (r nodeRow) stateWords() string {
-	if r.Maintenance != nil {
+	switch {
+	case r.Maintenance != nil:
 		return r.State + " (maintenance)"
+	case r.MinorityActive:
+		// Whatever the asked node's side says of it: it takes writes.
+		return "MINORITY ACTIVE"
+	case r.Minority != nil:
+		return r.State + " (minority side)"
 	}
 	return r.State
 }

@@ -466,3 +466,35 @@ func TestRenderStatusFailsafe(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderActiveMinority: in an active-minority partition nodes list
+// calls the minority's active so, whichever side answered the list, and
+// status shows its side and, once the partition heals, the decision.
+func TestRenderActiveMinority(t *testing.T) {
+	v := fixture()
+	side := &cluster.Minority{At: now.Add(-time.Minute), Side: []string{"mgr-2"}, Servers: []string{"mgr-1", "mgr-2", "mgr-3", "mgr-4"}, Cluster: "0a1b2c3d4e5f"}
+	v.live["mgr-2"] = nodeapi.NodeResult{Status: nodeapi.NodeStatus{Name: "mgr-2", Role: nodeapi.RoleActive, Serving: true, Minority: side}}
+	var b bytes.Buffer
+	if err := renderNodes(&b, nodeRows(v, now)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "mgr-2  10.0.0.6  MINORITY ACTIVE") {
+		t.Fatalf("nodes list does not call mgr-2 the minority's active:\n%s", b.String())
+	}
+	view := cluster.Partition{Node: "mgr-2", At: now, Mode: "active-minority", MinorityTimeoutMS: 5000, State: cluster.PartitionMinority, Since: now.Add(-70 * time.Second),
+		Servers: 4, ReachedServers: 1, Cluster: side.Cluster, Minority: side,
+		Heal: &cluster.Heal{At: now.Add(-2 * time.Second), Decider: "mgr-1", Winner: side.Cluster, Reason: "side 0a1b2c3d4e5f: mgr-2 (active mgr-2) was written last"}}
+	v.partitions = map[string]nodeapi.PartitionResult{"mgr-2": {View: view}}
+	b.Reset()
+	if err := renderStatus(&b, newStatusReport(v, events(), now), now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"MINORITY SIDE mgr-2: a consul quorum of its own since 2024-05-01 11:59:00Z (1m ago), consul cluster 0a1b2c3d4e5f; its writes may be thrown away when the partition heals",
+		"heal decided by mgr-1 2s ago: side 0a1b2c3d4e5f: mgr-2 (active mgr-2) was written last",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Fatalf("status does not say %q:\n%s", want, b.String())
+		}
+	}
+}

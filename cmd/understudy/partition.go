@@ -88,6 +88,13 @@ func renderPartitions(w io.Writer, rows []partitionRow, now time.Time) error {
 			line += fmt.Sprintf("\t(stale: last round %s; is its consul-watcher running?)", fmtAgo(v.At, now))
 		}
 		fmt.Fprintln(tw, line)
+		if m := v.Minority; m != nil {
+			fmt.Fprintf(tw, "  \tMINORITY SIDE %s: a consul quorum of its own since %s (%s), consul cluster %s; its writes may be thrown away when the partition heals\n",
+				strings.Join(m.Side, ","), fmtTime(m.At), fmtAgo(m.At, now), m.Cluster)
+		}
+		if h := v.Heal; h != nil {
+			fmt.Fprintf(tw, "  \theal decided by %s %s: %s\n", h.Decider, fmtAgo(h.At, now), oneLine(h.Reason))
+		}
 	}
 	return tw.Flush()
 }
