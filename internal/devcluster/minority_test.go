@@ -95,11 +95,30 @@ func others(i int) []int {
 	return out
 }
 
-// round cuts the cluster into sides, waits until each side has an active
-// that takes writes, stops the writers side by side in order (the last
-// one's side is written last and must stay), heals, and checks the heal.
-func (m *minorityTest) round(sides [][]int, order []int) {
+// roundResult is what one partition of a round measured.
+type roundResult struct {
+	// actives is how long after the cut every side had an active taking
+	// writes; whole how long after the heal one active and two streaming
+	// standbys were left.
+	actives, whole time.Duration
+	// lost are the rows the sides that did not stay acknowledged after
+	// the cut, kept the commits their nodes reported kept aside.
+	lost, kept int
+}
+
+// round is partition with both-ways cuts between the sides.
+func (m *minorityTest) round(sides [][]int, order []int) roundResult {
+	return m.partition(sides, order, false)
+}
+
+// partition cuts the cluster into sides (oneWay: the first side hears
+// nothing from the others, which still hear it), waits until each side
+// has an active that takes writes, stops the writers side by side in order
+// (the last one's side is written last and must stay), heals, and checks
+// the heal where the data is.
+func (m *minorityTest) partition(sides [][]int, order []int, oneWay bool) roundResult {
 	t, s, ctx := m.t, m.s, context.Background()
+	var res roundResult
 	m.startWriters()
 	before := time.Now()
 	if err := wait.Until(ctx, 30*time.Second, func() error {
@@ -120,7 +139,11 @@ func (m *minorityTest) round(sides [][]int, order []int) {
 	}
 	for i := range hosts {
 		for j := i + 1; j < len(hosts); j++ {
-			if err := s.Net.Partition(hosts[i], hosts[j]); err != nil {
+			cut := s.Net.Partition
+			if oneWay {
+				cut = s.Net.OneWay
+			}
+			if err := cut(hosts[i], hosts[j]); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -156,7 +179,8 @@ func (m *minorityTest) round(sides [][]int, order []int) {
 	if err != nil {
 		t.Fatalf("after the cut: %v", err)
 	}
-	t.Logf("every side has an active taking writes %v after the cut: %v", time.Since(cut).Round(time.Millisecond), names(s, actives))
+	res.actives = time.Since(cut)
+	t.Logf("every side has an active taking writes %v after the cut: %v", res.actives.Round(time.Millisecond), names(s, actives))
 	// Stop the writers side by side, each once the next side's active
 	// has acknowledged rows after it: the last side written stays.
 	last := time.Now()
@@ -186,7 +210,8 @@ func (m *minorityTest) round(sides [][]int, order []int) {
 		t.Fatalf("after the heal: %v", err)
 	}
 	act, _ := Active(ctx, s)
-	t.Logf("one active (%s) and two streaming standbys %v after the heal", s.Nodes[act].Name, time.Since(heal).Round(time.Millisecond))
+	res.whole = time.Since(heal)
+	t.Logf("one active (%s) and two streaming standbys %v after the heal", s.Nodes[act].Name, res.whole.Round(time.Millisecond))
 	if !slices.Contains(sides[winner], act) {
 		t.Fatalf("%s is the active after the heal; the side written last was %v", s.Nodes[act].Name, names(s, sides[winner]))
 	}
@@ -238,8 +263,11 @@ func (m *minorityTest) round(sides [][]int, order []int) {
 		if commits[node] < n {
 			t.Errorf("%s acknowledged %d rows after the cut that are not in the database, and reports %d commits kept aside", node, n, commits[node])
 		}
+		res.kept += commits[node]
 	}
+	res.lost = len(lost)
 	m.writers = nil
+	return res
 }
 
 // status is node i's /status: its code and whether it says it is a
