@@ -17,8 +17,12 @@
 // silent too: Unreachable. A host that is off looks the same as a cut one
 // from here; the other nodes' views tell them apart.
 //
-// The package observes and reports. It never changes the node's role, nor
-// touches PostgreSQL or Consul's membership: fencing in a partition is the
-// handler-runner's (its lease), and what the minority does beyond fencing
-// (cluster.partition_mode) is for later.
+// In partition_mode "fence" the package observes and reports. It never
+// changes the node's role, nor touches PostgreSQL or Consul's membership:
+// fencing in a partition is the handler-runner's (its lease). In
+// "active-minority" it restarts the node's Consul agent twice in a
+// partition's life (minority.go): in the minority, on a quorum of the
+// servers it still reaches; at the heal, on a side that does not stay,
+// reset to join the side that does. The handler-runners do the rest with
+// what Consul then says, as in any failover.
 package watcher

@@ -46,7 +46,7 @@ type Runner struct {
 	// agent is the node's Consul agent it restarts.
 	min   *minority
 	agent Agent
-	// warned are the warnings logged once until they clear (warnOnce).
+	// warned are the keys of the warnings logged once (warnOnce).
 	warned map[string]bool
 }
 
