@@ -7,16 +7,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/testenv"
 )
 
@@ -53,34 +49,9 @@ func TestChaosActiveMinority(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed))
 	t.Logf("chaos: %d faults, partition_mode active-minority, async mode, seed %d (CHAOS_SEED=%d repeats the draw)", count, seed, seed)
 
-	dir := filepath.Join(testenv.TempDir(t, "chaos-minority"), "cluster")
-	o := Options{Understudy: testenv.Understudy(t), Consul: testenv.ConsulBinary(t), Syncthing: testenv.SyncthingBinary(t),
-		Nodes: 3, Dir: dir, Netns: "on", PartitionMode: config.PartitionActiveMinority, Out: testWriter{t}}
-	ctx := context.Background()
-	s, err := Up(ctx, o)
-	if err != nil {
-		t.Fatalf("dev up: %v\n%s", err, tails(dir))
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("logs:\n%s", tails(dir))
-		}
-		_ = Down(s, false)
-	})
-	if err := WaitHealthy(ctx, s, 2*time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	a, _ := Active(ctx, s)
-	conn, err := pgx.Connect(ctx, pgURL(s.Nodes[a]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(ctx, `create table acks (node text, seq int, primary key (node, seq))`); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close(ctx)
-	m := &minorityTest{t: t, s: s}
+	m := startMinorityTest(t, "chaos-minority")
 	defer m.stopWriters()
+	ctx, s := context.Background(), m.s
 
 	type row struct {
 		faults, lost, kept int

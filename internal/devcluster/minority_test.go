@@ -37,8 +37,27 @@ import (
 // sides report what they kept aside with a count of commits a client can
 // check against its own log.
 func TestActiveMinority(t *testing.T) {
+	m := startMinorityTest(t, "minority")
+	defer m.stopWriters()
+	ctx, s := context.Background(), m.s
+	a, _ := Active(ctx, s)
+
+	t.Log("1: the active cut off; the majority is written last and stays")
+	m.round([][]int{{a}, others(a)}, []int{0, 1})
+	a, _ = Active(ctx, s)
+	t.Log("2: a standby cut off; it becomes a minority active, is written last and stays")
+	sb := others(a)[0]
+	m.round([][]int{{sb}, others(sb)}, []int{1, 0})
+	t.Log("3: a three-way split; each node is an active, the last written stays")
+	m.round([][]int{{0}, {1}, {2}}, []int{2, 0, 1})
+}
+
+// startMinorityTest brings up a dev cluster of three nodes in network
+// namespaces in partition_mode "active-minority", healthy, with the table
+// the writers write.
+func startMinorityTest(t *testing.T, name string) *minorityTest {
 	testenv.RequireNetns(t)
-	dir := filepath.Join(testenv.TempDir(t, "minority"), "cluster")
+	dir := filepath.Join(testenv.TempDir(t, name), "cluster")
 	o := Options{Understudy: testenv.Understudy(t), Consul: testenv.ConsulBinary(t), Syncthing: testenv.SyncthingBinary(t),
 		Nodes: 3, Dir: dir, Netns: "on", PartitionMode: config.PartitionActiveMinority, Out: testWriter{t}}
 	ctx := context.Background()
@@ -60,21 +79,11 @@ func TestActiveMinority(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, `create table acks (node text, seq int, primary key (node, seq))`); err != nil {
 		t.Fatal(err)
 	}
-	conn.Close(ctx)
-	m := &minorityTest{t: t, s: s}
-	defer m.stopWriters()
-
-	t.Log("1: the active cut off; the majority is written last and stays")
-	m.round([][]int{{a}, others(a)}, []int{0, 1})
-	a, _ = Active(ctx, s)
-	t.Log("2: a standby cut off; it becomes a minority active, is written last and stays")
-	sb := others(a)[0]
-	m.round([][]int{{sb}, others(sb)}, []int{1, 0})
-	t.Log("3: a three-way split; each node is an active, the last written stays")
-	m.round([][]int{{0}, {1}, {2}}, []int{2, 0, 1})
+	return &minorityTest{t: t, s: s}
 }
 
 // minorityTest drives the partitions of TestActiveMinority.

@@ -230,17 +230,11 @@ func (i *Instance) sameHistory(ctx context.Context, source Upstream) error {
 	if err != nil {
 		return fmt.Errorf("read this node's history of timeline %d: %w", cd.Timeline, err)
 	}
-	cfg := i.cfg
-	cfg.Host, cfg.Port = source.Host, source.Port
-	conn, err := NewClient(cfg).connect(ctx)
+	conn, done, err := i.sourceConn(ctx, source)
 	if err != nil {
-		return fmt.Errorf("connect to rewind source %s: %w", source.Addr(), err)
+		return err
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
-	}()
+	defer done()
 	var theirs []byte
 	if err := conn.QueryRow(ctx, `select pg_read_binary_file('pg_wal/' || $1, 0, 1048576, true)`, name).Scan(&theirs); err != nil {
 		return fmt.Errorf("read the history of timeline %d on %s: %w", cd.Timeline, source.Addr(), err)

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Rewind makes the stopped data directory a copy of source's history with
@@ -102,18 +104,11 @@ var ErrSourceInRecovery = errors.New("the rewind source is still in recovery (no
 // both on one timeline and answers "no rewind required" for a target that did
 // diverge.
 func (i *Instance) checkpointSource(ctx context.Context, source Upstream) error {
-	cfg := i.cfg
-	cfg.Host, cfg.Port = source.Host, source.Port
-	c := NewClient(cfg)
-	conn, err := c.connect(ctx)
+	conn, done, err := i.sourceConn(ctx, source)
 	if err != nil {
-		return fmt.Errorf("connect to rewind source %s: %w", source.Addr(), err)
+		return err
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
-	}()
+	defer done()
 	rec, err := inRecovery(ctx, conn)
 	if err != nil {
 		return err
@@ -135,4 +130,20 @@ func (i *Instance) checkpointSource(ctx context.Context, source Upstream) error 
 	}
 	i.log.Info("checkpoint on rewind source", "source", source.Addr(), "timeline", current)
 	return nil
+}
+
+// sourceConn connects to the rewind source as understudy's user; done
+// closes the connection.
+func (i *Instance) sourceConn(ctx context.Context, source Upstream) (conn *pgx.Conn, done func(), err error) {
+	cfg := i.cfg
+	cfg.Host, cfg.Port = source.Host, source.Port
+	conn, err = NewClient(cfg).connect(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to rewind source %s: %w", source.Addr(), err)
+	}
+	return conn, func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}, nil
 }
