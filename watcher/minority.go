@@ -31,10 +31,24 @@ type Agent interface {
 // restarts the Consul agent.
 const retryEvery = 15 * time.Second
 
+// RecoverAfter is how long a node must have been cut from the majority
+// before its side recovers a Consul quorum of its own, minority_timeout
+// or more. The other side's Raft leader keeps trying to replicate to the
+// cut-off server after autopilot removed it from its configuration (a
+// replication that is dialing when it is told to stop finishes its dial
+// and one more: Consul's Raft transport times out after 10 s), and an
+// AppendEntries that reaches the recovered server once the network heals
+// is taken (a leader of a higher term) before the heal is decided:
+// measured, a heal 12 s after the removal had the recovered server follow
+// the other side's leader. Serf calls the server failed within about 3 s
+// (the gossip timing), autopilot removes it within about 5 s more, and
+// two dials of 10 s follow: 35 s leaves none in flight.
+const RecoverAfter = 35 * time.Second
+
 // minority is the consul-watcher's part of partition_mode
 // "active-minority" (DESIGN.md, Partitions). In the minority, once the
-// node has been cut from a majority for minority_timeout and its Consul
-// has no leader, it recovers a quorum of the servers it still reaches
+// node has been cut from a majority for RecoverAfter and its Consul has no
+// leader, it recovers a quorum of the servers it still reaches
 // (Consul's outage recovery: peers.json) under a gossip key of the side's
 // own, so that the handler-runners of the side elect an active among them.
 // When nodes of two Consul clusters meet again, one node (the first by
@@ -94,7 +108,9 @@ func (r *Runner) minorityRound(ctx context.Context, o Observation, v *cluster.Pa
 	}
 	if len(m.apart) == 0 {
 		m.heal = nil
-		if v.State == cluster.PartitionMinority && m.state == nil && o.At.Sub(m.tried) >= retryEvery && !r.consulHasLeader(ctx) {
+		cut := r.model.CutSince()
+		if v.State == cluster.PartitionMinority && m.state == nil && !cut.IsZero() && o.At.Sub(cut) >= max(RecoverAfter, r.cfg.Cluster.MinorityTimeout) &&
+			o.At.Sub(m.tried) >= retryEvery && !r.consulHasLeader(ctx) {
 			m.tried = o.At
 			if err := r.recoverQuorum(ctx, o, v); err != nil {
 				r.log.Error("cannot recover a consul quorum in the minority (partition_mode active-minority); this side takes no writes until the partition heals", "err", err)

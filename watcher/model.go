@@ -109,6 +109,10 @@ func NewModel(p Params) *Model {
 // the first round.
 func (m *Model) State() string { return m.state }
 
+// CutSince is when the node was first seen cut from the majority in the
+// current cut, zero while it is not cut.
+func (m *Model) CutSince() time.Time { return m.cutSince }
+
 // Step takes one round's observation.
 func (m *Model) Step(o Observation) (cluster.Partition, *Transition) {
 	v := cluster.Partition{Node: m.p.Node, At: o.At, Mode: m.p.Mode, MinorityTimeoutMS: m.p.MinorityTimeout.Milliseconds(), Raft: o.Raft}

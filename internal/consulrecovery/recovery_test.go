@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,17 +16,19 @@ import (
 	"github.com/understudy-ha/understudy/certs"
 	"github.com/understudy-ha/understudy/internal/consulrecovery"
 	"github.com/understudy-ha/understudy/internal/testenv"
+	"github.com/understudy-ha/understudy/watcher"
 )
 
 // TestRecoverASideAndResetTheOther: three Consul servers with gossip
 // encryption on network-namespace hosts, the moves of active-minority on
 // real Consul. A server cut off recovers a quorum of its own (peers.json)
-// with a new gossip key and takes writes; when the network heals, the two
+// with a new gossip key, watcher.RecoverAfter after the cut as the
+// consul-watcher does, and takes writes; when the network heals, the two
 // Raft clusters stay apart (neither leader changes, neither pool takes the
 // other's members back) until one side is reset; the reset side joins the
-// other and has exactly the other's data. Once the majority survives (the
-// recovered server is reset), once the recovered server does (the two
-// others are reset and take its key).
+// other and has exactly the other's data. The majority survives here (the
+// recovered server is reset); TestActiveMinority (internal/devcluster) has
+// the recovered side survive too, with the whole product.
 func TestRecoverASideAndResetTheOther(t *testing.T) {
 	nw := testenv.NewNet(t, "c1", "c2", "c3")
 	key, err := certs.GossipKey()
@@ -35,25 +38,27 @@ func TestRecoverASideAndResetTheOther(t *testing.T) {
 	s := testenv.StartConsulClusterOn(t, nw.Hosts, "-encrypt="+key)
 	put(t, s[0], "before", "1")
 
-	t.Log("round 1: c1 cut off and recovered alone; the majority survives the heal")
-	majority, minority := split(t, nw, s, 0)
-	put(t, majority[0], "majority-1", "1")
+	// The leader's server is cut off: the majority elects another, whose
+	// replication to it lingers after autopilot removed it.
+	leader := 0
+	for i, c := range s {
+		if l, err := c.Client(t).Status().Leader(); err == nil && strings.HasPrefix(l, c.Addr+":") {
+			leader = i
+		}
+	}
+	cut := time.Now()
+	majority, minority := split(t, nw, s, leader)
+	put(t, majority[0], "majority", "1")
+	// The consul-watcher's rule, not a hope: no earlier (RecoverAfter
+	// says why; measured, a heal 12 s after the removal let the other
+	// leader's last AppendEntries in).
+	time.Sleep(time.Until(cut.Add(watcher.RecoverAfter)))
 	recoverAlone(t, minority)
-	put(t, minority, "minority-1", "1")
+	put(t, minority, "minority", "1")
 	nw.Heal()
 	staysApart(t, majority, minority)
 	reset(t, s, []*testenv.Consul{minority}, majority[0])
-	wantKeys(t, s, []string{"before", "majority-1"}, []string{"minority-1"})
-
-	t.Log("round 2: c3 cut off and recovered alone; it survives the heal")
-	majority, minority = split(t, nw, s, 2)
-	put(t, majority[0], "majority-2", "1")
-	recoverAlone(t, minority)
-	put(t, minority, "minority-2", "1")
-	nw.Heal()
-	staysApart(t, majority, minority)
-	reset(t, s, majority, minority)
-	wantKeys(t, s, []string{"before", "majority-1", "minority-2"}, []string{"majority-2", "minority-1"})
+	wantKeys(t, s, []string{"before", "majority"}, []string{"minority"})
 }
 
 // split isolates server i and waits until the others have a leader and have
