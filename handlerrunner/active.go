@@ -213,7 +213,7 @@ func (r *Runner) promote(ctx context.Context) error {
 	if !st.InRecovery {
 		return nil
 	}
-	return r.pg.PromoteTo(pctx, r.minorityTimeline(st.Timeline))
+	return r.pg.PromoteTo(pctx, r.minorityTimeline(pctx, st.Timeline))
 }
 
 // minorityTimelineGap spaces the timelines of the sides of an
@@ -225,12 +225,12 @@ const minorityTimelineGap = 100
 // minorityTimeline is the lowest timeline a promotion on a minority side
 // may take (0 off one): one per node, by its place among the members, so
 // that no two sides promote onto the same number (postgres.PromoteTo).
-func (r *Runner) minorityTimeline(cur uint32) uint32 {
+func (r *Runner) minorityTimeline(ctx context.Context, cur uint32) uint32 {
 	if r.minority() == nil {
 		return 0
 	}
 	var names []string
-	for _, m := range r.members(context.Background()) {
+	for _, m := range r.members(ctx) {
 		names = append(names, m.Name)
 	}
 	if !slices.Contains(names, r.name) {
