@@ -27,6 +27,12 @@ type Agent interface {
 	JoinOnly(join []string) error
 }
 
+// leaderStale is how long a server may not have heard from its Raft leader
+// and still count as having one: a node whose agent has none (a server the
+// cut left out of every quorum, such as one that had not become a voter
+// yet) is no side of a heal; it joins the side that stays.
+const leaderStale = 5 * time.Second
+
 // retryEvery spaces the attempts of a recovery or reset that failed: each
 // restarts the Consul agent.
 const retryEvery = 15 * time.Second
@@ -118,7 +124,8 @@ func (r *Runner) minorityRound(ctx context.Context, o Observation, v *cluster.Pa
 		}
 	} else {
 		r.decideHeal(ctx, o, v, views)
-		if m.heal != nil && m.heal.Loses(m.id) && o.At.Sub(m.tried) >= retryEvery {
+		stray := !v.Raft.HasLeader(leaderStale)
+		if m.heal != nil && m.heal.Winner != m.id && (m.heal.Loses(m.id) || stray) && o.At.Sub(m.tried) >= retryEvery {
 			m.tried = o.At
 			if err := r.resetToJoin(ctx, *m.heal); err != nil {
 				r.log.Error("cannot reset the consul agent to join the side that stays; retrying", "winner", m.heal.Winner, "err", err)
@@ -287,9 +294,21 @@ func (r *Runner) decideHeal(ctx context.Context, o Observation, v *cluster.Parti
 		m.heal = views[decider].Heal
 		return
 	}
-	ids := map[string][]string{m.id: {r.cfg.Node.Name}}
+	// The sides are the Consul clusters with a leader; a node whose agent
+	// has none joins the side that stays.
+	ids := map[string][]string{}
+	if v.Raft.HasLeader(leaderStale) {
+		ids[m.id] = []string{r.cfg.Node.Name}
+	}
 	for name, pv := range views {
-		ids[pv.Cluster] = append(ids[pv.Cluster], name)
+		if pv.Cluster != "" && pv.Raft.HasLeader(leaderStale) {
+			ids[pv.Cluster] = append(ids[pv.Cluster], name)
+		}
+	}
+	if len(ids) == 0 {
+		r.warnOnce("heal-sides", "nodes of another consul cluster answer, but no consul cluster has a leader; not deciding until one does")
+		m.heal = nil
+		return
 	}
 	if m.heal != nil && len(m.heal.Sides) == len(ids) && !slices.ContainsFunc(m.heal.Sides, func(s cluster.HealSide) bool { return ids[s.Cluster] == nil }) {
 		return // decided already for these sides

@@ -32,6 +32,7 @@ type reads struct {
 	gossip  []consul.GossipMember
 	gErr    error
 	servers []string
+	voters  int
 	sErr    error
 	raft    consul.RaftState
 	rErr    error
@@ -56,7 +57,16 @@ func (r *Runner) observe(ctx context.Context, now time.Time) Observation {
 	var rd reads
 	readAll := func() {
 		run(func(ctx context.Context) { rd.gossip, rd.gErr = r.cc.GossipMembers(ctx) })
-		run(func(ctx context.Context) { rd.servers, rd.sErr = r.cc.RaftServersStale(ctx) })
+		run(func(ctx context.Context) {
+			var rc []consul.RaftServer
+			rc, rd.sErr = r.cc.RaftConfigStale(ctx)
+			for _, s := range rc {
+				rd.servers = append(rd.servers, s.Node)
+				if s.Voter {
+					rd.voters++
+				}
+			}
+		})
 		run(func(ctx context.Context) { rd.raft, rd.rErr = r.cc.LocalRaft(ctx) })
 		run(func(ctx context.Context) { rd.members, rd.mErr = r.readMembers(ctx) })
 	}
@@ -89,6 +99,7 @@ func (r *Runner) observe(ctx context.Context, now time.Time) Observation {
 	o := Observation{At: now, Raft: cluster.RaftState{LastContactMS: -1}}
 	if rd.rErr == nil {
 		o.Raft.State = rd.raft.State
+		o.Raft.Voters = rd.voters
 		if rd.raft.LastContact >= 0 {
 			o.Raft.LastContactMS = rd.raft.LastContact.Milliseconds()
 		}

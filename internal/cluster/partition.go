@@ -112,6 +112,15 @@ type RaftState struct {
 	// LastContactMS is how long ago it last heard from the leader; 0 on
 	// the leader, -1 when never or unknown.
 	LastContactMS int64 `json:"last_contact_ms"`
+	// Voters counts the voters of the local Raft configuration: a server
+	// that joined votes only once autopilot has seen it stable.
+	Voters int `json:"voters,omitempty"`
+}
+
+// HasLeader says whether the local server follows or is a Raft leader it
+// heard from within stale.
+func (r RaftState) HasLeader(stale time.Duration) bool {
+	return r.State == "Leader" || r.State == "Follower" && r.LastContactMS >= 0 && r.LastContactMS < stale.Milliseconds()
 }
 
 // Sides are the names of the peers (self included) whose servers this

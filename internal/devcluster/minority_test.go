@@ -224,16 +224,18 @@ func (m *minorityTest) partition(sides [][]int, order []int, oneWay bool) roundR
 	if !slices.Contains(sides[winner], act) {
 		t.Fatalf("%s is the active after the heal; the side written last was %v", s.Nodes[act].Name, names(s, sides[winner]))
 	}
-	// One Consul cluster again, no node on a minority side.
-	err = wait.Until(ctx, time.Minute, func() error {
+	// One Consul cluster again, every server a voter (a cluster with a
+	// server that does not vote yet cannot lose another: the next
+	// partition must find it whole), no node on a minority side.
+	err = wait.Until(ctx, 90*time.Second, func() error {
 		ids := map[string]bool{}
 		for i, n := range s.Nodes {
 			var p cluster.Partition
 			if err := s.client().Do(ctx, n.APIURL, http.MethodGet, "/v1/status/partition", nil, &p, apiTimeout); err != nil {
 				return err
 			}
-			if p.Minority != nil || p.Cluster == "" {
-				return fmt.Errorf("%s: cluster %q, minority %+v", s.Nodes[i].Name, p.Cluster, p.Minority)
+			if p.Minority != nil || p.Cluster == "" || p.Servers != len(s.Nodes) || p.Raft.Voters != len(s.Nodes) {
+				return fmt.Errorf("%s: cluster %q, minority %+v, %d servers, %d voters", s.Nodes[i].Name, p.Cluster, p.Minority, p.Servers, p.Raft.Voters)
 			}
 			ids[p.Cluster] = true
 		}
