@@ -88,3 +88,21 @@ func TestMinorityKeyAndClusterID(t *testing.T) {
 		t.Fatal("the id is the primary key's")
 	}
 }
+
+func TestRaftStateHasLeader(t *testing.T) {
+	for _, c := range []struct {
+		r    RaftState
+		want bool
+	}{
+		{RaftState{State: "Leader", LastContactMS: 0}, true},
+		{RaftState{State: "Follower", LastContactMS: 120}, true},
+		{RaftState{State: "Follower", LastContactMS: 9000}, false}, // heard nothing for 9 s
+		{RaftState{State: "Follower", LastContactMS: -1}, false},   // never
+		{RaftState{State: "Candidate", LastContactMS: 10}, false},
+		{RaftState{}, false},
+	} {
+		if got := c.r.HasLeader(5 * time.Second); got != c.want {
+			t.Errorf("%+v: HasLeader = %v, want %v", c.r, got, c.want)
+		}
+	}
+}
