@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/understudy-ha/understudy/internal/cluster"
+	"github.com/understudy-ha/understudy/internal/config"
 	"github.com/understudy-ha/understudy/internal/nodeapi"
 )
 
@@ -40,7 +41,10 @@ func (r *Runner) nodeStatus(ctx context.Context) nodeapi.NodeStatus {
 	}
 	st.Postgres.InRecovery, st.Postgres.Timeline = ps.InRecovery, ps.Timeline
 	st.Postgres.WriteLSN, st.Postgres.ReceiveLSN, st.Postgres.ReplayLSN = ps.WriteLSN, ps.ReceiveLSN, ps.ReplayLSN
-	st.Postgres.LastCommit = ps.LastCommit
+	if r.cfg.Cluster.PartitionMode == config.PartitionActiveMinority {
+		// What a heal's decision compares; only asked in that mode.
+		st.Postgres.LastCommit, _ = r.pgc.LastCommit(ctx)
+	}
 	if ps.Receiver != nil {
 		st.Postgres.Upstream = net.JoinHostPort(ps.Receiver.SenderHost, strconv.Itoa(ps.Receiver.SenderPort))
 		st.Postgres.Streaming = ps.Receiver.Status == "streaming"

@@ -9,9 +9,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/understudy-ha/understudy/internal/config"
+	"github.com/understudy-ha/understudy/internal/consulrecovery"
 )
 
 // ConsulAgent is the node's Consul agent as the consul-watcher handles it
@@ -86,24 +86,6 @@ func (a *ConsulAgent) JoinOnly(join []string) error {
 	out := joinLines.ReplaceAllString(string(b), "")
 	out = strings.TrimRight(out, "\n") + "\n" +
 		fmt.Sprintf("retry_join           = [%s]\nretry_interval       = \"2s\"\n", strings.Join(quoted, ", "))
-	return writeLike(path, []byte(out))
-}
-
-// writeLike replaces path with b, keeping its mode and owner (the agent's
-// files are its user's on a systemd host).
-func writeLike(path string, b []byte) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, fi.Mode().Perm()); err != nil {
-		return err
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		if err := os.Lchown(tmp, int(st.Uid), int(st.Gid)); err != nil {
-			return fmt.Errorf("give %s to the consul agent's user: %w", path, err)
-		}
-	}
-	return os.Rename(tmp, path)
+	// consul.hcl is 0600 and, on a systemd host, the agent's user's.
+	return consulrecovery.WriteOwned(path, []byte(out), path)
 }

@@ -101,7 +101,7 @@ func (r *Runner) minorityRound(ctx context.Context, o Observation, v *cluster.Pa
 	m := r.min
 	r.readKeyring()
 	v.Cluster = m.id
-	if m.state != nil && r.wholeAgain(ctx) {
+	if m.state != nil && r.wholeAgain() {
 		r.log.Info("the side recovered in the minority is whole again: every server of the cluster is in its raft configuration", "cluster", m.id)
 		r.setMinority(nil)
 	}
@@ -116,7 +116,7 @@ func (r *Runner) minorityRound(ctx context.Context, o Observation, v *cluster.Pa
 		m.heal = nil
 		cut := r.model.CutSince()
 		if v.State == cluster.PartitionMinority && m.state == nil && !cut.IsZero() && o.At.Sub(cut) >= max(RecoverAfter, r.cfg.Cluster.MinorityTimeout) &&
-			o.At.Sub(m.tried) >= retryEvery && !r.consulHasLeader(ctx) {
+			o.At.Sub(m.tried) >= retryEvery && !v.Raft.HasLeader(leaderStale) {
 			m.tried = o.At
 			if err := r.recoverQuorum(ctx, o, v); err != nil {
 				r.log.Error("cannot recover a consul quorum in the minority (partition_mode active-minority); this side takes no writes until the partition heals", "err", err)
@@ -145,36 +145,22 @@ func (r *Runner) readKeyring() {
 		return
 	}
 	id := cluster.ConsulClusterID(keys)
-	path := cluster.ConsulKeyringFile(r.cfg.Node.DataDir)
-	if _, err := os.Stat(path); id == m.id && err == nil {
-		return
+	if id == m.id {
+		return // kept already: m.id is set once the file is written
 	}
-	if err := jsonfile.WriteMode(path, nodeapi.ConsulKeyring{Cluster: id, Keys: keys}, 0o600); err != nil {
+	if err := jsonfile.WriteMode(cluster.ConsulKeyringFile(r.cfg.Node.DataDir), nodeapi.ConsulKeyring{Cluster: id, Keys: keys}, 0o600); err != nil {
 		r.log.Error("cannot keep the consul keyring for the other nodes", "err", err)
 		return
 	}
 	m.keys, m.id = keys, id
 }
 
-// consulHasLeader says whether the local agent knows a Raft leader.
-func (r *Runner) consulHasLeader(ctx context.Context) bool {
-	lctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	l, err := r.cc.Leader(lctx)
-	return err == nil && l != ""
-}
-
 // wholeAgain says whether every server the recovered side was cut from is
-// in the local Raft configuration again: the other sides reset and joined.
-func (r *Runner) wholeAgain(ctx context.Context) bool {
-	sctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	servers, err := r.cc.RaftServersStale(sctx)
-	if err != nil {
-		return false
-	}
+// in the local Raft configuration again (as this round read it): the other
+// sides reset and joined.
+func (r *Runner) wholeAgain() bool {
 	for _, s := range r.min.state.Servers {
-		if !slices.Contains(servers, s) {
+		if !slices.ContainsFunc(r.known.config, func(c consul.RaftServer) bool { return c.Node == s }) {
 			return false
 		}
 	}
@@ -217,12 +203,7 @@ func (r *Runner) recoverQuorum(ctx context.Context, o Observation, v *cluster.Pa
 	if len(m.keys) == 0 {
 		return errors.New("no gossip keyring: the recovered side could not be kept apart from the other")
 	}
-	sctx, cancel := context.WithTimeout(ctx, r.timeout)
-	raft, err := r.cc.RaftConfigStale(sctx)
-	cancel()
-	if err != nil {
-		return err
-	}
+	raft := r.known.config // this round's read
 	side, _ := v.Sides()
 	reached := map[string]bool{}
 	for _, name := range side {
@@ -245,7 +226,7 @@ func (r *Runner) recoverQuorum(ctx context.Context, o Observation, v *cluster.Pa
 	r.log.Warn("partition: recovering a consul quorum of this side's servers (partition_mode active-minority): this side elects an active and takes writes, which may be thrown away when the partition heals",
 		"side", side, "servers", len(servers), "of", len(raft))
 	start := time.Now()
-	err = m.agent.Restart(ctx, func(dir string) error {
+	err := m.agent.Restart(ctx, func(dir string) error {
 		return errors.Join(consulrecovery.Recover(dir, servers), consulrecovery.Rekey(dir, []string{key}))
 	})
 	if err != nil {
@@ -255,12 +236,10 @@ func (r *Runner) recoverQuorum(ctx context.Context, o Observation, v *cluster.Pa
 	r.setMinority(st)
 	r.readKeyring()
 	r.log.Warn("partition: this side runs on a consul quorum of its own", "side", side, "cluster", st.Cluster, "took", time.Since(start).Round(time.Millisecond))
-	r.queue(cluster.Event{
-		Time: time.Now().UTC(), Node: r.cfg.Node.Name, Kind: cluster.EventPartition, From: cluster.PartitionMinority, To: cluster.PartitionMinority,
-		Reason: fmt.Sprintf("partition: %s recovered a consul quorum of its own with %s (partition_mode active-minority); it elects an active on its side, whose writes may be thrown away when the partition heals",
+	r.queue(r.minorityEvent(cluster.PartitionMinority, "recovered",
+		fmt.Sprintf("partition: %s recovered a consul quorum of its own with %s (partition_mode active-minority); it elects an active on its side, whose writes may be thrown away when the partition heals",
 			r.cfg.Node.Name, strings.Join(side, ", ")),
-		Details: map[string]string{"state": "recovered", "this_side": strings.Join(side, ","), "servers": strings.Join(all, ","), "cluster": st.Cluster, "mode": r.cfg.Cluster.PartitionMode},
-	})
+		map[string]string{"this_side": strings.Join(side, ","), "servers": strings.Join(all, ","), "cluster": st.Cluster}))
 	return nil
 }
 
@@ -322,12 +301,8 @@ func (r *Runner) decideHeal(ctx context.Context, o Observation, v *cluster.Parti
 	m.heal = &cluster.Heal{At: o.At.UTC(), Decider: r.cfg.Node.Name, Winner: sides[i].Cluster, Sides: sides, Reason: why}
 	r.log.Warn("partition healed with two sides that took writes (active-minority): the side written last stays, the others reset their consul agents and follow its active",
 		"winner", sides[i].Cluster, "winner_nodes", sides[i].Nodes, "why", why)
-	r.queue(cluster.Event{
-		Time: time.Now().UTC(), Node: r.cfg.Node.Name, Kind: cluster.EventPartition, From: cluster.PartitionMinority, To: cluster.PartitionMajority,
-		Reason: "heal decided: " + why,
-		Details: map[string]string{"state": "heal", "winner": sides[i].Cluster, "winner_nodes": strings.Join(sides[i].Nodes, ","),
-			"winner_active": sides[i].Active, "mode": r.cfg.Cluster.PartitionMode},
-	})
+	r.queue(r.minorityEvent(cluster.PartitionMajority, "heal", "heal decided: "+why,
+		map[string]string{"winner": sides[i].Cluster, "winner_nodes": strings.Join(sides[i].Nodes, ","), "winner_active": sides[i].Active}))
 }
 
 // sides asks every node of ids (cluster ID to its nodes) for its status and
@@ -397,16 +372,22 @@ func (r *Runner) resetToJoin(ctx context.Context, h cluster.Heal) error {
 	}
 	r.setMinority(nil)
 	r.readKeyring()
-	details := map[string]string{"state": "reset", "winner": h.Winner, "winner_nodes": strings.Join(w.Nodes, ","), "winner_active": w.Active, "mode": r.cfg.Cluster.PartitionMode}
+	details := map[string]string{"winner": h.Winner, "winner_nodes": strings.Join(w.Nodes, ","), "winner_active": w.Active}
 	if was != nil {
 		details["recovered_at"] = was.At.Format(time.RFC3339Nano)
 		details["this_side"] = strings.Join(was.Side, ",")
 	}
-	r.queue(cluster.Event{
-		Time: time.Now().UTC(), Node: r.cfg.Node.Name, Kind: cluster.EventPartition, From: cluster.PartitionMinority, To: cluster.PartitionMajority,
-		Reason: fmt.Sprintf("heal: %s reset its consul agent to join the side of %s, which stays (%s); its postgres follows %s, this side's writes since the partition kept aside (see the diverged event)",
+	r.queue(r.minorityEvent(cluster.PartitionMajority, "reset",
+		fmt.Sprintf("heal: %s reset its consul agent to join the side of %s, which stays (%s); its postgres follows %s, this side's writes since the partition kept aside (see the diverged event)",
 			r.cfg.Node.Name, strings.Join(w.Nodes, ", "), h.Reason, cmp.Or(w.Active, "that side's active")),
-		Details: details,
-	})
+		details))
 	return nil
+}
+
+// minorityEvent is a partition event of active-minority's: from the
+// minority to state to, with the details' state and the mode.
+func (r *Runner) minorityEvent(to, state, reason string, details map[string]string) cluster.Event {
+	details["state"], details["mode"] = state, r.cfg.Cluster.PartitionMode
+	return cluster.Event{Time: time.Now().UTC(), Node: r.cfg.Node.Name, Kind: cluster.EventPartition,
+		From: cluster.PartitionMinority, To: to, Reason: reason, Details: details}
 }

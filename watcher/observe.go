@@ -19,8 +19,11 @@ import (
 // which the local Consul does not answer (its server cut off, or down)
 // still probes the servers and APIs it knew of.
 type known struct {
-	// servers are the Consul node names of the Raft configuration.
+	// servers are the Consul node names of the Raft configuration (in
+	// active-minority, while recovered, those the side was cut from);
+	// config is the local Raft configuration as last read.
 	servers []string
+	config  []consul.RaftServer
 	// gossip are the gossip pool's members, by Consul node name.
 	gossip map[string]consul.GossipMember
 	// members are the member records, by member name.
@@ -31,8 +34,7 @@ type known struct {
 type reads struct {
 	gossip  []consul.GossipMember
 	gErr    error
-	servers []string
-	voters  int
+	config  []consul.RaftServer
 	sErr    error
 	raft    consul.RaftState
 	rErr    error
@@ -57,16 +59,7 @@ func (r *Runner) observe(ctx context.Context, now time.Time) Observation {
 	var rd reads
 	readAll := func() {
 		run(func(ctx context.Context) { rd.gossip, rd.gErr = r.cc.GossipMembers(ctx) })
-		run(func(ctx context.Context) {
-			var rc []consul.RaftServer
-			rc, rd.sErr = r.cc.RaftConfigStale(ctx)
-			for _, s := range rc {
-				rd.servers = append(rd.servers, s.Node)
-				if s.Voter {
-					rd.voters++
-				}
-			}
-		})
+		run(func(ctx context.Context) { rd.config, rd.sErr = r.cc.RaftConfigStale(ctx) })
 		run(func(ctx context.Context) { rd.raft, rd.rErr = r.cc.LocalRaft(ctx) })
 		run(func(ctx context.Context) { rd.members, rd.mErr = r.readMembers(ctx) })
 	}
@@ -98,8 +91,7 @@ func (r *Runner) observe(ctx context.Context, now time.Time) Observation {
 
 	o := Observation{At: now, Raft: cluster.RaftState{LastContactMS: -1}}
 	if rd.rErr == nil {
-		o.Raft.State = rd.raft.State
-		o.Raft.Voters = rd.voters
+		o.Raft.State, o.Raft.Voters = rd.raft.State, voters(r.known.config)
 		if rd.raft.LastContact >= 0 {
 			o.Raft.LastContactMS = rd.raft.LastContact.Milliseconds()
 		}
@@ -161,8 +153,11 @@ func (r *Runner) remember(rd reads) {
 	} else if r.consulUp {
 		r.log.Warn("cannot list consul's gossip members; probing the servers known before", "err", rd.gErr)
 	}
-	if rd.sErr == nil && len(rd.servers) > 0 {
-		r.known.servers = rd.servers
+	if rd.sErr == nil && len(rd.config) > 0 {
+		r.known.config, r.known.servers = rd.config, nil
+		for _, s := range rd.config {
+			r.known.servers = append(r.known.servers, s.Node)
+		}
 	}
 	if r.min != nil && r.min.state != nil {
 		// Recovered in the minority: the local Raft configuration is the
@@ -266,4 +261,15 @@ func probe(ctx context.Context, addr string) (Probe, time.Duration) {
 		return ProbeTimeout, rtt
 	}
 	return ProbeError, rtt
+}
+
+// voters counts the voters of a Raft configuration.
+func voters(config []consul.RaftServer) int {
+	n := 0
+	for _, s := range config {
+		if s.Voter {
+			n++
+		}
+	}
+	return n
 }

@@ -81,7 +81,7 @@ func Recover(dataDir string, servers []Server) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAs(filepath.Join(raft, "peers.json"), b, raft)
+	return WriteOwned(filepath.Join(raft, "peers.json"), b, raft)
 }
 
 // Reset removes the Raft and gossip state of a stopped server (raft/,
@@ -123,7 +123,7 @@ func Rekey(dataDir string, keys []string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAs(filepath.Join(serf, "local.keyring"), b, dataDir)
+	return WriteOwned(filepath.Join(serf, "local.keyring"), b, dataDir)
 }
 
 // Keyring reads an agent's gossip keyring: nil, no error, when it has none
@@ -143,10 +143,10 @@ func Keyring(dataDir string) ([]string, error) {
 	return keys, nil
 }
 
-// writeFileAs writes path (0600) and gives it the owner of like: the agent
-// runs as its own user (lifecycle.ConsulUser) and must read what a root
-// daemon wrote for it.
-func writeFileAs(path string, b []byte, like string) error {
+// WriteOwned replaces path (0600, by a rename) and gives it the owner of
+// like: the agent runs as its own user (lifecycle.ConsulUser) and must read
+// what a root daemon wrote for it.
+func WriteOwned(path string, b []byte, like string) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/understudy-ha/understudy/internal/testenv"
 )
@@ -27,6 +28,9 @@ func TestPromoteToATimelineOfItsOwn(t *testing.T) {
 	}
 	mustExec(t, a, "create table t (v text)")
 	mustExec(t, a, "insert into t values ('one')")
+	if last, err := a.Client().LastCommit(ctx); err != nil || time.Since(last) > time.Minute {
+		t.Errorf("LastCommit after an insert = %v, %v; want a moment ago (track_commit_timestamp)", last, err)
+	}
 	left, _ := filepath.Glob(filepath.Join(a.DataDir(), "pg_wal", "*.history"))
 	for _, f := range left {
 		if fi, err := os.Stat(f); err == nil && fi.Size() == 0 {

@@ -67,11 +67,6 @@ type State struct {
 	ReplayLSN  cluster.LSN // standby only
 	// Receiver is the standby's WAL receiver; nil when none is running.
 	Receiver *Receiver
-	// LastCommit is when the last transaction this server committed or
-	// replayed committed (track_commit_timestamp); zero when it does not
-	// know (the setting off, or no commit since it was turned on). It
-	// tells which side of an active-minority partition was written last.
-	LastCommit time.Time
 }
 
 // Receiver is a standby's row of pg_stat_wal_receiver.
@@ -103,9 +98,8 @@ select pg_is_in_recovery(),
        coalesce(pg_last_wal_receive_lsn()::text, ''),
        coalesce(pg_last_wal_replay_lsn()::text, '')`
 
-// lastCommitQuery is asked apart: it fails while commit timestamps are not
-// tracked (the setting off, or, on a standby, off on its primary), which
-// must not fail the rest.
+// lastCommitQuery fails while commit timestamps are not tracked (the
+// setting off, or, on a standby, off on its primary).
 const lastCommitQuery = `select (pg_last_committed_xact()).timestamp`
 
 // receiverQuery needs a superuser or pg_read_all_stats: other roles see NULL
@@ -122,10 +116,6 @@ func (c *Client) State(ctx context.Context) (State, error) {
 		var tli int32
 		if err := conn.QueryRow(ctx, stateQuery).Scan(&st.InRecovery, &st.ServerVersion, &write, &tli, &recv, &replay); err != nil {
 			return err
-		}
-		var lastCommit *time.Time
-		if err := conn.QueryRow(ctx, lastCommitQuery).Scan(&lastCommit); err == nil && lastCommit != nil {
-			st.LastCommit = lastCommit.UTC()
 		}
 		st.Timeline = uint32(tli)
 		var err error
@@ -160,6 +150,26 @@ func (c *Client) State(ctx context.Context) (State, error) {
 		return State{}, fmt.Errorf("read state of postgres at %s: %w", c.Addr(), err)
 	}
 	return st, nil
+}
+
+// LastCommit is when the last transaction this server committed or
+// replayed committed (track_commit_timestamp); zero, with no error, when it
+// does not know (the setting off, or no commit since it was turned on). It
+// tells which side of an active-minority partition was written last; asked
+// apart from State, whose callers run every interval and need it not.
+func (c *Client) LastCommit(ctx context.Context) (time.Time, error) {
+	var last *time.Time
+	err := c.with(ctx, func(conn *pgx.Conn) error {
+		err := conn.QueryRow(ctx, lastCommitQuery).Scan(&last)
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "55000" {
+			return nil // "could not get commit timestamp data": not tracked
+		}
+		return err
+	})
+	if err != nil || last == nil {
+		return time.Time{}, err
+	}
+	return last.UTC(), nil
 }
 
 func parseOptionalLSN(s string) (cluster.LSN, error) {
