@@ -21,7 +21,8 @@ import (
 type known struct {
 	// servers are the Consul node names of the Raft configuration (in
 	// active-minority, while recovered, those the side was cut from);
-	// config is the local Raft configuration as last read.
+	// config is the local Raft configuration as this round read it, nil
+	// when the read failed.
 	servers []string
 	config  []consul.RaftServer
 	// gossip are the gossip pool's members, by Consul node name.
@@ -153,9 +154,16 @@ func (r *Runner) remember(rd reads) {
 	} else if r.consulUp {
 		r.log.Warn("cannot list consul's gossip members; probing the servers known before", "err", rd.gErr)
 	}
-	if rd.sErr == nil && len(rd.config) > 0 {
-		r.known.config, r.known.servers = rd.config, nil
-		for _, s := range rd.config {
+	// The configuration is this round's or none: a read that failed while
+	// the agent restarts must not pass for the one before the restart
+	// (wholeAgain, the recovery); the servers to observe are kept.
+	r.known.config = nil
+	if rd.sErr == nil {
+		r.known.config = rd.config
+	}
+	if len(r.known.config) > 0 {
+		r.known.servers = nil
+		for _, s := range r.known.config {
 			r.known.servers = append(r.known.servers, s.Node)
 		}
 	}
